@@ -25,6 +25,7 @@ MIN_SIDE = 8
 MAX_PIXELS = 400_000_000
 
 _WHITE = (255, 255, 255)
+_ORIENTATION = 0x0112
 
 
 def load_image(source: ImageLike, *, name: str | None = None) -> Image.Image:
@@ -52,7 +53,14 @@ def load_image(source: ImageLike, *, name: str | None = None) -> Image.Image:
         )
     _check_size(image.size, label)
     try:
-        image = ImageOps.exif_transpose(image) or image
+        # Transpose only when the tag asks for it: exif_transpose copies even when it has nothing
+        # to do, and a copy of a 100-Mpx image is 400 MB. Our own freshly opened file may be
+        # transposed in place; a caller's image is never modified.
+        if image.getexif().get(_ORIENTATION, 1) not in (0, 1):
+            if isinstance(source, Image.Image):
+                image = ImageOps.exif_transpose(image)
+            else:
+                ImageOps.exif_transpose(image, in_place=True)
         rgb = _to_rgb(image)
     except (OSError, ValueError) as e:  # truncated files fail here, at decode time
         raise InputError(f"{label}: the image data cannot be decoded ({e})") from e

@@ -25,8 +25,13 @@ RESAMPLE = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-#: Rows per block in :func:`overlay`; bounds the float scratch memory for huge images.
-_OVERLAY_ROWS = 512
+#: Pixels per block in :func:`upsample` and :func:`overlay`: bounds the float scratch memory
+#: (a few × 12 bytes per pixel) whatever the image size.
+_BLOCK_PIXELS = 1 << 20
+
+
+def _block_rows(width: int) -> int:
+    return max(1, _BLOCK_PIXELS // max(1, width))
 
 
 def minmax(x: np.ndarray, *, constant: float = 0.0) -> np.ndarray:
@@ -98,6 +103,20 @@ def soft_or(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b - a * b
 
 
+def _resize_weights(n_in: int, n_out: int, start: float, stop: float, resample: str) -> np.ndarray:
+    """n_out×n_in matrix of PIL's own 1-D resampling weights for the source span [start, stop).
+
+    PIL's filters are separable and linear, so resizing each basis vector gives the exact
+    weights; with them a 2-D resize is two small matrix products and no full-size temporary.
+    """
+    eye = np.eye(n_in, dtype=np.float32)
+    cols = [
+        np.asarray(Image.fromarray(eye[i : i + 1], mode="F").resize((n_out, 1), RESAMPLE[resample], box=(start, 0, stop, 1)))[0]
+        for i in range(n_in)
+    ]
+    return np.stack(cols, axis=1)
+
+
 def upsample(
     grid: np.ndarray,
     size: tuple[int, int],
@@ -110,7 +129,8 @@ def upsample(
     ``extent = (x0, y0, x1, y1)`` is the part of the grid's frame, in fractions of its width
     and height, that the image occupies (less than the whole frame when the image was
     letterboxed to a square before the model saw it). Grid cell (i, j) covers frame pixels
-    ``[j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h)``.
+    ``[j·W/w, (j+1)·W/w) × [i·H/h, (i+1)·H/h)``. The filters are PIL's; the result is
+    computed in row blocks, so a 100-Mpx heatmap needs no memory beyond itself.
 
     >>> upsample(np.array([[0.0, 1.0]]), (4, 2), resample="nearest").tolist()
     [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
@@ -123,17 +143,21 @@ def upsample(
     width, height = int(size[0]), int(size[1])
     gh, gw = g.shape
     x0, y0, x1, y1 = (float(v) for v in extent)
-    box = (x0 * gw, y0 * gh, x1 * gw, y1 * gh)
-    out = Image.fromarray(g, mode="F").resize((width, height), RESAMPLE[resample], box=box)
-    arr = np.asarray(out, dtype=np.float32)
+    wx = _resize_weights(gw, width, x0 * gw, x1 * gw, resample)  # W×w
+    wy = _resize_weights(gh, height, y0 * gh, y1 * gh, resample)  # H×h
+    rows = wy @ g  # H×w, small
+    out = np.empty((height, width), dtype=np.float32)
+    step = _block_rows(width)
+    for r in range(0, height, step):
+        np.matmul(rows[r : r + step], wx.T, out=out[r : r + step])
     # bicubic/lanczos overshoot; the heatmap is an alpha channel and must stay in [0, 1].
-    return np.clip(arr, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, *, gray: float = 0.0) -> Image.Image:
     """Blend: ``Iᵃ = I·Φ + (1 − Φ)·gray`` (paper §3.3); gray 0 is black, the authors' default.
 
-    Works in row blocks so a 100-Mpx image needs only a few hundred MB of scratch space.
+    Works in row blocks so a 100-Mpx image needs only a few tens of MB of scratch space.
 
     >>> img = Image.new("RGB", (2, 1), (200, 100, 50))
     >>> np.asarray(overlay(img, np.array([[1.0, 0.5]]), gray=0)).tolist()
@@ -141,17 +165,22 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, gray: float = 0.0) -> Im
     """
     if not 0.0 <= float(gray) <= 255.0:
         raise ValueError(f"gray must be a level in [0, 255], got {gray!r}")
-    rgb = np.asarray(image.convert("RGB"))
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
     phi = np.asarray(heatmap, dtype=np.float32)
-    if phi.shape != rgb.shape[:2]:
-        raise ValueError(f"heatmap shape {phi.shape} does not match image size {rgb.shape[:2]} (H×W)")
-    out = np.empty_like(rgb)
+    if phi.shape != (height, width):
+        raise ValueError(f"heatmap shape {phi.shape} does not match image size {(height, width)} (H×W)")
+    out = Image.new("RGB", (width, height))
     g = np.float32(gray)
-    for r in range(0, rgb.shape[0], _OVERLAY_ROWS):
-        a = phi[r : r + _OVERLAY_ROWS, :, None]
-        blended = rgb[r : r + _OVERLAY_ROWS].astype(np.float32) * a + (1.0 - a) * g
-        out[r : r + _OVERLAY_ROWS] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return Image.fromarray(out, "RGB")
+    step = _block_rows(width)
+    for r in range(0, height, step):
+        r1 = min(height, r + step)
+        block = np.asarray(image.crop((0, r, width, r1)), dtype=np.float32)
+        a = phi[r:r1, :, None]
+        blended = block * a + (1.0 - a) * g
+        out.paste(Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB"), (0, r))
+    return out
 
 
 # A perceptually ordered dark-blue → cyan → yellow → red ramp (jet-like, but no black ends),

@@ -1,0 +1,342 @@
+"""Resumable batch annotation: a JSONL of (image, query, id) → one output set per item.
+
+Layout of the output directory::
+
+    DIR/ID.png            annotated image          (written atomically)
+    DIR/ID.npy            heatmap, float32 H×W      (written atomically)
+    DIR/ID.visual.png     optional side-by-side picture
+    DIR/results.jsonl     one line per finished item (appended after its files exist)
+    DIR/failures.jsonl    items that failed in the last run, with the reason
+    DIR/config.json       the full configuration of the run
+
+An item counts as finished when its manifest line exists and its files are present, so a
+run killed at any point resumes without losing or duplicating work: files written but not
+yet recorded are simply redone (atomically overwritten) and recorded once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AttnpromptError, InputError
+
+MANIFEST = "results.jsonl"
+FAILURES = "failures.jsonl"
+CONFIG = "config.json"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class BatchItem:
+    """One line of the batch file.
+
+    >>> BatchItem("a", "img.png", "the star", 1).id
+    'a'
+    """
+
+    id: str
+    image: str
+    query: str
+    line: int
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did.
+
+    >>> BatchReport(total=3, done=2, skipped=1).summary()
+    '3 items: 2 annotated, 1 already done (skipped), 0 failed'
+    """
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One-line summary, plus one line per failure.
+
+        >>> BatchReport(total=1, failed=[{"id": "x", "line": 1, "error": "no such file"}]).summary().splitlines()[1]
+        '  failed x (line 1): no such file'
+        """
+        head = f"{self.total} items: {self.done} annotated, {self.skipped} already done (skipped), {len(self.failed)} failed"
+        if self.seconds:
+            head += f" in {self.seconds:.1f} s"
+        lines = [head] + [f"  failed {f['id']} (line {f['line']}): {f['error']}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str, Any]]]:
+    """Parse a JSONL batch file → (valid items, problems). Relative image paths are taken
+    relative to the batch file's directory.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "b.jsonl"
+    >>> _ = p.write_text('{"image": "a.png", "query": "the star", "id": "s1"}\\n{"query": ""}\\n')
+    >>> items, bad = read_batch(p)
+    >>> items[0].id, bad[0]["line"]
+    ('s1', 2)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--batch {path}: no such file; give a JSONL file with one {{image, query, id}} per line")
+    base = path.parent
+    items: list[BatchItem] = []
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except ValueError as e:
+                problems.append({"id": f"line{n}", "line": n, "error": f"not valid JSON ({e})"})
+                continue
+            item_id = str(obj.get("id", f"{n:06d}"))
+            try:
+                if not _SAFE_ID.match(item_id):
+                    raise InputError(
+                        f"id {item_id!r} cannot be a file name; use letters, digits, '.', '_' and '-' (≤128 chars)"
+                    )
+                if item_id in seen:
+                    raise InputError(f"id {item_id!r} appears more than once; ids must be unique")
+                image, query = obj.get("image"), obj.get("query")
+                if not isinstance(image, str) or not image.strip():
+                    raise InputError("missing 'image' (a path to an image file)")
+                if not isinstance(query, str) or not query.strip():
+                    raise InputError("missing or empty 'query'")
+            except InputError as e:
+                problems.append({"id": item_id, "line": n, "error": str(e)})
+                continue
+            seen.add(item_id)
+            img = Path(image).expanduser()
+            items.append(BatchItem(item_id, str(img if img.is_absolute() else base / img), query, n))
+    return items, problems
+
+
+class _Lock:
+    """An exclusive lock on the output directory, so two runs cannot interleave their writes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_Lock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no advisory lock, run on
+            pass
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise InputError(f"{self.path.parent} is in use by another attnprompt run; wait for it or pick another --out-dir")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _outputs(directory: Path, item_id: str, visuals: bool) -> dict[str, Path]:
+    out = {"annotated": directory / f"{item_id}.png", "heatmap": directory / f"{item_id}.npy"}
+    if visuals:
+        out["visual"] = directory / f"{item_id}.visual.png"
+    return out
+
+
+def load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
+    """Finished items recorded in ``DIR/results.jsonl`` (a torn last line is dropped and repaired).
+
+    >>> import tempfile, pathlib
+    >>> load_manifest(pathlib.Path(tempfile.mkdtemp()))
+    {}
+    """
+    path = directory / MANIFEST
+    if not path.exists():
+        return {}
+    done: dict[str, dict[str, Any]] = {}
+    good_lines: list[str] = []
+    torn = False
+    for raw in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            rec = json.loads(raw)
+            if not raw.endswith("\n"):
+                raise ValueError("unterminated")
+        except ValueError:
+            torn = True  # a run was killed mid-append
+            continue
+        if rec.get("id") in done:
+            continue
+        done[rec["id"]] = rec
+        good_lines.append(raw)
+    if torn:
+        from .files import atomic_write
+
+        atomic_write(path, lambda f: f.write("".join(good_lines)), binary=False)
+    return done
+
+
+def _append_manifest(directory: Path, record: dict[str, Any]) -> None:
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    with open(directory / MANIFEST, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _rewrite_manifest(directory: Path, records: list[dict[str, Any]]) -> None:
+    from .files import atomic_write
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write(directory / MANIFEST, lambda f: f.write(text), binary=False)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    # Temporary files of a killed run (see files.atomic_write); we hold the lock, so none is live.
+    for p in directory.glob(".*.tmp"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def run_batch(
+    batch_file: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    method: str = "api-clip",
+    model: Any = None,
+    preset: str | None = None,
+    gray: float = 0.0,
+    resample: str = "bilinear",
+    device: str | None = None,
+    dtype: Any = None,
+    batch_size: int = 8,
+    visuals: bool = False,
+    params: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> BatchReport:
+    """Annotate every item of ``batch_file`` into ``out_dir``, skipping items already finished.
+
+    The model is loaded once; items go through it ``batch_size`` at a time; a bad item is
+    recorded in ``failures.jsonl`` and skipped, the others complete.
+
+    >>> report = run_batch("items.jsonl", "out/", model="shapes")  # doctest: +SKIP
+    >>> print(report.summary())  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    from .api import get_attributor, render_annotation
+    from .files import save_array, save_image, save_json
+    from .images import load_image
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
+    t0 = time.perf_counter()
+    items, problems = read_batch(batch_file)
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    report = BatchReport(total=len(items) + len(problems), failed=list(problems))
+    with _Lock(directory):
+        _remove_stale_temporaries(directory)
+        done = load_manifest(directory)
+        todo, stale = [], []
+        for it in items:
+            outs = _outputs(directory, it.id, visuals)
+            if it.id in done and all(p.exists() for p in outs.values()):
+                report.skipped += 1
+            else:
+                todo.append(it)
+                if it.id in done:
+                    stale.append(it.id)  # recorded, but a file has gone: redo it, record it once
+        if stale:
+            _rewrite_manifest(directory, [r for i, r in done.items() if i not in set(stale)])
+        if todo:
+            attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **(params or {}))
+            config = attributor.describe()
+            config.update(gray=float(gray), resample=resample)
+            save_json(config, directory / CONFIG)
+            bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=progress is False or None)
+            try:
+                for start in range(0, len(todo), batch_size):
+                    chunk = todo[start : start + batch_size]
+                    ready = []
+                    for it in chunk:
+                        try:
+                            ready.append((it, load_image(it.image)))
+                        except AttnpromptError as e:
+                            report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
+                            bar.update(1)
+                    for it, img, amap in _attribute(attributor, ready, report):
+                        ann = render_annotation(img, it.query.strip(), amap, config, gray=gray, resample=resample)
+                        outs = _outputs(directory, it.id, visuals)
+                        save_image(ann.image, outs["annotated"])
+                        save_array(ann.heatmap, outs["heatmap"])
+                        if visuals:
+                            save_image(ann.visual(), outs["visual"])
+                        _append_manifest(
+                            directory,
+                            {
+                                "id": it.id,
+                                "image": it.image,
+                                "query": it.query,
+                                **{k: p.name for k, p in outs.items()},
+                                "grid_shape": list(amap.shape),
+                            },
+                        )
+                        report.done += 1
+                        bar.update(1)
+                    bar.update(0)
+            finally:
+                bar.close()
+        save_json_lines(directory / FAILURES, report.failed)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _attribute(attributor: Any, ready: list, report: BatchReport):
+    """Attribute a chunk in one forward; if that fails, retry item by item to isolate the bad one."""
+    if not ready:
+        return []
+    try:
+        maps = attributor.attribute([img for _, img in ready], [it.query for it, _ in ready])
+        return [(it, img, m) for (it, img), m in zip(ready, maps)]
+    except AttnpromptError:
+        out = []
+        for it, img in ready:
+            try:
+                [m] = attributor.attribute([img], [it.query])
+                out.append((it, img, m))
+            except AttnpromptError as e:
+                report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
+        return out
+
+
+def save_json_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write records as JSONL atomically (an empty list removes the file).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.jsonl"; save_json_lines(p, [{"a": 1}]); p.read_text()
+    '{"a": 1}\\n'
+    """
+    from .files import atomic_write
+
+    if not records:
+        if path.exists():
+            path.unlink()
+        return
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write(path, lambda f: f.write(text), binary=False)
