@@ -20,6 +20,12 @@ from .errors import ModelLoadError
 #: The CLIP the paper used for API-CLIP (ViT-L/14 at 336 px).
 DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 
+#: The VLM used by default for api-vlm attribution and for answering (LLaVA-1.5, HF format).
+DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
+
+#: VLM families whose image-token layout api-vlm knows (config ``model_type`` → family).
+VLM_FAMILIES = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl"}
+
 #: Models shipped inside the package, selectable by these short names.
 EMBEDDED: dict[str, str] = {
     "shapes": "shapes-clip",
@@ -210,6 +216,104 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
             model_id=name,
             location=location,
         )
+        _CACHE[key] = loaded
+        return loaded
+
+
+@dataclass(frozen=True)
+class LoadedVlm:
+    """A vision-language model ready to generate: model (eval mode), processor, family.
+
+    ``family`` is one of :data:`VLM_FAMILIES`' values, or ``None`` for a model that can answer
+    but whose image-token layout api-vlm does not know.
+
+    >>> LoadedVlm.__dataclass_fields__.keys() >= {"model", "processor", "family"}
+    True
+    """
+
+    model: Any
+    processor: Any
+    family: str | None
+    model_id: str
+    location: str
+
+
+def _load_processor(name: str, location: str, model_type: str | None) -> Any:
+    from transformers import AutoProcessor
+
+    try:
+        with _quiet_transformers():
+            return AutoProcessor.from_pretrained(location)
+    except (AttributeError, ImportError, TypeError) as e:
+        if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+            raise ModelLoadError(f"cannot load the processor of {name!r}: {e}") from e
+        # Qwen processors insist on a video processor, which needs torchvision; images need none.
+        return _qwen_processor_without_video(name, location, model_type)
+
+
+def _qwen_processor_without_video(name: str, location: str, model_type: str) -> Any:
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    if model_type == "qwen2_vl":
+        from transformers import Qwen2VLProcessor as base
+    else:
+        from transformers import Qwen2_5_VLProcessor as base
+
+    class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name == "video_processor" and argument is None:
+                return None
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    ImageOnlyProcessor.__name__ = base.__name__
+    with _quiet_transformers():
+        image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
+        tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
+    template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
+    return ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template)
+
+
+def _read_chat_template(location: str) -> str | None:
+    path = Path(location)
+    for fname in ("chat_template.jinja", "chat_template.json"):
+        f = path / fname
+        if f.is_file():
+            text = f.read_text()
+            return json.loads(text)["chat_template"] if fname.endswith(".json") else text
+    cfg = path / "processor_config.json"
+    if cfg.is_file():
+        return json.loads(cfg.read_text()).get("chat_template")
+    return None
+
+
+def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
+    """Load (once) an image-text-to-text model and its processor by hub id, path or embedded name.
+
+    >>> vlm = load_vlm("shapes-vlm")  # doctest: +SKIP
+    """
+    name = name or DEFAULT_VLM
+    location, cfg = read_config(name, "vlm")
+    model_type = cfg.get("model_type")
+    if cfg and model_type in ("clip", "clip_vision_model", "siglip"):
+        raise ModelLoadError(
+            f"model {name!r} is a {model_type!r} checkpoint, not a vision-language model that generates text "
+            f"(e.g. {DEFAULT_VLM}); " + _help("vlm")
+        )
+    dev, dt = pick_device(device), pick_dtype(dtype)
+    key = ("vlm", location, dev, str(dt))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        from transformers import AutoModelForImageTextToText
+
+        model = from_pretrained(AutoModelForImageTextToText.from_pretrained, name, location, "vlm", dtype=dt)
+        model_type = model.config.model_type
+        processor = _load_processor(name, location, model_type)
+        tok = getattr(processor, "tokenizer", None)
+        if tok is not None:
+            tok.padding_side = "left"  # batched generation appends on the right
+        model.eval().to(dev)
+        loaded = LoadedVlm(model, processor, VLM_FAMILIES.get(model_type), name, location)
         _CACHE[key] = loaded
         return loaded
 

@@ -15,6 +15,7 @@ from ..types import AttributionMap
 #: method name → "module:Class", resolved on first use so unused methods cost nothing to import.
 METHODS: dict[str, str] = {
     "api-clip": "attnprompt.attribution.clip:ClipAttributor",
+    "api-vlm": "attnprompt.attribution.vlm_attention:VlmAttributor",
 }
 
 

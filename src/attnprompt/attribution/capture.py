@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -38,3 +38,131 @@ def capture_outputs(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torc
     finally:
         for h in handles:
             h.remove()
+
+
+# --------------------------------------------------------------------------------------
+# Attention-row capture inside a language model, without leaving its fast kernels.
+#
+# transformers dispatches each decoder layer's attention through a registry keyed by
+# ``config._attn_implementation``. We register one extra implementation that computes the
+# output with stock SDPA for every layer and, only for the attention modules being watched,
+# also records the pre-softmax scores of the LAST query position over all keys (q·kᵀ·scale +
+# mask). Generation keeps its KV cache; no layer materialises more than one B×H×kv row per
+# step. Mask construction is keyed on the same name, so the SDPA mask function is registered
+# under it too — without that the function would receive no padding mask at all.
+
+CAPTURE_IMPLEMENTATION = "attnprompt_capture"
+_WATCHED: dict[int, "AttentionCapture"] = {}
+
+
+def _capture_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    out = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    capture = _WATCHED.get(id(module))
+    if capture is not None:
+        capture._record(module, query, key, attention_mask, scaling)
+    return out
+
+
+def _register_capture_implementation() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if CAPTURE_IMPLEMENTATION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention)
+    if CAPTURE_IMPLEMENTATION not in AttentionMaskInterface._global_mapping:
+        AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+
+
+def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[int, nn.Module]:
+    """The language model's self-attention module of each decoder layer in ``layers``.
+
+    Recognised by ``layer_idx`` and by sharing the text config (vision attentions have
+    neither), so no model-specific attribute path is needed.
+
+    >>> # language_attention_modules(llava, [16]) -> {16: LlamaAttention(...)}
+    """
+    text_config = model.config.get_text_config()
+    found: dict[int, nn.Module] = {}
+    for module in model.modules():
+        idx = getattr(module, "layer_idx", None)
+        if idx in layers and getattr(module, "config", None) is text_config and hasattr(module, "num_key_value_groups"):
+            if idx in found:
+                raise RuntimeError(f"two attention modules claim language-model layer {idx}; cannot capture unambiguously")
+            found[idx] = module
+    missing = sorted(set(layers) - set(found))
+    if missing:
+        raise RuntimeError(f"no language-model attention module found for layer(s) {missing}")
+    return found
+
+
+class AttentionCapture:
+    """Record last-row attention scores of chosen language-model layers during ``generate``.
+
+    Inside the ``with`` block the language model runs a registered attention implementation
+    that is SDPA for every layer plus, for the watched layers, a copy of the last query row's
+    masked pre-softmax scores. On exit the previous implementation is restored and the
+    watch list emptied, also when the block raises.
+
+    ``scores[layer]`` is a list with one float32 tensor (B, heads, kv_len) per forward call:
+    call 0 is the prefill (its last row predicts generated token 1), call t the decode step
+    whose query is generated token t. Masked keys hold ``-inf``.
+
+    >>> with AttentionCapture(model, [16]) as cap:  # doctest: +SKIP
+    ...     out = model.generate(**inputs, max_new_tokens=20, do_sample=False)
+    >>> len(cap.scores[16])  # doctest: +SKIP
+    20
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[int]) -> None:
+        self.model = model
+        self.layers = tuple(sorted(set(int(layer) for layer in layers)))
+        self.scores: dict[int, list[torch.Tensor]] = {layer: [] for layer in self.layers}
+        self._modules: dict[int, nn.Module] = {}
+        self._previous: str | None = None
+
+    def __enter__(self) -> "AttentionCapture":
+        _register_capture_implementation()
+        modules = language_attention_modules(self.model, self.layers)
+        busy = [i for i, m in modules.items() if id(m) in _WATCHED]
+        if busy:
+            raise RuntimeError(f"layer(s) {busy} of this model are already being captured")
+        text_config = self.model.config.get_text_config()
+        self._previous = text_config._attn_implementation
+        try:
+            if self._previous != CAPTURE_IMPLEMENTATION:
+                self.model.set_attn_implementation({"text_config": CAPTURE_IMPLEMENTATION})
+            for m in modules.values():
+                _WATCHED[id(m)] = self
+            self._modules = modules
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def _restore(self) -> None:
+        for m in self._modules.values():
+            if _WATCHED.get(id(m)) is self:
+                del _WATCHED[id(m)]
+        self._modules = {}
+        if self._previous is not None and self._previous != CAPTURE_IMPLEMENTATION:
+            self.model.set_attn_implementation({"text_config": self._previous})
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+    def _record(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask, scaling) -> None:
+        from transformers.integrations.sdpa_attention import repeat_kv
+
+        with torch.no_grad():
+            q_len = query.shape[2]
+            k = repeat_kv(key, module.num_key_value_groups)
+            if mask is None and q_len > 1 and k.shape[2] > q_len:
+                k = k[:, :, :q_len]  # prefill into an empty static cache: only the first q_len keys exist
+            scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+            s = (query[:, :, -1:, :].float() @ k.float().transpose(-1, -2)).mul_(scale)  # B×H×1×kv
+            if mask is not None:
+                m = mask[:, :, -1:, : k.shape[2]]
+                s = s.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else s + m.float()
+            self.scores[module.layer_idx].append(s[:, :, 0].clone())
