@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "annotate": ("attnprompt.api", "annotate"),
     "annotate_batch": ("attnprompt.api", "annotate_batch"),
+    "ask": ("attnprompt.api", "ask"),
+    "AskResult": ("attnprompt.api", "AskResult"),
     "get_attributor": ("attnprompt.api", "get_attributor"),
     "load_image": ("attnprompt.images", "load_image"),
     "Annotation": ("attnprompt.types", "Annotation"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from . import render
 from .attribution.base import Attributor, get_attributor_class
@@ -126,3 +127,107 @@ def annotate_batch(
     return [
         render_annotation(img, q.strip(), m, config, gray=gray, resample=resample) for img, q, m in zip(rgb, queries, maps)
     ]
+
+
+@dataclass(frozen=True)
+class AskResult:
+    """The answer to one question, how it was obtained, and what it was compared with.
+
+    - ``answer``: the VLM's answer about the annotated image (or the plain image when the
+      attributor is ``none``); ``answer.ok`` is False if the backend failed;
+    - ``annotation``: the annotated image and heatmap the VLM saw (None without an attributor);
+    - ``baseline``: with ``compare=True``, the answer about the original image;
+    - ``config``: every setting used (backend, attributor, its parameters).
+
+    >>> AskResult("q", None, None, None, {}).question
+    'q'
+    """
+
+    question: str
+    answer: Any
+    annotation: Annotation | None
+    baseline: Any
+    config: Mapping[str, Any]
+
+
+ATTRIBUTORS = ("api-clip", "api-vlm", "none")
+
+
+def ask(
+    image: ImageLike,
+    question: str,
+    *,
+    vlm: Any = None,
+    attributor: str = "api-clip",
+    attributor_model: str | Attributor | None = None,
+    compare: bool = False,
+    answer_tokens: int = 128,
+    preset: str | None = None,
+    gray: float = 0.0,
+    resample: str = "bilinear",
+    device: str | None = None,
+    dtype: Any = None,
+    vlm_model: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    **params: Any,
+) -> AskResult:
+    """Ask a VLM about an image with Attention Prompting: annotate, then ask about the annotated image.
+
+    ``vlm`` is a hub id, a local directory, ``"shapes"`` or an OpenAI-compatible URL (with
+    ``vlm_model`` the server's model name); ``answer_tokens`` bounds the answer's length.
+    ``attributor`` picks the auxiliary model g:
+    ``api-clip`` (default model: the paper's CLIP, or the shapes CLIP when ``vlm`` is
+    ``shapes``), ``api-vlm`` (default: the answering VLM itself — self-reflection) or ``none``.
+
+    >>> r = ask("scene.png", "What colour is the star?", vlm="shapes", compare=True)  # doctest: +SKIP
+    >>> r.answer.text, r.baseline.text  # doctest: +SKIP
+    ('red', 'red')
+    """
+    from .backends import get_backend, is_url
+    from .errors import InputError
+    from .models import DEFAULT_CLIP, is_embedded
+
+    if attributor not in ATTRIBUTORS:
+        raise InputError(f"attributor must be one of {', '.join(ATTRIBUTORS)}; got {attributor!r}")
+    question_text = check_question(question)
+    g = attributor_model
+    if attributor != "none" and g is None:
+        if attributor == "api-vlm":
+            if isinstance(vlm, str) and is_url(vlm):
+                raise InputError(
+                    "api-vlm needs local access to a VLM's attention and the answering VLM is a server; "
+                    "pass --attributor-model ID|PATH (a LLaVA/Qwen2-VL checkpoint) or use --attributor api-clip"
+                )
+            g = vlm.vlm.model_id if hasattr(vlm, "vlm") else vlm  # self-reflection: g = f
+        else:
+            g = "shapes" if isinstance(vlm, str) and is_embedded(vlm, "vlm") else DEFAULT_CLIP
+    img = load_image(image)
+    backend = get_backend(vlm, model=vlm_model, api_key=api_key, timeout=timeout, device=device, dtype=dtype)
+    config: dict[str, Any] = {"vlm": backend.name, "attributor": attributor, "answer_tokens": answer_tokens}
+    annotation = None
+    if attributor != "none":
+        [annotation] = annotate_batch(
+            [img], [question_text], method=attributor, model=g, preset=preset, gray=gray, resample=resample,
+            device=device, dtype=dtype, **params,
+        )
+        config["attribution"] = dict(annotation.config)
+    from .backends import Request
+
+    requests = [Request((annotation.image if annotation else img,), question_text, max_new_tokens=answer_tokens)]
+    if compare and annotation is not None:
+        requests.append(Request((img,), question_text, max_new_tokens=answer_tokens))
+    answers = backend.answer(requests)
+    baseline = answers[1] if len(answers) > 1 else None
+    return AskResult(question_text, answers[0], annotation, baseline, config)
+
+
+def check_question(question: Any) -> str:
+    """A question must be a non-blank string; returns it stripped.
+
+    >>> check_question(" What colour is the star? ")
+    'What colour is the star?'
+    """
+    from .attribution.base import check_query
+
+    return check_query(question)

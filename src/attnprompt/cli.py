@@ -26,22 +26,32 @@ METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--centering", "centering", str, "api-clip: cls (authors) | exact"),
     ("--similarity", "similarity", str, "api-clip: dot (authors) | cosine"),
     ("--comp-layer", "comp_layer", str, "api-clip: block whose output feeds the complementary map"),
-    ("--fit", "fit", str, "api-clip: pad | squash (how a non-square image becomes square)"),
+    ("--fit", "fit", str, "api-clip: pad | squash; api-vlm (LLaVA-1.5): pad | processor"),
+    ("--variant", "variant", str, "api-vlm: reference (softmax over image tokens) | paper"),
+    ("--grid", "grid", str, "api-vlm, LLaVA-NeXT: highres | base"),
+    ("--attribution-tokens", "attribution_tokens", int, "api-vlm: greedy tokens whose attention is averaged (default 20)"),
 ]
+#: CLI dest → method parameter, where the names differ.
+_PARAM_NAMES = {"attribution_tokens": "max_new_tokens"}
 
 
 def _method_params(args: argparse.Namespace) -> dict[str, Any]:
-    return {dest: getattr(args, dest) for _, dest, _, _ in METHOD_FLAGS if getattr(args, dest, None) is not None}
+    return {
+        _PARAM_NAMES.get(dest, dest): getattr(args, dest)
+        for _, dest, _, _ in METHOD_FLAGS
+        if getattr(args, dest, None) is not None
+    }
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="api-clip", help="attribution method (default: api-clip)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="hub id, local checkpoint directory, or 'shapes' (embedded, offline); "
-        "default for api-clip: openai/clip-vit-large-patch14-336",
-    )
+def _add_model_args(p: argparse.ArgumentParser, *, for_ask: bool = False) -> None:
+    if not for_ask:
+        p.add_argument("--method", default="api-clip", help="attribution method: api-clip (default) | api-vlm")
+        p.add_argument(
+            "--model",
+            default=None,
+            help="hub id, local checkpoint directory, or 'shapes' (embedded, offline); default: "
+            "openai/clip-vit-large-patch14-336 for api-clip, llava-hf/llava-1.5-7b-hf for api-vlm",
+        )
     p.add_argument("--preset", default=None, help="named parameter set: reference (default) | paper")
     for flag, dest, typ, help_ in METHOD_FLAGS:
         p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
@@ -79,6 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--batch-size", type=int, default=8, help="batch mode: images per forward (default 8)")
     ann.add_argument("--visuals", action="store_true", help="batch mode: also write ID.visual.png per item")
     _add_model_args(ann)
+
+    ask = sub.add_parser(
+        "ask",
+        help="answer a question about an image, with attention prompting",
+        description="Annotate IMAGE for QUESTION with the attributor, then ask the VLM about the annotated image.",
+    )
+    ask.add_argument("image", help="image file")
+    ask.add_argument("question", help="the question")
+    ask.add_argument(
+        "--vlm", default=None,
+        help="who answers: hub id, local directory, 'shapes' (embedded, offline), or an OpenAI-compatible "
+        "URL (http://host:port/v1); default llava-hf/llava-1.5-7b-hf",
+    )
+    ask.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
+    ask.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+    ask.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (one retry after a wait)")
+    ask.add_argument("--attributor", default="api-clip", help="api-clip (default) | api-vlm (self-reflection) | none")
+    ask.add_argument(
+        "--attributor-model", default=None,
+        help="auxiliary model g (default: the paper's CLIP for api-clip — the shapes CLIP with --vlm shapes — "
+        "and the answering VLM itself for api-vlm)",
+    )
+    ask.add_argument("--save-annotated", default=None, help="also write the annotated image the VLM saw")
+    ask.add_argument("--compare", action="store_true", help="also answer without prompting, and print both")
+    ask.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default 128)")
+    _add_model_args(ask, for_ask=True)
     return parser
 
 
@@ -101,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "annotate":
             return _annotate(args, parser)
+        if args.command == "ask":
+            return _ask(args)
         parser.error(f"unknown command {args.command}")
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -164,3 +202,47 @@ def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     written = [args.output] + [p for p in (args.heatmap, args.visual) if p]
     print(f"wrote {', '.join(written)}")
     return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from .api import ask
+    from .errors import InputError
+
+    if args.save_annotated and args.attributor == "none":
+        raise InputError("--save-annotated needs an attributor (api-clip or api-vlm), not 'none'")
+    result = ask(
+        args.image,
+        args.question,
+        vlm=args.vlm,
+        attributor=args.attributor,
+        attributor_model=args.attributor_model,
+        compare=args.compare,
+        answer_tokens=args.max_new_tokens,
+        preset=args.preset,
+        gray=args.gray,
+        resample=args.resample,
+        device=args.device,
+        dtype=args.dtype,
+        vlm_model=args.vlm_model,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        **_method_params(args),
+    )
+    if args.save_annotated and result.annotation is not None:
+        from .files import save_image
+
+        save_image(result.annotation.image, args.save_annotated)
+    failed = [a for a in (result.answer, result.baseline) if a is not None and not a.ok]
+    if args.compare and result.baseline is not None:
+        label = f"with {args.attributor}"
+        print(f"{label + ':':22s}{_shown(result.answer)}")
+        print(f"{'without prompting:':22s}{_shown(result.baseline)}")
+    else:
+        print(_shown(result.answer))
+    for a in failed:
+        print(f"error: the VLM did not answer: {a.error}", file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
+def _shown(answer: Any) -> str:
+    return answer.text if answer.ok else "<no answer>"

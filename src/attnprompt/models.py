@@ -26,11 +26,11 @@ DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
 #: VLM families whose image-token layout api-vlm knows (config ``model_type`` → family).
 VLM_FAMILIES = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl"}
 
-#: Models shipped inside the package, selectable by these short names.
-EMBEDDED: dict[str, str] = {
-    "shapes": "shapes-clip",
-    "shapes-clip": "shapes-clip",
-    "shapes-vlm": "shapes-vlm",
+#: Models shipped inside the package, selectable by short names; "shapes" means the shapes
+#: model of the kind asked for (the CLIP for api-clip, the VLM for answering and api-vlm).
+EMBEDDED: dict[str, dict[str, str]] = {
+    "clip": {"shapes": "shapes-clip", "shapes-clip": "shapes-clip"},
+    "vlm": {"shapes": "shapes-vlm", "shapes-vlm": "shapes-vlm"},
 }
 
 _CACHE: dict[tuple, Any] = {}
@@ -46,18 +46,28 @@ def embedded_dir() -> Path:
     return Path(__file__).resolve().parent / "shapes" / "models"
 
 
-def resolve(name: str) -> str:
+def is_embedded(name: str, kind: str) -> bool:
+    """Whether ``name`` is a short name of a shipped model of ``kind`` ("clip" or "vlm").
+
+    >>> is_embedded("shapes", "vlm"), is_embedded("openai/clip-vit-base-patch32", "clip")
+    (True, False)
+    """
+    return name in EMBEDDED.get(kind, {})
+
+
+def resolve(name: str, kind: str = "clip") -> str:
     """Map a model name to what ``from_pretrained`` should receive: a local path or a hub id.
 
-    Embedded names (``shapes``, ``shapes-vlm``) map to directories inside the package.
+    Embedded names map to directories inside the package: ``shapes`` is the shapes CLIP
+    for ``kind="clip"`` and the shapes VLM for ``kind="vlm"``; ``shapes-vlm`` names the VLM.
 
-    >>> resolve("shapes").endswith("shapes-clip")
-    True
+    >>> resolve("shapes").endswith("shapes-clip"), resolve("shapes", "vlm").endswith("shapes-vlm")
+    (True, True)
     """
     if not isinstance(name, str) or not name.strip():
         raise ModelLoadError(f"model must be a non-empty hub id or directory, got {name!r}")
-    if name in EMBEDDED:
-        return str(embedded_dir() / EMBEDDED[name])
+    if is_embedded(name, kind):
+        return str(embedded_dir() / EMBEDDED[kind][name])
     return name
 
 
@@ -66,10 +76,10 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _help(kind: str) -> str:
-    shapes = {"clip": "'shapes'", "vlm": "'shapes-vlm'"}.get(kind, "'shapes'")
+    flag = "--vlm" if kind == "vlm" else "--model"
     return (
-        f"pass a local checkpoint directory with --model PATH (model=PATH in Python), "
-        f"or {shapes} for the embedded offline model"
+        f"pass a local checkpoint directory with {flag} PATH (or model=PATH in Python), "
+        f"or 'shapes' for the embedded offline model"
     )
 
 
@@ -79,14 +89,14 @@ def read_config(name: str, kind: str) -> tuple[str, dict]:
     >>> read_config("shapes", "clip")[1].get("model_type") in (None, "clip")
     True
     """
-    location = resolve(name)
+    location = resolve(name, kind)
     path = Path(location).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelLoadError(f"model {name!r}: {path} is a file; a checkpoint is a directory with config.json")
         cfg = path / "config.json"
         if not cfg.exists():
-            if name in EMBEDDED:
+            if is_embedded(name, kind):
                 raise ModelLoadError(
                     f"embedded model {name!r} is missing from this installation ({path}); "
                     "reinstall attnprompt, or " + _help(kind)

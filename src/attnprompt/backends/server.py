@@ -1,0 +1,356 @@
+"""A minimal OpenAI-compatible HTTP server in front of any :class:`Backend`.
+
+It lets a local model answer the HTTP client (:class:`~attnprompt.backends.openai_http.OpenAIBackend`)
+exactly as vLLM or a hosted API would, and gives tests a real server to talk to. Only what the
+client uses is implemented: ``GET /v1/models`` and non-streaming ``POST /v1/chat/completions``
+with text and ``data:`` image parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import sys
+import threading
+import time
+import uuid
+import warnings
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InputError
+from ..images import load_image
+from .base import Backend, Request
+
+#: Largest request body accepted (bytes); a few dozen large PNGs fit comfortably.
+MAX_BODY = 512 * 1024 * 1024
+
+
+class BadRequest(Exception):
+    """A request the server cannot serve; ``status`` and message go back as OpenAI-style error JSON.
+
+    >>> BadRequest("messages is missing").status
+    400
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class BackendServer(ThreadingHTTPServer):
+    """A threading HTTP server that holds the backend, the advertised model name and the settings.
+
+    >>> # server = BackendServer(("127.0.0.1", 0), ChatCompletionsHandler, backend, "tiny")
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], backend: Backend,
+                 model_name: str, *, verbose: bool = False, max_parallel: int | None = 1):
+        super().__init__(address, handler)
+        self.backend = backend
+        self.model_name = model_name
+        self.verbose = verbose
+        # Local models are rarely safe (or faster) when called from several threads at once.
+        self.backend_slots = threading.BoundedSemaphore(max_parallel) if max_parallel else None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print the traceback only when verbose: clients that time out and hang up are routine.
+
+        >>> # server.handle_error(sock, ("127.0.0.1", 5000))
+        """
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+
+class ChatCompletionsHandler(BaseHTTPRequestHandler):
+    """Serves ``/v1/models`` and ``/v1/chat/completions`` for ``self.server.backend``.
+
+    Subclass it to change behaviour (tests simulate failures that way) and pass the subclass
+    to :func:`make_server` as ``handler``.
+
+    >>> issubclass(ChatCompletionsHandler, BaseHTTPRequestHandler)
+    True
+    """
+
+    server: BackendServer
+    protocol_version = "HTTP/1.1"
+    server_version = "attnprompt"
+
+    def do_GET(self) -> None:  # the name http.server dispatches to
+        """``GET /v1/models``: the one model this server answers with.
+
+        >>> # urllib.request.urlopen("http://127.0.0.1:8000/v1/models")
+        """
+        if self._route() != "/models":
+            self.send_error_json(HTTPStatus.NOT_FOUND, f"no such endpoint: GET {self.path}")
+            return
+        self.send_json(HTTPStatus.OK, {
+            "object": "list",
+            "data": [{"id": self.server.model_name, "object": "model", "owned_by": "attnprompt"}],
+        })
+
+    def do_POST(self) -> None:  # the name http.server dispatches to
+        """``POST /v1/chat/completions``: one request to the backend, one chat.completion back.
+
+        >>> # urllib.request.urlopen(req_with_json_body)  # see OpenAIBackend
+        """
+        try:
+            body = self.read_body()
+            if self._route() != "/chat/completions":
+                raise BadRequest(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
+            request = parse_chat_request(body)
+        except BadRequest as e:
+            self.send_error_json(e.status, str(e))
+            return
+        self.send_json(*self.complete(request))
+
+    def complete(self, request: Request) -> tuple[int, dict[str, Any]]:
+        """Ask the backend; the HTTP status and the JSON to send back.
+
+        >>> # status, reply = handler.complete(Request((), "hi"))
+        """
+        slots = self.server.backend_slots
+        try:
+            if slots is not None:
+                slots.acquire()
+            try:
+                answer = self.server.backend.answer([request])[0]
+            finally:
+                if slots is not None:
+                    slots.release()
+        except InputError as e:
+            return HTTPStatus.BAD_REQUEST, error_body(str(e))
+        except Exception as e:  # noqa: BLE001  # any backend failure is the client's 500, not our crash
+            return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(f"{type(e).__name__}: {e}", "server_error")
+        if not answer.ok:
+            return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(answer.error or "the backend failed", "server_error")
+        return HTTPStatus.OK, {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.server.model_name,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text},
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    def read_body(self) -> bytes:
+        """The request body; always read in full, so a kept-alive connection stays in step.
+
+        >>> # body = handler.read_body()
+        """
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            raise BadRequest("the request has no Content-Length; send the JSON body with its length",
+                             HTTPStatus.LENGTH_REQUIRED)
+        try:
+            n = int(length)
+        except ValueError:
+            self.close_connection = True
+            raise BadRequest(f"Content-Length {length!r} is not a number") from None
+        if n < 0 or n > MAX_BODY:
+            self.close_connection = True
+            raise BadRequest(f"the body is {n} bytes; at most {MAX_BODY} are accepted",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        return self.rfile.read(n)
+
+    def send_json(self, status: int, payload: dict[str, Any]) -> None:
+        """Send ``payload`` as a JSON response with ``status``.
+
+        >>> # handler.send_json(200, {"object": "list", "data": []})
+        """
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_error_json(self, status: int, message: str) -> None:
+        """Send an OpenAI-style error: ``{"error": {"message": ..., "type": ...}}``.
+
+        >>> # handler.send_error_json(400, "messages is missing")
+        """
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        self.send_json(status, error_body(message, kind))
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's name
+        """Log to stderr only when the server is verbose.
+
+        >>> # handler.log_message("%s", "hello")
+        """
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    def _route(self) -> str:
+        # Clients disagree on whether the base URL includes /v1; accept both spellings.
+        path = self.path.split("?", 1)[0].rstrip("/")
+        return path[3:] if path.startswith("/v1/") else path
+
+
+def error_body(message: str, kind: str = "invalid_request_error") -> dict[str, Any]:
+    """The OpenAI error JSON for ``message``.
+
+    >>> error_body("bad")["error"]["type"]
+    'invalid_request_error'
+    """
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def parse_chat_request(body: bytes) -> Request:
+    """A :class:`Request` from a chat-completions JSON body; raises :class:`BadRequest`.
+
+    System messages become ``Request.system``; the user messages' images (in order) and text
+    parts (joined by newlines) become the request's images and prompt.
+
+    >>> parse_chat_request(b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}').prompt
+    'hi'
+    """
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"the body is not valid JSON ({e})") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the body must be a JSON object with 'messages'")
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' is missing or empty; give a list of chat messages")
+    if payload.get("stream"):
+        raise BadRequest("streaming is not supported; send 'stream': false")
+    max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens", 128))
+    if max_tokens is None:
+        max_tokens = 128
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise BadRequest(f"max_tokens is {max_tokens!r}; give a positive whole number")
+    system: list[str] = []
+    texts: list[str] = []
+    images: list[Image.Image] = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{i}] is not an object")
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_text_parts(message.get("content"), f"messages[{i}]"))
+        elif role == "user":
+            _user_content(message.get("content"), f"messages[{i}]", texts, images)
+        else:
+            raise BadRequest(
+                f"messages[{i}] has role {role!r}; this server answers single-turn requests "
+                "(system and user messages only)"
+            )
+    if not texts and not images:
+        raise BadRequest("no user message with text or images")
+    return Request(tuple(images), "\n".join(texts), max_new_tokens=max_tokens,
+                   system="\n".join(system) if system else None)
+
+
+def _text_parts(content: Any, where: str) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        out = []
+        for j, part in enumerate(content):
+            if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                raise BadRequest(f"{where}.content[{j}] must be a text part")
+            out.append(part["text"])
+        return out
+    raise BadRequest(f"{where}.content must be a string or a list of parts")
+
+
+def _user_content(content: Any, where: str, texts: list[str], images: list[Image.Image]) -> None:
+    if isinstance(content, str):
+        texts.append(content)
+        return
+    if not isinstance(content, list):
+        raise BadRequest(f"{where}.content must be a string or a list of parts")
+    for j, part in enumerate(content):
+        here = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            ref = part.get("image_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str):
+                raise BadRequest(f"{here}.image_url has no url")
+            images.append(decode_data_url(url, f"{here} (image {len(images) + 1})"))
+        else:
+            raise BadRequest(f"{here} is not a text or image_url part (type {kind!r})")
+
+
+def decode_data_url(url: str, label: str = "image") -> Image.Image:
+    """The RGB image in a ``data:image/...;base64,`` URL; other URLs are a :class:`BadRequest`.
+
+    >>> import base64, io
+    >>> buf = io.BytesIO(); Image.new("RGB", (9, 9), "red").save(buf, "PNG")
+    >>> decode_data_url("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()).size
+    (9, 9)
+    """
+    # The server never fetches remote URLs: that would let any client make it reach the network.
+    if not url.startswith("data:"):
+        raise BadRequest(f"{label}: only data: URLs (base64 images) are accepted, not {url[:60]!r}")
+    header, sep, data = url.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise BadRequest(f"{label}: the data URL must be base64-encoded (data:image/png;base64,...)")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise BadRequest(f"{label}: the base64 data is invalid ({e})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(raw))
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise BadRequest(f"{label}: not an image PIL can decode ({e})") from None
+    try:
+        return load_image(image, name=label)
+    except InputError as e:
+        raise BadRequest(str(e)) from None
+
+
+def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, model_name: str | None = None,
+                verbose: bool = False, max_parallel: int | None = 1,
+                handler: type[ChatCompletionsHandler] = ChatCompletionsHandler) -> BackendServer:
+    """A bound, not yet serving, OpenAI-compatible server for ``backend``; run ``serve_forever()``.
+
+    ``port=0`` picks a free port (read it from ``server.server_address[1]``). ``model_name``
+    (default: ``backend.name``) is what ``/v1/models`` lists. At most ``max_parallel``
+    requests reach the backend at once (``None``: no limit).
+
+    >>> # server = make_server(backend); threading.Thread(target=server.serve_forever).start()
+    """
+    name = model_name or getattr(backend, "name", "") or "attnprompt"
+    return BackendServer((host, port), handler, backend, name, verbose=verbose, max_parallel=max_parallel)
+
+
+def serve(backend: Backend, host: str = "127.0.0.1", port: int = 8000, *, model_name: str | None = None,
+          verbose: bool = False, max_parallel: int | None = 1) -> None:
+    """Serve ``backend`` until interrupted (Ctrl-C); the backend itself stays open.
+
+    >>> # serve(LocalVLM(load_vlm("llava-hf/llava-1.5-7b-hf")), port=8000)
+    """
+    server = make_server(backend, host, port, model_name=model_name, verbose=verbose, max_parallel=max_parallel)
+    bound_host, bound_port = server.server_address[:2]
+    print(f"attnprompt: serving {server.model_name!r} at http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
