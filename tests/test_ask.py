@@ -143,3 +143,35 @@ def test_cli_ask_prints_answers_and_fails_loudly(tmp_path, llava_dir, tiny_clip_
     captured = capsys.readouterr()
     assert code == 2 and captured.out.strip() == "<no answer>"
     assert "error: the VLM did not answer: server exploded" in captured.err
+
+
+def test_cli_serve_answers_over_http(llava_dir):
+    """`attnprompt serve` in a real subprocess, asked through the HTTP client."""
+    import re
+    import subprocess
+    import sys
+
+    from attnprompt.backends.openai_http import OpenAIBackend
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnprompt", "serve", "--vlm", str(llava_dir), "--port", "0", "--name", "tiny", "--device", "cpu"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"at (http://\S+/v1)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "the server must announce its address"
+        client = OpenAIBackend(url, timeout=30)
+        img = vb.random_image(60, 40)
+        answer = client.ask(img, "what is in the image ?", max_new_tokens=4)
+        assert answer.ok and client.model == "tiny"
+        local = LocalVLM.from_pretrained(str(llava_dir), device="cpu").ask(img, "what is in the image ?", max_new_tokens=4)
+        assert answer.text == local.text
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -115,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--compare", action="store_true", help="also answer without prompting, and print both")
     ask.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default 128)")
     _add_model_args(ask, for_ask=True)
+
+    srv = sub.add_parser(
+        "serve",
+        help="serve a local VLM as an OpenAI-compatible endpoint",
+        description="Expose a local VLM at http://HOST:PORT/v1/chat/completions (images as base64 data URLs).",
+    )
+    srv.add_argument("--vlm", default=None, help="hub id, local directory or 'shapes' (default llava-hf/llava-1.5-7b-hf)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
+    srv.add_argument("--device", default=None)
+    srv.add_argument("--dtype", default=None)
+    srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser
 
 
@@ -139,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _annotate(args, parser)
         if args.command == "ask":
             return _ask(args)
+        if args.command == "serve":
+            from .backends.local import LocalVLM
+            from .backends.server import serve
+
+            backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
+            serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose)
+            return 0
         parser.error(f"unknown command {args.command}")
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
