@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CLIP_BPE = DATA / "clip-bpe"
 
 #: Two differently shaped tiny CLIPs: (name, vision kwargs, text kwargs, projection dim).

@@ -6,17 +6,10 @@ import hashlib
 import itertools
 import random
 import re
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-try:
-    import attnprompt.shapes  # noqa: F401
-except ModuleNotFoundError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from attnprompt.shapes import (
     BACKGROUND_KINDS,

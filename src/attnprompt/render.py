@@ -34,6 +34,32 @@ def _block_rows(width: int) -> int:
     return max(1, _BLOCK_PIXELS // max(1, width))
 
 
+def fit_square(
+    image: Image.Image, size: int, *, fit: str = "pad", fill: tuple[int, int, int] = (0, 0, 0)
+) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """Make the square model input from ``image``: letterbox (``pad``) or ``squash``.
+
+    Returns the ``size``×``size`` image and the extent ``(x0, y0, x1, y1)`` of the original
+    image inside it, in fractions of the side (what :func:`upsample` needs to map back).
+
+    >>> canvas, extent = fit_square(Image.new("RGB", (200, 100)), 64)
+    >>> canvas.size, extent
+    ((64, 64), (0.0, 0.25, 1.0, 0.75))
+    """
+    if fit not in ("pad", "squash"):
+        raise ValueError(f"fit must be 'pad' or 'squash', got {fit!r}")
+    w, h = image.size
+    if fit == "squash" or w == h:
+        return image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0), (0.0, 0.0, 1.0, 1.0)
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    small = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), fill)
+    x0, y0 = (size - nw) // 2, (size - nh) // 2
+    canvas.paste(small, (x0, y0))
+    return canvas, (x0 / size, y0 / size, (x0 + nw) / size, (y0 + nh) / size)
+
+
 def minmax(x: np.ndarray, *, constant: float = 0.0) -> np.ndarray:
     """Scale ``x`` linearly to [0, 1]; a constant map becomes ``constant`` everywhere.
 

@@ -214,18 +214,7 @@ class ClipAttributor(Attributor):
         fill = tuple(int(round(255 * m)) for m in self.clip.image_mean)
         arrays, extents = [], []
         for img in images:
-            w, h = img.size
-            if self.config.fit == "squash" or w == h:
-                canvas = img.resize((s, s), Image.Resampling.BICUBIC, reducing_gap=3.0)
-                extent = (0.0, 0.0, 1.0, 1.0)
-            else:
-                scale = s / max(w, h)
-                nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-                small = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-                canvas = Image.new("RGB", (s, s), fill)
-                x0, y0 = (s - nw) // 2, (s - nh) // 2
-                canvas.paste(small, (x0, y0))
-                extent = (x0 / s, y0 / s, (x0 + nw) / s, (y0 + nh) / s)
+            canvas, extent = render.fit_square(img, s, fit=self.config.fit, fill=fill)
             arr = (np.asarray(canvas, np.float32) / 255.0 - mean) / std
             arrays.append(arr.transpose(2, 0, 1))
             extents.append(extent)

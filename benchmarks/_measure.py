@@ -1,0 +1,87 @@
+"""Shared measurement helpers for the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Callable
+
+import torch
+
+
+class PeakMemory:
+    """Peak extra memory during a block: CUDA allocator peak, or sampled process RSS on CPU.
+
+    >>> with PeakMemory("cpu") as pm:
+    ...     _ = bytearray(10**7)
+    >>> pm.peak >= 0
+    True
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = str(device)
+        self.peak = 0
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(0.0005)
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self._rss()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss() - self.base)
+
+
+def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int) -> dict[str, tuple[float, int]]:
+    """Median seconds and peak extra bytes of each op, interleaved so drift affects all alike.
+
+    >>> r = compare({"a": lambda: sum(range(1000))}, "cpu", 2)
+    >>> sorted(r)
+    ['a']
+    """
+    times: dict[str, list[float]] = {k: [] for k in ops}
+    peaks = {k: 0 for k in ops}
+    for fn in ops.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in ops.items():
+            with PeakMemory(device) as pm:
+                t0 = time.perf_counter()
+                fn()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+            peaks[name] = max(peaks[name], pm.peak)
+    return {k: (statistics.median(times[k]), peaks[k]) for k in ops}
+
+
+def table(title: str, results: dict[str, tuple[float, int]], base: str) -> str:
+    """Rows of time and memory with ratios to ``base``."""
+    bt, bm = results[base]
+    lines = [f"{title}", f"  {'op':24s} {'median s':>9s} {'× ' + base:>12s} {'peak MB':>9s} {'× ' + base:>12s}"]
+    for name, (t, m) in results.items():
+        lines.append(f"  {name:24s} {t:9.3f} {t / bt:12.2f} {m / 2**20:9.1f} {m / max(bm, 1):12.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Benchmarks: metrics (pure functions), datasets and runners."""
