@@ -7,10 +7,9 @@ from typing import Any, Mapping, Sequence
 
 from . import render
 from .attribution.base import Attributor, get_attributor_class
+from .errors import InputError
 from .images import ImageLike, load_image
 from .types import Annotation, AttributionMap
-
-_RENDER_KEYS = ("gray", "resample")
 
 
 def get_attributor(
@@ -28,7 +27,10 @@ def get_attributor(
     """
     if isinstance(model, Attributor):
         if params or preset:
-            raise ValueError("give parameters when building the attributor, not alongside a built one")
+            raise InputError(
+                f"parameters {sorted(params) + (['preset'] if preset else [])} were given with an already built "
+                "attributor; give them when building it instead"
+            )
         return model
     cls = get_attributor_class(method)
     return cls.from_pretrained(model, device=device, dtype=dtype, preset=preset, **params)
@@ -105,14 +107,10 @@ def annotate_batch(
     >>> anns = annotate_batch(["a.png", "a.png"], ["the star", "the circle"], model="shapes")  # doctest: +SKIP
     """
     if len(images) != len(queries):
-        raise ValueError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
+        raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
     if not 0.0 <= float(gray) <= 255.0:
-        from .errors import InputError
-
         raise InputError(f"gray must be a level in [0, 255]; got {gray!r}")
     if resample not in render.RESAMPLE:
-        from .errors import InputError
-
         raise InputError(f"resample must be one of {', '.join(render.RESAMPLE)}; got {resample!r}")
     attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
     loaded: dict[Any, Any] = {}
@@ -185,7 +183,6 @@ def ask(
     ('red', 'red')
     """
     from .backends import get_backend, is_url
-    from .errors import InputError
     from .models import DEFAULT_CLIP, is_embedded
 
     if attributor not in ATTRIBUTORS:

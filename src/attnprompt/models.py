@@ -208,17 +208,15 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
             f"(model_type 'clip', e.g. {DEFAULT_CLIP}); " + _help("clip")
         )
     dev, dt = pick_device(device), pick_dtype(dtype)
-    key = ("clip", location, dev, str(dt))
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+
+    def build() -> LoadedClip:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         model = from_pretrained(CLIPModel.from_pretrained, name, location, "clip", dtype=dt)
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "clip")
         processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "clip")
         model.eval().to(dev)
-        loaded = LoadedClip(
+        return LoadedClip(
             model=model,
             tokenizer=tokenizer,
             image_mean=tuple(float(x) for x in processor.image_mean),
@@ -226,8 +224,8 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
             model_id=name,
             location=location,
         )
-        _CACHE[key] = loaded
-        return loaded
+
+    return _cached(("clip", location, dev, str(dt)), build)
 
 
 @dataclass(frozen=True)
@@ -310,10 +308,8 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
             f"(e.g. {DEFAULT_VLM}); " + _help("vlm")
         )
     dev, dt = pick_device(device), pick_dtype(dtype)
-    key = ("vlm", location, dev, str(dt))
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+
+    def build() -> LoadedVlm:
         from transformers import AutoModelForImageTextToText
 
         model = from_pretrained(AutoModelForImageTextToText.from_pretrained, name, location, "vlm", dtype=dt)
@@ -323,9 +319,17 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
         if tok is not None:
             tok.padding_side = "left"  # batched generation appends on the right
         model.eval().to(dev)
-        loaded = LoadedVlm(model, processor, VLM_FAMILIES.get(model_type), name, location)
-        _CACHE[key] = loaded
-        return loaded
+        return LoadedVlm(model, processor, VLM_FAMILIES.get(model_type), name, location)
+
+    return _cached(("vlm", location, dev, str(dt)), build)
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    # One lock for all loads: two threads asking for the same model must not load it twice.
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
 
 
 def clear_cache() -> None:

@@ -116,6 +116,41 @@ class Attributor(ABC):
         return {"method": self.method, "model": self.model_id, **self.config.to_dict()}
 
 
+def check_kernel(kernel: Any) -> int:
+    """A mean-filter size: an odd integer ≥ 1 (1 = no filter).
+
+    >>> check_kernel(3)
+    3
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {kernel!r}")
+    return int(kernel)
+
+
+def check_enhance(enhance: Any) -> float:
+    """An enhance coefficient: a finite number ≥ 0 (0 = off).
+
+    >>> check_enhance("5")
+    5.0
+    """
+    try:
+        e = float(enhance)
+    except (TypeError, ValueError):
+        raise InputError(f"enhance must be a number ≥ 0 (0 = off); got {enhance!r}") from None
+    if not (e >= 0 and e < float("inf")):
+        raise InputError(f"enhance must be a finite number ≥ 0 (0 = off); got {enhance!r}")
+    return e
+
+
+def check_choice(name: str, value: Any, valid: Sequence[str]) -> None:
+    """Raise a clear error unless ``value`` is one of ``valid``.
+
+    >>> check_choice("parts", "cls", ("both", "cls", "comp"))
+    """
+    if value not in valid:
+        raise InputError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
 def check_query(query: Any) -> str:
     """Validate one query: a non-blank string. Returns it stripped.
 

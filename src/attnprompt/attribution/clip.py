@@ -25,6 +25,10 @@ Two presets (see ``ClipConfig``):
   min-max.
 - ``paper`` — the paper's equations: the sum over blocks L'..L (from depth −2 to the last);
   exact per-term centring; cosine similarity; no enhance; same filter, soft OR, min-max.
+- ``grounding`` — not from the paper: Ψᶜˡˢ alone over blocks L−2..L, no filter. It answers
+  "where is the thing the query names" (pointing) rather than "what should stay visible"
+  (prompting): Ψᶜᵒᵐᵖ keeps every object visible by design, and assumes "register" patches
+  that a small model may lack (see the shapes pointing benchmark).
 
 The final LayerNorm's bias β is an image-independent term of the decomposition (like
 Z⁰_cls in Eq. 1); it is added once to whole tokens (Ψᶜᵒᵐᵖ) and not to the η terms.
@@ -44,7 +48,7 @@ from .. import render
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
-from .base import Attributor, MethodConfig, check_query, parse_layers
+from .base import Attributor, MethodConfig, check_choice, check_enhance, check_kernel, check_query, parse_layers
 from .capture import capture_outputs
 
 PARTS = ("both", "cls", "comp")
@@ -81,6 +85,8 @@ class ClipConfig(MethodConfig):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "reference": dict(layers="-2", parts="both", enhance=5.0, kernel=3, centering="cls", similarity="dot"),
         "paper": dict(layers="-2:", parts="both", enhance=0.0, kernel=3, centering="exact", similarity="cosine"),
+        # Our addition, for localisation rather than prompting: the query-specific map alone.
+        "grounding": dict(layers="-2:", parts="cls", enhance=5.0, kernel=1, centering="cls", similarity="dot"),
     }
     DEFAULT_PRESET: ClassVar[str] = "reference"
 
@@ -95,25 +101,12 @@ class ClipConfig(MethodConfig):
     fit: str = "pad"
 
     def __post_init__(self) -> None:
-        def choice(name: str, valid: Sequence[str]) -> None:
-            if getattr(self, name) not in valid:
-                raise InputError(f"{name} must be one of {', '.join(valid)}; got {getattr(self, name)!r}")
-
-        choice("parts", PARTS)
-        choice("centering", CENTERINGS)
-        choice("similarity", SIMILARITIES)
-        choice("fit", FITS)
-        k = self.kernel
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
-            raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {k!r}")
-        try:
-            e = float(self.enhance)
-        except (TypeError, ValueError):
-            raise InputError(f"enhance must be a number ≥ 0 (0 = off); got {self.enhance!r}") from None
-        if not (e >= 0 and np.isfinite(e)):
-            raise InputError(f"enhance must be a finite number ≥ 0 (0 = off); got {self.enhance!r}")
-        object.__setattr__(self, "enhance", e)
-        object.__setattr__(self, "kernel", int(k))
+        check_choice("parts", self.parts, PARTS)
+        check_choice("centering", self.centering, CENTERINGS)
+        check_choice("similarity", self.similarity, SIMILARITIES)
+        check_choice("fit", self.fit, FITS)
+        object.__setattr__(self, "enhance", check_enhance(self.enhance))
+        object.__setattr__(self, "kernel", check_kernel(self.kernel))
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
 

@@ -30,7 +30,7 @@ from .. import render
 from ..errors import InputError
 from ..models import LoadedVlm, load_vlm
 from ..types import AttributionMap
-from .base import Attributor, MethodConfig, check_query, parse_layers
+from .base import Attributor, MethodConfig, check_choice, check_enhance, check_kernel, check_query, parse_layers
 from .capture import AttentionCapture
 from .layouts import GridLayout, llava_layout, llava_next_layout, qwen_vl_layout
 
@@ -73,25 +73,14 @@ class VlmConfig(MethodConfig):
     fit: str = "pad"
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise InputError(f"variant must be one of {', '.join(VARIANTS)}; got {self.variant!r}")
-        if self.grid not in NEXT_GRIDS:
-            raise InputError(f"grid must be one of {', '.join(NEXT_GRIDS)}; got {self.grid!r}")
-        if self.fit not in ("pad", "processor"):
-            raise InputError(f"fit must be 'pad' or 'processor'; got {self.fit!r}")
-        k = self.kernel
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
-            raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {k!r}")
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("grid", self.grid, NEXT_GRIDS)
+        check_choice("fit", self.fit, ("pad", "processor"))
         n = self.max_new_tokens
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"max_new_tokens must be an integer ≥ 1; got {n!r}")
-        try:
-            e = float(self.enhance)
-        except (TypeError, ValueError):
-            raise InputError(f"enhance must be a number ≥ 0 (0 = off); got {self.enhance!r}") from None
-        if not (e >= 0 and np.isfinite(e)):
-            raise InputError(f"enhance must be a finite number ≥ 0 (0 = off); got {self.enhance!r}")
-        object.__setattr__(self, "enhance", e)
+        object.__setattr__(self, "kernel", check_kernel(self.kernel))
+        object.__setattr__(self, "enhance", check_enhance(self.enhance))
         if isinstance(self.layers, list):
             object.__setattr__(self, "layers", tuple(self.layers))
         if isinstance(self.layers, str):

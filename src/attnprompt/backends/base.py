@@ -22,6 +22,14 @@ class Request:
     max_new_tokens: int = 128
     system: str | None = None
 
+    def __post_init__(self) -> None:
+        # Paths and arrays are accepted like everywhere else in the API; PIL images are kept as
+        # they are (an HTTP backend may send them losslessly in their own mode).
+        from ..images import load_image
+
+        images = (self.images,) if isinstance(self.images, Image.Image) else tuple(self.images)
+        object.__setattr__(self, "images", tuple(i if isinstance(i, Image.Image) else load_image(i) for i in images))
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -61,12 +69,12 @@ class Backend(ABC):
         >>> # backend.answer([Request((img,), "What colour is the star?")])
         """
 
-    def ask(self, images: Sequence[Image.Image] | Image.Image, prompt: str, *, max_new_tokens: int = 128) -> Answer:
-        """Convenience: one request.
+    def ask(self, images: Any, prompt: str, *, max_new_tokens: int = 128) -> Answer:
+        """Convenience: one request; ``images`` is one image (path, PIL image, array) or a sequence.
 
         >>> # backend.ask(img, "What colour is the star?").text
         """
-        if isinstance(images, Image.Image):
+        if isinstance(images, (Image.Image, str)) or hasattr(images, "__fspath__") or getattr(images, "ndim", 0) >= 2:
             images = (images,)
         return self.answer([Request(tuple(images), prompt, max_new_tokens=max_new_tokens)])[0]
 

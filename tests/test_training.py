@@ -1,0 +1,109 @@
+"""The training scripts run (tiny smoke configurations), and their pieces do what they claim."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from transformers import CLIPTokenizer
+
+from attnprompt.shapes.tokenizer import build_subset_tokenizer
+from attnprompt.shapes.train_clip import (
+    SMOKE,
+    TrainConfig,
+    contrastive_loss,
+    hard_negative,
+    image_features,
+    matches,
+    positives_matrix,
+    sample_caption,
+    tokenizer_corpus,
+    train,
+)
+from conftest import CLIP_BPE
+
+
+def test_subset_tokenizer_reproduces_clip_on_the_corpus(tmp_path):
+    texts = tokenizer_corpus()
+    sub = build_subset_tokenizer(CLIP_BPE, texts, tmp_path / "tok")
+    full = CLIPTokenizer.from_pretrained(str(CLIP_BPE))
+    assert len(sub) < 1000 < len(full)
+    mismatched = [t for t in texts[::7] if sub.tokenize(t) != full.tokenize(t)]
+    assert mismatched == []
+    # any other word still tokenizes, into smaller pieces of CLIP's own vocabulary
+    pieces = sub.tokenize("a giraffe")
+    assert pieces[0] == "a</w>" and "".join(pieces[1:]).replace("</w>", "") == "giraffe"
+
+
+def test_positives_are_exactly_the_captions_true_of_each_image():
+    rng = np.random.default_rng(0)
+    objs = [[(int(rng.integers(8)), int(rng.integers(6))) for _ in range(rng.integers(2, 7))] for _ in range(40)]
+    caps = [sample_caption(o, rng, k) for o in objs for k in range(len(o))]
+    caps += [h for h in (hard_negative(o, rng) for o in objs) if h]
+    needs = [n for _, n in caps]
+    expected = np.array([[matches(o, n) for n in needs] for o in objs])
+    assert (positives_matrix(objs, needs) == expected).all()
+    for o in objs:  # a hard negative shares a present colour but names an absent object
+        neg = hard_negative(o, np.random.default_rng(1))
+        if neg:
+            assert neg[1] not in set(o) and neg[1][0] in {c for c, _ in o}
+
+
+def test_loss_handles_captions_true_of_no_image():
+    img = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(4, 4), dim=-1)
+    pos = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=torch.bool)  # caption 3: a hard negative
+    loss = contrastive_loss(img, txt, pos, torch.tensor(2.0))
+    assert torch.isfinite(loss)
+
+
+def test_patch_dropout_keep_all_equals_the_stock_forward(tmp_path):
+    from conftest import build_tiny_clip
+    from transformers import CLIPModel
+
+    model = CLIPModel.from_pretrained(build_tiny_clip(tmp_path / "c", "b")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        stock = model.get_image_features(pixel_values=x).pooler_output
+        # keeping every patch but in a random order: attention is permutation-equivariant
+        torch.testing.assert_close(image_features(model, x, 0.999999), stock, rtol=1e-5, atol=1e-5)
+        assert image_features(model, x, 0.5).shape == stock.shape
+
+
+def test_clip_training_smoke_run_saves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "clip"
+    record = train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
+    assert len(record["history"]) >= 1 and record["config"]["steps"] == SMOKE["steps"]
+    assert json.loads((out / "training.json").read_text())["vocab_size"] == record["vocab_size"]
+    from attnprompt.api import annotate
+
+    ann = annotate(np.zeros((40, 50, 3), np.uint8), "the red star", model=str(out))
+    assert ann.heatmap.shape == (40, 50)
+
+
+def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path):
+    from attnprompt.backends.local import LocalVLM
+    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
+    from attnprompt.shapes.train_vlm import VlmTrainConfig
+    from attnprompt.shapes.train_vlm import train as train_vlm
+
+    clip = tmp_path / "clip"
+    train(TrainConfig(out=str(clip), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
+    out = tmp_path / "vlm"
+    record = train_vlm(VlmTrainConfig(out=str(out), clip=str(clip), **VLM_SMOKE), log=lambda s: None)
+    assert set(record["final"]["accuracy"]) >= {"color", "shape", "count", "exists", "left_of", "all"}
+    backend = LocalVLM.from_pretrained(str(out), device="cpu")
+    answer = backend.ask(np.zeros((64, 64, 3), np.uint8) + 100, "What colour is the star?", max_new_tokens=2)
+    assert answer.ok
+
+
+def test_vlm_labels_supervise_only_the_answers():
+    from attnprompt.shapes.train_vlm import answer_labels, build_tokenizer
+
+    tok = build_tokenizer()
+    text = "USER: What colour is the star? ASSISTANT: red</s>USER: How many stars are there? ASSISTANT: 2</s>"
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    labels = answer_labels(ids, tok)[0].tolist()
+    supervised = tok.convert_ids_to_tokens([t for t, lab in zip(ids[0].tolist(), labels) if lab != -100])
+    assert supervised == ["red", "</s>", "2", "</s>"]
