@@ -1,0 +1,372 @@
+"""Train the shapes VLM: a stock ``transformers`` LlavaForConditionalGeneration on shapes VQA.
+
+A genuine LLaVA: the shapes CLIP's vision tower (initialised from the shipped shapes CLIP and
+fine-tuned), LLaVA's two-layer projector, a small Llama decoder, a word-level tokenizer with a
+LLaVA-1.5-style chat template, and a LlavaProcessor — saved in Hugging Face format, loadable by
+``from_pretrained(directory)`` like any checkpoint.
+
+Training data are multi-turn conversations about held-in scenes (seeds ≥ 1,000,000): one image,
+then several questions of every kind (colour of a named shape, shape of a named colour,
+counting, existence incl. absent objects, left/right), each answered with one word; the loss
+covers the answers only. Held-out accuracy per question kind is printed and saved.
+
+    python -m attnprompt.shapes.train_vlm --out src/attnprompt/shapes/models/shapes-vlm
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._training import parse_config, save_directory
+from .questions import PLURALS, QUESTION_KINDS, make_questions
+from .scenes import COLORS, SHAPES, make_scene
+from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
+
+#: Held-out seeds for the accuracy printed by this script (the shapes-vqa benchmark uses others).
+EVAL_SEED = 700_000
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %} "
+    "{% elif m['role'] == 'user' %}USER: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} "
+    "{% else %}ASSISTANT: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}"
+    "</s>"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+#: Words of the API paper's prompts (strategies), so they tokenize to known words.
+PROMPT_WORDS = (
+    "let's think step by step hint the answer is related to unmasked visible regions for this image question "
+    "evaluate whether of alone can provide an if they suffice respond with letter t f do not support reply your "
+    "previous quality and a new please yes or no write general description"
+).split()
+
+
+@dataclasses.dataclass
+class VlmTrainConfig:
+    """Everything that determines the trained VLM (recorded in ``training.json``).
+
+    >>> VlmTrainConfig(out="x").hidden
+    256
+    """
+
+    out: str
+    clip: str = "shapes"
+    image_size: int = 128
+    steps: int = 1400
+    batch_size: int = 16
+    turns: int = 6
+    lr: float = 1e-3
+    vision_lr: float = 2e-4
+    warmup: int = 60
+    weight_decay: float = 0.05
+    n_scenes: int = 16000
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 768
+    seed: int = 0
+    eval_every: int = 350
+    eval_scenes: int = 200
+    bf16: bool = True
+
+
+SMOKE = dict(steps=3, batch_size=2, turns=2, n_scenes=8, hidden=32, layers=1, heads=2, intermediate=64,
+             eval_every=2, eval_scenes=4, image_size=48)
+
+
+def vocabulary() -> list[str]:
+    """Every word the shapes VLM needs: questions, answers, chat roles, API prompts.
+
+    >>> "star" in vocabulary() and "yes" in vocabulary()
+    True
+    """
+    words: set[str] = set()
+
+    def add(text: str) -> None:
+        for w in text.lower().replace("?", " ? ").replace(".", " . ").replace(",", " , ").replace(":", " : ").split():
+            words.add(w)
+
+    for seed in range(400):
+        scene = make_scene(seed, n_objects=5, size=96)
+        for qa in make_questions(scene, seed):
+            add(qa.question)
+            add(qa.answer)
+    for w in list(COLORS) + list(SHAPES) + list(PLURALS.values()) + [str(i) for i in range(13)] + PROMPT_WORDS:
+        add(w)
+    add("user : assistant : yes no \" ' ( ) !")
+    return sorted(words)
+
+
+def build_tokenizer():
+    """A word-level tokenizer (lower-cased, punctuation split) with the chat template.
+
+    >>> tok = build_tokenizer()  # doctest: +SKIP
+    >>> tok.tokenize("What colour is the star?")  # doctest: +SKIP
+    ['what', 'colour', 'is', 'the', 'star', '?']
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
+    vocab = {t: i for i, t in enumerate(specials + vocabulary())}
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        additional_special_tokens=["<image>"], padding_side="left", model_max_length=2048,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def vision_tower_weights(clip_model, image_size: int) -> dict:
+    """The CLIP vision tower's weights for input size ``image_size``: position embeddings of the
+    patch grid resized (bicubic) to the new grid, everything else copied.
+
+    >>> # state = vision_tower_weights(clip, 128)
+    """
+    import torch
+
+    state = {k: v.clone() for k, v in clip_model.vision_model.state_dict().items()}
+    vc = clip_model.config.vision_config
+    old, new = vc.image_size // vc.patch_size, image_size // vc.patch_size
+    if old != new:
+        pos = state["embeddings.position_embedding.weight"]  # (1 + old², D)
+        grid = pos[1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+        grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+        state["embeddings.position_embedding.weight"] = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(new * new, -1)])
+        state.pop("embeddings.position_ids", None)
+    return state
+
+
+def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
+    """A LlavaForConditionalGeneration whose vision tower is the shapes CLIP's (at ``cfg.image_size``).
+
+    >>> # model, processor = build_model(VlmTrainConfig(out="x"), tokenizer, clip)
+    """
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    vc = clip_model.config.vision_config.__class__(**{**clip_model.config.vision_config.to_dict(), "image_size": cfg.image_size})
+    grid = vc.image_size // vc.patch_size
+    config = LlavaConfig(
+        vision_config=vc.to_dict(),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
+            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+            max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=grid * grid,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+    )
+    model = LlavaForConditionalGeneration(config)
+    missing, unexpected = model.model.vision_tower.load_state_dict(vision_tower_weights(clip_model, cfg.image_size), strict=False)
+    if unexpected or any(not k.endswith("position_ids") for k in missing):
+        raise RuntimeError(f"vision tower weights do not fit: missing {missing}, unexpected {unexpected}")
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    ip = CLIPImageProcessorPil(
+        size={"shortest_edge": vc.image_size}, crop_size={"height": vc.image_size, "width": vc.image_size},
+        image_mean=list(MEAN), image_std=list(STD),
+    )
+    processor = LlavaProcessor(
+        image_processor=ip, tokenizer=tokenizer, patch_size=vc.patch_size, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+    )
+    return model, processor
+
+
+def conversation(seed: int, turns: int, image_size: int) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """(image, chat messages, kinds) for one training scene: ``turns`` questions, one-word answers.
+
+    >>> img, messages, kinds = conversation(TRAIN_SEED_OFFSET, 3, 96)
+    >>> [m["role"] for m in messages][:2], len(kinds) <= 3
+    (['user', 'assistant'], True)
+    """
+    rng = np.random.default_rng(seed)
+    scene = make_scene(seed, n_objects=int(rng.integers(2, 7)), size=int(rng.choice([image_size, 160, 224])))
+    qas = make_questions(scene, rng, per_kind=2)
+    order = rng.permutation(len(qas))[:turns]
+    messages: list[dict[str, Any]] = []
+    for k, i in enumerate(order):
+        qa = qas[int(i)]
+        content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": qa.question}]
+        messages.append({"role": "user", "content": content})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": qa.answer}]})
+    return scene.image, messages, [qas[int(i)].kind for i in order]
+
+
+def answer_labels(input_ids, tokenizer):
+    """Labels that supervise only the assistant's answers (each answer plus its ``</s>``).
+
+    >>> # labels = answer_labels(batch["input_ids"], tokenizer)
+    """
+    import torch
+
+    assistant = tokenizer.convert_tokens_to_ids("assistant")
+    colon = tokenizer.convert_tokens_to_ids(":")
+    eos = tokenizer.eos_token_id
+    labels = torch.full_like(input_ids, -100)
+    for b, row in enumerate(input_ids.tolist()):
+        inside = False
+        for i, t in enumerate(row):
+            if inside:
+                labels[b, i] = t
+                if t == eos:
+                    inside = False
+            elif t == colon and i > 0 and row[i - 1] == assistant:
+                inside = True
+    return labels
+
+
+def first_word(text: str) -> str:
+    """The answer's first word, lower-cased, without punctuation.
+
+    >>> first_word(" Red. ")
+    'red'
+    """
+    words = text.strip().lower().replace(".", " ").replace(",", " ").replace("!", " ").split()
+    return words[0] if words else ""
+
+
+def evaluate(backend, seeds: Sequence[int], image_size: int = 224) -> dict[str, float]:
+    """Held-out accuracy per question kind (exact first-word match) with a LocalVLM backend.
+
+    >>> # evaluate(LocalVLM(...), range(700_000, 700_200))
+    """
+    from ..backends.base import Request
+
+    requests, kinds, answers = [], [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        scene = make_scene(int(seed), n_objects=int(rng.integers(3, 7)), size=image_size)
+        for qa in make_questions(scene, rng, per_kind=1):
+            requests.append(Request((scene.image,), qa.question, max_new_tokens=3))
+            kinds.append(qa.kind)
+            answers.append(qa.answer)
+    got = backend.answer(requests)
+    out: dict[str, float] = {}
+    for kind in QUESTION_KINDS:
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        out[kind] = float(np.mean([first_word(got[i].text) == answers[i] for i in idx])) if idx else float("nan")
+    out["all"] = float(np.mean([first_word(g.text) == a for g, a in zip(got, answers)]))
+    return out
+
+
+def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
+    """Train and save; returns the record written to ``training.json``.
+
+    >>> # train(VlmTrainConfig(out="/tmp/shapes-vlm", **SMOKE))
+    """
+    import torch
+
+    from ..backends.local import LocalVLM
+    from ..models import LoadedVlm, load_clip
+
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    clip = load_clip(cfg.clip, device="cpu")
+    tokenizer = build_tokenizer()
+    model, processor = build_model(cfg, tokenizer, clip.model)
+    image_size = cfg.image_size
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
+        f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}")
+
+    vision = list(model.model.vision_tower.parameters())
+    vision_ids = {id(p) for p in vision}
+    rest = [p for p in model.parameters() if id(p) not in vision_ids]
+    opt = torch.optim.AdamW(
+        [{"params": rest, "lr": cfg.lr, "base": cfg.lr}, {"params": vision, "lr": cfg.vision_lr, "base": cfg.vision_lr}],
+        betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay,
+    )
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+
+    seeds = [TRAIN_SEED_OFFSET + 50_000_000 + cfg.seed * 10_000_000 + i for i in range(cfg.n_scenes)]
+    rng = np.random.default_rng(cfg.seed)
+    eval_seeds = list(range(EVAL_SEED, EVAL_SEED + cfg.eval_scenes))
+    history: list[dict[str, Any]] = []
+    loaded = LoadedVlm(model, processor, "llava", "training", "")
+    t_train = time.perf_counter()
+    for step in range(cfg.steps):
+        model.train()
+        batch = [conversation(int(s), cfg.turns, image_size) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
+        texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _ in batch]
+        tokenizer.padding_side = "right"  # positions 0.. for real tokens, as at generation time
+        enc = processor(text=texts, images=[img for img, _, _ in batch], padding=True, return_tensors="pt")
+        tokenizer.padding_side = "left"
+        labels = answer_labels(enc["input_ids"], tokenizer)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = model(**enc, labels=labels)
+        for g in opt.param_groups:
+            g["lr"] = g["base"] * factor(step)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 25 == 0 or step == cfg.steps - 1:
+            log(f"step {step:5d}  loss {out.loss.item():.4f}  {time.perf_counter() - t_train:.0f} s")
+        if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
+            model.eval()
+            acc = evaluate(LocalVLM(loaded, batch_size=16), eval_seeds)
+            history.append({"step": step + 1, "loss": round(out.loss.item(), 4), "accuracy": acc})
+            log(f"eval step {step + 1}: held-out accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
+    model.eval()
+    record = {
+        "config": dataclasses.asdict(cfg),
+        "parameters": n_params,
+        "vocab_size": len(tokenizer),
+        "history": history,
+        "final": history[-1] if history else {},
+        "train_seconds": round(time.perf_counter() - t_train, 1),
+        "total_seconds": round(time.perf_counter() - t_start, 1),
+        "torch": torch.__version__,
+    }
+    save(model, processor, Path(cfg.out), record)
+    log(f"saved {cfg.out} ({record['total_seconds']:.0f} s in all)")
+    return record
+
+
+def save(model, processor, out: Path, record: dict[str, Any]) -> None:
+    """Save model + processor in Hugging Face format atomically, with ``training.json``.
+
+    >>> # save(model, processor, Path("out"), {})
+    """
+    save_directory(out, lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)), record)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m attnprompt.shapes.train_vlm --out DIR [--smoke] [--steps N] …``.
+
+    >>> # main(["--out", "/tmp/vlm", "--smoke"])
+    """
+    train(parse_config(VlmTrainConfig, SMOKE, argv, __doc__.split("\n")[0]), log=lambda s: print(s, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
