@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import threading
 import time
 from typing import Callable
 
 import torch
+
+
+def exact_cpu_memory() -> None:
+    """Re-run this script with glibc's mmap threshold fixed, so that CPU peak memory is visible.
+
+    By default glibc raises its mmap threshold after large frees, so later tensors come from the
+    heap and RSS never drops: every op after the first would show ~0 extra memory. With a fixed
+    threshold, large tensors are mmapped and unmapped, and sampled RSS follows live memory.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 16)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 class PeakMemory:

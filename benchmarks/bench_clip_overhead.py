@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import compare, table  # noqa: E402
+from _measure import compare, exact_cpu_memory, table  # noqa: E402
 
 SIZES = {
     "b16": dict(
@@ -66,6 +66,34 @@ def build(size: str, directory: Path, device: str, dtype: torch.dtype):
     return ClipAttributor(load_clip(str(directory), device=device, dtype=dtype), ClipConfig.from_preset())
 
 
+def measure(size: str, args, image, query: str, dtype) -> str:
+    """Time and memory rows for one CLIP size (the model lives only inside this call)."""
+    from attnprompt.api import render_annotation
+
+    with tempfile.TemporaryDirectory() as d:
+        attributor = build(size, Path(d), args.device, dtype)
+        model, tok = attributor.model, attributor.clip.tokenizer
+
+        @torch.inference_mode()
+        def embed():
+            pixel_values, _ = attributor.preprocess([image])
+            enc = tok([query], padding=True, truncation=True, max_length=77, return_tensors="pt").to(args.device)
+            i = model.get_image_features(pixel_values=pixel_values).pooler_output
+            t = model.get_text_features(**enc).pooler_output
+            return float((i @ t.T).sum())
+
+        def attribute():
+            return attributor.attribute([image], [query])[0]
+
+        def annotate():
+            m = attributor.attribute([image], [query])[0]
+            return render_annotation(image, query, m, attributor.describe())
+
+        ops = {"embed": embed, "attribute": attribute, "annotate": annotate}
+        return table(f"{size} (grid {attributor.grid}x{attributor.grid}, {attributor.depth} blocks)",
+                     compare(ops, args.device, args.repeats), "embed")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
@@ -74,40 +102,17 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--image", default="640x480", help="input image size WxH")
     args = ap.parse_args()
+    if not args.device.startswith("cuda"):
+        exact_cpu_memory()
     dtype = getattr(torch, args.dtype)
     w, h = (int(v) for v in args.image.split("x"))
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     query = "What colour is the car parked next to the red building?"
-    from attnprompt.api import render_annotation
 
     print(f"device {args.device}, dtype {args.dtype}, image {w}x{h}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, repeats {args.repeats}")
-    rows = []
-    for size in args.sizes:
-        with tempfile.TemporaryDirectory() as d:
-            attributor = build(size, Path(d), args.device, dtype)
-            model, tok = attributor.model, attributor.clip.tokenizer
-
-            @torch.inference_mode()
-            def embed():
-                pixel_values, _ = attributor.preprocess([image])
-                enc = tok([query], padding=True, truncation=True, max_length=77, return_tensors="pt").to(args.device)
-                i = model.get_image_features(pixel_values=pixel_values).pooler_output
-                t = model.get_text_features(**enc).pooler_output
-                return float((i @ t.T).sum())
-
-            def attribute():
-                return attributor.attribute([image], [query])[0]
-
-            def annotate():
-                m = attributor.attribute([image], [query])[0]
-                return render_annotation(image, query, m, attributor.describe())
-
-            ops = {"embed": embed, "attribute": attribute, "annotate": annotate}
-            rows.append(table(f"{size} (grid {attributor.grid}x{attributor.grid}, {attributor.depth} blocks)",
-                              compare(ops, args.device, args.repeats), "embed"))
-            del attributor, model
+    rows = [measure(size, args, image, query, dtype) for size in args.sizes]
     print("\n".join(rows))
 
 

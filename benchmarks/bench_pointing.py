@@ -25,6 +25,7 @@ from PIL import Image
 from attnprompt.api import render_annotation
 from attnprompt.attribution.clip import ClipAttributor, ClipConfig
 from attnprompt.bench.pointing import centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
+from attnprompt.files import atomic_write, save_image
 from attnprompt.models import load_clip
 from attnprompt.render import upsample
 from attnprompt.shapes import make_scene, pointing_query
@@ -146,7 +147,8 @@ def main() -> None:
               "", "Targets: default preset ≥ 0.8 pointing and ≥ 2× the centre baseline; two queries ≥ 0.8.",
               "", f"Reproduce: `python benchmarks/bench_pointing.py --model {args.model} --scenes {args.scenes}` "
               f"({time.perf_counter() - t0:.0f} s on this run)."]
-    (out / "pointing.md").write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "pointing.md", lambda f: f.write(text), binary=False)
     picture(ref, data[0], out / "pointing_example.png")
     print(f"wrote {out / 'pointing.md'} and {out / 'pointing_example.png'}")
 
@@ -165,7 +167,7 @@ def picture(attributor: ClipAttributor, item, path: Path) -> None:
     for p in panels:
         canvas.paste(p, (0, y))
         y += p.size[1] + 4
-    canvas.save(path)
+    save_image(canvas, path)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from attnprompt.attribution.vlm_attention import VlmAttributor, VlmConfig
 from attnprompt.backends.base import Request
 from attnprompt.backends.local import LocalVLM
 from attnprompt.bench.pointing import in_box, peak
+from attnprompt.files import atomic_write
 from attnprompt.models import load_clip, load_vlm
 from attnprompt.render import overlay
 from attnprompt.shapes import QUESTION_KINDS, make_questions, make_scene
@@ -142,7 +143,8 @@ def main() -> None:
         lines.append(f"| {label} | {cells} | {'' if point is None else f'{point:.3f}'} |")
     lines += ["", f"Reproduce: `python benchmarks/bench_shapes_vqa.py --scenes {args.scenes}` "
               f"({time.perf_counter() - t0:.0f} s on this run)."]
-    (out / "shapes_vqa.md").write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write(out / "shapes_vqa.md", lambda f: f.write(text), binary=False)
     print(f"wrote {out / 'shapes_vqa.md'}")
 
 

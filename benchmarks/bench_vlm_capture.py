@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _measure import compare, table  # noqa: E402
+from _measure import compare, exact_cpu_memory, table  # noqa: E402
 
 TEXT = {
     "small": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=12, num_attention_heads=16, num_key_value_heads=16),
@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="default float32 on CPU, float16 on CUDA")
     args = ap.parse_args()
+    if not args.device.startswith("cuda"):
+        exact_cpu_memory()
     dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
     from attnprompt.attribution.vlm_attention import VlmAttributor, VlmConfig
 

@@ -107,3 +107,35 @@ def test_vlm_labels_supervise_only_the_answers():
     labels = answer_labels(ids, tok)[0].tolist()
     supervised = tok.convert_ids_to_tokens([t for t, lab in zip(ids[0].tolist(), labels) if lab != -100])
     assert supervised == ["red", "</s>", "2", "</s>"]
+
+
+def test_projector_standardisation_folds_exactly_into_a_stock_llava():
+    """Training standardises vision features with a hook; the saved model must give the same
+    image features with no hook, from raw features."""
+    import torch
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    from attnprompt.shapes.train_vlm import Standardized
+
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       image_size=16, patch_size=8).to_dict(),
+        text_config=dict(model_type="llama", vocab_size=40, hidden_size=24, intermediate_size=48,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2),
+        image_token_index=39, vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config).double().eval()
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    raw = model.model.vision_tower(x, output_hidden_states=True).hidden_states[-2][:, 1:]
+    mean, sd = torch.randn(16, dtype=torch.float64) * 5, torch.rand(16, dtype=torch.float64) + 0.5
+    s = Standardized(model, mean, sd)
+    with torch.no_grad():
+        hooked = model.model.multi_modal_projector(raw)
+        expected = model.model.multi_modal_projector.linear_2(
+            model.model.multi_modal_projector.act(model.model.multi_modal_projector.linear_1((raw - mean) / sd)))
+        s.fold()
+        folded = model.model.multi_modal_projector(raw)
+    torch.testing.assert_close(hooked, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(folded, hooked, rtol=1e-10, atol=1e-10)
+    assert not model.model.multi_modal_projector._forward_pre_hooks

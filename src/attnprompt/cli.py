@@ -182,17 +182,7 @@ def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .batch import run_batch
 
         report = run_batch(
-            args.batch,
-            args.out_dir,
-            method=args.method,
-            model=args.model,
-            preset=args.preset,
-            gray=args.gray,
-            resample=args.resample,
-            device=args.device,
-            dtype=args.dtype,
-            batch_size=args.batch_size,
-            visuals=args.visuals,
+            args.batch, args.out_dir, **_common(args), batch_size=args.batch_size, visuals=args.visuals,
             params=_method_params(args),
         )
         print(report.summary())
@@ -206,22 +196,17 @@ def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise InputError(f"--heatmap {args.heatmap}: heatmaps are saved losslessly as .npy; use a .npy suffix")
     from .api import annotate
 
-    ann = annotate(
-        args.image,
-        args.query,
-        method=args.method,
-        model=args.model,
-        preset=args.preset,
-        gray=args.gray,
-        resample=args.resample,
-        device=args.device,
-        dtype=args.dtype,
-        **_method_params(args),
-    )
+    ann = annotate(args.image, args.query, **_common(args), **_method_params(args))
     ann.save(args.output, heatmap=args.heatmap, visual=args.visual)
     written = [args.output] + [p for p in (args.heatmap, args.visual) if p]
     print(f"wrote {', '.join(written)}")
     return 0
+
+
+def _common(args: argparse.Namespace) -> dict:
+    """The options single and batch annotation share."""
+    return dict(method=args.method, model=args.model, preset=args.preset, gray=args.gray,
+                resample=args.resample, device=args.device, dtype=args.dtype)
 
 
 def _ask(args: argparse.Namespace) -> int:

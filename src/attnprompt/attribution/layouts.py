@@ -88,7 +88,7 @@ def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> li
 
     >>> from types import SimpleNamespace as NS
     >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), image_grid_pinpoints=[[336, 672], [672, 336], [672, 672]])
-    >>> [g.shape for g in llava_next_layout(576 + 24 * 49, cfg, (480, 640))]
+    >>> [g.shape for g in llava_next_layout(576 + 36 * 49, cfg, (480, 640))]
     [(24, 24), (36, 48)]
     """
     from transformers.image_processing_utils import select_best_resolution

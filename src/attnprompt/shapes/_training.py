@@ -1,4 +1,5 @@
-"""Pieces both training scripts share: a dataclass-driven command line and atomic saving."""
+"""Pieces both training scripts share: a dataclass-driven command line, the training record and
+atomic saving."""
 
 from __future__ import annotations
 
@@ -38,6 +39,35 @@ def parse_config(cls: type, smoke: dict[str, Any], argv: Sequence[str] | None, d
     values = dict(smoke) if a.smoke else {}
     values.update({f.name: getattr(a, f.name) for f in fields if getattr(a, f.name) is not None})
     return cls(out=a.out, **values)
+
+
+def training_record(cfg: Any, n_params: int, vocab_size: int, history: list[dict[str, Any]],
+                    t_start: float, t_train: float) -> dict[str, Any]:
+    """What ``training.json`` records: the configuration, size, evaluation history and timings.
+
+    >>> import time
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...     steps: int = 3
+    >>> r = training_record(C(), 10, 5, [{"step": 3}], time.perf_counter(), time.perf_counter())
+    >>> r["final"], r["config"]
+    ({'step': 3}, {'steps': 3})
+    """
+    import time
+
+    import torch
+
+    now = time.perf_counter()
+    return {
+        "config": dataclasses.asdict(cfg),
+        "parameters": n_params,
+        "vocab_size": vocab_size,
+        "history": history,
+        "final": history[-1] if history else {},
+        "train_seconds": round(now - t_train, 1),
+        "total_seconds": round(now - t_start, 1),
+        "torch": torch.__version__,
+    }
 
 
 def save_directory(out: Path, write: Callable[[Path], None], record: dict[str, Any]) -> None:

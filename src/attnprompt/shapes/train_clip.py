@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory
+from ._training import parse_config, save_directory, training_record
 from .questions import PLURALS
 from .scenes import COLORS, SHAPES, make_scene
 
@@ -499,16 +499,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
                 f"(chance {r['chance']:.3f}), top-1 {r['top1']:.3f}; pointing (reference preset) {p:.3f}")
             model.train()
     model.eval()
-    record = {
-        "config": dataclasses.asdict(cfg),
-        "parameters": n_params,
-        "vocab_size": len(tokenizer),
-        "history": history,
-        "final": history[-1] if history else {},
-        "train_seconds": round(time.perf_counter() - t_train, 1),
-        "total_seconds": round(time.perf_counter() - t_start, 1),
-        "torch": torch.__version__,
-    }
+    record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
     save_checkpoint(model, tokenizer, cfg, out, record)
     log(f"saved {out} ({record['total_seconds']:.0f} s in all)")
     return record

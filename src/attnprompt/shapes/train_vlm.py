@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory
+from ._training import parse_config, save_directory, training_record
 from .questions import PLURALS, QUESTION_KINDS, make_questions
 from .scenes import COLORS, SHAPES, make_scene
 from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
@@ -66,20 +66,21 @@ class VlmTrainConfig:
     out: str
     clip: str = "shapes"
     image_size: int = 128
-    steps: int = 1400
+    steps: int = 2200
     batch_size: int = 16
     turns: int = 6
+    describe_rate: float = 0.5
     lr: float = 1e-3
     vision_lr: float = 2e-4
     warmup: int = 60
     weight_decay: float = 0.05
-    n_scenes: int = 16000
+    n_scenes: int = 50000
     hidden: int = 256
     layers: int = 4
     heads: int = 4
     intermediate: int = 768
     seed: int = 0
-    eval_every: int = 350
+    eval_every: int = 550
     eval_scenes: int = 200
     bf16: bool = True
 
@@ -107,7 +108,7 @@ def vocabulary() -> list[str]:
             add(qa.answer)
     for w in list(COLORS) + list(SHAPES) + list(PLURALS.values()) + [str(i) for i in range(13)] + PROMPT_WORDS:
         add(w)
-    add("user : assistant : yes no \" ' ( ) !")
+    add("user : assistant : yes no \" ' ( ) ! describe the image .")
     return sorted(words)
 
 
@@ -195,24 +196,77 @@ def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
     return model, processor
 
 
-def conversation(seed: int, turns: int, image_size: int) -> tuple[Any, list[dict[str, Any]], list[str]]:
-    """(image, chat messages, kinds) for one training scene: ``turns`` questions, one-word answers.
+def feature_statistics(model, processor, seeds: Sequence[int], image_size: int):
+    """Per-dimension mean and spread of the vision features the projector reads (one value per
+    channel, over all patches of the scenes ``seeds``).
 
-    >>> img, messages, kinds = conversation(TRAIN_SEED_OFFSET, 3, 96)
-    >>> [m["role"] for m in messages][:2], len(kinds) <= 3
+    >>> # mu, sd = feature_statistics(model, processor, range(64), 128)
+    """
+    import torch
+
+    images = [conversation(int(s), 1, image_size, 0.0)[0].image for s in seeds]
+    x = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(x, output_hidden_states=True).hidden_states[model.config.vision_feature_layer]
+    feats = hidden[:, 1:].reshape(-1, hidden.shape[-1]).double()  # "default" strategy drops the cls token
+    return feats.mean(0).float(), feats.std(0).clamp_min(1e-3).float()
+
+
+class Standardized:
+    """Feed the projector standardised features, ``(x − mean) / sd``, while training.
+
+    CLIP's hidden states are not normalised (here their norm is ~50 and mostly a shared offset,
+    against ~0.5 for word embeddings), which makes the projector's updates noisy. Standardising
+    is affine, so :meth:`fold` bakes it exactly into the first projector layer afterwards: the
+    saved model is a stock LLaVA that reads raw features.
+
+    >>> # with Standardized(model, mu, sd) as s: ... ; s.fold()
+    """
+
+    def __init__(self, model, mean, sd):
+        self.projector, self.mean, self.sd = model.model.multi_modal_projector, mean, sd
+        self.handle = self.projector.register_forward_pre_hook(lambda _m, args: ((args[0] - self.mean) / self.sd,))
+
+    def fold(self) -> None:
+        """Remove the hook and rewrite linear_1 so that linear_1'(x) = linear_1((x − mean) / sd)."""
+        import torch
+
+        self.handle.remove()
+        lin = self.projector.linear_1
+        with torch.no_grad():
+            w = lin.weight / self.sd  # (out, in) · diag(1/sd)
+            if lin.bias is not None:
+                lin.bias -= w @ self.mean
+            lin.weight.copy_(w)
+
+
+def conversation(
+    seed: int, turns: int, image_size: int, describe_rate: float = 0.5
+) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """(scene, chat messages, kinds) for one training scene: ``turns`` questions with one-word
+    answers, preceded with probability ``describe_rate`` by a description of every object.
+
+    >>> scene, messages, kinds = conversation(TRAIN_SEED_OFFSET, 3, 96)
+    >>> [m["role"] for m in messages][:2], len(kinds) <= 4
     (['user', 'assistant'], True)
     """
     rng = np.random.default_rng(seed)
     scene = make_scene(seed, n_objects=int(rng.integers(2, 7)), size=int(rng.choice([image_size, 160, 224])))
     qas = make_questions(scene, rng, per_kind=2)
     order = rng.permutation(len(qas))[:turns]
+    turns_: list[tuple[str, str, str]] = [(qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind) for i in order]
+    if rng.random() < describe_rate:
+        # LLaVA's first stage aligns images and text with captions; here a description that names
+        # every object, left to right, gives dense supervision on each object's colour, shape and
+        # place — what every question kind then needs.
+        objects = sorted(scene.objects, key=lambda o: o.center[0])
+        turns_.insert(0, ("Describe the image.", " , ".join(f"{o.color} {o.shape}" for o in objects), "describe"))
     messages: list[dict[str, Any]] = []
-    for k, i in enumerate(order):
-        qa = qas[int(i)]
-        content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": qa.question}]
+    for k, (question, answer, _) in enumerate(turns_):
+        content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": question}]
         messages.append({"role": "user", "content": content})
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": qa.answer}]})
-    return scene.image, messages, [qas[int(i)].kind for i in order]
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return scene, messages, [kind for _, _, kind in turns_]
 
 
 def answer_labels(input_ids, tokenizer):
@@ -289,6 +343,8 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     tokenizer = build_tokenizer()
     model, processor = build_model(cfg, tokenizer, clip.model)
     image_size = cfg.image_size
+    mean, sd = feature_statistics(model, processor, range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 64), image_size)
+    standardized = Standardized(model, mean, sd)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
         f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}")
@@ -314,18 +370,19 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     t_train = time.perf_counter()
     for step in range(cfg.steps):
         model.train()
-        batch = [conversation(int(s), cfg.turns, image_size) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
+        batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
         texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _ in batch]
         tokenizer.padding_side = "right"  # positions 0.. for real tokens, as at generation time
-        enc = processor(text=texts, images=[img for img, _, _ in batch], padding=True, return_tensors="pt")
+        enc = processor(text=texts, images=[sc.image for sc, _, _ in batch], padding=True, return_tensors="pt")
         tokenizer.padding_side = "left"
         labels = answer_labels(enc["input_ids"], tokenizer)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             out = model(**enc, labels=labels)
+            loss = out.loss
         for g in opt.param_groups:
             g["lr"] = g["base"] * factor(step)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 25 == 0 or step == cfg.steps - 1:
@@ -336,16 +393,8 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             history.append({"step": step + 1, "loss": round(out.loss.item(), 4), "accuracy": acc})
             log(f"eval step {step + 1}: held-out accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
     model.eval()
-    record = {
-        "config": dataclasses.asdict(cfg),
-        "parameters": n_params,
-        "vocab_size": len(tokenizer),
-        "history": history,
-        "final": history[-1] if history else {},
-        "train_seconds": round(time.perf_counter() - t_train, 1),
-        "total_seconds": round(time.perf_counter() - t_start, 1),
-        "torch": torch.__version__,
-    }
+    standardized.fold()
+    record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
     save(model, processor, Path(cfg.out), record)
     log(f"saved {cfg.out} ({record['total_seconds']:.0f} s in all)")
     return record
