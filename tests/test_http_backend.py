@@ -337,8 +337,10 @@ def test_bounded_concurrency_keeps_request_order(start_server):
                 with lock:
                     state["active"] -= 1
 
-    # Later prompts answer faster, so completion order differs from request order.
-    fake = FakeBackend(delay=lambda prompt: 0.04 * (6 - int(prompt[1:])))
+    # Later prompts answer faster, so completion order differs from request order. The delays are
+    # long enough (0.15–0.9 s) that two requests overlap even on a loaded CI machine (with 0.04 s
+    # steps this once saw no overlap while a training job held both cores).
+    fake = FakeBackend(delay=lambda prompt: 0.15 * (6 - int(prompt[1:])))
     url, _ = start_server(fake, handler=Counting, max_parallel=None)
     backend = OpenAIBackend(url, "fake", concurrency=2)
     reqs = [Request((Image.new("RGB", (16, 16), "blue"),), f"q{i}") for i in range(6)]

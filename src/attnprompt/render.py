@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -236,6 +236,15 @@ def colorize(heatmap: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(np.stack(channels, -1)).astype(np.uint8), "RGB")
 
 
+def _title_font():
+    # Pillow's default bitmap-sized font squeezes spaces ("Whatcolour isthe …"); its scalable
+    # version (FreeType, Pillow ≥ 10.1) reads properly. Fall back to the bitmap font without it.
+    try:
+        return ImageFont.load_default(size=13)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
 def visual(
     image: Image.Image,
     heatmap: np.ndarray,
@@ -264,5 +273,5 @@ def visual(
     for i, panel in enumerate((small, heat, ann)):
         canvas.paste(panel, (i * (pw + gap), top))
     if title:
-        ImageDraw.Draw(canvas).text((4, 3), title[:200], fill=(0, 0, 0))
+        ImageDraw.Draw(canvas).text((4, 2), title[:200], fill=(0, 0, 0), font=_title_font())
     return canvas
