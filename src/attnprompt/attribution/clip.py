@@ -58,7 +58,12 @@ FITS = ("pad", "squash")
 
 
 class TruncationWarning(UserWarning):
-    """A query was longer than the text tower's context and was cut."""
+    """A query was longer than the text tower's context and was cut.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", TruncationWarning)  # silence it where long queries are expected
+    """
 
 
 @dataclasses.dataclass(frozen=True)

@@ -228,7 +228,10 @@ class Standardized:
         self.handle = self.projector.register_forward_pre_hook(lambda _m, args: ((args[0] - self.mean) / self.sd,))
 
     def fold(self) -> None:
-        """Remove the hook and rewrite linear_1 so that linear_1'(x) = linear_1((x − mean) / sd)."""
+        """Remove the hook and rewrite linear_1 so that linear_1'(x) = linear_1((x − mean) / sd).
+
+        >>> # s = Standardized(model, mean, sd); ...train...; s.fold(); model.save_pretrained(out)
+        """
         import torch
 
         self.handle.remove()
