@@ -130,3 +130,21 @@ def test_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "MAX_PIXELS", 50_000)
     with pytest.raises(InputError, match=r"300×200 = 0 Mpx, over the limit.*MAX_PIXELS"):
         load_image(path)
+
+
+def test_saved_files_get_ordinary_permissions_not_temp_file_ones(tmp_path):
+    """Outputs are written atomically through a temporary file; they must still end up with the
+    permissions a plainly created file would get (0666 less the umask), not mkstemp's 0600."""
+    import os
+    import stat
+
+    from attnprompt.files import save_array, save_image
+
+    old = os.umask(0o022)
+    try:
+        img = save_image(Image.new("RGB", (4, 4)), tmp_path / "a.png")
+        arr = save_array(np.zeros((2, 2), np.float32), tmp_path / "a.npy")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(img.stat().st_mode) == 0o644
+    assert stat.S_IMODE(arr.stat().st_mode) == 0o644

@@ -13,6 +13,13 @@ import numpy as np
 from PIL import Image
 
 
+def _umask() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = True) -> Path:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place.
 
@@ -33,6 +40,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates files readable by their owner only; give the result the permissions
+        # any newly created file gets (0666 less the umask), as a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
