@@ -33,7 +33,7 @@ from attnprompt.files import atomic_write
 from attnprompt.models import load_clip, load_vlm
 from attnprompt.render import overlay
 from attnprompt.shapes import QUESTION_KINDS, make_questions, make_scene
-from attnprompt.shapes.train_vlm import first_word
+from attnprompt.shapes.train_vlm import score
 
 FIRST_SEED = 200_000  # held out from both trainings (they use seeds ≥ 1,000,000)
 
@@ -61,11 +61,7 @@ def annotate_all(attributor, items, gray: float):
 
 def accuracy(backend, items, images) -> dict[str, float]:
     got = backend.answer([Request((img,), qa.question, max_new_tokens=3) for img, (_, qa) in zip(images, items)])
-    res = {}
-    for kind in QUESTION_KINDS:
-        idx = [i for i, (_, qa) in enumerate(items) if qa.kind == kind]
-        res[kind] = float(np.mean([first_word(got[i].text) == items[i][1].answer for i in idx]))
-    res["all"] = float(np.mean([first_word(g.text) == qa.answer for g, (_, qa) in zip(got, items)]))
+    res: dict[str, float] = score([qa.kind for _, qa in items], [g.text for g in got], [qa.answer for _, qa in items])
     failed = sum(not g.ok for g in got)
     if failed:
         res["failed"] = failed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -122,7 +123,7 @@ def check_kernel(kernel: Any) -> int:
     >>> check_kernel(3)
     3
     """
-    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Integral) or kernel < 1 or kernel % 2 == 0:
         raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {kernel!r}")
     return int(kernel)
 

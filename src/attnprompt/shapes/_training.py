@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -39,6 +40,17 @@ def parse_config(cls: type, smoke: dict[str, Any], argv: Sequence[str] | None, d
     values = dict(smoke) if a.smoke else {}
     values.update({f.name: getattr(a, f.name) for f in fields if getattr(a, f.name) is not None})
     return cls(out=a.out, **values)
+
+
+def warmup_cosine(step: int, warmup: int, steps: int) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``.
+
+    >>> warmup_cosine(0, 10, 100), warmup_cosine(9, 10, 100), round(warmup_cosine(55, 10, 100), 3)
+    (0.1, 1.0, 0.5)
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def training_record(cfg: Any, n_params: int, vocab_size: int, history: list[dict[str, Any]],

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory, training_record
+from ._training import parse_config, save_directory, training_record, warmup_cosine
 from .questions import PLURALS
 from .scenes import COLORS, SHAPES, make_scene
 
@@ -442,10 +442,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     )
 
     def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return cfg.lr * warmup_cosine(step, cfg.warmup, cfg.steps)
 
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)

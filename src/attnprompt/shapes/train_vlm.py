@@ -16,7 +16,6 @@ covers the answers only. Held-out accuracy per question kind is printed and save
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory, training_record
+from ._training import parse_config, save_directory, training_record, warmup_cosine
 from .questions import PLURALS, QUESTION_KINDS, make_questions
 from .scenes import COLORS, SHAPES, make_scene
 from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
@@ -220,7 +219,7 @@ class Standardized:
     is affine, so :meth:`fold` bakes it exactly into the first projector layer afterwards: the
     saved model is a stock LLaVA that reads raw features.
 
-    >>> # with Standardized(model, mu, sd) as s: ... ; s.fold()
+    >>> # s = Standardized(model, mu, sd); ...train...; s.fold()
     """
 
     def __init__(self, model, mean, sd):
@@ -320,12 +319,21 @@ def evaluate(backend, seeds: Sequence[int], image_size: int = 224) -> dict[str, 
             requests.append(Request((scene.image,), qa.question, max_new_tokens=3))
             kinds.append(qa.kind)
             answers.append(qa.answer)
-    got = backend.answer(requests)
+    return score(kinds, [g.text for g in backend.answer(requests)], answers)
+
+
+def score(kinds: Sequence[str], texts: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
+    """Accuracy per question kind and overall: the reply's first word equals the answer.
+
+    >>> score(["color", "color", "count"], ["Red.", "blue", "2"], ["red", "red", "2"])["color"]
+    0.5
+    """
+    hits = [first_word(t) == a for t, a in zip(texts, answers)]
     out: dict[str, float] = {}
     for kind in QUESTION_KINDS:
         idx = [i for i, k in enumerate(kinds) if k == kind]
-        out[kind] = float(np.mean([first_word(got[i].text) == answers[i] for i in idx])) if idx else float("nan")
-    out["all"] = float(np.mean([first_word(g.text) == a for g, a in zip(got, answers)]))
+        out[kind] = float(np.mean([hits[i] for i in idx])) if idx else float("nan")
+    out["all"] = float(np.mean(hits))
     return out
 
 
@@ -360,11 +368,6 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
         betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay,
     )
 
-    def factor(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
     seeds = [TRAIN_SEED_OFFSET + 50_000_000 + cfg.seed * 10_000_000 + i for i in range(cfg.n_scenes)]
     rng = np.random.default_rng(cfg.seed)
     eval_seeds = list(range(EVAL_SEED, EVAL_SEED + cfg.eval_scenes))
@@ -383,7 +386,7 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             out = model(**enc, labels=labels)
             loss = out.loss
         for g in opt.param_groups:
-            g["lr"] = g["base"] * factor(step)
+            g["lr"] = g["base"] * warmup_cosine(step, cfg.warmup, cfg.steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
