@@ -139,3 +139,77 @@ def test_projector_standardisation_folds_exactly_into_a_stock_llava():
     torch.testing.assert_close(hooked, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(folded, hooked, rtol=1e-10, atol=1e-10)
     assert not model.model.multi_modal_projector._forward_pre_hooks
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_at(prefix: str):
+    def log(message: str) -> None:
+        if message.startswith(prefix):
+            raise _Interrupt(message)
+
+    return log
+
+
+def _weights(directory) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(directory / "model.safetensors"))
+
+
+def test_interrupted_clip_training_resumes_to_the_same_weights(tmp_path):
+    import pytest
+
+    cfg = dict(SMOKE, steps=4, eval_every=2)
+    straight = tmp_path / "straight"
+    train(TrainConfig(out=str(straight), bpe=str(CLIP_BPE), **cfg), log=lambda s: None)
+
+    out = tmp_path / "resumed"
+    # steps 0-1 and the evaluation after them (state saved), then step 2 ran; killed at step 3
+    with pytest.raises(_Interrupt):
+        train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **cfg), log=_interrupt_at("step     3"))
+    assert not out.exists() and (tmp_path / "resumed.resume.pt").exists()
+    messages: list[str] = []
+    record = train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **cfg), log=messages.append)
+    assert any("resuming the interrupted run at step 2" in m for m in messages)
+    assert [h["step"] for h in record["history"]] == [2, 4]  # nothing lost, nothing twice
+    assert not (tmp_path / "resumed.resume.pt").exists()
+    a, b = _weights(straight), _weights(out)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path):
+    import pytest
+
+    cfg = dict(SMOKE, steps=4, eval_every=2)
+    out = tmp_path / "run"
+    with pytest.raises(_Interrupt):
+        train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **cfg), log=_interrupt_at("step     3"))
+    with pytest.raises(ValueError, match="different configuration.*lr"):
+        train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **dict(cfg, lr=1e-4)), log=lambda s: None)
+
+
+def test_interrupted_vlm_training_resumes_to_the_same_weights(tmp_path):
+    import pytest
+
+    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
+    from attnprompt.shapes.train_vlm import VlmTrainConfig
+    from attnprompt.shapes.train_vlm import train as train_vlm
+
+    clip = tmp_path / "clip"
+    train(TrainConfig(out=str(clip), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
+    cfg = dict(VLM_SMOKE, steps=4, eval_every=2)
+    straight = tmp_path / "straight"
+    train_vlm(VlmTrainConfig(out=str(straight), clip=str(clip), **cfg), log=lambda s: None)
+    out = tmp_path / "resumed"
+    with pytest.raises(_Interrupt):
+        train_vlm(VlmTrainConfig(out=str(out), clip=str(clip), **cfg), log=_interrupt_at("step     3"))
+    record = train_vlm(VlmTrainConfig(out=str(out), clip=str(clip), **cfg), log=lambda s: None)
+    assert [h["step"] for h in record["history"]] == [2, 4]
+    a, b = _weights(straight), _weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

@@ -1,5 +1,5 @@
-"""Pieces both training scripts share: a dataclass-driven command line, the training record and
-atomic saving."""
+"""Pieces both training scripts share: a dataclass-driven command line, the learning-rate
+schedule, resuming an interrupted run, the training record and atomic saving."""
 
 from __future__ import annotations
 
@@ -51,6 +51,61 @@ def warmup_cosine(step: int, warmup: int, steps: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+class Resumable:
+    """The full state of a training run, saved beside its output at every evaluation, so that an
+    interrupted run, started again with the same command, continues where it stopped and ends
+    with the same weights as an uninterrupted one.
+
+    The state lives in ``<out>.resume.pt`` (written atomically) and is removed once the
+    checkpoint is saved. Resuming with a different configuration is refused.
+
+    >>> # resume = Resumable(out, cfg); start, history, elapsed = resume.load(model, opt, rng, gen)
+    >>> # ... after each evaluation: resume.save(step + 1, model, opt, rng, gen, history, elapsed)
+    """
+
+    def __init__(self, out: Path, cfg: Any) -> None:
+        self.path = Path(out).with_name(Path(out).name + ".resume.pt")
+        self.config = dataclasses.asdict(cfg)
+
+    def load(self, model, optimizer, rng, generator=None) -> tuple[int, list[dict[str, Any]], float]:
+        """Restore a saved state if there is one; returns (next step, history, seconds trained)."""
+        import torch
+
+        if not self.path.exists():
+            return 0, [], 0.0
+        state = torch.load(self.path, weights_only=False)  # our own file: numpy RNG state inside
+        if state["config"] != self.config:
+            changed = sorted(k for k in self.config if state["config"].get(k) != self.config[k])
+            raise ValueError(
+                f"{self.path} holds an interrupted run with a different configuration ({', '.join(changed)} "
+                "differ); rerun with the same options to resume it, or delete that file to start afresh"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        if generator is not None:
+            generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["step"], state["history"], state["elapsed"]
+
+    def save(self, step: int, model, optimizer, rng, generator, history: list[dict[str, Any]], elapsed: float) -> None:
+        """Save the state reached after ``step`` steps."""
+        import torch
+
+        from ..files import atomic_write
+
+        state = {
+            "config": self.config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": rng.bit_generator.state, "generator": None if generator is None else generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "history": history, "elapsed": elapsed,
+        }
+        atomic_write(self.path, lambda f: torch.save(state, f))
+
+    def done(self) -> None:
+        """The run is complete and saved: the resume state is no longer needed."""
+        self.path.unlink(missing_ok=True)
 
 
 def training_record(cfg: Any, n_params: int, vocab_size: int, history: list[dict[str, Any]],

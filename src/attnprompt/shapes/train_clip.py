@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory, training_record, warmup_cosine
+from ._training import Resumable, parse_config, save_directory, training_record, warmup_cosine
 from .questions import PLURALS
 from .scenes import COLORS, SHAPES, make_scene
 
@@ -446,11 +446,15 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
 
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    history: list[dict[str, Any]] = []
     pointing_seeds = list(range(600_000, 600_000 + max(8, cfg.eval_scenes // 2)))
+    resume = Resumable(out, cfg)
+    start, history, elapsed = resume.load(model, opt, rng, generator)
+    if start:
+        log(f"resuming the interrupted run at step {start} (state in {resume.path})")
     model.train()
-    t_train = time.perf_counter()
-    for step in range(cfg.steps):
+    t_train = time.perf_counter() - elapsed
+    t_start -= elapsed
+    for step in range(start, cfg.steps):
         idx = rng.choice(len(images), cfg.batch_size, replace=False)
         # Every object of every image gets a caption: the vision forward is the expensive part,
         # and each caption is one more (multi-positive) contrast for the same image embedding.
@@ -492,12 +496,14 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             p = pointing_accuracy(model, tokenizer, pointing_seeds)
             entry = {"step": step + 1, "loss": round(loss.item(), 4), "retrieval": r, "pointing_reference": p}
             history.append(entry)
+            resume.save(step + 1, model, opt, rng, generator, history, time.perf_counter() - t_train)
             log(f"eval step {step + 1}: held-out retrieval precision@k {r['precision_at_k']:.3f} "
                 f"(chance {r['chance']:.3f}), top-1 {r['top1']:.3f}; pointing (reference preset) {p:.3f}")
             model.train()
     model.eval()
     record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
     save_checkpoint(model, tokenizer, cfg, out, record)
+    resume.done()
     log(f"saved {out} ({record['total_seconds']:.0f} s in all)")
     return record
 

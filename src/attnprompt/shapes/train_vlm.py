@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import parse_config, save_directory, training_record, warmup_cosine
+from ._training import Resumable, parse_config, save_directory, training_record, warmup_cosine
 from .questions import PLURALS, QUESTION_KINDS, make_questions
 from .scenes import COLORS, SHAPES, make_scene
 from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
@@ -371,10 +371,14 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     seeds = [TRAIN_SEED_OFFSET + 50_000_000 + cfg.seed * 10_000_000 + i for i in range(cfg.n_scenes)]
     rng = np.random.default_rng(cfg.seed)
     eval_seeds = list(range(EVAL_SEED, EVAL_SEED + cfg.eval_scenes))
-    history: list[dict[str, Any]] = []
     loaded = LoadedVlm(model, processor, "llava", "training", "")
-    t_train = time.perf_counter()
-    for step in range(cfg.steps):
+    resume = Resumable(Path(cfg.out), cfg)
+    start, history, elapsed = resume.load(model, opt, rng)
+    if start:
+        log(f"resuming the interrupted run at step {start} (state in {resume.path})")
+    t_train = time.perf_counter() - elapsed
+    t_start -= elapsed
+    for step in range(start, cfg.steps):
         model.train()
         batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
         texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _ in batch]
@@ -397,11 +401,13 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             model.eval()
             acc = evaluate(LocalVLM(loaded, batch_size=16), eval_seeds)
             history.append({"step": step + 1, "loss": round(out.loss.item(), 4), "accuracy": acc})
+            resume.save(step + 1, model, opt, rng, None, history, time.perf_counter() - t_train)
             log(f"eval step {step + 1}: held-out accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
     model.eval()
     standardized.fold()
     record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
     save(model, processor, Path(cfg.out), record)
+    resume.done()
     log(f"saved {cfg.out} ({record['total_seconds']:.0f} s in all)")
     return record
 
