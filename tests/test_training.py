@@ -13,13 +13,16 @@ from attnprompt.shapes.train_clip import (
     SMOKE,
     TrainConfig,
     contrastive_loss,
+    dense_loss,
     hard_negative,
     image_features,
     matches,
+    patch_labels,
     positives_matrix,
     sample_caption,
     tokenizer_corpus,
     train,
+    value_paths,
 )
 from conftest import CLIP_BPE
 
@@ -67,8 +70,88 @@ def test_patch_dropout_keep_all_equals_the_stock_forward(tmp_path):
     with torch.no_grad():
         stock = model.get_image_features(pixel_values=x).pooler_output
         # keeping every patch but in a random order: attention is permutation-equivariant
-        torch.testing.assert_close(image_features(model, x, 0.999999), stock, rtol=1e-5, atol=1e-5)
-        assert image_features(model, x, 0.5).shape == stock.shape
+        emb, kept = image_features(model, x, 0.999999)
+        torch.testing.assert_close(emb, stock, rtol=1e-5, atol=1e-5)
+        assert kept.tolist() == [list(range(16))] * 2  # 32 px / patch 8 → 16 patches, all kept
+        emb, kept = image_features(model, x, 0.5, torch.Generator().manual_seed(0))
+        assert emb.shape == stock.shape and kept.shape == (2, 8)
+        assert all(len(set(row)) == 8 and 0 <= min(row) and max(row) < 16 for row in kept.tolist())
+
+
+def test_patch_labels_name_the_object_covering_each_cell():
+    from attnprompt.shapes import SHAPES, make_scene
+    from attnprompt.shapes.train_clip import COLOR_NAMES
+
+    scene = make_scene(7, n_objects=5, size=96)
+    labels = patch_labels(scene, 12)  # 8-px cells
+    cover = {
+        COLOR_NAMES.index(o.color) * len(SHAPES) + SHAPES.index(o.shape): o.mask.reshape(12, 8, 12, 8).mean((1, 3))
+        for o in scene.objects
+    }
+    assert (labels >= 0).sum() > 0
+    for (i, j), lab in np.ndenumerate(labels):
+        best = max(cover, key=lambda k: cover[k][i, j])
+        if cover[best][i, j] >= 0.25:
+            assert lab == best  # the most-covering object wins
+        else:
+            assert lab == -1
+
+
+def test_value_paths_are_each_tokens_value_through_the_out_projection(tmp_path):
+    """The hooked paths equal v_proj(LayerNorm1(block input)) · W_oᵀ, recomputed from the
+    hidden states; with every head's attention forced uniform, Σ_t A_t·path_t + bias is the
+    block's real cls attention output."""
+    from conftest import build_tiny_clip
+    from transformers import CLIPModel
+
+    from attnprompt.attribution.clip import cls_contributions
+
+    model = CLIPModel.from_pretrained(build_tiny_clip(tmp_path / "c", "b")).eval().double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    layers = model.vision_model.encoder.layers
+    with torch.no_grad():  # transformers installs its own output-capturing hooks on first use
+        model.vision_model(pixel_values=x, output_hidden_states=True)
+    before = {id(m): len(m._forward_hooks) for m in model.modules()}
+    with torch.no_grad(), value_paths(model, [0, len(layers) - 1]) as paths:
+        hidden = model.vision_model(pixel_values=x, output_hidden_states=True).hidden_states
+    assert sorted(paths) == [0, len(layers) - 1]
+    for l, path in paths.items():
+        att = layers[l].self_attn
+        expected = att.v_proj(layers[l].layer_norm1(hidden[l])) @ att.out_proj.weight.T
+        torch.testing.assert_close(path, expected, rtol=1e-10, atol=1e-10)
+        v = att.v_proj(layers[l].layer_norm1(hidden[l]))
+        zeros = torch.zeros_like(v)  # q = 0 → uniform attention in every head
+        eta = cls_contributions(zeros, zeros, v, att.out_proj.weight, att.out_proj.bias, att.num_heads, att.scale)
+        t = path.shape[1]
+        torch.testing.assert_close(eta, path / t + att.out_proj.bias / t, rtol=1e-10, atol=1e-12)
+    assert {id(m): len(m._forward_hooks) for m in model.modules()} == before  # our hooks removed
+
+
+def test_dense_loss_rewards_paths_that_point_at_their_names(tmp_path):
+    from conftest import build_tiny_clip
+    from transformers import CLIPModel
+
+    model = CLIPModel.from_pretrained(build_tiny_clip(tmp_path / "c", "b")).eval().double()
+    d = model.config.vision_config.hidden_size
+    names = torch.nn.functional.normalize(torch.randn(5, model.config.projection_dim, dtype=torch.float64), dim=-1)
+    # paths whose projection is exactly name k: solve projection(gamma * centred u) = name
+    gamma = model.vision_model.post_layernorm.weight
+    w = model.visual_projection.weight  # E×D
+    centring = torch.eye(d, dtype=torch.float64) - 1.0 / d
+    a = w @ torch.diag(gamma) @ centring
+    u = torch.linalg.lstsq(a, names.T).solution.T  # 5×D
+    labels = torch.tensor([[0, 1, 2, 3, 4, -1]])
+    good = torch.cat([torch.zeros(1, 1, d, dtype=torch.float64), u[None], u[None, :1]], 1)  # cls + 6 patches
+    shuffled = torch.cat([torch.zeros(1, 1, d, dtype=torch.float64), u[None, [1, 2, 3, 4, 0]], u[None, :1]], 1)
+    right = dense_loss(model, {5: good}, labels, names)
+    wrong = dense_loss(model, {5: shuffled}, labels, names)
+    assert float(right) < float(wrong)
+    # the unlabelled last patch does not count: changing it changes nothing
+    good2 = good.clone()
+    good2[0, -1] = 100.0
+    torch.testing.assert_close(dense_loss(model, {5: good2}, labels, names), right)
+    # a batch with no covered patch contributes exactly zero (not NaN)
+    assert float(dense_loss(model, {5: good}, torch.full_like(labels, -1), names)) == 0.0
 
 
 def test_clip_training_smoke_run_saves_a_loadable_checkpoint(tmp_path):
