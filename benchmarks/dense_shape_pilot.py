@@ -20,21 +20,15 @@ import torch
 from attnprompt.models import load_clip
 from attnprompt.shapes import SHAPES, make_scene
 from attnprompt.shapes.train_clip import MEAN, STD
+from attnprompt.shapes.train_clip import patch_labels as object_labels
 
 SIZE, GRID = 192, 24
 
 
 def patch_labels(scene) -> np.ndarray:
-    """Shape index under each cell of the GRID×GRID patch grid, -100 where no object covers ≥ 1/4."""
-    edges = np.linspace(0, scene.image.size[0], GRID + 1).round().astype(int)
-    best = np.zeros((GRID, GRID))
-    labels = np.full((GRID, GRID), -100, np.int64)
-    area = np.outer(np.diff(edges), np.diff(edges))
-    for obj in scene.objects:
-        cover = np.add.reduceat(np.add.reduceat(obj.mask.astype(float), edges[:-1], 0), edges[:-1], 1) / area
-        take = (cover > best) & (cover >= 0.25)
-        labels[take], best[take] = SHAPES.index(obj.shape), cover[take]
-    return labels.reshape(-1)
+    """Shape index under each cell of the GRID×GRID patch grid, -1 where no object covers ≥ 1/4."""
+    labels = object_labels(scene, GRID).astype(np.int64).reshape(-1)
+    return np.where(labels >= 0, labels % len(SHAPES), -1)
 
 
 def batch(seeds):
@@ -64,7 +58,7 @@ def main() -> None:
         x, y = batch(rng.integers(10**6, 2 * 10**6, args.batch))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = head(tower(pixel_values=x).last_hidden_state[:, 1:].float())
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(SHAPES)), y.reshape(-1))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(SHAPES)), y.reshape(-1), ignore_index=-1)
         opt.zero_grad()
         loss.backward()
         opt.step()

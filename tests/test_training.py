@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from transformers import CLIPTokenizer
 
@@ -165,6 +166,23 @@ def test_clip_training_smoke_run_saves_a_loadable_checkpoint(tmp_path):
     assert ann.heatmap.shape == (40, 50)
 
 
+def test_clip_training_with_the_auxiliary_losses_saves_a_plain_clip(tmp_path):
+    """The per-patch shape head and the dense naming loss train alongside and leave nothing
+    behind: the checkpoint is a stock CLIPModel, and resuming keeps the head's state."""
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    out = tmp_path / "clip"
+    cfg = dict(SMOKE, shape_weight=1.0, dense_weight=1.0)
+    logs: list[str] = []
+    train(TrainConfig(out=str(out), bpe=str(CLIP_BPE), **cfg), log=logs.append)
+    shape_losses = [float(line.split(" shape ")[1].split()[0]) for line in logs if line.startswith("step")]
+    assert shape_losses and all(0 < v < 5 for v in shape_losses)  # the head really trained
+    keys = load_file(str(out / "model.safetensors")).keys()
+    assert not any("shape_head" in k for k in keys)
+    CLIPModel.from_pretrained(str(out))  # loads with no missing or unexpected weights
+
+
 def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path):
     from attnprompt.backends.local import LocalVLM
     from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
@@ -242,10 +260,9 @@ def _weights(directory) -> dict:
     return load_file(str(directory / "model.safetensors"))
 
 
-def test_interrupted_clip_training_resumes_to_the_same_weights(tmp_path):
-    import pytest
-
-    cfg = dict(SMOKE, steps=4, eval_every=2)
+@pytest.mark.parametrize("aux", [{}, {"shape_weight": 1.0, "dense_weight": 1.0}], ids=["plain", "auxiliary-losses"])
+def test_interrupted_clip_training_resumes_to_the_same_weights(tmp_path, aux):
+    cfg = dict(SMOKE, steps=4, eval_every=2, **aux)
     straight = tmp_path / "straight"
     train(TrainConfig(out=str(straight), bpe=str(CLIP_BPE), **cfg), log=lambda s: None)
 

@@ -81,6 +81,7 @@ class TrainConfig:
     patch_keep: float = 0.5
     readout_layers: int = 2
     readout_weight: float = 1.0
+    shape_weight: float = 0.0
     dense_weight: float = 0.0  # off: see value_paths / README (it sharpens Ψᶜˡˢ but breaks Ψᶜᵒᵐᵖ)
     bpe: str = str(Path(__file__).resolve().parents[3] / "data" / "clip-bpe")  # the repository's copy
 
@@ -368,6 +369,27 @@ def value_paths(model, blocks: Sequence[int]):
     return collect()
 
 
+def block_output(model, block: int):
+    """A context manager holding the vision block ``block``'s output (B×T×D) of the last forward,
+    under the key ``"out"`` (the residual stream a LLaVA projector reads at ``block = depth − 2``).
+
+    >>> # with block_output(model, 4) as seen: image_features(...); seen["out"]
+    """
+    import contextlib
+
+    @contextlib.contextmanager
+    def collect():
+        seen: dict[str, Any] = {}
+        layer = model.vision_model.encoder.layers[block]
+        hook = layer.register_forward_hook(lambda _m, _a, out: seen.__setitem__("out", out[0] if isinstance(out, tuple) else out))
+        try:
+            yield seen
+        finally:
+            hook.remove()
+
+    return collect()
+
+
 def dense_loss(model, paths: dict, labels, names_unit):
     """Per-patch naming loss on the value paths: each patch covered by an object must pick that
     object's colour–shape name among all names (cross-entropy over cosine similarities in the
@@ -524,8 +546,13 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     )  # held-out seeds, never trained on
     log(f"data: {len(images)} training scenes, {len(eval_images)} held-out, rendered in {time.perf_counter() - t0:.0f} s")
 
+    # Optional per-patch shape head on the residual stream of block L−2 (what a LLaVA projector
+    # reads and what Ψᶜᵒᵐᵖ projects): a linear probe trained jointly and discarded at save, so
+    # the tower must make shape linearly readable there without tying the residual to the names.
+    shape_head = torch.nn.Linear(cfg.width, len(SHAPES)) if cfg.shape_weight > 0 else None
+    trained = model if shape_head is None else torch.nn.ModuleDict({"clip": model, "shape_head": shape_head})
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for name, p in trained.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in name or name == "logit_scale" else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -541,7 +568,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(cfg.seed)
     pointing_seeds = list(range(600_000, 600_000 + max(8, cfg.eval_scenes // 2)))
     resume = Resumable(out, cfg)
-    start, history, elapsed = resume.load(model, opt, rng, generator)
+    start, history, elapsed = resume.load(trained, opt, rng, generator)
     if start:
         log(f"resuming the interrupted run at step {start} (state in {resume.path})")
     model.train()
@@ -565,6 +592,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16),
             early_cls_updates(model, cfg.readout_layers) as early,
             value_paths(model, dense_blocks) as paths,
+            block_output(model, cfg.layers - 2) as block,
         ):
             img, kept = image_features(model, _normalise(images[idx]), cfg.patch_keep, generator)
             txt = model.get_text_features(**enc).pooler_output
@@ -585,17 +613,27 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         # on. Penalising the cls token's updates in earlier blocks gives our small model the
         # same structure; it stays a standard CLIPModel and inference is unchanged.
         readout_penalty = torch.stack([u.float().pow(2).mean() for u in early]).sum() if early else torch.zeros(())
-        loss_total = loss + cfg.readout_weight * readout_penalty + cfg.dense_weight * dense
+        if shape_head is not None:
+            shape_labels = labels[idx].gather(1, kept)
+            shape_labels = torch.where(shape_labels >= 0, shape_labels % len(SHAPES), shape_labels)
+            logits = shape_head(block["out"][:, 1:].float())
+            shape_loss = (
+                torch.nn.functional.cross_entropy(logits.reshape(-1, len(SHAPES)), shape_labels.reshape(-1), ignore_index=-1)
+                if bool((shape_labels >= 0).any()) else logits.sum() * 0.0
+            )
+        else:
+            shape_loss = torch.zeros(())
+        loss_total = loss + cfg.readout_weight * readout_penalty + cfg.dense_weight * dense + cfg.shape_weight * shape_loss
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
         loss_total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 25 == 0 or step == cfg.steps - 1:
-            log(f"step {step:5d}  loss {loss.item():.4f}  dense {dense.item():.4f}  read-out penalty {readout_penalty.item():.4f}  lr {lr_at(step):.2e}  "
+            log(f"step {step:5d}  loss {loss.item():.4f}  dense {dense.item():.4f}  shape {shape_loss.item():.4f}  read-out penalty {readout_penalty.item():.4f}  lr {lr_at(step):.2e}  "
                 f"scale {model.logit_scale.exp().item():.1f}  {time.perf_counter() - t_train:.0f} s")
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             model.eval()
@@ -603,7 +641,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             p = pointing_accuracy(model, tokenizer, pointing_seeds)
             entry = {"step": step + 1, "loss": round(loss.item(), 4), "retrieval": r, "pointing_reference": p}
             history.append(entry)
-            resume.save(step + 1, model, opt, rng, generator, history, time.perf_counter() - t_train)
+            resume.save(step + 1, trained, opt, rng, generator, history, time.perf_counter() - t_train)
             log(f"eval step {step + 1}: held-out retrieval precision@k {r['precision_at_k']:.3f} "
                 f"(chance {r['chance']:.3f}), top-1 {r['top1']:.3f}; pointing (reference preset) {p:.3f}")
             model.train()
