@@ -21,14 +21,14 @@ from attnprompt.models import load_clip
 from attnprompt.shapes import SHAPES, make_scene
 from attnprompt.shapes.train_clip import MEAN, STD
 from attnprompt.shapes.train_clip import patch_labels as object_labels
+from attnprompt.shapes.train_clip import shape_labels
 
 SIZE, GRID = 192, 24
 
 
-def patch_labels(scene) -> np.ndarray:
+def patch_labels(scene) -> torch.Tensor:
     """Shape index under each cell of the GRID×GRID patch grid, -1 where no object covers ≥ 1/4."""
-    labels = object_labels(scene, GRID).astype(np.int64).reshape(-1)
-    return np.where(labels >= 0, labels % len(SHAPES), -1)
+    return shape_labels(torch.from_numpy(object_labels(scene, GRID).astype(np.int64).reshape(-1)))
 
 
 def batch(seeds):
@@ -37,7 +37,7 @@ def batch(seeds):
         scene = make_scene(int(seed), 4, 224)
         img = np.asarray(scene.image.resize((SIZE, SIZE), 2), np.float32) / 255
         xs.append(torch.tensor((img - MEAN) / STD).permute(2, 0, 1).float())
-        ys.append(torch.tensor(patch_labels(scene)))  # same cells after the resize
+        ys.append(patch_labels(scene))  # same cells after the resize
     return torch.stack(xs), torch.stack(ys)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from attnprompt.shapes import SHAPES
-from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET, _normalise, build_dataset
+from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET, _normalise, build_dataset, shape_labels
 
 
 class SmallCNN(torch.nn.Module):
@@ -87,11 +87,7 @@ def main() -> None:
     images, _, labels = build_dataset([TRAIN_SEED_OFFSET + i for i in range(args.scenes)], args.size, 2, grid)
     val_images, _, val_labels = build_dataset([500_000 + i for i in range(100)], args.size, 1, grid)
 
-    def shape_only(lab: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(lab.reshape(len(lab), -1).astype(np.int64))
-        return torch.where(t >= 0, t % len(SHAPES), t)
-
-    y, y_val = shape_only(labels), shape_only(val_labels)
+    y, y_val = (shape_labels(torch.from_numpy(lab.reshape(len(lab), -1).astype(np.int64))) for lab in (labels, val_labels))
     net = SmallCNN(grid) if args.arch == "cnn" else vit(args.size, args.patch, args.sincos)
     head = torch.nn.Linear(128, len(SHAPES))
     params = list(net.parameters()) + list(head.parameters())

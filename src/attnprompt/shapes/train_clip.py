@@ -82,7 +82,7 @@ class TrainConfig:
     readout_layers: int = 2
     readout_weight: float = 1.0
     shape_weight: float = 0.0
-    dense_weight: float = 0.0  # off: see value_paths / README (it sharpens Ψᶜˡˢ but breaks Ψᶜᵒᵐᵖ)
+    dense_weight: float = 0.0  # off: see dense_loss / README (it sharpens Ψᶜˡˢ but breaks Ψᶜᵒᵐᵖ)
     bpe: str = str(Path(__file__).resolve().parents[3] / "data" / "clip-bpe")  # the repository's copy
 
 
@@ -282,31 +282,16 @@ def _normalise(images_u8: np.ndarray):
     return (x - mean) / std
 
 
-def early_cls_updates(model, readout: int):
-    """A context manager collecting the cls token's attention and MLP updates in every block
-    but the last ``readout`` ones (see :func:`train`'s read-out regulariser).
+def early_cls_modules(model, readout: int) -> dict[str, Any]:
+    """The attention and MLP modules of every vision block but the last ``readout`` ones, by name:
+    the cls token's updates in them are what :func:`train`'s read-out regulariser penalises
+    (capture them with :func:`attnprompt.attribution.capture.capture_outputs`).
 
-    >>> # with early_cls_updates(model, 2) as updates: image_features(...)
+    >>> # with capture_outputs(early_cls_modules(model, 2)) as seen: image_features(...)
     """
-    import contextlib
-
-    @contextlib.contextmanager
-    def collect():
-        updates: list = []
-        hooks = []
-        layers = model.vision_model.encoder.layers
-        for layer in list(layers)[: max(0, len(layers) - readout)]:
-            for module in (layer.self_attn, layer.mlp):
-                hooks.append(module.register_forward_hook(
-                    lambda _m, _a, out: updates.append((out[0] if isinstance(out, tuple) else out)[:, 0])
-                ))
-        try:
-            yield updates
-        finally:
-            for h in hooks:
-                h.remove()
-
-    return collect()
+    layers = list(model.vision_model.encoder.layers)
+    early = layers[: max(0, len(layers) - readout)]
+    return {f"{kind}{i}": getattr(layer, attr) for i, layer in enumerate(early) for kind, attr in (("attn", "self_attn"), ("mlp", "mlp"))}
 
 
 def image_features(model, pixel_values, keep: float, generator=None):
@@ -337,57 +322,46 @@ def image_features(model, pixel_values, keep: float, generator=None):
     return model.visual_projection(vm.post_layernorm(hidden[:, 0])), kept_idx
 
 
-def value_paths(model, blocks: Sequence[int]):
-    """A context manager collecting, for each vision block in ``blocks``, every token's value
-    path through the attention: v_t · W_o (heads summed, before the attention weights), B×T×D.
+def value_paths(model, values: dict[int, Any]) -> dict[int, Any]:
+    """Every token's value path through vision block l's attention, v_t · W_o (heads summed,
+    before the attention weights; B×T×D), from the block's captured ``v_proj`` outputs ``values[l]``.
 
     This is what API-CLIP's Ψᶜˡˢ reads: block l's cls output is Σ_t A_cls,t · (v_t · W_o) + bias,
     so a patch's contribution names what the patch *is* exactly when its value path does.
 
-    >>> # with value_paths(model, [4, 5]) as paths: image_features(...)
+    >>> # with capture_outputs({l: layers[l].self_attn.v_proj for l in (4, 5)}) as v: image_features(...)
+    >>> # paths = value_paths(model, v)
     """
-    import contextlib
-
-    @contextlib.contextmanager
-    def collect():
-        paths: dict[int, Any] = {}
-        layers = model.vision_model.encoder.layers
-        hooks = []
-        for l in blocks:
-            att = layers[l].self_attn
-
-            def hook(_m, _a, out, l=l, att=att):
-                paths[l] = out @ att.out_proj.weight.T
-
-            hooks.append(att.v_proj.register_forward_hook(hook))
-        try:
-            yield paths
-        finally:
-            for h in hooks:
-                h.remove()
-
-    return collect()
+    layers = model.vision_model.encoder.layers
+    return {l: v @ layers[l].self_attn.out_proj.weight.T for l, v in values.items()}
 
 
-def block_output(model, block: int):
-    """A context manager holding the vision block ``block``'s output (B×T×D) of the last forward,
-    under the key ``"out"`` (the residual stream a LLaVA projector reads at ``block = depth − 2``).
+def patch_cross_entropy(logits, labels):
+    """Mean cross-entropy over the patches that have a label (-1 = none); exactly 0, not NaN, when
+    none has one, so a batch without covered patches adds nothing.
 
-    >>> # with block_output(model, 4) as seen: image_features(...); seen["out"]
+    >>> import torch
+    >>> float(patch_cross_entropy(torch.zeros(1, 2, 3), torch.tensor([[-1, -1]])))
+    0.0
     """
-    import contextlib
+    import torch
 
-    @contextlib.contextmanager
-    def collect():
-        seen: dict[str, Any] = {}
-        layer = model.vision_model.encoder.layers[block]
-        hook = layer.register_forward_hook(lambda _m, _a, out: seen.__setitem__("out", out[0] if isinstance(out, tuple) else out))
-        try:
-            yield seen
-        finally:
-            hook.remove()
+    labels = labels.reshape(-1)
+    if not bool((labels >= 0).any()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=-1)
 
-    return collect()
+
+def shape_labels(labels):
+    """Colour–shape name indices (:func:`patch_labels`) → shape indices; -1 stays -1.
+
+    >>> import torch
+    >>> shape_labels(torch.tensor([-1, 0, 7, 47])).tolist()
+    [-1, 0, 1, 5]
+    """
+    import torch
+
+    return torch.where(labels >= 0, labels % len(SHAPES), labels)
 
 
 def dense_loss(model, paths: dict, labels, names_unit):
@@ -403,9 +377,6 @@ def dense_loss(model, paths: dict, labels, names_unit):
     """
     import torch
 
-    labels = labels.reshape(-1)
-    if not bool((labels >= 0).any()):  # no covered patch in the batch: nothing to name
-        return names_unit.sum() * 0.0
     vm = model.vision_model
     gamma = vm.post_layernorm.weight
     losses = []
@@ -414,7 +385,7 @@ def dense_loss(model, paths: dict, labels, names_unit):
         u = (u - u.mean(-1, keepdim=True)) * gamma
         e = torch.nn.functional.normalize(model.visual_projection(u), dim=-1)
         logits = model.logit_scale.exp() * e @ names_unit.T
-        losses.append(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels, ignore_index=-1))
+        losses.append(patch_cross_entropy(logits, labels))
     return torch.stack(losses).mean()
 
 
@@ -517,6 +488,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     """
     import torch
 
+    from ..attribution.capture import capture_outputs
     from .tokenizer import build_subset_tokenizer
 
     if not (Path(cfg.bpe) / "vocab.json").exists():
@@ -587,42 +559,40 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         positives = torch.from_numpy(positives_matrix([objects[i] for i in idx], [needs[c] for c in unique]))
         enc = tokenizer(unique, padding=True, truncation=True, max_length=cfg.context, return_tensors="pt")
         # bf16 matmuls (fp32 weights and loss) nearly halve the step time on CPUs with bf16 units.
+        layers = model.vision_model.encoder.layers
+        early = early_cls_modules(model, cfg.readout_layers)
         dense_blocks = range(cfg.layers - cfg.readout_layers, cfg.layers) if cfg.dense_weight > 0 else ()
-        with (
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16),
-            early_cls_updates(model, cfg.readout_layers) as early,
-            value_paths(model, dense_blocks) as paths,
-            block_output(model, cfg.layers - 2) as block,
-        ):
+        watch = {**early, **{f"v{l}": layers[l].self_attn.v_proj for l in dense_blocks}}
+        if shape_head is not None:
+            watch["residual"] = layers[cfg.layers - 2]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16), capture_outputs(watch) as seen:
             img, kept = image_features(model, _normalise(images[idx]), cfg.patch_keep, generator)
             txt = model.get_text_features(**enc).pooler_output
-            names_emb = model.get_text_features(**names_enc).pooler_output if paths else None
+            if dense_blocks:
+                paths = value_paths(model, {l: seen[f"v{l}"] for l in dense_blocks})
+                names_emb = model.get_text_features(**names_enc).pooler_output
         img = torch.nn.functional.normalize(img.float(), dim=-1)
         txt = torch.nn.functional.normalize(txt.float(), dim=-1)
         loss = contrastive_loss(img, txt, positives, model.logit_scale)
-        # Dense naming: every covered patch's value path (what Ψᶜˡˢ reads in the read-out
-        # blocks) must name its object. Contrastive captions alone teach colour fast and shape
-        # hardly at all (a linear probe found shape at 0.22, chance 0.17); this supervises
-        # shape where it is, at each patch.
+        kept_labels = labels[idx].gather(1, kept)
+        # Dense naming (optional): every covered patch's value path in the read-out blocks (what
+        # Ψᶜˡˢ reads) must name its object.
         dense = (
-            dense_loss(model, paths, labels[idx].gather(1, kept), torch.nn.functional.normalize(names_emb.float(), dim=-1))
-            if paths else torch.zeros(())
+            dense_loss(model, paths, kept_labels, torch.nn.functional.normalize(names_emb.float(), dim=-1))
+            if dense_blocks else torch.zeros(())
         )
         # Read-out regulariser: real CLIPs build the image embedding mainly in their last few
         # attention blocks (paper §3.1, Eq. 2) — the property API-CLIP's decomposition relies
         # on. Penalising the cls token's updates in earlier blocks gives our small model the
         # same structure; it stays a standard CLIPModel and inference is unchanged.
-        readout_penalty = torch.stack([u.float().pow(2).mean() for u in early]).sum() if early else torch.zeros(())
-        if shape_head is not None:
-            shape_labels = labels[idx].gather(1, kept)
-            shape_labels = torch.where(shape_labels >= 0, shape_labels % len(SHAPES), shape_labels)
-            logits = shape_head(block["out"][:, 1:].float())
-            shape_loss = (
-                torch.nn.functional.cross_entropy(logits.reshape(-1, len(SHAPES)), shape_labels.reshape(-1), ignore_index=-1)
-                if bool((shape_labels >= 0).any()) else logits.sum() * 0.0
-            )
-        else:
-            shape_loss = torch.zeros(())
+        updates = [seen[name][:, 0] for name in early]
+        readout_penalty = torch.stack([u.float().pow(2).mean() for u in updates]).sum() if updates else torch.zeros(())
+        # Shape head (optional): contrastive captions alone teach colour fast and shape hardly at
+        # all (a linear probe found shape at 0.22, chance 0.17); this supervises shape at each patch.
+        shape_loss = (
+            patch_cross_entropy(shape_head(seen["residual"][:, 1:].float()), shape_labels(kept_labels))
+            if shape_head is not None else torch.zeros(())
+        )
         loss_total = loss + cfg.readout_weight * readout_penalty + cfg.dense_weight * dense + cfg.shape_weight * shape_loss
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
