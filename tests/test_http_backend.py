@@ -184,7 +184,7 @@ def test_downscaled_only_over_max_side(start_server):
 
 def test_text_only_and_several_requests_round_trip(start_server):
     url, _ = start_server()
-    backend = OpenAIBackend(url, "fake", concurrency=3)
+    backend = OpenAIBackend(url, "fake", concurrency=2)
     reqs = [Request((Image.new("RGB", (16, 16), c),) * k, f"question {i}") for i, (c, k) in
             enumerate([("green", 1), ("white", 2), ("black", 3)])] + [Request((), "no image")]
     answers = backend.answer(reqs)
@@ -326,13 +326,16 @@ def test_bounded_concurrency_keeps_request_order(start_server):
     lock = threading.Lock()
     state = {"active": 0, "peak": 0}
 
-    class Counting(ChatCompletionsHandler):
-        def do_POST(self):
+    class Counting(FakeBackend):
+        # Counted while the server computes an answer: the client is then certainly waiting for
+        # it. (Counting the whole handler call over-counts on a loaded machine: a handler thread
+        # that has sent its response but not yet returned overlaps the client's next request.)
+        def answer(self, requests):
             with lock:
                 state["active"] += 1
                 state["peak"] = max(state["peak"], state["active"])
             try:
-                super().do_POST()
+                return super().answer(requests)
             finally:
                 with lock:
                     state["active"] -= 1
@@ -340,8 +343,8 @@ def test_bounded_concurrency_keeps_request_order(start_server):
     # Later prompts answer faster, so completion order differs from request order. The delays are
     # long enough (0.15–0.9 s) that two requests overlap even on a loaded CI machine (with 0.04 s
     # steps this once saw no overlap while a training job held both cores).
-    fake = FakeBackend(delay=lambda prompt: 0.15 * (6 - int(prompt[1:])))
-    url, _ = start_server(fake, handler=Counting, max_parallel=None)
+    fake = Counting(delay=lambda prompt: 0.15 * (6 - int(prompt[1:])))
+    url, _ = start_server(fake, max_parallel=None)
     backend = OpenAIBackend(url, "fake", concurrency=2)
     reqs = [Request((Image.new("RGB", (16, 16), "blue"),), f"q{i}") for i in range(6)]
     answers = backend.answer(reqs)
