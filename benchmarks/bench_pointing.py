@@ -24,7 +24,7 @@ from PIL import Image
 
 from attnprompt.api import render_annotation
 from attnprompt.attribution.clip import ClipAttributor, ClipConfig
-from attnprompt.bench.pointing import centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
+from attnprompt.bench.pointing import cell_coverage, centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
 from attnprompt.files import atomic_write, save_image
 from attnprompt.models import load_clip
 from attnprompt.render import upsample
@@ -59,6 +59,72 @@ def evaluate(attributor: ClipAttributor, data, which: int = 1, query: str | None
             mass.append(mass_in_mask(hm, obj.mask))
             maps.append(p)
     return float(np.mean(hits)), float(np.mean(mass)), hits
+
+
+CEILINGS = (
+    ("model Ψᶜˡˢ + model Ψᶜᵒᵐᵖ (the reference preset itself)", "model", "model"),
+    ("true Ψᶜˡˢ + model Ψᶜᵒᵐᵖ", "true", "model"),
+    ("model Ψᶜˡˢ + paper-ideal Ψᶜᵒᵐᵖ", "model", "ideal"),
+    ("true Ψᶜˡˢ + paper-ideal Ψᶜᵒᵐᵖ (a perfect CLIP as §3.1 describes it)", "true", "ideal"),
+    ("true Ψᶜˡˢ alone (checks the measure)", "true", None),
+)
+
+
+def ceilings(clip, data) -> list[tuple[str, float, float]]:
+    """The reference pipeline (normalise, enhance, 3×3 filter, soft OR) fed with ground truth in
+    place of one or both of the model's similarity maps, to separate what the model gets wrong
+    from what the pipeline does with a perfect input. "True Ψᶜˡˢ" is the named object's coverage
+    of each grid cell (a perfect query-specific map); "paper-ideal Ψᶜᵒᵐᵖ" gives every object's
+    cells low similarity and the background high (the register behaviour the paper describes:
+    all objects kept, none preferred). Returns (label, pointing, two-query) per variant.
+    """
+    attributor = ClipAttributor(clip, ClipConfig.from_preset())
+    grid = attributor.grid
+    hits: dict[str, list[list[bool]]] = {label: [[], []] for label, _, _ in CEILINGS}
+    for which in (0, 1):
+        maps = []
+        for i in range(0, len(data), 32):
+            chunk = data[i : i + 32]
+            queries = [pointing_query(s, (a, b)[which]) for s, a, b in chunk]
+            maps += attributor.attribute([s.image for s, _, _ in chunk], queries)
+        for (scene, a, b), m in zip(data, maps):
+            target = scene.objects[(a, b)[which]]
+            named = cell_coverage(target.mask, grid)
+            anything = np.max([cell_coverage(o.mask, grid) for o in scene.objects], axis=0)
+            sources = {"cls": {"model": m.parts["cls_similarity"], "true": named},
+                       "comp": {"model": m.parts["comp_similarity"], "ideal": -anything, None: None}}
+            for label, cls_src, comp_src in CEILINGS:
+                grid_map = attributor.combine(sources["cls"][cls_src], sources["comp"][comp_src])
+                hm = upsample(grid_map, scene.image.size, extent=m.extent)
+                hits[label][which].append(in_box(peak(hm), target.box))
+    return [(label, float(np.mean(h[0])), float(np.mean([x and y for x, y in zip(*h)]))) for label, h in hits.items()]
+
+
+LANDINGS = ("named object", "same colour, other shape", "same shape, other colour", "another object", "background")
+
+
+def landing(scene, index: int, point: tuple[int, int]) -> str:
+    """Where a heatmap's peak fell, relative to the named object ``index`` (boxes, as the hit test)."""
+    target = scene.objects[index]
+    if in_box(point, target.box):
+        return LANDINGS[0]
+    for obj in reversed(scene.objects):  # topmost first
+        if in_box(point, obj.box):
+            if obj.color == target.color:
+                return LANDINGS[1]
+            return LANDINGS[2] if obj.shape == target.shape else LANDINGS[3]
+    return LANDINGS[4]
+
+
+def landings(attributor: ClipAttributor, data) -> dict[str, float]:
+    """Fraction of scenes whose peak lands on each kind of place (see :data:`LANDINGS`)."""
+    counts = dict.fromkeys(LANDINGS, 0)
+    for i in range(0, len(data), 32):
+        chunk = data[i : i + 32]
+        maps = attributor.attribute([s.image for s, _, _ in chunk], [pointing_query(s, a) for s, a, _ in chunk])
+        for (scene, a, _), m in zip(chunk, maps):
+            counts[landing(scene, a, peak(upsample(m.grid, scene.image.size, extent=m.extent)))] += 1
+    return {k: v / len(data) for k, v in counts.items()}
 
 
 def main() -> None:
@@ -115,6 +181,15 @@ def main() -> None:
         both[name] = float(np.mean([a and b for a, b in zip(first_hits, second_hits)]))
         print(f"two queries on one scene, both maps peak on their own object ({name}): {both[name]:.3f}")
 
+    # Where the pipeline caps the default preset: ground truth in place of the model's maps
+    ceiling_rows = ceilings(clip, data)
+    for label, acc, two in ceiling_rows:
+        print(f"ceiling    {label:62s} {acc:6.3f}  two-query {two:6.3f}")
+    # Where the misses go
+    where = {name: landings(ClipAttributor(clip, ClipConfig.from_preset(name)), data) for name in ("reference", "grounding")}
+    for name, fractions in where.items():
+        print(f"peaks of {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in fractions.items()))
+
     # Where the presets lose: by the named object's size
     sizes = np.array([s.objects[a].size / s.size for s, a, _ in data])
     buckets = [(0.0, 0.125, "< 12.5%"), (0.125, 0.2, "12.5–20%"), (0.2, 1.0, "≥ 20%")]
@@ -142,6 +217,16 @@ def main() -> None:
               "| preset | " + " | ".join(f"{b[2]} (n={c})" for b, c in zip(buckets, counts)) + " |",
               "|---|" + "---:|" * len(buckets)]
     lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for name, vals in by_size]
+    lines += ["", "Where the peaks land (fraction of scenes; boxes, as the hit test; first box that holds the peak, "
+              "topmost object first):", "",
+              "| preset | " + " | ".join(LANDINGS) + " |", "|---|" + "---:|" * len(LANDINGS)]
+    lines += [f"| {name} | " + " | ".join(f"{fr[k]:.3f}" for k in LANDINGS) + " |" for name, fr in where.items()]
+    lines += ["", "Ceilings of the reference pipeline (normalise, enhance 5, 3×3 filter, soft OR, min-max) with ground "
+              "truth in place of the model's similarity maps — true Ψᶜˡˢ: the named object's coverage of each grid "
+              "cell; paper-ideal Ψᶜᵒᵐᵖ: every object low similarity, background high (all objects kept, none "
+              "preferred, as paper §3.1 and its Fig. 12 describe):", "",
+              "| Ψᶜˡˢ + Ψᶜᵒᵐᵖ fed to the reference pipeline | pointing | two queries |", "|---|---:|---:|"]
+    lines += [f"| {label} | {acc:.3f} | {two:.3f} |" for label, acc, two in ceiling_rows]
     lines += ["",
               f"Default preset vs centre baseline: {rows[0][2]:.3f} vs {centre:.3f} (×{rows[0][2] / max(centre, 1e-9):.1f}).",
               "", "Targets: default preset ≥ 0.8 pointing and ≥ 2× the centre baseline; two queries ≥ 0.8.",

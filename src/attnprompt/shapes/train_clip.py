@@ -175,13 +175,12 @@ def patch_labels(scene, grid: int) -> np.ndarray:
     >>> labels.shape, int(labels.min()) >= -1, int(labels.max()) < len(COLOR_NAMES) * len(SHAPES)
     ((12, 12), True, True)
     """
-    side = scene.image.size[0]
-    edges = np.linspace(0, side, grid + 1).round().astype(int)
-    area = np.outer(np.diff(edges), np.diff(edges))
+    from ..bench.pointing import cell_coverage
+
     best = np.zeros((grid, grid))
     labels = np.full((grid, grid), -1, np.int16)
     for obj in scene.objects:
-        cover = np.add.reduceat(np.add.reduceat(obj.mask.astype(np.float32), edges[:-1], 0), edges[:-1], 1) / area
+        cover = cell_coverage(obj.mask, grid)
         take = (cover > best) & (cover >= 0.25)
         labels[take] = COLOR_NAMES.index(obj.color) * len(SHAPES) + SHAPES.index(obj.shape)
         best[take] = cover[take]
