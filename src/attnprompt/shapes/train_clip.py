@@ -542,6 +542,14 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     start, history, elapsed = resume.load(trained, opt, rng, generator)
     if start:
         log(f"resuming the interrupted run at step {start} (state in {resume.path})")
+    # What each step captures: the early blocks' cls updates (read-out regulariser), the read-out
+    # blocks' values (dense naming) and block L−2's output (shape head).
+    layers = model.vision_model.encoder.layers
+    early = early_cls_modules(model, cfg.readout_layers)
+    dense_blocks = range(cfg.layers - cfg.readout_layers, cfg.layers) if cfg.dense_weight > 0 else ()
+    watch = {**early, **{f"v{l}": layers[l].self_attn.v_proj for l in dense_blocks}}
+    if shape_head is not None:
+        watch["residual"] = layers[cfg.layers - 2]
     model.train()
     t_train = time.perf_counter() - elapsed
     t_start -= elapsed
@@ -558,12 +566,6 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         positives = torch.from_numpy(positives_matrix([objects[i] for i in idx], [needs[c] for c in unique]))
         enc = tokenizer(unique, padding=True, truncation=True, max_length=cfg.context, return_tensors="pt")
         # bf16 matmuls (fp32 weights and loss) nearly halve the step time on CPUs with bf16 units.
-        layers = model.vision_model.encoder.layers
-        early = early_cls_modules(model, cfg.readout_layers)
-        dense_blocks = range(cfg.layers - cfg.readout_layers, cfg.layers) if cfg.dense_weight > 0 else ()
-        watch = {**early, **{f"v{l}": layers[l].self_attn.v_proj for l in dense_blocks}}
-        if shape_head is not None:
-            watch["residual"] = layers[cfg.layers - 2]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16), capture_outputs(watch) as seen:
             img, kept = image_features(model, _normalise(images[idx]), cfg.patch_keep, generator)
             txt = model.get_text_features(**enc).pooler_output
