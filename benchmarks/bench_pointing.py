@@ -45,7 +45,8 @@ def scenes(n: int, size: int):
 
 
 def evaluate(attributor: ClipAttributor, data, which: int = 1, query: str | None = None):
-    """(pointing accuracy, mean mass in mask) for target object ``which`` (1 = first, 2 = second)."""
+    """(pointing accuracy, mean mass in mask, hit per scene, map per scene) for target object
+    ``which`` (1 = first, 2 = second)."""
     hits, mass, maps = [], [], []
     batch = 32
     for i in range(0, len(data), batch):
@@ -57,8 +58,8 @@ def evaluate(attributor: ClipAttributor, data, which: int = 1, query: str | None
             p = peak(hm)
             hits.append(in_box(p, obj.box))
             mass.append(mass_in_mask(hm, obj.mask))
-            maps.append(p)
-    return float(np.mean(hits)), float(np.mean(mass)), hits
+            maps.append(m)
+    return float(np.mean(hits)), float(np.mean(mass)), hits, maps
 
 
 CEILINGS = (
@@ -70,23 +71,19 @@ CEILINGS = (
 )
 
 
-def ceilings(clip, data) -> list[tuple[str, float, float]]:
+def ceilings(attributor: ClipAttributor, data, first_maps, second_maps) -> list[tuple[str, float, float]]:
     """The reference pipeline (normalise, enhance, 3×3 filter, soft OR) fed with ground truth in
     place of one or both of the model's similarity maps, to separate what the model gets wrong
     from what the pipeline does with a perfect input. "True Ψᶜˡˢ" is the named object's coverage
     of each grid cell (a perfect query-specific map); "paper-ideal Ψᶜᵒᵐᵖ" gives every object's
     cells low similarity and the background high (the register behaviour the paper describes:
-    all objects kept, none preferred). Returns (label, pointing, two-query) per variant.
+    all objects kept, none preferred). ``first_maps`` / ``second_maps`` are the reference
+    preset's maps (with their raw similarities) for the two queries of each scene. Returns
+    (label, pointing, two-query) per variant.
     """
-    attributor = ClipAttributor(clip, ClipConfig.from_preset())
     grid = attributor.grid
     hits: dict[str, list[list[bool]]] = {label: [[], []] for label, _, _ in CEILINGS}
-    for which in (0, 1):
-        maps = []
-        for i in range(0, len(data), 32):
-            chunk = data[i : i + 32]
-            queries = [pointing_query(s, (a, b)[which]) for s, a, b in chunk]
-            maps += attributor.attribute([s.image for s, _, _ in chunk], queries)
+    for which, maps in enumerate((first_maps, second_maps)):
         for (scene, a, b), m in zip(data, maps):
             target = scene.objects[(a, b)[which]]
             named = cell_coverage(target.mask, grid)
@@ -116,14 +113,12 @@ def landing(scene, index: int, point: tuple[int, int]) -> str:
     return LANDINGS[4]
 
 
-def landings(attributor: ClipAttributor, data) -> dict[str, float]:
-    """Fraction of scenes whose peak lands on each kind of place (see :data:`LANDINGS`)."""
+def landings(data, maps) -> dict[str, float]:
+    """Fraction of scenes whose peak (of ``maps``, one per scene for its first query) lands on
+    each kind of place (see :data:`LANDINGS`)."""
     counts = dict.fromkeys(LANDINGS, 0)
-    for i in range(0, len(data), 32):
-        chunk = data[i : i + 32]
-        maps = attributor.attribute([s.image for s, _, _ in chunk], [pointing_query(s, a) for s, a, _ in chunk])
-        for (scene, a, _), m in zip(chunk, maps):
-            counts[landing(scene, a, peak(upsample(m.grid, scene.image.size, extent=m.extent)))] += 1
+    for (scene, a, _), m in zip(data, maps):
+        counts[landing(scene, a, peak(upsample(m.grid, scene.image.size, extent=m.extent)))] += 1
     return {k: v / len(data) for k, v in counts.items()}
 
 
@@ -142,17 +137,17 @@ def main() -> None:
 
     rows: list[tuple[str, str, float, float]] = []
 
-    def run(label: str, group: str, query: str | None = None, **params) -> list[bool]:
-        acc, mass, hits = evaluate(ClipAttributor(clip, ClipConfig.from_preset(**params)), data, query=query)
+    def run(label: str, group: str, query: str | None = None, **params) -> tuple[list[bool], list]:
+        acc, mass, hits, maps = evaluate(ClipAttributor(clip, ClipConfig.from_preset(**params)), data, query=query)
         rows.append((group, label, acc, mass))
         print(f"{group:10s} {label:42s} {acc:6.3f} {mass:6.3f}", flush=True)
-        return hits
+        return hits, maps
 
     print(f"{args.scenes} held-out scenes (seeds {FIRST_SEED}…), {args.size}px, model {args.model}: "
           f"{grid}x{grid} grid, {depth} blocks", flush=True)
-    default_hits = run("reference preset (default: L−2, coe 5, k 3)", "preset")
-    paper_hits = run("paper preset (Σ L−2..L, cosine, k 3)", "preset", preset="paper")
-    grounding_hits = run("grounding preset (Ψᶜˡˢ only, Σ L−2..L, k 1)", "preset", preset="grounding")
+    default_hits, default_maps = run("reference preset (default: L−2, coe 5, k 3)", "preset")
+    paper_hits, _ = run("paper preset (Σ L−2..L, cosine, k 3)", "preset", preset="paper")
+    grounding_hits, grounding_maps = run("grounding preset (Ψᶜˡˢ only, Σ L−2..L, k 1)", "preset", preset="grounding")
     run("Ψᶜˡˢ only (reference, L−2)", "component", parts="cls")
     run("Ψᶜᵒᵐᵖ only (reference, L−2)", "component", parts="comp")
     for layer in range(-1, -min(depth, 5) - 1, -1):
@@ -175,18 +170,18 @@ def main() -> None:
 
     # Two queries, two objects, one scene
     ref = ClipAttributor(clip, ClipConfig.from_preset())
-    both = {}
+    both, second_maps = {}, {}
     for name, first_hits in (("reference", default_hits), ("paper", paper_hits), ("grounding", grounding_hits)):
-        _, _, second_hits = evaluate(ClipAttributor(clip, ClipConfig.from_preset(name)), data, which=2)
+        _, _, second_hits, second_maps[name] = evaluate(ClipAttributor(clip, ClipConfig.from_preset(name)), data, which=2)
         both[name] = float(np.mean([a and b for a, b in zip(first_hits, second_hits)]))
         print(f"two queries on one scene, both maps peak on their own object ({name}): {both[name]:.3f}")
 
     # Where the pipeline caps the default preset: ground truth in place of the model's maps
-    ceiling_rows = ceilings(clip, data)
+    ceiling_rows = ceilings(ref, data, default_maps, second_maps["reference"])
     for label, acc, two in ceiling_rows:
         print(f"ceiling    {label:62s} {acc:6.3f}  two-query {two:6.3f}")
     # Where the misses go
-    where = {name: landings(ClipAttributor(clip, ClipConfig.from_preset(name)), data) for name in ("reference", "grounding")}
+    where = {"reference": landings(data, default_maps), "grounding": landings(data, grounding_maps)}
     for name, fractions in where.items():
         print(f"peaks of {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in fractions.items()))
 
