@@ -6,6 +6,11 @@ needs shape as well. Each is compared with the rate of its most common answer: a
 does not bind scores exactly that (it always says "1"). Existence questions ("Is there a red
 cross?") are balanced yes/no, so 0.5 is the no-binding level.
 
+The training's "Describe the image." turn names every object left to right ("red star , blue
+circle , …"). Its replies are scored per position (the k-th pair against the k-th object from the
+left) and against the same objects in a shuffled order: a model that knows which colours are in
+the image but not where scores the same on both.
+
     python benchmarks/vlm_binding_probe.py [--vlm shapes] [--scenes 300]
 """
 
@@ -22,6 +27,30 @@ from attnprompt.backends.local import LocalVLM
 from attnprompt.models import load_vlm
 from attnprompt.shapes import COLORS, make_questions, make_scene
 from attnprompt.shapes.train_vlm import EVAL_SEED, first_word
+
+
+def describe_scores(truth: list[list[str]], replies: list[str]) -> dict[str, float]:
+    """Per-position colour / shape / both accuracy of object listings, the fraction of replies
+    naming the right number of objects, and the colours named as a bag (any order).
+
+    >>> r = describe_scores([["red star", "blue circle"]], ["red star , green circle"])
+    >>> r["colour"], r["shape"], r["both"], r["count"], r["bag of colours"]
+    (0.5, 1.0, 0.5, 1.0, 0.5)
+    """
+    col = shp = both = n = right_count = bag = 0
+    for objects, reply in zip(truth, replies):
+        words = reply.replace(",", " ").lower().split()
+        pairs = [words[i : i + 2] for i in range(0, len(words) - 1, 2)]
+        right_count += len(pairs) == len(objects)
+        bag += sum((Counter(o.split()[0] for o in objects) & Counter(p[0] for p in pairs)).values())
+        for k, name in enumerate(objects):
+            n += 1
+            if k < len(pairs):
+                c, s = name.split()
+                col += pairs[k][0] == c
+                shp += pairs[k][1] == s
+                both += pairs[k] == [c, s]
+    return {"colour": col / n, "shape": shp / n, "both": both / n, "count": right_count / len(truth), "bag of colours": bag / n}
 
 
 def group(question) -> str:
@@ -54,6 +83,18 @@ def main() -> None:
         top, count = answers[name].most_common(1)[0]
         level = count / len(hits[name])
         print(f"{name:28s} {len(hits[name]):5d} {np.mean(hits[name]):9.3f} {level:11.3f} ('{top}')")
+
+    scenes = [s for i, (s, _) in enumerate(items) if i == 0 or items[i - 1][0] is not s]
+    truth = [[f"{o.color} {o.shape}" for o in sorted(s.objects, key=lambda o: o.center[0])] for s in scenes]
+    shuffle = np.random.default_rng(0)
+    shuffled = [[t[int(i)] for i in shuffle.permutation(len(t))] for t in truth]
+    texts = [r.text for r in backend.answer([Request((s.image,), "Describe the image.", max_new_tokens=40) for s in scenes])]
+    real, control = describe_scores(truth, texts), describe_scores(shuffled, texts)
+    print(f"\n'Describe the image.' on {len(scenes)} scenes: objects named left to right, per position")
+    print(f"{'':28s} {'colour':>7s} {'shape':>7s} {'both':>7s}")
+    print(f"{'true order':28s} {real['colour']:7.3f} {real['shape']:7.3f} {real['both']:7.3f}")
+    print(f"{'shuffled order (no place)':28s} {control['colour']:7.3f} {control['shape']:7.3f} {control['both']:7.3f}")
+    print(f"right number of objects {real['count']:.3f}; colours named as a bag (any order) {real['bag of colours']:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,154 @@
+"""Pilot: can a small decoder bind a question to image tokens if the question comes first?
+
+In LLaVA's prompt the image comes before the question, so with causal attention the image tokens
+cannot depend on the question: all question-specific selection must happen at the answer
+positions. Putting the question first lets every image token see it. This pilot compares the two
+orders with everything else equal and cheap: the shapes CLIP's tower is frozen and its features
+(block L−2, the LLaVA read-out, at the VLM's 128 px) are computed once and cached; the projector
+and a fresh Llama decoder (the shapes VLM's sizes) train on single-turn questions (one scene,
+one question, one-word answer); held-out accuracy per kind is the training script's.
+
+    python benchmarks/vlm_order_pilot.py --order question [--clip shapes] [--steps 1200] [--batch 24]
+    python benchmarks/vlm_order_pilot.py --order image …
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from attnprompt.models import load_clip
+from attnprompt.shapes.questions import QUESTION_KINDS, make_questions
+from attnprompt.shapes.scenes import make_scene
+from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET
+from attnprompt.shapes.train_vlm import EVAL_SEED, Standardized, VlmTrainConfig, build_model, build_tokenizer, feature_statistics
+
+
+def scenes_and_questions(seeds, train: bool):
+    """Images and (question, answer, kind) lists: training scenes as the VLM training draws them,
+    held-out scenes as its evaluation does."""
+    images, qas = [], []
+    for s in seeds:
+        rng = np.random.default_rng(s)
+        if train:
+            scene = make_scene(int(s), n_objects=int(rng.integers(2, 7)), size=int(rng.choice([128, 160, 224])))
+        else:
+            scene = make_scene(int(s), n_objects=int(rng.integers(3, 7)), size=224)
+        images.append(scene.image)
+        qas.append([(q.question, q.answer, q.kind) for q in make_questions(scene, rng, per_kind=2 if train else 1)])
+    return images, qas
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--order", choices=["image", "question"], required=True)
+    ap.add_argument("--clip", default="shapes")
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--scenes", type=int, default=6000, help="training scenes (features cached)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-every", type=int, default=300)
+    ap.add_argument("--cache", default=None, help="feature cache file (default: in the temp directory)")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    clip = load_clip(a.clip, device="cpu")
+    tok = build_tokenizer()
+    model, proc = build_model(VlmTrainConfig(out="unused", clip=a.clip), tok, clip.model)
+    Standardized(model, *feature_statistics(model, proc, range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 64), 128))
+    tower = model.model.vision_tower
+    tower.requires_grad_(False)
+    image_id, n_image = tok.convert_tokens_to_ids("<image>"), model.config.image_seq_length
+
+    def features(images):
+        out = []
+        for i in range(0, len(images), 128):
+            x = proc.image_processor(images[i : i + 128], return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                out.append(tower(x, output_hidden_states=True).hidden_states[-2][:, 1:].to(torch.bfloat16))
+        return torch.cat(out)
+
+    key = f"{os.path.basename(os.path.abspath(clip.location or a.clip))}_{a.scenes}"
+    cache = a.cache or os.path.join(tempfile.gettempdir(), f"attnprompt_order_pilot_{key}.pt")
+    if os.path.exists(cache):
+        d = torch.load(cache)
+    else:
+        images, train_q = scenes_and_questions([TRAIN_SEED_OFFSET + 50_000_000 + i for i in range(a.scenes)], True)
+        train_f = features(images)
+        images, eval_q = scenes_and_questions(range(EVAL_SEED, EVAL_SEED + 200), False)
+        d = dict(train_f=train_f, train_q=train_q, eval_f=features(images), eval_q=eval_q)
+        torch.save(d, cache + ".part")
+        os.replace(cache + ".part", cache)
+    print(f"order {a.order}; features {tuple(d['train_f'].shape)} ready in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    image_text = " ".join(["<image>"] * n_image)
+
+    def prompt(question: str, answer: str | None = None) -> str:
+        # The shapes VLM's chat format, with the image before or after the question.
+        body = f"{image_text} \n{question}" if a.order == "image" else f"{question} \n{image_text}"
+        return f"USER: {body} ASSISTANT:" + (f" {answer}</s>" if answer is not None else "")
+
+    projector, lm, embed = model.model.multi_modal_projector, model.model.language_model, model.get_input_embeddings()
+
+    def forward(feats, texts, side):
+        tok.padding_side = side
+        enc = tok(texts, return_tensors="pt", padding=True)
+        ids = enc["input_ids"]
+        e = embed(ids)
+        img = projector(feats.float()).to(e.dtype)
+        e = e.masked_scatter((ids == image_id).unsqueeze(-1), img.reshape(-1, img.shape[-1]))
+        return ids, model.lm_head(lm(inputs_embeds=e, attention_mask=enc["attention_mask"]).last_hidden_state)
+
+    def evaluate():
+        model.eval()
+        hits = {k: [] for k in QUESTION_KINDS}
+        items = [(i, q, ans, k) for i, qs in enumerate(d["eval_q"]) for q, ans, k in qs]
+        with torch.no_grad():
+            for j in range(0, len(items), 128):
+                chunk = items[j : j + 128]
+                _, logits = forward(d["eval_f"][[c[0] for c in chunk]], [prompt(c[1]) for c in chunk], "left")
+                for c, pred in zip(chunk, logits[:, -1].argmax(-1).tolist()):
+                    hits[c[3]].append(tok.convert_ids_to_tokens(pred) == c[2])
+        r = {k: float(np.mean(v)) for k, v in hits.items()}
+        r["all"] = float(np.mean(sum(hits.values(), [])))
+        return r
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
+    rng = np.random.default_rng(0)
+    colon = tok.convert_tokens_to_ids(":")
+    for step in range(a.steps):
+        model.train()
+        picks = rng.integers(0, len(d["train_q"]), a.batch)
+        items = [d["train_q"][i][rng.integers(len(d["train_q"][i]))] for i in picks]
+        for g in opt.param_groups:
+            g["lr"] = a.lr * min(1.0, (step + 1) / 60) * 0.5 * (1 + np.cos(np.pi * step / a.steps))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ids, logits = forward(d["train_f"][torch.as_tensor(picks)], [prompt(q, ans) for q, ans, _ in items], "right")
+        labels = torch.full_like(ids, -100)
+        for b, row in enumerate(ids.tolist()):  # the answer word and </s>, after "ASSISTANT:"
+            c = max(i for i, t in enumerate(row) if t == colon)
+            labels[b, c + 1 : c + 3] = ids[b, c + 1 : c + 3]
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 50 == 0:
+            print(f"step {step} loss {loss.item():.3f} {time.perf_counter() - t0:.0f} s", flush=True)
+        if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
+            r = evaluate()
+            print(f"eval {step + 1}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
