@@ -66,10 +66,11 @@ def main() -> None:
     ap.add_argument("--scenes", type=int, default=300)
     args = ap.parse_args()
     backend = LocalVLM(load_vlm(args.vlm, device="cpu"), batch_size=16)
-    items = []
+    items, scenes = [], []
     for seed in range(EVAL_SEED, EVAL_SEED + args.scenes):  # the training script's held-out seeds
         rng = np.random.default_rng(seed)
         scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=224)
+        scenes.append(scene)
         items += [(scene, qa) for qa in make_questions(scene, rng, kinds=["count", "exists"], per_kind=2)]
     replies = backend.answer([Request((s.image,), qa.question, max_new_tokens=3) for s, qa in items])
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -84,7 +85,6 @@ def main() -> None:
         level = count / len(hits[name])
         print(f"{name:28s} {len(hits[name]):5d} {np.mean(hits[name]):9.3f} {level:11.3f} ('{top}')")
 
-    scenes = [s for i, (s, _) in enumerate(items) if i == 0 or items[i - 1][0] is not s]
     truth = [[f"{o.color} {o.shape}" for o in sorted(s.objects, key=lambda o: o.center[0])] for s in scenes]
     shuffle = np.random.default_rng(0)
     shuffled = [[t[int(i)] for i in shuffle.permutation(len(t))] for t in truth]

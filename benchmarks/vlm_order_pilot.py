@@ -24,10 +24,19 @@ import numpy as np
 import torch
 
 from attnprompt.models import load_clip
-from attnprompt.shapes.questions import QUESTION_KINDS, make_questions
+from attnprompt.shapes.questions import make_questions
 from attnprompt.shapes.scenes import make_scene
 from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET
-from attnprompt.shapes.train_vlm import EVAL_SEED, Standardized, VlmTrainConfig, build_model, build_tokenizer, feature_statistics
+from attnprompt.shapes.train_vlm import (
+    EVAL_SEED,
+    Standardized,
+    VlmTrainConfig,
+    answer_labels,
+    build_model,
+    build_tokenizer,
+    feature_statistics,
+    score,
+)
 
 
 def scenes_and_questions(seeds, train: bool):
@@ -106,35 +115,30 @@ def main() -> int:
         return ids, model.lm_head(lm(inputs_embeds=e, attention_mask=enc["attention_mask"]).last_hidden_state)
 
     def evaluate():
+        # One forward per question: the answer is one word, i.e. one token of this vocabulary.
         model.eval()
-        hits = {k: [] for k in QUESTION_KINDS}
         items = [(i, q, ans, k) for i, qs in enumerate(d["eval_q"]) for q, ans, k in qs]
+        replies = []
         with torch.no_grad():
             for j in range(0, len(items), 128):
                 chunk = items[j : j + 128]
                 _, logits = forward(d["eval_f"][[c[0] for c in chunk]], [prompt(c[1]) for c in chunk], "left")
-                for c, pred in zip(chunk, logits[:, -1].argmax(-1).tolist()):
-                    hits[c[3]].append(tok.convert_ids_to_tokens(pred) == c[2])
-        r = {k: float(np.mean(v)) for k, v in hits.items()}
-        r["all"] = float(np.mean(sum(hits.values(), [])))
-        return r
+                replies += tok.convert_ids_to_tokens(logits[:, -1].argmax(-1).tolist())
+        return score([c[3] for c in items], replies, [c[2] for c in items])
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
     rng = np.random.default_rng(0)
-    colon = tok.convert_tokens_to_ids(":")
     for step in range(a.steps):
         model.train()
         picks = rng.integers(0, len(d["train_q"]), a.batch)
         items = [d["train_q"][i][rng.integers(len(d["train_q"][i]))] for i in picks]
         for g in opt.param_groups:
+            # the schedule the reported pilots ran with (cosine over all steps, unlike warmup_cosine)
             g["lr"] = a.lr * min(1.0, (step + 1) / 60) * 0.5 * (1 + np.cos(np.pi * step / a.steps))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             ids, logits = forward(d["train_f"][torch.as_tensor(picks)], [prompt(q, ans) for q, ans, _ in items], "right")
-        labels = torch.full_like(ids, -100)
-        for b, row in enumerate(ids.tolist()):  # the answer word and </s>, after "ASSISTANT:"
-            c = max(i for i, t in enumerate(row) if t == colon)
-            labels[b, c + 1 : c + 3] = ids[b, c + 1 : c + 3]
+        labels = answer_labels(ids, tok)  # the answer word and its </s>
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
         )
