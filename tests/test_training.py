@@ -171,7 +171,7 @@ def test_clip_training_smoke_run_saves_a_loadable_checkpoint(tmp_path):
 
 def test_clip_training_with_the_auxiliary_losses_saves_a_plain_clip(tmp_path):
     """The per-patch shape head and the dense naming loss train alongside and leave nothing
-    behind: the checkpoint is a stock CLIPModel, and resuming keeps the head's state."""
+    behind: the checkpoint is a stock CLIPModel (resuming with them: the parametrised resume test)."""
     from safetensors.torch import load_file
     from transformers import CLIPModel
 
