@@ -122,14 +122,19 @@ def run(
     seed: int,
     log,
     query_init: float = 0.0,
+    shape_first: int = 0,
 ) -> dict[str, float]:
-    """Train a read-out on (features, items); held-out accuracy and pointing per kind."""
+    """Train a read-out on (features, items); held-out accuracy and pointing per kind.
+
+    ``shape_first``: train the first that many steps on the questions naming a shape only."""
     torch.manual_seed(seed)
     model = Readout(train_f.shape[-1], query_init=query_init)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     rng = np.random.default_rng(seed)
+    by_shape = [x for x in train_items if x[3] == "color"]
     for step in range(steps):
-        b = [train_items[i] for i in rng.integers(0, len(train_items), batch)]
+        pool = by_shape if step < shape_first else train_items
+        b = [pool[i] for i in rng.integers(0, len(pool), batch)]
         logits, _ = model(train_f[[x[0] for x in b]].float(), torch.tensor([x[1] for x in b]))
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([x[2] for x in b]))
         opt.zero_grad()
@@ -172,6 +177,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shape-first", type=int, default=0, help="first steps on shape-named questions only")
     ap.add_argument(
         "--kinds", default="color,shape", help="question kinds trained and scored: color, shape or both"
     )
@@ -212,7 +218,17 @@ def main() -> int:
             )
         print(label, flush=True)
         rows[label] = run(
-            tf, train_items, ef, eval_items, grid, a.steps, a.batch, a.seed, print, a.query_init
+            tf,
+            train_items,
+            ef,
+            eval_items,
+            grid,
+            a.steps,
+            a.batch,
+            a.seed,
+            print,
+            a.query_init,
+            a.shape_first,
         )
     cols = list(next(iter(rows.values())))
     print(f"\n| read-out on | {' | '.join(cols)} |\n|---|" + "---:|" * len(cols))
