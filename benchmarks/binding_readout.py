@@ -5,8 +5,8 @@ and a small decoder; when it fails to answer, is the information missing from th
 the decoder failing to learn to use it? This script takes the decoder out: for "What colour is the
 star?" / "What shape is the red object?" it trains the smallest model that must *bind* — one learned
 query per naming word (the question's shape or colour), one softmax attention over the image's patch
-tokens, a linear read-out of the attended features into the answer word — on cached features of
-training scenes, and reports on the VLM's held-out scenes (seeds 700000+):
+tokens, a linear read-out of the attended features into the answer word — on features of training
+scenes computed once, and reports on the VLM's held-out scenes (seeds 700000+):
 
 - accuracy per question kind (colour of a named shape; shape of a named colour);
 - pointing: the attention's most-attended patch inside the named object's box, split by whether the
@@ -188,6 +188,8 @@ def main() -> int:
     kinds = tuple(a.kinds.split(","))
     if not kinds or set(kinds) - {"color", "shape"}:
         ap.error(f"--kinds must be color, shape or color,shape, not {a.kinds!r}")
+    if a.shape_first and "color" not in kinds:
+        ap.error("--shape-first trains on the colour questions (they name a shape): keep color in --kinds")
     t0 = time.perf_counter()
     clip = load_clip(a.clip, device="cpu").model
     train_f, train_items = dataset(clip, a.size, a.layer, True, a.scenes, kinds)
