@@ -13,7 +13,8 @@ one question, one-word answer); held-out accuracy per kind is the training scrip
 
 ``--kinds color,shape`` trains and evaluates on those question kinds only; ``--qk-scale 4``
 multiplies the decoder's query and key weights at initialisation (attention logits ×16), to test
-whether the small initial logits are what keeps the decoder from binding (binding_readout.py).
+whether the small initial logits are what keeps the decoder from binding (binding_readout.py);
+``--shape-first N`` trains the first N steps on the colour questions only (they name a shape).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> int:
     ap.add_argument("--cache", default=None, help="feature cache file (default: in the temp directory)")
     ap.add_argument("--kinds", default="", help="comma-separated question kinds to keep (default: all)")
     ap.add_argument("--qk-scale", type=float, default=1.0, help="scale of the decoder's q/k weights at init")
+    ap.add_argument("--shape-first", type=int, default=0, help="first steps on the colour questions only")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     a = ap.parse_args()
     if a.threads:
@@ -147,13 +149,20 @@ def main() -> int:
                 replies += tok.convert_ids_to_tokens(logits[:, -1].argmax(-1).tolist())
         return score([c[3] for c in items], replies, [c[2] for c in items])
 
+    # the colour questions ("What colour is the star?") name their object by shape
+    colour_q = [[x for x in qs if x[2] == "color"] for qs in d["train_q"]]
+    with_colour = np.array([i for i, qs in enumerate(colour_q) if qs])
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
     rng = np.random.default_rng(0)
     for step in range(a.steps):
         model.train()
-        picks = rng.integers(0, len(d["train_q"]), a.batch)
-        items = [d["train_q"][i][rng.integers(len(d["train_q"][i]))] for i in picks]
+        if step < a.shape_first:
+            picks = with_colour[rng.integers(0, len(with_colour), a.batch)]
+            items = [colour_q[i][rng.integers(len(colour_q[i]))] for i in picks]
+        else:
+            picks = rng.integers(0, len(d["train_q"]), a.batch)
+            items = [d["train_q"][i][rng.integers(len(d["train_q"][i]))] for i in picks]
         for g in opt.param_groups:
             # the schedule the reported pilots ran with (cosine over all steps, unlike warmup_cosine)
             g["lr"] = a.lr * min(1.0, (step + 1) / 60) * 0.5 * (1 + np.cos(np.pi * step / a.steps))
