@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from attnprompt.models import load_clip
-from attnprompt.shapes import COLORS, SHAPES, make_questions, make_scene
+from attnprompt.shapes import COLORS, SHAPES, make_questions
 from attnprompt.shapes.train_clip import MEAN, STD, TRAIN_SEED_OFFSET
-from attnprompt.shapes.train_vlm import EVAL_SEED, vision_tower_weights
+from attnprompt.shapes.train_vlm import EVAL_SEED, held_out_scene, training_scene, vision_tower
 
 WORDS = list(SHAPES) + list(COLORS)  # the naming word of a question: a shape or a colour
 
@@ -39,22 +39,14 @@ def scenes(train: bool, n: int):
     """Scenes drawn as the VLM's training (2–6 objects, 128/160/224 px) or evaluation (3–6, 224 px) draws them."""
     first = TRAIN_SEED_OFFSET + 70_000_000 if train else EVAL_SEED
     for seed in range(first, first + n):
-        rng = np.random.default_rng(seed)
-        if train:
-            scene = make_scene(seed, n_objects=int(rng.integers(2, 7)), size=int(rng.choice([128, 160, 224])))
-        else:
-            scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=224)
+        scene, rng = training_scene(seed, 128) if train else held_out_scene(seed)
         yield scene, make_questions(scene, rng, per_kind=2 if train else 1)
 
 
 def dataset(clip, size: int, layer: int, train: bool, n: int, kinds=("color", "shape")):
     """(features (N, P, C) bf16, items [(scene index, naming word, answer word, kind, box in grid cells)])."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    vc = CLIPVisionConfig(**{**clip.config.vision_config.to_dict(), "image_size": size})
-    tower = CLIPVisionModel(vc).eval()
-    tower.load_state_dict(vision_tower_weights(clip, size), strict=False)
-    grid = size // vc.patch_size
+    tower = vision_tower(clip, size)
+    grid = size // tower.config.patch_size
     feats, items, batch = [], [], []
 
     def flush():

@@ -20,19 +20,15 @@ import torch
 from attnprompt.models import load_clip
 from attnprompt.shapes import COLORS, SHAPES, make_scene
 from attnprompt.shapes.train_clip import MEAN, STD
-from attnprompt.shapes.train_vlm import vision_tower_weights
+from attnprompt.shapes.train_vlm import vision_tower
 
 FIRST_SEED = 300_000  # held out from both trainings (they use seeds ≥ 1,000,000)
 
 
 def features(model, size: int, scenes: int):
     """Per-object (hidden states of every block, patch weights over the grid, colour, shape)."""
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    vc = CLIPVisionConfig(**{**model.config.vision_config.to_dict(), "image_size": size})
-    tower = CLIPVisionModel(vc).eval()
-    tower.load_state_dict(vision_tower_weights(model, size), strict=False)
-    grid = size // vc.patch_size
+    tower = vision_tower(model, size)
+    grid = size // tower.config.patch_size
     out = []
     for seed in range(FIRST_SEED, FIRST_SEED + scenes):
         scene = make_scene(seed, 4, 224)

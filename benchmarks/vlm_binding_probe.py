@@ -25,8 +25,8 @@ import numpy as np
 from attnprompt.backends.base import Request
 from attnprompt.backends.local import LocalVLM
 from attnprompt.models import load_vlm
-from attnprompt.shapes import COLORS, make_questions, make_scene
-from attnprompt.shapes.train_vlm import EVAL_SEED, first_word
+from attnprompt.shapes import COLORS, make_questions
+from attnprompt.shapes.train_vlm import EVAL_SEED, first_word, held_out_scene
 
 
 def describe_scores(truth: list[list[str]], replies: list[str]) -> dict[str, float]:
@@ -68,8 +68,7 @@ def main() -> None:
     backend = LocalVLM(load_vlm(args.vlm, device="cpu"), batch_size=16)
     items, scenes = [], []
     for seed in range(EVAL_SEED, EVAL_SEED + args.scenes):  # the training script's held-out seeds
-        rng = np.random.default_rng(seed)
-        scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=224)
+        scene, rng = held_out_scene(seed)
         scenes.append(scene)
         items += [(scene, qa) for qa in make_questions(scene, rng, kinds=["count", "exists"], per_kind=2)]
     replies = backend.answer([Request((s.image,), qa.question, max_new_tokens=3) for s, qa in items])

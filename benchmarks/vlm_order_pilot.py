@@ -30,7 +30,6 @@ import torch
 
 from attnprompt.models import load_clip
 from attnprompt.shapes.questions import make_questions
-from attnprompt.shapes.scenes import make_scene
 from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET
 from attnprompt.shapes.train_vlm import (
     EVAL_SEED,
@@ -40,7 +39,9 @@ from attnprompt.shapes.train_vlm import (
     build_model,
     build_tokenizer,
     feature_statistics,
+    held_out_scene,
     score,
+    training_scene,
 )
 
 
@@ -49,11 +50,7 @@ def scenes_and_questions(seeds, train: bool):
     held-out scenes as its evaluation does."""
     images, qas = [], []
     for s in seeds:
-        rng = np.random.default_rng(s)
-        if train:
-            scene = make_scene(int(s), n_objects=int(rng.integers(2, 7)), size=int(rng.choice([128, 160, 224])))
-        else:
-            scene = make_scene(int(s), n_objects=int(rng.integers(3, 7)), size=224)
+        scene, rng = training_scene(s, 128) if train else held_out_scene(s)
         images.append(scene.image)
         qas.append([(q.question, q.answer, q.kind) for q in make_questions(scene, rng, per_kind=2 if train else 1)])
     return images, qas

@@ -155,6 +155,40 @@ def vision_tower_weights(clip_model, image_size: int) -> dict:
     return state
 
 
+def vision_tower(clip_model, image_size: int):
+    """The CLIP's vision tower as a stand-alone ``CLIPVisionModel`` (eval mode) at input ``image_size``.
+
+    >>> # tower = vision_tower(load_clip("shapes").model, 128)
+    """
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    vc = CLIPVisionConfig(**{**clip_model.config.vision_config.to_dict(), "image_size": image_size})
+    tower = CLIPVisionModel(vc).eval()
+    tower.load_state_dict(vision_tower_weights(clip_model, image_size), strict=False)
+    return tower
+
+
+def training_scene(seed: int, image_size: int):
+    """(scene, generator) as training draws them: 2–6 objects at ``image_size``, 160 or 224 px; the
+    generator then draws the scene's questions.
+
+    >>> scene, rng = training_scene(TRAIN_SEED_OFFSET, 128); 2 <= len(scene.objects) <= 6
+    True
+    """
+    rng = np.random.default_rng(seed)
+    return make_scene(int(seed), n_objects=int(rng.integers(2, 7)), size=int(rng.choice([image_size, 160, 224]))), rng
+
+
+def held_out_scene(seed: int, image_size: int = 224):
+    """(scene, generator) as the held-out evaluation draws them: 3–6 objects at ``image_size``.
+
+    >>> scene, rng = held_out_scene(EVAL_SEED); 3 <= len(scene.objects) <= 6
+    True
+    """
+    rng = np.random.default_rng(seed)
+    return make_scene(int(seed), n_objects=int(rng.integers(3, 7)), size=image_size), rng
+
+
 def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
     """A LlavaForConditionalGeneration whose vision tower is the shapes CLIP's (at ``cfg.image_size``).
 
@@ -252,8 +286,7 @@ def conversation(
     >>> [m["role"] for m in messages][:2], len(kinds) <= 4
     (['user', 'assistant'], True)
     """
-    rng = np.random.default_rng(seed)
-    scene = make_scene(seed, n_objects=int(rng.integers(2, 7)), size=int(rng.choice([image_size, 160, 224])))
+    scene, rng = training_scene(seed, image_size)
     qas = make_questions(scene, rng, per_kind=2)
     order = rng.permutation(len(qas))[:turns]
     turns_: list[tuple[str, str, str]] = [(qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind) for i in order]
@@ -313,8 +346,7 @@ def evaluate(backend, seeds: Sequence[int], image_size: int = 224) -> dict[str, 
 
     requests, kinds, answers = [], [], []
     for seed in seeds:
-        rng = np.random.default_rng(seed)
-        scene = make_scene(int(seed), n_objects=int(rng.integers(3, 7)), size=image_size)
+        scene, rng = held_out_scene(seed, image_size)
         for qa in make_questions(scene, rng, per_kind=1):
             requests.append(Request((scene.image,), qa.question, max_new_tokens=3))
             kinds.append(qa.kind)
