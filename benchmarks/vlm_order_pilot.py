@@ -15,6 +15,12 @@ one question, one-word answer); held-out accuracy per kind is the training scrip
 multiplies the decoder's query and key weights at initialisation (attention logits ×16), to test
 whether the small initial logits are what keeps the decoder from binding (binding_readout.py);
 ``--shape-first N`` trains the first N steps on the colour questions only (they name a shape).
+``--hop1-weight W`` adds an auxiliary loss that makes head 0 of decoder layer ``--hop1-layer``
+attend, at the position that predicts the answer, to the question's naming words (its colour and
+shape words): the first of the two hops the decoder must learn, given; which image tokens to look
+at is still learned from the answers alone. Each evaluation also reports the decoder's pointing
+per layer: the head-mean attention of the answer position to the image tokens (renormalised over
+them, as API-VLM's reference variant) peaks inside the named object's box.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import time
 import numpy as np
 import torch
 
+from attnprompt.bench.pointing import in_box
 from attnprompt.models import load_clip
-from attnprompt.shapes.questions import make_questions
+from attnprompt.shapes.questions import PLURALS, make_questions
+from attnprompt.shapes.scenes import COLORS, SHAPES
 from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET
 from attnprompt.shapes.train_vlm import (
     EVAL_SEED,
@@ -70,6 +78,12 @@ def main() -> int:
     ap.add_argument("--qk-scale", type=float, default=1.0, help="scale of the decoder's q/k weights at init")
     ap.add_argument("--shape-first", type=int, default=0, help="first steps on the colour questions only")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    ap.add_argument("--hop1-weight", type=float, default=0.0, help="weight of the answer→naming-word attention loss")
+    ap.add_argument("--hop1-layer", type=int, default=0, help="decoder layer whose head 0 that loss supervises")
+    ap.add_argument("--rope-theta", type=float, default=0.0,
+                    help="the decoder's RoPE base (default: the config's); 'inf' turns rotation off")
+    ap.add_argument("--point-weight", type=float, default=0.0, help="weight of the answer→named-object attention loss")
+    ap.add_argument("--point-layer", type=int, default=2, help="decoder layer whose head 0 that loss supervises")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -86,6 +100,15 @@ def main() -> int:
             if name.endswith(("q_proj.weight", "k_proj.weight")):
                 p.mul_(a.qk_scale)
     image_id, n_image = tok.convert_tokens_to_ids("<image>"), model.config.image_seq_length
+    if a.rope_theta:
+        rot = model.model.language_model.rotary_emb
+        dim = rot.inv_freq.numel() * 2
+        inv = torch.zeros(dim // 2) if a.rope_theta == float("inf") else 1.0 / a.rope_theta ** (torch.arange(0, dim, 2).double() / dim)
+        rot.inv_freq.copy_(inv.float())
+        rot.original_inv_freq = rot.inv_freq.clone()
+    # eager attention so that the attention probabilities come back (for the loss and the pointing)
+    model.model.language_model.set_attn_implementation("eager")
+    naming_ids = torch.tensor(tok.convert_tokens_to_ids(list(COLORS) + list(SHAPES) + list(PLURALS.values())))
 
     def features(images):
         out = []
@@ -108,6 +131,33 @@ def main() -> int:
         os.replace(cache + ".part", cache)
     print(f"order {a.order}; features {tuple(d['train_f'].shape)} ready in {time.perf_counter() - t0:.0f} s", flush=True)
 
+    # the named object's box for the held-out questions (same draw as the cache's, so same order)
+    boxes = []
+    for s_ in range(EVAL_SEED, EVAL_SEED + 200):
+        scene, rng_ = held_out_scene(s_)
+        boxes.append([scene.objects[q.targets[0]].box if len(q.targets) == 1 else None
+                      for q in make_questions(scene, rng_, per_kind=1)])
+    d["eval_box"] = boxes
+    if a.point_weight:
+        # each training question's named objects as a distribution over the image tokens (their
+        # visible pixels' share of each patch), for the pointing loss
+        side = int(round(n_image**0.5))
+        targets = []
+        for s_ in range(TRAIN_SEED_OFFSET + 50_000_000, TRAIN_SEED_OFFSET + 50_000_000 + a.scenes):
+            scene, rng_ = training_scene(s_, 128)
+            rows = []
+            for q in make_questions(scene, rng_, per_kind=2):
+                if not q.targets:
+                    rows.append(None)
+                    continue
+                m = np.any([scene.objects[i].mask for i in q.targets], axis=0).astype(np.float32)
+                cov = m.reshape(side, m.shape[0] // side, side, m.shape[1] // side).mean((1, 3)).ravel()
+                rows.append(torch.from_numpy(cov / cov.sum()))
+            targets.append(rows)
+        d["train_q"] = [[(*x, t) for x, t in zip(qs, ts)] for qs, ts in zip(d["train_q"], targets)]
+        print(f"pointing targets ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    else:
+        d["train_q"] = [[(*x, None) for x in qs] for qs in d["train_q"]]
     if a.kinds:
         keep = set(a.kinds.split(","))
         unknown = keep - {k for qs in d["eval_q"] for _, _, k in qs}
@@ -115,6 +165,7 @@ def main() -> int:
             raise SystemExit(f"unknown --kinds {sorted(unknown)}")
         # a scene with none of those kinds keeps its first question (rare; so the reported pilots ran)
         d["train_q"] = [[x for x in qs if x[2] in keep] or qs[:1] for qs in d["train_q"]]
+        d["eval_box"] = [[b for x, b in zip(qs, bs) if x[2] in keep] for qs, bs in zip(d["eval_q"], d["eval_box"])]
         d["eval_q"] = [[x for x in qs if x[2] in keep] for qs in d["eval_q"]]
     image_text = " ".join(["<image>"] * n_image)
 
@@ -132,19 +183,36 @@ def main() -> int:
         e = embed(ids)
         img = projector(feats.float()).to(e.dtype)
         e = e.masked_scatter((ids == image_id).unsqueeze(-1), img.reshape(-1, img.shape[-1]))
-        return ids, model.lm_head(lm(inputs_embeds=e, attention_mask=enc["attention_mask"]).last_hidden_state)
+        out = lm(inputs_embeds=e, attention_mask=enc["attention_mask"], output_attentions=True)
+        return ids, model.lm_head(out.last_hidden_state), out.attentions
 
     def evaluate():
         # One forward per question: the answer is one word, i.e. one token of this vocabulary.
         model.eval()
-        items = [(i, q, ans, k) for i, qs in enumerate(d["eval_q"]) for q, ans, k in qs]
-        replies = []
+        items = [(i, q, ans, k, b) for i, (qs, bs) in enumerate(zip(d["eval_q"], d["eval_box"])) for (q, ans, k), b in zip(qs, bs)]
+        replies, hits = [], []
+        side = int(round(n_image**0.5))
         with torch.no_grad():
             for j in range(0, len(items), 128):
                 chunk = items[j : j + 128]
-                _, logits = forward(d["eval_f"][[c[0] for c in chunk]], [prompt(c[1]) for c in chunk], "left")
+                ids, logits, attns = forward(d["eval_f"][[c[0] for c in chunk]], [prompt(c[1]) for c in chunk], "left")
                 replies += tok.convert_ids_to_tokens(logits[:, -1].argmax(-1).tolist())
-        return score([c[3] for c in items], replies, [c[2] for c in items])
+                for r, c in enumerate(chunk):
+                    if c[4] is None:
+                        continue
+                    image_pos = (ids[r] == image_id).nonzero().squeeze(1)  # left padding shifts it per row
+                    row = []
+                    for att in attns:
+                        w = att[r, :, -1, image_pos]
+                        t = int((w / w.sum(-1, keepdim=True)).mean(0).argmax())
+                        cell = 224 / side  # held-out scenes are 224 px
+                        row.append(in_box((int((t % side + 0.5) * cell), int((t // side + 0.5) * cell)), c[4]))
+                    hits.append((c[3], row))
+        out = score([c[3] for c in items], replies, [c[2] for c in items])
+        for kind in sorted({k for k, _ in hits}):
+            per = np.array([h for k, h in hits if k == kind], dtype=float).mean(0)
+            out[f"pointing[{kind}] by layer"] = " ".join(f"{v:.3f}" for v in per)
+        return out
 
     # the colour questions ("What colour is the star?") name their object by shape
     colour_q = [[x for x in qs if x[2] == "color"] for qs in d["train_q"]]
@@ -164,11 +232,28 @@ def main() -> int:
             # the schedule the reported pilots ran with (cosine over all steps, unlike warmup_cosine)
             g["lr"] = a.lr * min(1.0, (step + 1) / 60) * 0.5 * (1 + np.cos(np.pi * step / a.steps))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            ids, logits = forward(d["train_f"][torch.as_tensor(picks)], [prompt(q, ans) for q, ans, _ in items], "right")
+            ids, logits, attns = forward(d["train_f"][torch.as_tensor(picks)], [prompt(q, ans) for q, ans, _, _ in items], "right")
         labels = answer_labels(ids, tok)  # the answer word and its </s>
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
         )
+        if a.hop1_weight:
+            # the position that predicts the answer word attends (head 0) to the question's naming words
+            answer_at = (labels != -100).int().argmax(1) - 1
+            rows = torch.arange(len(ids))
+            att = attns[a.hop1_layer][rows, 0, answer_at].float()  # (B, T)
+            naming = torch.isin(ids, naming_ids) & (torch.arange(ids.shape[1]) < answer_at[:, None])
+            hop1 = -torch.log(((att * naming).sum(1)).clamp_min(1e-6))
+            loss = loss + a.hop1_weight * hop1[naming.any(1)].mean()
+        if a.point_weight:
+            answer_at = (labels != -100).int().argmax(1) - 1
+            image_pos = (ids[0] == image_id).nonzero().squeeze(1)  # right padding: same span in every row
+            has = [i for i, it in enumerate(items) if it[3] is not None]
+            if has:
+                att = attns[a.point_layer][has, 0, answer_at[has]][:, image_pos].float()
+                att = att / att.sum(-1, keepdim=True)  # renormalised over the image, as API-VLM's reference
+                target = torch.stack([items[i][3] for i in has])
+                loss = loss + a.point_weight * -(target * att.clamp_min(1e-8).log()).sum(-1).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -177,7 +262,7 @@ def main() -> int:
             print(f"step {step} loss {loss.item():.3f} {time.perf_counter() - t0:.0f} s", flush=True)
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
             r = evaluate()
-            print(f"eval {step + 1}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items()), flush=True)
+            print(f"eval {step + 1}: " + " ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()), flush=True)
     return 0
 
 

@@ -186,7 +186,8 @@ def test_clip_training_with_the_auxiliary_losses_saves_a_plain_clip(tmp_path):
     CLIPModel.from_pretrained(str(out))  # loads with no missing or unexpected weights
 
 
-def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path):
+@pytest.mark.parametrize("aux", [{}, {"point_weight": 1.0, "hop1_weight": 1.0}], ids=["plain", "attention-losses"])
+def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path, aux):
     from attnprompt.backends.local import LocalVLM
     from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
     from attnprompt.shapes.train_vlm import VlmTrainConfig
@@ -195,8 +196,12 @@ def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path):
     clip = tmp_path / "clip"
     train(TrainConfig(out=str(clip), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
     out = tmp_path / "vlm"
-    record = train_vlm(VlmTrainConfig(out=str(out), clip=str(clip), **VLM_SMOKE), log=lambda s: None)
+    lines = []
+    record = train_vlm(VlmTrainConfig(out=str(out), clip=str(clip), **VLM_SMOKE, **aux), log=lines.append)
     assert set(record["final"]["accuracy"]) >= {"color", "shape", "count", "exists", "left_of", "all"}
+    # the auxiliary losses are logged when on; the saved model runs SDPA like any checkpoint
+    assert any("pointing" in line and "naming" in line for line in lines) == bool(aux)
+    assert "eager" not in (out / "config.json").read_text()
     backend = LocalVLM.from_pretrained(str(out), device="cpu")
     answer = backend.ask(np.zeros((64, 64, 3), np.uint8) + 100, "What colour is the star?", max_new_tokens=2)
     assert answer.ok
@@ -316,3 +321,74 @@ def test_interrupted_vlm_training_resumes_to_the_same_weights(tmp_path):
     a, b = _weights(straight), _weights(out)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def _two_turn_batch(grid: int):
+    """ids and labels of one two-turn conversation with grid² image tokens (the VLM's layout)."""
+    from attnprompt.shapes.train_vlm import answer_labels, build_tokenizer
+
+    tok = build_tokenizer()
+    image = " ".join(["<image>"] * grid * grid)
+    text = (f"USER: {image} \nWhat colour is the star? ASSISTANT: red</s>"
+            "USER: What shape is the blue object? ASSISTANT: square</s>")
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    return tok, ids, answer_labels(ids, tok)
+
+
+def test_answer_spans_are_the_supervised_runs():
+    from attnprompt.shapes.train_vlm import answer_spans
+
+    tok, ids, labels = _two_turn_batch(2)
+    spans = answer_spans(labels[0])
+    assert [tok.convert_ids_to_tokens(ids[0, a:b].tolist()) for a, b in spans] == [["red", "</s>"], ["square", "</s>"]]
+
+
+def test_naming_loss_is_zero_on_the_named_words_and_log_share_when_uniform():
+    from attnprompt.shapes.train_vlm import answer_spans, naming_loss
+
+    tok, ids, labels = _two_turn_batch(2)
+    naming_ids = torch.tensor(tok.convert_tokens_to_ids(["star", "blue", "red", "square"]))
+    T = ids.shape[1]
+    att = torch.zeros(1, 2, T, T)
+    star, blue = (ids[0] == tok.convert_tokens_to_ids("star")).nonzero().item(), (ids[0] == tok.convert_tokens_to_ids("blue")).nonzero().item()
+    (s1, e1), (s2, e2) = answer_spans(labels[0])
+    att[0, 0, s1 - 1 : e1 - 1, star] = 1.0  # each answer looks at its own question's word
+    att[0, 0, s2 - 1 : e2 - 1, blue] = 1.0
+    assert naming_loss(att, ids, labels, naming_ids).item() == pytest.approx(0.0, abs=1e-6)
+    # the first answer's word "red" and its question's "star" are both naming words, but only words
+    # of the answer's *own question* count: attending to the first answer "red" scores nothing
+    att2 = att.clone()
+    att2[0, 0, s2 - 1 : e2 - 1] = 0.0
+    att2[0, 0, s2 - 1 : e2 - 1, s1] = 1.0
+    assert naming_loss(att2, ids, labels, naming_ids).item() == pytest.approx(-np.log(1e-8) / 2, rel=1e-4)
+    uniform = torch.full((1, 2, T, T), 1.0 / T)
+    assert naming_loss(uniform, ids, labels, naming_ids).item() == pytest.approx(np.log(T), rel=1e-5)
+
+
+def test_pointing_loss_is_the_cross_entropy_to_the_objects_coverage():
+    from attnprompt.shapes import make_scene
+    from attnprompt.shapes.train_vlm import answer_spans, object_coverage, pointing_loss
+
+    grid = 8
+    scene = make_scene(3, n_objects=3, size=64)
+    cov = object_coverage(scene, [1], grid)
+    # the coverage is the object's pixel share per 8×8 block, row-major like the image tokens
+    mask = scene.objects[1].mask
+    expected = mask.reshape(grid, 8, grid, 8).mean((1, 3)).ravel()
+    np.testing.assert_allclose(cov, expected / expected.sum(), atol=1e-6)
+    tok, ids, labels = _two_turn_batch(grid)
+    image_pos = (ids[0] == tok.convert_tokens_to_ids("<image>")).nonzero().squeeze(1)
+    T = ids.shape[1]
+    att = torch.full((1, 2, T, T), 0.01)
+    (s1, e1), _ = answer_spans(labels[0])
+    # head 0 at the first answer: image attention ∝ coverage (half the mass elsewhere, which the
+    # renormalisation over the image removes)
+    att[0, 0, s1 - 1 : e1 - 1] = 0.0
+    att[0, 0, s1 - 1 : e1 - 1, image_pos] = 0.5 * torch.as_tensor(cov, dtype=torch.float32)
+    att[0, 0, s1 - 1 : e1 - 1, 0] = 0.5
+    loss = pointing_loss(att, ids, labels, [scene], [[(1,), ()]], tok.convert_tokens_to_ids("<image>"))
+    entropy = -(cov[cov > 0] * np.log(cov[cov > 0])).sum()
+    assert loss.item() == pytest.approx(entropy, rel=1e-4)  # the minimum: cross-entropy = entropy
+    uniform = pointing_loss(torch.full((1, 2, T, T), 1.0 / T), ids, labels, [scene], [[(1,), ()]],
+                            tok.convert_tokens_to_ids("<image>"))
+    assert uniform.item() == pytest.approx(np.log(grid * grid), rel=1e-5)

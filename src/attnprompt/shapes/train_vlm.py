@@ -10,6 +10,12 @@ then several questions of every kind (colour of a named shape, shape of a named 
 counting, existence incl. absent objects, left/right), each answered with one word; the loss
 covers the answers only. Held-out accuracy per question kind is printed and saved.
 
+Two optional losses act on the decoder's own attention (eager attention while training; the saved
+model runs SDPA like any checkpoint): ``--hop1-weight`` makes one head attend, where each answer is
+predicted, to its question's colour/shape words; ``--point-weight`` makes one head of the layer that
+API-VLM reads by default (``--point-layer 0.5``) attend to the objects the question names (grounding
+supervision from the scene generator's masks). See the README's "Shapes VLM" for what they change.
+
     python -m attnprompt.shapes.train_vlm --out src/attnprompt/shapes/models/shapes-vlm
 """
 
@@ -58,6 +64,10 @@ PROMPT_WORDS = (
 class VlmTrainConfig:
     """Everything that determines the trained VLM (recorded in ``training.json``).
 
+    ``point_weight``/``point_layer`` and ``hop1_weight``/``hop1_layer``: the attention losses
+    (:func:`pointing_loss`, :func:`naming_loss`; 0 = off); ``point_layer`` is a fraction of the
+    depth or an index, as API-VLM's ``layers``.
+
     >>> VlmTrainConfig(out="x").hidden
     256
     """
@@ -82,6 +92,10 @@ class VlmTrainConfig:
     eval_every: int = 550
     eval_scenes: int = 200
     bf16: bool = True
+    point_weight: float = 0.0
+    point_layer: str = "0.5"
+    hop1_weight: float = 0.0
+    hop1_layer: int = 0
 
 
 SMOKE = dict(steps=3, batch_size=2, turns=2, n_scenes=8, hidden=32, layers=1, heads=2, intermediate=64,
@@ -278,30 +292,134 @@ class Standardized:
 
 def conversation(
     seed: int, turns: int, image_size: int, describe_rate: float = 0.5
-) -> tuple[Any, list[dict[str, Any]], list[str]]:
-    """(scene, chat messages, kinds) for one training scene: ``turns`` questions with one-word
-    answers, preceded with probability ``describe_rate`` by a description of every object.
+) -> tuple[Any, list[dict[str, Any]], list[str], list[tuple[int, ...]]]:
+    """(scene, chat messages, kinds, targets) for one training scene: ``turns`` questions with
+    one-word answers, preceded with probability ``describe_rate`` by a description of every
+    object; ``targets`` are the indices of the objects each turn's question is about (empty for
+    the description and for absent objects).
 
-    >>> scene, messages, kinds = conversation(TRAIN_SEED_OFFSET, 3, 96)
-    >>> [m["role"] for m in messages][:2], len(kinds) <= 4
-    (['user', 'assistant'], True)
+    >>> scene, messages, kinds, targets = conversation(TRAIN_SEED_OFFSET, 3, 96)
+    >>> [m["role"] for m in messages][:2], len(kinds) <= 4, len(targets) == len(kinds)
+    (['user', 'assistant'], True, True)
     """
     scene, rng = training_scene(seed, image_size)
     qas = make_questions(scene, rng, per_kind=2)
     order = rng.permutation(len(qas))[:turns]
-    turns_: list[tuple[str, str, str]] = [(qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind) for i in order]
+    turns_: list[tuple[str, str, str, tuple[int, ...]]] = [
+        (qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind, tuple(qas[int(i)].targets)) for i in order
+    ]
     if rng.random() < describe_rate:
         # LLaVA's first stage aligns images and text with captions; here a description that names
         # every object, left to right, gives dense supervision on each object's colour, shape and
         # place — what every question kind then needs.
         objects = sorted(scene.objects, key=lambda o: o.center[0])
-        turns_.insert(0, ("Describe the image.", " , ".join(f"{o.color} {o.shape}" for o in objects), "describe"))
+        turns_.insert(0, ("Describe the image.", " , ".join(f"{o.color} {o.shape}" for o in objects), "describe", ()))
     messages: list[dict[str, Any]] = []
-    for k, (question, answer, _) in enumerate(turns_):
+    for k, (question, answer, _, _) in enumerate(turns_):
         content = ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": question}]
         messages.append({"role": "user", "content": content})
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return scene, messages, [kind for _, _, kind in turns_]
+    return scene, messages, [t[2] for t in turns_], [t[3] for t in turns_]
+
+
+def object_coverage(scene, targets: Sequence[int], grid: int) -> np.ndarray:
+    """The objects ``targets`` as a distribution over a ``grid``×``grid`` patch grid (row-major, as
+    the image tokens): each patch's share of their visible pixels.
+
+    >>> scene = make_scene(0, n_objects=2, size=64)
+    >>> cov = object_coverage(scene, [0], 8); cov.shape, round(float(cov.sum()), 6)
+    ((64,), 1.0)
+    """
+    from PIL import Image
+
+    mask = np.any([scene.objects[i].mask for i in targets], axis=0)
+    # a box filter gives each patch the fraction of its pixels that the objects cover
+    cov = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((grid, grid), Image.BOX), dtype=np.float64).ravel()
+    return cov / cov.sum()
+
+
+def answer_spans(labels_row) -> list[tuple[int, int]]:
+    """(start, end) of each supervised answer in one row of labels (end exclusive), in order.
+
+    >>> import torch
+    >>> answer_spans(torch.tensor([-100, -100, 7, 3, -100, 9, 3]))
+    [(2, 4), (5, 7)]
+    """
+    spans, start = [], None
+    for i, v in enumerate(labels_row.tolist()):
+        if v != -100 and start is None:
+            start = i
+        elif v == -100 and start is not None:
+            spans.append((start, i))
+            start = None
+    if start is not None:
+        spans.append((start, len(labels_row)))
+    return spans
+
+
+def naming_loss(attention, input_ids, labels, naming_ids, head: int = 0):
+    """−log of the attention mass that one head puts, at each position predicting an answer token,
+    on the naming words (colour and shape words) of that answer's own question.
+
+    This hands the decoder the first of the two hops a question needs (bring the named word to the
+    answer; then find it in the image); which image tokens to read stays to be learned.
+
+    >>> # loss = naming_loss(out.attentions[0], enc["input_ids"], labels, torch.tensor([red_id, star_id]))
+    """
+    import torch
+
+    rows, positions, masks = [], [], []
+    for b in range(input_ids.shape[0]):
+        previous_end = 0
+        for start, end in answer_spans(labels[b]):
+            mask = torch.zeros(input_ids.shape[1], dtype=torch.bool)
+            mask[previous_end:start] = torch.isin(input_ids[b, previous_end:start], naming_ids)
+            previous_end = end
+            if mask.any():
+                rows += [b] * (end - start)
+                positions += list(range(start - 1, end - 1))
+                masks += [mask] * (end - start)
+    if not rows:
+        return attention.new_zeros(()).float()
+    # one gather of the needed query rows: indexing the B×H×T×T tensor once per turn would make
+    # the backward pass fill a full-size zero gradient for every turn
+    att = attention[:, head][torch.tensor(rows), torch.tensor(positions)].float()  # (N, T)
+    mass = (att * torch.stack(masks)).sum(-1)
+    return -mass.clamp_min(1e-8).log().mean()
+
+
+def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id: int, head: int = 0):
+    """Cross-entropy between one attention head's answer-to-image attention and the named objects.
+
+    ``attention``: one decoder layer's probabilities (B, H, T, T); for every answered turn whose
+    question names objects, each position that predicts a token of the answer attends (renormalised
+    over the image tokens, as API-VLM's reference variant reads it) to the image-token grid, and is
+    scored against :func:`object_coverage` of those objects. ``targets[b]`` lists the objects of each
+    turn of row b, in the order of its answers.
+
+    >>> # loss = pointing_loss(out.attentions[2], enc["input_ids"], labels, scenes, targets, image_id)
+    """
+    import torch
+
+    rows, positions, image_rows, dists = [], [], [], []
+    for b in range(input_ids.shape[0]):
+        image_pos = (input_ids[b] == image_token_id).nonzero().squeeze(1)
+        grid = int(round(len(image_pos) ** 0.5))
+        for (start, end), objs in zip(answer_spans(labels[b]), targets[b]):
+            if not objs:
+                continue
+            target = torch.as_tensor(object_coverage(scenes[b], objs, grid), dtype=torch.float32)
+            for pos in range(start - 1, end - 1):
+                rows.append(b)
+                positions.append(pos)
+                image_rows.append(image_pos)
+                dists.append(target)
+    if not rows:
+        return attention.new_zeros(()).float()
+    att = attention[:, head][torch.tensor(rows), torch.tensor(positions)].float()  # (N, T), one gather
+    att = torch.gather(att, 1, torch.stack(image_rows))  # each row's image tokens, in grid order
+    att = att / att.sum(-1, keepdim=True)
+    return -(torch.stack(dists) * att.clamp_min(1e-8).log()).sum(-1).mean()
 
 
 def answer_labels(input_ids, tokenizer):
@@ -388,6 +506,17 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     image_size = cfg.image_size
     mean, sd = feature_statistics(model, processor, range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 64), image_size)
     standardized = Standardized(model, mean, sd)
+    attentions = bool(cfg.point_weight or cfg.hop1_weight)
+    if attentions:
+        # attention probabilities are needed for the auxiliary losses: eager attention while training
+        model.model.language_model.set_attn_implementation("eager")
+    if cfg.point_weight:
+        from ..attribution.base import parse_layers
+
+        point_layer = parse_layers(float(cfg.point_layer) if "." in cfg.point_layer else int(cfg.point_layer),
+                                   cfg.layers, allow_fraction=True)[0]
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    naming_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(COLORS) + list(SHAPES) + list(PLURALS.values())))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
         f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}")
@@ -413,14 +542,21 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     for step in range(start, cfg.steps):
         model.train()
         batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
-        texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _ in batch]
+        texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _, _ in batch]
         tokenizer.padding_side = "right"  # positions 0.. for real tokens, as at generation time
-        enc = processor(text=texts, images=[sc.image for sc, _, _ in batch], padding=True, return_tensors="pt")
+        enc = processor(text=texts, images=[sc.image for sc, _, _, _ in batch], padding=True, return_tensors="pt")
         tokenizer.padding_side = "left"
         labels = answer_labels(enc["input_ids"], tokenizer)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-            out = model(**enc, labels=labels)
+            out = model(**enc, labels=labels, output_attentions=attentions)
             loss = out.loss
+            if cfg.point_weight:
+                point = pointing_loss(out.attentions[point_layer], enc["input_ids"], labels,
+                                      [sc for sc, _, _, _ in batch], [t for _, _, _, t in batch], image_id)
+                loss = loss + cfg.point_weight * point
+            if cfg.hop1_weight:
+                hop1 = naming_loss(out.attentions[cfg.hop1_layer], enc["input_ids"], labels, naming_ids)
+                loss = loss + cfg.hop1_weight * hop1
         for g in opt.param_groups:
             g["lr"] = g["base"] * warmup_cosine(step, cfg.warmup, cfg.steps)
         opt.zero_grad(set_to_none=True)
@@ -428,7 +564,9 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 25 == 0 or step == cfg.steps - 1:
-            log(f"step {step:5d}  loss {out.loss.item():.4f}  {time.perf_counter() - t_train:.0f} s")
+            extra = (f"  pointing {point.item():.4f}" if cfg.point_weight else "") + (
+                f"  naming {hop1.item():.4f}" if cfg.hop1_weight else "")
+            log(f"step {step:5d}  loss {out.loss.item():.4f}{extra}  {time.perf_counter() - t_train:.0f} s")
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             model.eval()
             acc = evaluate(LocalVLM(loaded, batch_size=16), eval_seeds)
@@ -436,6 +574,7 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             resume.save(step + 1, model, opt, rng, None, history, time.perf_counter() - t_train)
             log(f"eval step {step + 1}: held-out accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in acc.items()))
     model.eval()
+    model.model.language_model.set_attn_implementation("sdpa")
     standardized.fold()
     record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
     save(model, processor, Path(cfg.out), record)
