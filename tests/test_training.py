@@ -386,9 +386,14 @@ def test_pointing_loss_is_the_cross_entropy_to_the_objects_coverage():
     att[0, 0, s1 - 1 : e1 - 1] = 0.0
     att[0, 0, s1 - 1 : e1 - 1, image_pos] = 0.5 * torch.as_tensor(cov, dtype=torch.float32)
     att[0, 0, s1 - 1 : e1 - 1, 0] = 0.5
-    loss = pointing_loss(att, ids, labels, [scene], [[(1,), ()]], tok.convert_tokens_to_ids("<image>"))
+    image_id = tok.convert_tokens_to_ids("<image>")
+    loss = pointing_loss(att, ids, labels, [scene], [[(1,), ()]], image_id, head=0)
     entropy = -(cov[cov > 0] * np.log(cov[cov > 0])).sum()
     assert loss.item() == pytest.approx(entropy, rel=1e-4)  # the minimum: cross-entropy = entropy
+    # the default scores the mean over heads (the map API-VLM reads): head 1 still looks elsewhere
+    assert pointing_loss(att, ids, labels, [scene], [[(1,), ()]], image_id).item() > entropy + 0.1
+    att[0, 1] = att[0, 0]
+    assert pointing_loss(att, ids, labels, [scene], [[(1,), ()]], image_id).item() == pytest.approx(entropy, rel=1e-4)
     uniform = pointing_loss(torch.full((1, 2, T, T), 1.0 / T), ids, labels, [scene], [[(1,), ()]],
                             tok.convert_tokens_to_ids("<image>"))
     assert uniform.item() == pytest.approx(np.log(grid * grid), rel=1e-5)

@@ -64,9 +64,10 @@ PROMPT_WORDS = (
 class VlmTrainConfig:
     """Everything that determines the trained VLM (recorded in ``training.json``).
 
-    ``point_weight``/``point_layer`` and ``hop1_weight``/``hop1_layer``: the attention losses
-    (:func:`pointing_loss`, :func:`naming_loss`; 0 = off); ``point_layer`` is a fraction of the
-    depth or an index, as API-VLM's ``layers``.
+    ``point_weight``/``point_layer``/``point_head`` and ``hop1_weight``/``hop1_layer``: the
+    attention losses (:func:`pointing_loss`, :func:`naming_loss`; 0 = off); ``point_layer`` is a
+    fraction of the depth or an index, as API-VLM's ``layers``; ``point_head`` −1 supervises the
+    mean over the heads (the map API-VLM reads), else that one head.
 
     >>> VlmTrainConfig(out="x").hidden
     256
@@ -94,6 +95,7 @@ class VlmTrainConfig:
     bf16: bool = True
     point_weight: float = 0.0
     point_layer: str = "0.5"
+    point_head: int = -1
     hop1_weight: float = 0.0
     hop1_layer: int = 0
 
@@ -388,10 +390,11 @@ def naming_loss(attention, input_ids, labels, naming_ids, head: int = 0):
     return -mass.clamp_min(1e-8).log().mean()
 
 
-def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id: int, head: int = 0):
-    """Cross-entropy between one attention head's answer-to-image attention and the named objects.
+def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id: int, head: int = -1):
+    """Cross-entropy between a layer's answer-to-image attention and the named objects.
 
-    ``attention``: one decoder layer's probabilities (B, H, T, T); for every answered turn whose
+    ``attention``: one decoder layer's probabilities (B, H, T, T), of which ``head`` (−1: the mean
+    over heads, the map API-VLM reads) is scored; for every answered turn whose
     question names objects, each position that predicts a token of the answer attends (renormalised
     over the image tokens, as API-VLM's reference variant reads it) to the image-token grid, and is
     scored against :func:`object_coverage` of those objects. ``targets[b]`` lists the objects of each
@@ -416,7 +419,8 @@ def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id:
                 dists.append(target)
     if not rows:
         return attention.new_zeros(()).float()
-    att = attention[:, head][torch.tensor(rows), torch.tensor(positions)].float()  # (N, T), one gather
+    heads = attention.mean(1) if head == -1 else attention[:, head]
+    att = heads[torch.tensor(rows), torch.tensor(positions)].float()  # (N, T), one gather
     att = torch.gather(att, 1, torch.stack(image_rows))  # each row's image tokens, in grid order
     att = att / att.sum(-1, keepdim=True)
     return -(torch.stack(dists) * att.clamp_min(1e-8).log()).sum(-1).mean()
@@ -552,7 +556,8 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             loss = out.loss
             if cfg.point_weight:
                 point = pointing_loss(out.attentions[point_layer], enc["input_ids"], labels,
-                                      [sc for sc, _, _, _ in batch], [t for _, _, _, t in batch], image_id)
+                                      [sc for sc, _, _, _ in batch], [t for _, _, _, t in batch], image_id,
+                                      head=cfg.point_head)
                 loss = loss + cfg.point_weight * point
             if cfg.hop1_weight:
                 hop1 = naming_loss(out.attentions[cfg.hop1_layer], enc["input_ids"], labels, naming_ids)
