@@ -12,9 +12,9 @@ covers the answers only. Held-out accuracy per question kind is printed and save
 
 Two optional losses act on the decoder's own attention (eager attention while training; the saved
 model runs SDPA like any checkpoint): ``--hop1-weight`` makes one head attend, where each answer is
-predicted, to its question's colour/shape words; ``--point-weight`` makes one head of the layer that
-API-VLM reads by default (``--point-layer 0.5``) attend to the objects the question names (grounding
-supervision from the scene generator's masks). See the README's "Shapes VLM" for what they change.
+predicted, to its question's colour/shape words; ``--point-weight`` makes the layer that API-VLM
+reads by default (``--point-layer 0.5``; its head mean, or one head with ``--point-head``) attend to
+the objects the question names (grounding supervision from the scene generator's masks). See the README's "Shapes VLM" for what they change.
 
     python -m attnprompt.shapes.train_vlm --out src/attnprompt/shapes/models/shapes-vlm
 """
@@ -337,7 +337,7 @@ def object_coverage(scene, targets: Sequence[int], grid: int) -> np.ndarray:
     mask = np.any([scene.objects[i].mask for i in targets], axis=0)
     # a box filter gives each patch the fraction of its pixels that the objects cover
     cov = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((grid, grid), Image.BOX), dtype=np.float64).ravel()
-    return cov / cov.sum()
+    return cov / cov.sum()  # positive: every object keeps ≥ 60 % of its area visible (make_scene)
 
 
 def answer_spans(labels_row) -> list[tuple[int, int]]:
