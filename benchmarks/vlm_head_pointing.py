@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import torch
 
-from attnprompt.bench.pointing import in_box
+from attnprompt.bench.pointing import cell_centre, in_box
 from attnprompt.models import load_vlm
 from query_dependence import question_pairs
 
@@ -43,14 +43,12 @@ def main() -> int:
                 attentions = model(**enc, output_attentions=True).attentions
             image_pos = (enc["input_ids"][0] == image_id).nonzero().squeeze(1)
             side = int(round(len(image_pos) ** 0.5))
-            cell = scene.image.size[0] / side
             box = scene.objects[qa.targets[0]].box
             for layer, att in enumerate(attentions):
                 w = att[0, :, -1, image_pos].float()
                 w = w / w.sum(-1, keepdim=True)
                 for name, row in [(f"head {h}", w[h]) for h in range(w.shape[0])] + [("mean", w.mean(0))]:
-                    t = int(row.argmax())
-                    hit = in_box((int((t % side + 0.5) * cell), int((t // side + 0.5) * cell)), box)
+                    hit = in_box(cell_centre(int(row.argmax()), side, scene.image.size[0]), box)
                     hits.setdefault((layer, name, qa.kind), []).append(hit)
     names = sorted({n for _, n, _ in hits}, key=lambda n: (n == "mean", n))
     print(f"VLM {a.vlm}: pointing of the raw answer-position attention, names a shape / names a colour")

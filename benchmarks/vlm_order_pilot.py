@@ -34,13 +34,13 @@ import time
 import numpy as np
 import torch
 
-from attnprompt.bench.pointing import in_box
+from attnprompt.bench.pointing import cell_centre, in_box
 from attnprompt.models import load_clip
-from attnprompt.shapes.questions import PLURALS, make_questions
-from attnprompt.shapes.scenes import COLORS, SHAPES
+from attnprompt.shapes.questions import make_questions
 from attnprompt.shapes.train_clip import TRAIN_SEED_OFFSET
 from attnprompt.shapes.train_vlm import (
     EVAL_SEED,
+    NAMING_WORDS,
     Standardized,
     VlmTrainConfig,
     answer_labels,
@@ -108,7 +108,7 @@ def main() -> int:
         rot.original_inv_freq = rot.inv_freq.clone()
     # eager attention so that the attention probabilities come back (for the loss and the pointing)
     model.model.language_model.set_attn_implementation("eager")
-    naming_ids = torch.tensor(tok.convert_tokens_to_ids(list(COLORS) + list(SHAPES) + list(PLURALS.values())))
+    naming_ids = torch.tensor(tok.convert_tokens_to_ids(list(NAMING_WORDS)))
 
     def features(images):
         out = []
@@ -150,6 +150,7 @@ def main() -> int:
                 if not q.targets:
                     rows.append(None)
                     continue
+                # train_vlm.object_coverage up to float rounding (kept so the reported pilots reproduce)
                 m = np.any([scene.objects[i].mask for i in q.targets], axis=0).astype(np.float32)
                 cov = m.reshape(side, m.shape[0] // side, side, m.shape[1] // side).mean((1, 3)).ravel()
                 rows.append(torch.from_numpy(cov / cov.sum()))
@@ -205,8 +206,7 @@ def main() -> int:
                     for att in attns:
                         w = att[r, :, -1, image_pos]
                         t = int((w / w.sum(-1, keepdim=True)).mean(0).argmax())
-                        cell = 224 / side  # held-out scenes are 224 px
-                        row.append(in_box((int((t % side + 0.5) * cell), int((t // side + 0.5) * cell)), c[4]))
+                        row.append(in_box(cell_centre(t, side, 224), c[4]))  # held-out scenes are 224 px
                     hits.append((c[3], row))
         out = score([c[3] for c in items], replies, [c[2] for c in items])
         for kind in sorted({k for k, _ in hits}):
@@ -237,16 +237,15 @@ def main() -> int:
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
         )
+        answer_at = (labels != -100).int().argmax(1) - 1  # the position that predicts the answer word
         if a.hop1_weight:
-            # the position that predicts the answer word attends (head 0) to the question's naming words
-            answer_at = (labels != -100).int().argmax(1) - 1
+            # there, head 0 attends to the question's naming words
             rows = torch.arange(len(ids))
             att = attns[a.hop1_layer][rows, 0, answer_at].float()  # (B, T)
             naming = torch.isin(ids, naming_ids) & (torch.arange(ids.shape[1]) < answer_at[:, None])
             hop1 = -torch.log(((att * naming).sum(1)).clamp_min(1e-6))
             loss = loss + a.hop1_weight * hop1[naming.any(1)].mean()
         if a.point_weight:
-            answer_at = (labels != -100).int().argmax(1) - 1
             image_pos = (ids[0] == image_id).nonzero().squeeze(1)  # right padding: same span in every row
             has = [i for i, it in enumerate(items) if it[3] is not None]
             if has:

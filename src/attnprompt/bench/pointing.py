@@ -41,6 +41,17 @@ def in_box(point: tuple[int, int], box: Sequence[int]) -> bool:
     return x0 <= x < x1 and y0 <= y < y1
 
 
+def cell_centre(index: int, side: int, size: int) -> tuple[int, int]:
+    """(x, y) pixel at the centre of cell ``index`` of a row-major ``side``×``side`` grid laid over a
+    ``size``×``size`` image (how image tokens map to pixels).
+
+    >>> cell_centre(0, 16, 224), cell_centre(17, 16, 224)
+    ((7, 7), (21, 21))
+    """
+    cell = size / side
+    return int((index % side + 0.5) * cell), int((index // side + 0.5) * cell)
+
+
 def mass_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the heatmap's mass on ``mask`` (0 for an all-zero heatmap).
 

@@ -33,6 +33,7 @@ import numpy as np
 from ._training import Resumable, parse_config, save_directory, training_record, warmup_cosine
 from .questions import PLURALS, QUESTION_KINDS, make_questions
 from .scenes import COLORS, SHAPES, make_scene
+from ..attribution.base import parse_layers
 from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
 
 #: Held-out seeds for the accuracy printed by this script (the shapes-vqa benchmark uses others).
@@ -51,6 +52,9 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
+
+#: The words by which a question names objects: colours, shapes and plural shapes.
+NAMING_WORDS: tuple[str, ...] = tuple(COLORS) + tuple(SHAPES) + tuple(PLURALS.values())
 
 #: Words of the API paper's prompts (strategies), so they tokenize to known words.
 PROMPT_WORDS = (
@@ -515,12 +519,10 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
         # attention probabilities are needed for the auxiliary losses: eager attention while training
         model.model.language_model.set_attn_implementation("eager")
     if cfg.point_weight:
-        from ..attribution.base import parse_layers
-
         point_layer = parse_layers(float(cfg.point_layer) if "." in cfg.point_layer else int(cfg.point_layer),
                                    cfg.layers, allow_fraction=True)[0]
     image_id = tokenizer.convert_tokens_to_ids("<image>")
-    naming_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(COLORS) + list(SHAPES) + list(PLURALS.values())))
+    naming_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(NAMING_WORDS)))
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
         f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}")
