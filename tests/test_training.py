@@ -397,3 +397,16 @@ def test_pointing_loss_is_the_cross_entropy_to_the_objects_coverage():
     uniform = pointing_loss(torch.full((1, 2, T, T), 1.0 / T), ids, labels, [scene], [[(1,), ()]],
                             tok.convert_tokens_to_ids("<image>"))
     assert uniform.item() == pytest.approx(np.log(grid * grid), rel=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("point_layer", "9"), ("hop1_layer", -5)])
+def test_vlm_training_refuses_a_layer_the_decoder_lacks_before_training(tmp_path, field, value):
+    from attnprompt.errors import InputError
+    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
+    from attnprompt.shapes.train_vlm import VlmTrainConfig
+    from attnprompt.shapes.train_vlm import train as train_vlm
+
+    cfg = VlmTrainConfig(out=str(tmp_path / "vlm"), **{**VLM_SMOKE, field: value})  # smoke decoder: 1 layer
+    with pytest.raises(InputError, match=r"out of range; the model has 1 blocks"):
+        train_vlm(cfg, log=lambda s: None)
+    assert not (tmp_path / "vlm").exists()

@@ -495,6 +495,14 @@ def score(kinds: Sequence[str], texts: Sequence[str], answers: Sequence[str]) ->
     return out
 
 
+def _fraction_or_text(spec: str):
+    # "0.5" is a fraction of the depth; anything else ("2", "-1", "x") goes to parse_layers as text
+    try:
+        return float(spec) if "." in spec else spec
+    except ValueError:
+        return spec
+
+
 def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     """Train and save; returns the record written to ``training.json``.
 
@@ -518,9 +526,9 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     if attentions:
         # attention probabilities are needed for the auxiliary losses: eager attention while training
         model.model.language_model.set_attn_implementation("eager")
-    if cfg.point_weight:
-        point_layer = parse_layers(float(cfg.point_layer) if "." in cfg.point_layer else int(cfg.point_layer),
-                                   cfg.layers, allow_fraction=True)[0]
+    # bad layer choices fail here with the valid range, not mid-training
+    point_layer = parse_layers(_fraction_or_text(cfg.point_layer), cfg.layers, allow_fraction=True)[0]
+    hop1_layer = parse_layers(cfg.hop1_layer, cfg.layers)[0]
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     naming_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(NAMING_WORDS)))
     n_params = sum(p.numel() for p in model.parameters())
@@ -562,7 +570,7 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
                                       head=cfg.point_head)
                 loss = loss + cfg.point_weight * point
             if cfg.hop1_weight:
-                hop1 = naming_loss(out.attentions[cfg.hop1_layer], enc["input_ids"], labels, naming_ids)
+                hop1 = naming_loss(out.attentions[hop1_layer], enc["input_ids"], labels, naming_ids)
                 loss = loss + cfg.hop1_weight * hop1
         for g in opt.param_groups:
             g["lr"] = g["base"] * warmup_cosine(step, cfg.warmup, cfg.steps)
