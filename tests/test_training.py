@@ -149,13 +149,13 @@ def test_dense_loss_rewards_paths_that_point_at_their_names(tmp_path):
     shuffled = torch.cat([torch.zeros(1, 1, d, dtype=torch.float64), u[None, [1, 2, 3, 4, 0]], u[None, :1]], 1)
     right = dense_loss(model, {5: good}, labels, names)
     wrong = dense_loss(model, {5: shuffled}, labels, names)
-    assert float(right) < float(wrong)
+    assert right.item() < wrong.item()
     # the unlabelled last patch does not count: changing it changes nothing
     good2 = good.clone()
     good2[0, -1] = 100.0
     torch.testing.assert_close(dense_loss(model, {5: good2}, labels, names), right)
     # a batch with no covered patch contributes exactly zero (not NaN)
-    assert float(dense_loss(model, {5: good}, torch.full_like(labels, -1), names)) == 0.0
+    assert dense_loss(model, {5: good}, torch.full_like(labels, -1), names).item() == 0.0
 
 
 def test_clip_training_smoke_run_saves_a_loadable_checkpoint(tmp_path):
@@ -410,3 +410,38 @@ def test_vlm_training_refuses_a_layer_the_decoder_lacks_before_training(tmp_path
     with pytest.raises(InputError, match=r"out of range; the model has 1 blocks"):
         train_vlm(cfg, log=lambda s: None)
     assert not (tmp_path / "vlm").exists()
+
+
+def test_shape_first_conversations_ask_only_questions_that_name_a_shape():
+    from attnprompt.shapes.scenes import COLORS
+    from attnprompt.shapes.train_vlm import TRAIN_SEED_OFFSET, conversation
+
+    described = 0
+    for seed in range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 40):
+        scene, messages, kinds, targets = conversation(seed, 6, 64, describe_rate=0.0, kinds=("color",))
+        shapes = [o.shape for o in scene.objects]
+        if kinds == ["describe"]:  # no shape occurs once: the scene is described instead of skipped
+            assert all(shapes.count(s) != 1 for s in shapes)
+            described += 1
+            continue
+        assert set(kinds) == {"color"} and 1 <= len(kinds) <= 6
+        questions = [m["content"][-1]["text"] for m in messages if m["role"] == "user"]
+        for q, t in zip(questions, targets, strict=True):
+            (i,) = t  # one object, named by its shape, which occurs once
+            assert f" {shapes[i]}?" in q and shapes.count(shapes[i]) == 1
+            assert not any(c in q for c in COLORS)
+    assert described < 10
+    # without the restriction the same seeds mix the kinds, as before
+    mixed = set()
+    for seed in range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 20):
+        mixed.update(conversation(seed, 6, 64)[2])
+    assert mixed >= {"color", "shape", "count", "exists", "left_of"}
+
+
+def test_vlm_training_refuses_a_shape_first_phase_longer_than_the_run(tmp_path, capsys):
+    from attnprompt.shapes.train_vlm import main
+
+    out = tmp_path / "vlm"
+    assert main(["--out", str(out), "--smoke", "--shape-first", "9"]) == 2
+    assert "error: --shape-first 9: expected 0 to --steps (3) steps" in capsys.readouterr().err
+    assert not out.exists()

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,6 +41,36 @@ def parse_config(cls: type, smoke: dict[str, Any], argv: Sequence[str] | None, d
     values = dict(smoke) if a.smoke else {}
     values.update({f.name: getattr(a, f.name) for f in fields if getattr(a, f.name) is not None})
     return cls(out=a.out, **values)
+
+
+def run_training(train: Callable[..., Any], cls: type, smoke: dict[str, Any], argv: Sequence[str] | None,
+                 description: str) -> int:
+    """A training script's command line: parse the flags, train with the log on stdout; a bad
+    configuration prints its one-line explanation on stderr and exits 2, as the CLI does.
+
+    >>> # run_training(train, TrainConfig, SMOKE, ["--out", "/tmp/x", "--smoke"], "Train …")
+    """
+    from ..errors import AttnpromptError
+
+    try:
+        train(parse_config(cls, smoke, argv, description), log=lambda s: print(s, flush=True))
+    except AttnpromptError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (honours ``taskset`` and CPU sets, unlike ``os.cpu_count``), so
+    two trainings pinned to one core each do not each start two threads.
+
+    >>> usable_cpus() >= 1
+    True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def warmup_cosine(step: int, warmup: int, steps: int) -> float:

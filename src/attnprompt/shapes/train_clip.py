@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import Resumable, parse_config, save_directory, training_record, warmup_cosine
+from ._training import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
 from .questions import PLURALS
 from .scenes import COLORS, SHAPES, make_scene
 
@@ -497,7 +496,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         )
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(usable_cpus())
     out = Path(cfg.out)
     tok_dir = out.with_name(out.name + ".tokenizer")
     tokenizer = build_subset_tokenizer(cfg.bpe, tokenizer_corpus(), tok_dir, context=cfg.context)
@@ -629,8 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> # main(["--out", "/tmp/clip", "--smoke"])
     """
-    train(parse_config(TrainConfig, SMOKE, argv, __doc__.split("\n")[0]), log=lambda s: print(s, flush=True))
-    return 0
+    return run_training(train, TrainConfig, SMOKE, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ the objects the question names (grounding supervision from the scene generator's
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,10 +29,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._training import Resumable, parse_config, save_directory, training_record, warmup_cosine
+from ._training import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
 from .questions import PLURALS, QUESTION_KINDS, make_questions
 from .scenes import COLORS, SHAPES, make_scene
 from ..attribution.base import parse_layers
+from ..errors import InputError
 from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
 
 #: Held-out seeds for the accuracy printed by this script (the shapes-vqa benchmark uses others).
@@ -71,7 +71,9 @@ class VlmTrainConfig:
     ``point_weight``/``point_layer``/``point_head`` and ``hop1_weight``/``hop1_layer``: the
     attention losses (:func:`pointing_loss`, :func:`naming_loss`; 0 = off); ``point_layer`` is a
     fraction of the depth or an index, as API-VLM's ``layers``; ``point_head`` −1 supervises the
-    mean over the heads (the map API-VLM reads), else that one head.
+    mean over the heads (the map API-VLM reads), else that one head. ``shape_first``: the first
+    that many steps ask only questions that name an object by its shape (kind "color"), a
+    curriculum that teaches selection by shape before selection by colour.
 
     >>> VlmTrainConfig(out="x").hidden
     256
@@ -102,6 +104,7 @@ class VlmTrainConfig:
     point_head: int = -1
     hop1_weight: float = 0.0
     hop1_layer: int = 0
+    shape_first: int = 0
 
 
 SMOKE = dict(steps=3, batch_size=2, turns=2, n_scenes=8, hidden=32, layers=1, heads=2, intermediate=64,
@@ -297,24 +300,26 @@ class Standardized:
 
 
 def conversation(
-    seed: int, turns: int, image_size: int, describe_rate: float = 0.5
+    seed: int, turns: int, image_size: int, describe_rate: float = 0.5, kinds: Sequence[str] | None = None
 ) -> tuple[Any, list[dict[str, Any]], list[str], list[tuple[int, ...]]]:
     """(scene, chat messages, kinds, targets) for one training scene: ``turns`` questions with
     one-word answers, preceded with probability ``describe_rate`` by a description of every
     object; ``targets`` are the indices of the objects each turn's question is about (empty for
-    the description and for absent objects).
+    the description and for absent objects). ``kinds`` restricts the question kinds (up to
+    ``turns`` questions of them; fewer when the scene does not support more).
 
     >>> scene, messages, kinds, targets = conversation(TRAIN_SEED_OFFSET, 3, 96)
     >>> [m["role"] for m in messages][:2], len(kinds) <= 4, len(targets) == len(kinds)
     (['user', 'assistant'], True, True)
     """
     scene, rng = training_scene(seed, image_size)
-    qas = make_questions(scene, rng, per_kind=2)
+    qas = make_questions(scene, rng, per_kind=2) if kinds is None else make_questions(scene, rng, kinds, per_kind=turns)
     order = rng.permutation(len(qas))[:turns]
     turns_: list[tuple[str, str, str, tuple[int, ...]]] = [
         (qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind, tuple(qas[int(i)].targets)) for i in order
     ]
-    if rng.random() < describe_rate:
+    # a scene with no question of the restricted kinds is still a (described) example
+    if rng.random() < describe_rate or not turns_:
         # LLaVA's first stage aligns images and text with captions; here a description that names
         # every object, left to right, gives dense supervision on each object's colour, shape and
         # place — what every question kind then needs.
@@ -515,7 +520,7 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(usable_cpus())
     clip = load_clip(cfg.clip, device="cpu")
     tokenizer = build_tokenizer()
     model, processor = build_model(cfg, tokenizer, clip.model)
@@ -526,6 +531,8 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     if attentions:
         # attention probabilities are needed for the auxiliary losses: eager attention while training
         model.model.language_model.set_attn_implementation("eager")
+    if not 0 <= cfg.shape_first <= cfg.steps:
+        raise InputError(f"--shape-first {cfg.shape_first}: expected 0 to --steps ({cfg.steps}) steps")
     # bad layer choices fail here with the valid range, not mid-training
     point_layer = parse_layers(_fraction_or_text(cfg.point_layer), cfg.layers, allow_fraction=True)[0]
     hop1_layer = parse_layers(cfg.hop1_layer, cfg.layers)[0]
@@ -555,7 +562,9 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     t_start -= elapsed
     for step in range(start, cfg.steps):
         model.train()
-        batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate) for s in rng.choice(seeds, cfg.batch_size, replace=False)]
+        kinds = ("color",) if step < cfg.shape_first else None
+        batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate, kinds)
+                 for s in rng.choice(seeds, cfg.batch_size, replace=False)]
         texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _, _ in batch]
         tokenizer.padding_side = "right"  # positions 0.. for real tokens, as at generation time
         enc = processor(text=texts, images=[sc.image for sc, _, _, _ in batch], padding=True, return_tensors="pt")
@@ -611,8 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     >>> # main(["--out", "/tmp/vlm", "--smoke"])
     """
-    train(parse_config(VlmTrainConfig, SMOKE, argv, __doc__.split("\n")[0]), log=lambda s: print(s, flush=True))
-    return 0
+    return run_training(train, VlmTrainConfig, SMOKE, argv, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":
