@@ -118,10 +118,10 @@ def test_shapes_vlm_loads_like_a_hub_model_and_answers_on_fixed_scenes(tmp_path,
     assert load_vlm("shapes").location == str(VLM_DIR)
     size = sum(p.stat().st_size for p in VLM_DIR.iterdir())
     assert size <= 30 * 2**20, f"{size / 2**20:.1f} MB shipped; the budget is 30 MB"
-    # What the shipped VLM can claim (README, "Shapes VLM"): it reads the scene's colours but binds
-    # them to shapes only weakly. So on 40 fixed scenes of 3 objects, asked the colour of a
-    # uniquely-shaped object: every answer is a colour word, almost always one present in the
-    # scene, and exact answers beat a uniform colour guess (1/8) by a clear margin.
+    # What the shipped VLM can claim (README, "Shapes VLM": colour of a named shape 0.69 held out):
+    # on 40 fixed scenes of 3 objects, asked the colour of a uniquely-shaped object, it answers with
+    # a colour word (it said "1" once), one present in the scene, and mostly the right one — far
+    # above a uniform colour guess (1/8, 5 of 40). It answered 35 of 40 exactly when shipped.
     from attnprompt.shapes import COLORS
 
     answers, truths, present = [], [], []
@@ -139,6 +139,6 @@ def test_shapes_vlm_loads_like_a_hub_model_and_answers_on_fixed_scenes(tmp_path,
         answers.append(capsys.readouterr().out.strip().lower())
         truths.append(obj.color)
         present.append({o.color for o in scene.objects})
-    assert all(a in COLORS for a in answers), answers
-    assert sum(a in p for a, p in zip(answers, present)) >= 32, list(zip(answers, present))
-    assert sum(a == t for a, t in zip(answers, truths)) >= 10, list(zip(answers, truths))
+    assert sum(a in COLORS for a in answers) >= 38, answers
+    assert sum(a in p for a, p in zip(answers, present)) >= 34, list(zip(answers, present))
+    assert sum(a == t for a, t in zip(answers, truths)) >= 30, list(zip(answers, truths))
