@@ -50,13 +50,14 @@ def run_training(train: Callable[..., Any], cls: type, smoke: dict[str, Any], ar
 
     >>> # run_training(train, TrainConfig, SMOKE, ["--out", "/tmp/x", "--smoke"], "Train …")
     """
+    from ..cli import EXIT_ERROR
     from ..errors import AttnpromptError
 
     try:
         train(parse_config(cls, smoke, argv, description), log=lambda s: print(s, flush=True))
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     return 0
 
 

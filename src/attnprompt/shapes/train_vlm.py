@@ -313,7 +313,7 @@ def conversation(
     (['user', 'assistant'], True, True)
     """
     scene, rng = training_scene(seed, image_size)
-    qas = make_questions(scene, rng, per_kind=2) if kinds is None else make_questions(scene, rng, kinds, per_kind=turns)
+    qas = make_questions(scene, rng, kinds, per_kind=2 if kinds is None else turns)
     order = rng.permutation(len(qas))[:turns]
     turns_: list[tuple[str, str, str, tuple[int, ...]]] = [
         (qas[int(i)].question, qas[int(i)].answer, qas[int(i)].kind, tuple(qas[int(i)].targets)) for i in order
@@ -518,6 +518,9 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     from ..backends.local import LocalVLM
     from ..models import LoadedVlm, load_clip
 
+    if not 0 <= cfg.shape_first <= cfg.steps:
+        raise InputError(f"--shape-first {cfg.shape_first}: expected 0 to --steps ({cfg.steps}) steps")
+
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(usable_cpus())
@@ -531,8 +534,6 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     if attentions:
         # attention probabilities are needed for the auxiliary losses: eager attention while training
         model.model.language_model.set_attn_implementation("eager")
-    if not 0 <= cfg.shape_first <= cfg.steps:
-        raise InputError(f"--shape-first {cfg.shape_first}: expected 0 to --steps ({cfg.steps}) steps")
     # bad layer choices fail here with the valid range, not mid-training
     point_layer = parse_layers(_fraction_or_text(cfg.point_layer), cfg.layers, allow_fraction=True)[0]
     hop1_layer = parse_layers(cfg.hop1_layer, cfg.layers)[0]
