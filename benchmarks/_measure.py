@@ -7,7 +7,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -47,7 +47,7 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self.base)
             time.sleep(0.0005)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()

@@ -23,20 +23,22 @@ import numpy as np
 from PIL import Image
 
 from attnprompt.api import render_annotation
-from attnprompt.attribution.clip import ClipAttributor, ClipConfig
+from attnprompt.attribution.clip import ClipAttributor
 from attnprompt.bench.pointing import cell_coverage, centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
+from attnprompt.config import ClipConfig
 from attnprompt.files import atomic_write, save_image
 from attnprompt.models import load_clip
 from attnprompt.render import upsample
 from attnprompt.shapes import make_scene, pointing_query
+from attnprompt.shapes.splits import POINTING
 
-FIRST_SEED = 100_000  # held out: training uses seeds ≥ 1,000,000
+FIRST_SEED = POINTING.start
 GENERIC_QUERY = "an image"
 
 
 def scenes(n: int, size: int):
     out = []
-    for seed in range(FIRST_SEED, FIRST_SEED + n):
+    for seed in POINTING.seeds(n):
         rng = np.random.default_rng(seed)
         scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=size)
         first, second = rng.choice(len(scene.objects), 2, replace=False)
@@ -172,7 +174,8 @@ def main() -> None:
     ref = ClipAttributor(clip, ClipConfig.from_preset())
     both, second_maps = {}, {}
     for name, first_hits in (("reference", default_hits), ("paper", paper_hits), ("grounding", grounding_hits)):
-        _, _, second_hits, second_maps[name] = evaluate(ClipAttributor(clip, ClipConfig.from_preset(name)), data, which=2)
+        attributor = ClipAttributor(clip, ClipConfig.from_preset(name))
+        _, _, second_hits, second_maps[name] = evaluate(attributor, data, which=2)
         both[name] = float(np.mean([a and b for a, b in zip(first_hits, second_hits)]))
         print(f"two queries on one scene, both maps peak on their own object ({name}): {both[name]:.3f}")
 
@@ -206,27 +209,47 @@ def main() -> None:
     ]
     for group, label, acc, mass in rows:
         lines.append(f"| {group} | {label} | {acc:.3f} | {'' if np.isnan(mass) else f'{mass:.3f}'} |")
-    lines += ["", "Two queries naming different objects of the same scene, both maps peak on their own object: "
-              + ", ".join(f"{k} **{v:.3f}**" for k, v in both.items()) + ".", "",
-              "Pointing accuracy by the named object's size (diameter of its bounding circle / image side):", "",
-              "| preset | " + " | ".join(f"{b[2]} (n={c})" for b, c in zip(buckets, counts)) + " |",
-              "|---|" + "---:|" * len(buckets)]
+    lines += [
+        "",
+        "Two queries naming different objects of the same scene, both maps peak on their own object: "
+        + ", ".join(f"{k} **{v:.3f}**" for k, v in both.items())
+        + ".",
+        "",
+        "Pointing accuracy by the named object's size (diameter of its bounding circle / image side):",
+        "",
+        "| preset | " + " | ".join(f"{b[2]} (n={c})" for b, c in zip(buckets, counts)) + " |",
+        "|---|" + "---:|" * len(buckets),
+    ]
     lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + " |" for name, vals in by_size]
-    lines += ["", "Where the peaks land (fraction of scenes; boxes, as the hit test; first box that holds the peak, "
-              "topmost object first):", "",
-              "| preset | " + " | ".join(LANDINGS) + " |", "|---|" + "---:|" * len(LANDINGS)]
+    lines += [
+        "",
+        "Where the peaks land (fraction of scenes; boxes, as the hit test; first box that holds the peak, "
+        "topmost object first):",
+        "",
+        "| preset | " + " | ".join(LANDINGS) + " |",
+        "|---|" + "---:|" * len(LANDINGS),
+    ]
     lines += [f"| {name} | " + " | ".join(f"{fr[k]:.3f}" for k in LANDINGS) + " |" for name, fr in where.items()]
-    lines += ["", "Ceilings of the reference pipeline (normalise, enhance 5, 3×3 filter, soft OR, min-max) with ground "
-              "truth in place of the model's similarity maps — true Ψᶜˡˢ: the named object's coverage of each grid "
-              "cell; paper-ideal Ψᶜᵒᵐᵖ: every object low similarity, background high (all objects kept, none "
-              "preferred, as paper §3.1 and its Fig. 12 describe):", "",
-              "| Ψᶜˡˢ + Ψᶜᵒᵐᵖ fed to the reference pipeline | pointing | two queries |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "Ceilings of the reference pipeline (normalise, enhance 5, 3×3 filter, soft OR, min-max) with ground "
+        "truth in place of the model's similarity maps — true Ψᶜˡˢ: the named object's coverage of each grid "
+        "cell; paper-ideal Ψᶜᵒᵐᵖ: every object low similarity, background high (all objects kept, none "
+        "preferred, as paper §3.1 and its Fig. 12 describe):",
+        "",
+        "| Ψᶜˡˢ + Ψᶜᵒᵐᵖ fed to the reference pipeline | pointing | two queries |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {label} | {acc:.3f} | {two:.3f} |" for label, acc, two in ceiling_rows]
-    lines += ["",
-              f"Default preset vs centre baseline: {rows[0][2]:.3f} vs {centre:.3f} (×{rows[0][2] / max(centre, 1e-9):.1f}).",
-              "", "Targets: default preset ≥ 0.8 pointing and ≥ 2× the centre baseline; two queries ≥ 0.8.",
-              "", f"Reproduce: `python benchmarks/bench_pointing.py --model {args.model} --scenes {args.scenes}` "
-              f"({time.perf_counter() - t0:.0f} s on this run)."]
+    lines += [
+        "",
+        f"Default preset vs centre baseline: {rows[0][2]:.3f} vs {centre:.3f} (×{rows[0][2] / max(centre, 1e-9):.1f}).",
+        "",
+        "Targets: default preset ≥ 0.8 pointing and ≥ 2× the centre baseline; two queries ≥ 0.8.",
+        "",
+        f"Reproduce: `python benchmarks/bench_pointing.py --model {args.model} --scenes {args.scenes}` "
+        f"({time.perf_counter() - t0:.0f} s on this run).",
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "pointing.md", lambda f: f.write(text), binary=False)
     picture(ref, data[0], out / "pointing_example.png")

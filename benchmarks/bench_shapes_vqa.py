@@ -23,24 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
-from attnprompt.api import render_annotation
-from attnprompt.attribution.clip import ClipAttributor, ClipConfig
-from attnprompt.attribution.vlm_attention import VlmAttributor, VlmConfig
-from attnprompt.backends.base import Request
+from attnprompt.api import annotate_images
+from attnprompt.attribution.clip import ClipAttributor
+from attnprompt.attribution.vlm_attention import VlmAttributor
 from attnprompt.backends.local import LocalVLM
 from attnprompt.bench.pointing import in_box, peak
+from attnprompt.config import ClipConfig, VlmConfig
 from attnprompt.files import atomic_write
 from attnprompt.models import load_clip, load_vlm
 from attnprompt.render import overlay
-from attnprompt.shapes import QUESTION_KINDS, make_questions, make_scene
-from attnprompt.shapes.train_vlm import score
-
-FIRST_SEED = 200_000  # held out from both trainings (they use seeds ≥ 1,000,000)
+from attnprompt.shapes import QUESTION_KINDS, accuracy_by_kind, make_questions, make_scene
+from attnprompt.shapes.splits import SHAPES_VQA
+from attnprompt.types import Request
 
 
 def dataset(n: int, size: int):
     items = []
-    for seed in range(FIRST_SEED, FIRST_SEED + n):
+    for seed in SHAPES_VQA.seeds(n):
         rng = np.random.default_rng(seed)
         scene = make_scene(seed, n_objects=int(rng.integers(4, 7)), size=size)
         for qa in make_questions(scene, rng, per_kind=1):
@@ -50,18 +49,12 @@ def dataset(n: int, size: int):
 
 def annotate_all(attributor, items, gray: float):
     """Annotated images (and maps) for every (scene, question), batched by the attributor."""
-    out = []
-    for i in range(0, len(items), 16):
-        chunk = items[i : i + 16]
-        maps = attributor.attribute([s.image for s, _ in chunk], [qa.question for _, qa in chunk])
-        for (scene, qa), m in zip(chunk, maps):
-            out.append(render_annotation(scene.image, qa.question, m, {}, gray=gray))
-    return out
+    return annotate_images(attributor, [s.image for s, _ in items], [qa.question for _, qa in items], gray=gray)
 
 
 def accuracy(backend, items, images) -> dict[str, float]:
-    got = backend.answer([Request((img,), qa.question, max_new_tokens=3) for img, (_, qa) in zip(images, items)])
-    res: dict[str, float] = score([qa.kind for _, qa in items], [g.text for g in got], [qa.answer for _, qa in items])
+    got = backend.answer([Request.single(img, qa.question, max_new_tokens=3) for img, (_, qa) in zip(images, items)])
+    res = accuracy_by_kind([qa.kind for _, qa in items], [g.text for g in got], [qa.answer for _, qa in items])
     failed = sum(not g.ok for g in got)
     if failed:
         res["failed"] = failed
@@ -130,15 +123,21 @@ def main() -> None:
     head = "| condition | " + " | ".join(QUESTION_KINDS) + " | all | pointing |"
     lines = [
         f"shapes-vqa: {len(items)} questions on {args.scenes} held-out scenes (4–6 objects, {args.size} px, seeds "
-        f"{FIRST_SEED}–{FIRST_SEED + args.scenes - 1}); VLM `{args.vlm}`, CLIP `{args.clip}`. Accuracy = exact "
+        f"{SHAPES_VQA.start}–{SHAPES_VQA.start + args.scenes - 1}); VLM `{args.vlm}`, CLIP `{args.clip}`. "
+        "Accuracy = exact "
         "one-word match; pointing = map maximum inside the box of the object a colour/shape question names.",
-        "", head, "|" + "---|" * (len(QUESTION_KINDS) + 3),
+        "",
+        head,
+        "|" + "---|" * (len(QUESTION_KINDS) + 3),
     ]
     for label, acc, point in rows:
         cells = " | ".join(f"{acc[k]:.3f}" for k in list(QUESTION_KINDS) + ["all"])
         lines.append(f"| {label} | {cells} | {'' if point is None else f'{point:.3f}'} |")
-    lines += ["", f"Reproduce: `python benchmarks/bench_shapes_vqa.py --scenes {args.scenes}` "
-              f"({time.perf_counter() - t0:.0f} s on this run)."]
+    lines += [
+        "",
+        f"Reproduce: `python benchmarks/bench_shapes_vqa.py --scenes {args.scenes}` "
+        f"({time.perf_counter() - t0:.0f} s on this run).",
+    ]
     text = "\n".join(lines) + "\n"
     atomic_write(out / "shapes_vqa.md", lambda f: f.write(text), binary=False)
     print(f"wrote {out / 'shapes_vqa.md'}")

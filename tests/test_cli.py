@@ -42,7 +42,9 @@ def test_annotate_writes_image_heatmap_and_visual(tmp_path, tiny_clip_dir, capsy
 
 
 def test_python_dash_m_runs_the_cli(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "attnprompt", "annotate", "--help"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "attnprompt", "annotate", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0 and "--batch" in r.stdout and "--preset" in r.stdout
 
 
@@ -56,7 +58,11 @@ def run_cli(args, capsys) -> tuple[int, str]:
     "make_image,query,match",
     [
         (lambda d: d / "missing.png", "the star", "missing.png: no such file"),
-        (lambda d: (d / "text.png").write_text("hello") and d / "text.png", "the star", "not an image file PIL can read"),
+        (
+            lambda d: (d / "text.png").write_text("hello") and d / "text.png",
+            "the star",
+            "not an image file PIL can read",
+        ),
         (lambda d: Image.new("RGB", (1, 1)).save(d / "one.png") or d / "one.png", "the star", "image is 1×1 pixels"),
         (lambda d: write_image(d / "ok.png"), "", "query is empty or only whitespace"),
         (lambda d: write_image(d / "ok.png"), "   \t ", "query is empty or only whitespace"),
@@ -101,8 +107,20 @@ def test_a_non_clip_checkpoint_is_named_as_such(tmp_path, capsys):
 
 def test_unknown_parameter_values_are_rejected(tmp_path, tiny_clip_dir, capsys):
     img = write_image(tmp_path / "in.png")
-    code, err = run_cli(["annotate", str(img), "q", "-o", str(tmp_path / "o.png"), "--model", str(tiny_clip_dir),
-                         "--parts", "everything"], capsys)
+    code, err = run_cli(
+        [
+            "annotate",
+            str(img),
+            "q",
+            "-o",
+            str(tmp_path / "o.png"),
+            "--model",
+            str(tiny_clip_dir),
+            "--parts",
+            "everything",
+        ],
+        capsys,
+    )
     assert code == 2 and "parts must be one of both, cls, comp; got 'everything'" in err
     code, err = run_cli(["annotate", str(img), "q", "-o", str(tmp_path / "o.png"), "--heatmap", "h.png"], capsys)
     assert code == 2 and "use a .npy suffix" in err
@@ -114,7 +132,9 @@ def make_batch(tmp_path: Path, n: int, bad: bool = False) -> Path:
     lines = []
     for i in range(n):
         write_image(images / f"{i}.png", (40 + i % 5 * 7, 48), seed=i)
-        lines.append({"image": f"images/{i}.png", "query": ["the red star", "a blue circle"][i % 2], "id": f"item{i:03d}"})
+        lines.append(
+            {"image": f"images/{i}.png", "query": ["the red star", "a blue circle"][i % 2], "id": f"item{i:03d}"}
+        )
     if bad:
         lines.insert(2, {"image": "images/missing.png", "query": "x", "id": "gone"})
         lines.insert(4, {"image": "images/0.png", "query": "  ", "id": "blank"})
@@ -135,12 +155,21 @@ def manifest_ids(out: Path) -> list[str]:
 def test_batch_reports_and_skips_bad_items(tmp_path, tiny_clip_dir, capsys):
     path = make_batch(tmp_path, 6, bad=True)
     out = tmp_path / "out"
-    code = main(["annotate", "--batch", str(path), "--out-dir", str(out), "--model", str(tiny_clip_dir), "--batch-size", "4"])
+    code = main(
+        ["annotate", "--batch", str(path), "--out-dir", str(out), "--model", str(tiny_clip_dir), "--batch-size", "4"]
+    )
     printed = capsys.readouterr().out
     assert code == 1
     assert "11 items: 6 annotated, 0 already done (skipped), 5 failed" in printed
-    for needle in ("gone (line 3)", "no such file", "blank", "empty 'query'", "cannot be a file name", "appears more than once",
-                   "not valid JSON"):
+    for needle in (
+        "gone (line 3)",
+        "no such file",
+        "blank",
+        "empty 'query'",
+        "cannot be a file name",
+        "appears more than once",
+        "not valid JSON",
+    ):
         assert needle in printed
     assert sorted(manifest_ids(out)) == [f"item{i:03d}" for i in range(6)]
     assert len((out / "failures.jsonl").read_text().splitlines()) == 5
@@ -211,7 +240,9 @@ def test_batch_resume_after_sigkill(tmp_path, tiny_clip_dir):
     out = tmp_path / "out"
     args = ["annotate", "--batch", str(path), "--out-dir", str(out), "--model", str(tiny_clip_dir), "--batch-size", "3"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_APPEND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_APPEND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 120
     manifest = out / "results.jsonl"
     while time.time() < deadline:
@@ -235,7 +266,9 @@ def test_second_concurrent_run_is_refused(tmp_path, tiny_clip_dir, capsys):
     path = make_batch(tmp_path, 2)
     out = tmp_path / "out"
     out.mkdir()
-    with batch_mod._Lock(out):
+    from attnprompt.files import DirectoryLock
+
+    with DirectoryLock(out):
         code = main(["annotate", "--batch", str(path), "--out-dir", str(out), "--model", str(tiny_clip_dir)])
     assert code == 2 and "in use by another attnprompt run" in capsys.readouterr().err
 
@@ -265,8 +298,9 @@ def test_very_large_image_is_handled_within_bounded_memory(tmp_path, tiny_clip_d
     naive float64 heatmap/overlay would add several GB."""
     big = tmp_path / "big.jpg"
     subprocess.run([sys.executable, "-c", MAKE_LARGE_IMAGE, str(big)], check=True, timeout=120)
-    r = subprocess.run([sys.executable, "-c", LARGE_IMAGE, str(big), str(tiny_clip_dir)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", LARGE_IMAGE, str(big), str(tiny_clip_dir)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     peak_mb, seconds = r.stdout.split()
     assert int(peak_mb) < 2000, f"peak RSS {peak_mb} MB"

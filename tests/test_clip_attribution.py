@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from attnprompt.attribution.capture import capture_outputs
-from attnprompt.attribution.clip import ClipAttributor, ClipConfig, TruncationWarning, cls_contributions
+from attnprompt.attribution.clip import ClipAttributor, TruncationWarning, cls_contributions
+from attnprompt.config import ClipConfig
 from attnprompt.errors import InputError
 from attnprompt.models import load_clip
 
@@ -239,6 +240,12 @@ def test_cls_contributions_matches_torch_attention():
         w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
         b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
         eta = cls_contributions(
-            x @ w_q.T + b_q, x @ w_k.T + b_k, x @ w_v.T + b_v, mha.out_proj.weight, mha.out_proj.bias, H, (D // H) ** -0.5
+            x @ w_q.T + b_q,
+            x @ w_k.T + b_k,
+            x @ w_v.T + b_v,
+            mha.out_proj.weight,
+            mha.out_proj.bias,
+            H,
+            (D // H) ** -0.5,
         )
     torch.testing.assert_close(eta.sum(1), real[:, 0], rtol=1e-10, atol=1e-12)

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attnprompt.backends.base import Answer, Backend, Request
+from attnprompt.backends.base import Backend
 from attnprompt.backends.openai_http import OpenAIBackend, normalise_base_url
 from attnprompt.backends.server import ChatCompletionsHandler, make_server
 from attnprompt.errors import InputError
+from attnprompt.types import Answer, Request
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255), "black": (0, 0, 0)}
 
@@ -150,7 +151,7 @@ def test_images_arrive_in_order_and_losslessly(start_server):
     fake = FakeBackend()
     url, _ = start_server(fake)
     images = [Image.new("RGB", (40, 30), "red"), noise(64, 64, 1), noise(33, 17, 2), Image.new("RGB", (9, 80), "blue")]
-    with_system = Request(tuple(images), "what is in the image ?", max_new_tokens=7, system="be brief")
+    with_system = Request.single(tuple(images), "what is in the image ?", max_new_tokens=7, system="be brief")
     backend = OpenAIBackend(url, "fake", retry_wait=0.1)
     try:
         [answer] = backend.answer([with_system])
@@ -185,8 +186,8 @@ def test_downscaled_only_over_max_side(start_server):
 def test_text_only_and_several_requests_round_trip(start_server):
     url, _ = start_server()
     backend = OpenAIBackend(url, "fake", concurrency=2)
-    reqs = [Request((Image.new("RGB", (16, 16), c),) * k, f"question {i}") for i, (c, k) in
-            enumerate([("green", 1), ("white", 2), ("black", 3)])] + [Request((), "no image")]
+    reqs = [Request.single((Image.new("RGB", (16, 16), c),) * k, f"question {i}") for i, (c, k) in
+            enumerate([("green", 1), ("white", 2), ("black", 3)])] + [Request.single((), "no image")]
     answers = backend.answer(reqs)
     backend.close()
     assert [a.text for a in answers] == [
@@ -196,6 +197,43 @@ def test_text_only_and_several_requests_round_trip(start_server):
         "0 images; first is none; you asked: no image",
     ]
     assert backend.answer([]) == []
+
+
+def test_a_two_image_two_turn_request_is_sent_as_openai_chat_messages(start_server):
+    """Each turn is one message, a user turn's images before its text, the earlier answer as an
+    assistant message; the server rebuilds exactly that conversation."""
+    handler = recording_handler("ok", failures=0)
+    fake = FakeBackend()
+    url, _ = start_server(fake, handler=handler)
+    first = Request.single((Image.new("RGB", (20, 10), "red"), noise(8, 16, 1)), "what differs ?", max_new_tokens=9,
+                           system="be brief")
+    request = first.then("the colour", "and the size ?", images=Image.new("RGB", (12, 12), "blue"))
+    backend = OpenAIBackend(url, "fake", retry_wait=0.1)
+    [answer] = backend.answer([request])
+    backend.close()
+    assert answer.ok, answer.error
+    messages = handler.posts[0]["json"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == "be brief" and messages[2]["content"] == "the colour"
+    assert [p["type"] for p in messages[1]["content"]] == ["image_url", "image_url", "text"]
+    assert [p["type"] for p in messages[3]["content"]] == ["image_url", "text"]
+    assert messages[3]["content"][1]["text"] == "and the size ?" and handler.posts[0]["json"]["max_tokens"] == 9
+    [got] = fake.seen
+    assert got.roles() == ("user", "assistant", "user") and got.system == "be brief" and got.max_new_tokens == 9
+    assert [[i.size for i in t.images] for t in got.turns] == [[(20, 10), (8, 16)], [], [(12, 12)]]
+    assert [t.text for t in got.turns] == ["what differs ?", "the colour", "and the size ?"]
+    assert np.array_equal(np.asarray(got.turns[0].images[1]), np.asarray(first.images[1]))
+    assert answer.text == "3 images; first is red; you asked: and the size ?"
+
+
+def test_the_server_refuses_a_conversation_that_does_not_end_with_the_user(start_server):
+    url, _ = start_server()
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    status, reply = _post(f"{url}/v1/chat/completions", json.dumps({"messages": turns}).encode())
+    assert status == 400 and "must end with a user message" in reply["error"]["message"]
+    turns = [{"role": "tool", "content": "x"}, {"role": "user", "content": "hi"}]
+    status, reply = _post(f"{url}/v1/chat/completions", json.dumps({"messages": turns}).encode())
+    assert status == 400 and "has role 'tool'; give system, user or assistant messages" in reply["error"]["message"]
 
 
 # --- retries and failures -------------------------------------------------------------------------
@@ -304,11 +342,11 @@ def test_failed_discovery_fails_the_answers_without_raising(start_server):
             self.send_error_json(404, "there is no model list here")
 
     url, _ = start_server(handler=NoModels)
-    answers = OpenAIBackend(url, retry_wait=0.05).answer([Request((), "a"), Request((), "b")])
+    answers = OpenAIBackend(url, retry_wait=0.05).answer([Request.single((), "a"), Request.single((), "b")])
     assert [a.ok for a in answers] == [False, False]
     assert all(a.text == "" and "model" in a.error and "no model list here" in a.error for a in answers)
 
-    dead = OpenAIBackend(f"http://127.0.0.1:{free_port()}", retry_wait=0.05).answer([Request((), "a")])
+    dead = OpenAIBackend(f"http://127.0.0.1:{free_port()}", retry_wait=0.05).answer([Request.single((), "a")])
     assert not dead[0].ok and "refused" in dead[0].error
 
 
@@ -346,7 +384,7 @@ def test_bounded_concurrency_keeps_request_order(start_server):
     fake = Counting(delay=lambda prompt: 0.15 * (6 - int(prompt[1:])))
     url, _ = start_server(fake, max_parallel=None)
     backend = OpenAIBackend(url, "fake", concurrency=2)
-    reqs = [Request((Image.new("RGB", (16, 16), "blue"),), f"q{i}") for i in range(6)]
+    reqs = [Request.single((Image.new("RGB", (16, 16), "blue"),), f"q{i}") for i in range(6)]
     answers = backend.answer(reqs)
     assert [a.text for a in answers] == [f"1 images; first is blue; you asked: q{i}" for i in range(6)]
     assert state["peak"] == 2
@@ -356,7 +394,7 @@ def test_bounded_concurrency_keeps_request_order(start_server):
     results: dict[int, list[Answer]] = {}
 
     def ask(k):
-        results[k] = backend.answer([Request((), f"q{k}"), Request((), f"q{k + 3}")])
+        results[k] = backend.answer([Request.single((), f"q{k}"), Request.single((), f"q{k + 3}")])
 
     threads = [threading.Thread(target=ask, args=(k,)) for k in range(3)]
     for t in threads:
@@ -433,7 +471,8 @@ def test_server_rejects_bad_requests_openai_style(start_server):
 
 @pytest.mark.skipif(not importlib.util.find_spec("attnprompt.backends.local"), reason="LocalVLM not available")
 def test_tiny_llava_served_over_http(start_server):
-    import vlm_builders as vb
+    import builders as vb
+
     from attnprompt.backends.local import LocalVLM
     from attnprompt.models import LoadedVlm
 
@@ -441,7 +480,7 @@ def test_tiny_llava_served_over_http(start_server):
     local = LocalVLM(LoadedVlm(model, processor, "llava", "tiny", ""))
     url, _ = start_server(local, model_name="tiny-llava")
     image = vb.random_image(70, 50, seed=5)
-    request = Request((image,), "what is in the image ?", max_new_tokens=4)
+    request = Request.single((image,), "what is in the image ?", max_new_tokens=4)
     remote = OpenAIBackend(url, retry_wait=0.1, timeout=30)
     [answer] = remote.answer([request])
     remote.close()

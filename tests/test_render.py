@@ -67,7 +67,12 @@ def test_grid_cells_land_on_their_pixel_regions():
         grid[i, j] = 1.0
         near = render.upsample(grid, (W, H), resample="nearest")
         ys, xs = np.nonzero(near)
-        assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (i * H // h, (i + 1) * H // h, j * W // w, (j + 1) * W // w)
+        assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (
+            i * H // h,
+            (i + 1) * H // h,
+            j * W // w,
+            (j + 1) * W // w,
+        )
         smooth = render.upsample(grid, (W, H), resample="bilinear")
         yi, xi = np.unravel_index(np.argmax(smooth), smooth.shape)
         assert i * H / h <= yi < (i + 1) * H / h and j * W / w <= xi < (j + 1) * W / w
@@ -115,7 +120,9 @@ def test_blocked_upsample_and_overlay_agree_with_one_shot_and_pil(monkeypatch):
         pil = Image.fromarray(grid, "F").resize((11, 37), render.RESAMPLE[resample], box=(0.3, 0, 2.7, 4))
         np.testing.assert_allclose(
             render.upsample(grid, (11, 37), extent=(0.1, 0.0, 0.9, 1.0), resample=resample),
-            np.clip(np.asarray(pil), 0, 1), rtol=1e-5, atol=1e-6,
+            np.clip(np.asarray(pil), 0, 1),
+            rtol=1e-5,
+            atol=1e-6,
         )
 
 

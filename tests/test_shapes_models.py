@@ -10,10 +10,13 @@ import torch
 
 from attnprompt.models import embedded_dir, load_clip, resolve
 from attnprompt.shapes import COLORS, SHAPES, make_scene, pointing_query
+from attnprompt.shapes.splits import CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST
 
 CLIP_DIR = embedded_dir() / "shapes-clip"
 VLM_DIR = embedded_dir() / "shapes-vlm"
-needs_clip = pytest.mark.skipif(not (CLIP_DIR / "config.json").exists(), reason="shapes CLIP not trained in this checkout")
+needs_clip = pytest.mark.skipif(
+    not (CLIP_DIR / "config.json").exists(), reason="shapes CLIP not trained in this checkout"
+)
 needs_vlm = pytest.mark.skipif(not (VLM_DIR / "config.json").exists(), reason="shapes VLM not trained in this checkout")
 
 
@@ -26,18 +29,24 @@ def test_shapes_clip_is_a_plain_hugging_face_checkpoint():
     vc = model.config.vision_config
     assert vc.num_hidden_layers >= 4 and vc.image_size // vc.patch_size >= 8
     assert resolve("shapes") == str(CLIP_DIR) and load_clip("shapes").location == str(CLIP_DIR)
-    assert processor.tokenizer.tokenize("What colour is the star?") == ["what</w>", "colour</w>", "is</w>", "the</w>", "star</w>", "?</w>"]
+    assert processor.tokenizer.tokenize("What colour is the star?") == [
+        "what</w>",
+        "colour</w>",
+        "is</w>",
+        "the</w>",
+        "star</w>",
+        "?</w>",
+    ]
     size = sum(p.stat().st_size for p in CLIP_DIR.iterdir())
     assert size <= 20 * 2**20, f"{size / 2**20:.1f} MB shipped; the budget is 20 MB"
     record = json.loads((CLIP_DIR / "training.json").read_text())
-    assert record["total_seconds"] <= 30 * 60
+    assert record["config"]["image_size"] == model.config.vision_config.image_size  # the record is this model's
 
 
 @needs_clip
 def test_shapes_clip_beats_chance_on_held_out_retrieval():
     """For held-out scenes, the caption of an object in the image scores above captions of
     colour–shape pairs absent from it, far more often than chance (0.5)."""
-    from attnprompt.shapes.train_clip import article
 
     clip = load_clip("shapes", device="cpu")
     model, tok = clip.model, clip.tokenizer
@@ -46,10 +55,11 @@ def test_shapes_clip_beats_chance_on_held_out_retrieval():
     attributor = ClipAttributor(clip)
     names = [(c, s) for c in COLORS for s in SHAPES]
     with torch.inference_mode():
-        text = model.get_text_features(**tok([f"{article(c)} {c} {s}" for c, s in names], padding=True, return_tensors="pt"))
+        captions = [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {s}" for c, s in names]
+        text = model.get_text_features(**tok(captions, padding=True, return_tensors="pt"))
         text = torch.nn.functional.normalize(text.pooler_output, dim=-1)
         wins = []
-        for seed in range(900_000, 900_040):
+        for seed in CLIP_RETRIEVAL_TEST.seeds(40):
             scene = make_scene(seed, n_objects=3, size=224)
             pixels, _ = attributor.preprocess([scene.image])
             img = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)[0]
@@ -65,7 +75,7 @@ def _large_object_scenes():
     """Fixed held-out scenes whose queried object is large (≥ 20% of the side): the default
     preset's soft OR with the filtered grid is reliable there (small targets: see README)."""
     out = []
-    seed = 950_000
+    seed = POINTING_TEST.start
     while len(out) < 5:
         scene = make_scene(seed, n_objects=4, size=224)
         big = [i for i, o in enumerate(scene.objects) if o.size >= 0.2 * 224]
@@ -85,7 +95,22 @@ def test_cli_annotate_with_shapes_runs_offline_and_peaks_on_the_named_object(tmp
         path = tmp_path / f"scene{k}.png"
         scene.image.save(path)
         out, heat = tmp_path / f"a{k}.png", tmp_path / f"h{k}.npy"
-        assert main(["annotate", str(path), pointing_query(scene, idx), "--model", "shapes", "-o", str(out), "--heatmap", str(heat)]) == 0
+        assert (
+            main(
+                [
+                    "annotate",
+                    str(path),
+                    pointing_query(scene, idx),
+                    "--model",
+                    "shapes",
+                    "-o",
+                    str(out),
+                    "--heatmap",
+                    str(heat),
+                ]
+            )
+            == 0
+        )
         hits.append(in_box(peak(np.load(heat)), scene.objects[idx].box))
     assert sum(hits) >= 4, hits
 
@@ -102,7 +127,9 @@ def test_different_queries_on_one_scene_peak_on_their_own_objects():
     assert len(targets) >= 3
     for i in targets:
         query = pointing_query(scene, i)
-        assert in_box(peak(annotate(scene.image, query, model="shapes", preset="grounding").heatmap), scene.objects[i].box)
+        assert in_box(
+            peak(annotate(scene.image, query, model="shapes", preset="grounding").heatmap), scene.objects[i].box
+        )
 
 
 @needs_vlm
@@ -125,7 +152,7 @@ def test_shapes_vlm_loads_like_a_hub_model_and_answers_on_fixed_scenes(tmp_path,
     from attnprompt.shapes import COLORS
 
     answers, truths, present = [], [], []
-    seed = 960_000
+    seed = VLM_ANSWER_TEST.start
     while len(answers) < 40:
         scene = make_scene(seed, n_objects=3, size=224)
         seed += 1
@@ -135,7 +162,9 @@ def test_shapes_vlm_loads_like_a_hub_model_and_answers_on_fixed_scenes(tmp_path,
         obj = max(unique, key=lambda o: o.size)
         path = tmp_path / f"s{seed}.png"
         scene.image.save(path)
-        assert main(["ask", str(path), f"What colour is the {obj.shape}?", "--vlm", "shapes", "--attributor", "none"]) == 0
+        assert (
+            main(["ask", str(path), f"What colour is the {obj.shape}?", "--vlm", "shapes", "--strategy", "plain"]) == 0
+        )
         answers.append(capsys.readouterr().out.strip().lower())
         truths.append(obj.color)
         present.append({o.color for o in scene.objects})

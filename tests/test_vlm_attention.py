@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
+import builders as vb
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import vlm_builders as vb  # noqa: E402  (tests/ is on sys.path via rootdir conftest)
 from attnprompt.attribution import capture as capture_mod
 from attnprompt.attribution import vlm_attention
 from attnprompt.attribution.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
-from attnprompt.attribution.vlm_attention import VlmAttributor, VlmConfig, image_span_attention
-from attnprompt.errors import InputError
-from attnprompt.models import LoadedVlm, load_vlm
+from attnprompt.attribution.vlm_attention import VlmAttributor, image_span_attention
+from attnprompt.config import VlmConfig
+from attnprompt.errors import InputError, UnsupportedModelError
+from attnprompt.models import LoadedVlm, chat_prompt, load_vlm
 
 FAMILIES = vb.FAMILIES
-
-
-@pytest.fixture(scope="module")
-def vlm_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vlms")
-    return {f: vb.save(f, root / f, seed=i) for i, f in enumerate(FAMILIES)}
 
 
 def fresh(family: str) -> LoadedVlm:
@@ -34,8 +29,9 @@ def fresh(family: str) -> LoadedVlm:
 
 def inputs_for(vlm: LoadedVlm, images, prompts):
     a = VlmAttributor(vlm, VlmConfig.from_preset())
-    prepared = [a._prepare(i)[0] for i in images]
-    return vlm.processor(text=[a.prompt(p) for p in prompts], images=prepared, padding=True, return_tensors="pt")
+    requests = [a.request(i, p) for i, p in zip(images, prompts)]
+    return vlm.processor(text=[chat_prompt(vlm.processor, r) for r in requests], images=[r.images[0] for r in requests],
+                         padding=True, return_tensors="pt")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -55,7 +51,9 @@ def test_capture_equals_eager_output_attentions_step_by_step(family, batch):
         ours = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     model.set_attn_implementation({"text_config": "eager"})
     try:
-        ref = model.generate(**inputs, max_new_tokens=6, do_sample=False, output_attentions=True, return_dict_in_generate=True)
+        ref = model.generate(
+            **inputs, max_new_tokens=6, do_sample=False, output_attentions=True, return_dict_in_generate=True
+        )
     finally:
         model.set_attn_implementation({"text_config": "sdpa"})
     assert torch.equal(ours, ref.sequences)
@@ -68,7 +66,9 @@ def test_capture_equals_eager_output_attentions_step_by_step(family, batch):
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
             if batch == 2:
                 pads = inputs["attention_mask"] == 0
-                assert float(got[:, :, : pads.shape[1]][pads[:, None, :].expand(-1, got.shape[1], -1)].abs().max()) == 0.0
+                assert (
+                    float(got[:, :, : pads.shape[1]][pads[:, None, :].expand(-1, got.shape[1], -1)].abs().max()) == 0.0
+                )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -83,15 +83,17 @@ def test_paper_map_equals_mean_of_eager_attentions(family):
     model = vlm.model
     model.set_attn_implementation({"text_config": "eager"})
     try:
-        ref = model.generate(**inputs, max_new_tokens=4, do_sample=False, output_attentions=True, return_dict_in_generate=True)
+        ref = model.generate(
+            **inputs, max_new_tokens=4, do_sample=False, output_attentions=True, return_dict_in_generate=True
+        )
     finally:
         model.set_attn_implementation({"text_config": "sdpa"})
     positions = (inputs["input_ids"][0] == attributor.image_token_id).nonzero().flatten()
-    gen = ref.sequences[0, inputs["input_ids"].shape[1]:].tolist()
+    gen = ref.sequences[0, inputs["input_ids"].shape[1] :].tolist()
     n = next((i + 1 for i, t in enumerate(gen) if t == 3), len(gen))
     values = torch.stack([a[1][0, :, -1, positions].mean(0) for a in ref.attentions[:n]]).mean(0).numpy()
-    layouts = attributor._layouts(len(positions), 0, inputs, (0, 0, 1, 1), img)
-    np.testing.assert_allclose(m.parts["raw"], layouts[-1].gather(values), rtol=1e-4, atol=1e-7)
+    layouts = attributor._layouts(len(positions), 0, inputs, (0, 0, 1, 1))
+    np.testing.assert_allclose(m.raw, layouts[-1].gather(values), rtol=1e-4, atol=1e-7)
 
 
 def _make_local(model) -> None:
@@ -99,7 +101,11 @@ def _make_local(model) -> None:
     with torch.no_grad():
         for name, module in model.named_modules():
             vision = "vision_tower" in name or name.startswith("model.visual") or ".visual." in name
-            if vision and isinstance(module, torch.nn.Linear) and (name.endswith("self_attn.out_proj") or name.endswith("attn.proj")):
+            if (
+                vision
+                and isinstance(module, torch.nn.Linear)
+                and (name.endswith("self_attn.out_proj") or name.endswith("attn.proj"))
+            ):
                 module.weight.zero_()
                 if module.bias is not None:
                     module.bias.zero_()
@@ -167,7 +173,10 @@ def test_planted_attention_peak_lands_on_its_image_region(family, size, grid, wh
     assert heat[cy, cx] == pytest.approx(1.0)  # the perturbed pixel is under a planted cell
     ys, xs = np.nonzero(heat > 0.5)
     # and the planted cells stay near it: within one grid cell (in image pixels) of the region
-    cell_w, cell_h = w / m.grid.shape[1] / (m.extent[2] - m.extent[0]), h / m.grid.shape[0] / (m.extent[3] - m.extent[1])
+    cell_w, cell_h = (
+        w / m.grid.shape[1] / (m.extent[2] - m.extent[0]),
+        h / m.grid.shape[0] / (m.extent[3] - m.extent[1]),
+    )
     assert xs.min() >= cx - r - 2 * cell_w and xs.max() <= cx + r + 2 * cell_w
     assert ys.min() >= cy - r - 2 * cell_h and ys.max() <= cy + r + 2 * cell_h
     assert heat.mean() < 0.6  # not the whole image
@@ -230,9 +239,7 @@ def test_config_and_loading_errors(vlm_dirs, tiny_clip_dir):
         VlmConfig.from_preset(variant="both")
     with pytest.raises(InputError, match="max_new_tokens must be an integer"):
         VlmConfig.from_preset(max_new_tokens=0)
-    from attnprompt.errors import ModelLoadError
-
-    with pytest.raises(ModelLoadError, match="is a 'clip' checkpoint, not a vision-language model"):
+    with pytest.raises(UnsupportedModelError, match="is a 'clip' checkpoint, not a vision-language model"):
         load_vlm(str(tiny_clip_dir))
     assert load_vlm(str(vlm_dirs["qwen2_vl"]), device="cpu").family == "qwen2_vl"
 
@@ -244,4 +251,40 @@ def test_annotate_with_api_vlm_on_every_family(vlm_dirs):
         img = vb.random_image(90, 50)
         ann = attnprompt.annotate(img, "what color is it ?", method="api-vlm", model=str(d), max_new_tokens=3)
         assert ann.image.size == (90, 50) and ann.heatmap.shape == (50, 90)
-        assert ann.config["method"] == "api-vlm" and ann.config["family"] == family and ann.config["max_new_tokens"] == 3
+        assert (
+            ann.config["method"] == "api-vlm" and ann.config["family"] == family and ann.config["max_new_tokens"] == 3
+        )
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_the_map_is_read_from_the_generation_that_answers(family):
+    """One generation path: the attribution pass's greedy answers are what the answering backend
+    says to the same requests, batched and left-padded alike."""
+    from attnprompt.backends.local import LocalVLM
+
+    vlm = fresh(family)
+    attributor = VlmAttributor(vlm, VlmConfig.from_preset(max_new_tokens=5))
+    images = [vb.random_image(90, 50, 0), vb.random_image(40, 70, 1), vb.random_image(60, 60, 2)]
+    queries = ["what is in the image ?", "describe a cat", "is there a red star on the left ?"]
+    _, answers = attributor.run(images, queries)
+    expected = LocalVLM(vlm, batch_size=1).answer([attributor.request(i, q) for i, q in zip(images, queries)])
+    assert answers == [a.text for a in expected]
+
+
+def test_generation_ends_at_any_end_of_sequence_token():
+    """The one end-of-sequence rule: a row ends at the first of the generation config's end tokens
+    (a list counts); that token is a step of the map but not part of the answer's text."""
+    from attnprompt.models import generate
+    from attnprompt.types import Request
+
+    vlm = fresh("llava")
+    request = Request.single(vb.random_image(60, 40), "what is in the image ?", max_new_tokens=6)
+    free = generate(vlm, [request], capture=[1])
+    first = free.tokens[0][0]
+    assert free.steps == [len(free.tokens[0])] and len(free.scores[1]) >= free.steps[0]
+    vlm.model.generation_config.eos_token_id = [3, first]
+    stopped = generate(
+        vlm, [request, Request.single(vb.random_image(50, 50, 1), "describe a cat", max_new_tokens=2)], capture=[1]
+    )
+    assert stopped.tokens[0] == [first] and stopped.steps[0] == 1 and stopped.texts[0] == ""
+    assert stopped.steps[1] <= 2

@@ -5,7 +5,12 @@ on stock ``transformers`` models. Importing this package is cheap: torch and tra
 are imported only when a model is needed.
 
 >>> import attnprompt
->>> ann = attnprompt.annotate("scene.png", "What colour is the star?", model="shapes")  # doctest: +SKIP
+>>> from attnprompt.shapes import make_scene
+>>> scene = make_scene(7, n_objects=5, size=320).image
+>>> attnprompt.annotate(scene, "What colour is the circle?", model="shapes").heatmap.shape
+(320, 320)
+>>> attnprompt.ask(scene, "What colour is the circle?", vlm="shapes", strategy="plain").text
+'green'
 """
 
 from __future__ import annotations
@@ -18,11 +23,19 @@ _LAZY = {
     "annotate": ("attnprompt.api", "annotate"),
     "annotate_batch": ("attnprompt.api", "annotate_batch"),
     "ask": ("attnprompt.api", "ask"),
-    "AskResult": ("attnprompt.api", "AskResult"),
     "get_attributor": ("attnprompt.api", "get_attributor"),
+    "get_backend": ("attnprompt.backends", "get_backend"),
     "load_image": ("attnprompt.images", "load_image"),
+    "METHODS": ("attnprompt.config", "METHODS"),
+    "STRATEGIES": ("attnprompt.config", "STRATEGIES"),
     "Annotation": ("attnprompt.types", "Annotation"),
+    "Answer": ("attnprompt.types", "Answer"),
     "AttributionMap": ("attnprompt.types", "AttributionMap"),
+    "Request": ("attnprompt.types", "Request"),
+    "Result": ("attnprompt.types", "Result"),
+    "Sample": ("attnprompt.types", "Sample"),
+    "Step": ("attnprompt.types", "Step"),
+    "Turn": ("attnprompt.types", "Turn"),
     "AttnpromptError": ("attnprompt.errors", "AttnpromptError"),
     "InputError": ("attnprompt.errors", "InputError"),
     "ModelLoadError": ("attnprompt.errors", "ModelLoadError"),

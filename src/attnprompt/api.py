@@ -1,21 +1,28 @@
-"""The public Python API: annotate images for queries."""
+"""The public Python API: annotate images for queries, and ask VLMs about them with a strategy.
+
+The same words mean the same thing in every function and on the command line: ``method`` is
+the attribution method (``api-clip``, ``api-vlm``) and ``model`` its model; ``vlm`` is who
+answers; ``strategy`` how it is asked; ``max_new_tokens`` the answer's token budget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
 
 from . import render
-from .attribution.base import Attributor, get_attributor_class
+from .attribution.base import Attributor
+from .config import METHODS, STRATEGIES, check_gray, check_query
 from .errors import InputError
 from .images import ImageLike, load_image
-from .types import Annotation, AttributionMap
+from .types import Annotation, AttributionMap, Result, Sample
 
 
 def get_attributor(
     method: str = "api-clip",
     *,
-    model: str | Attributor | None = None,
+    model: Any = None,
     device: str | None = None,
     dtype: Any = None,
     preset: str | None = None,
@@ -23,7 +30,11 @@ def get_attributor(
 ) -> Attributor:
     """Build (or pass through) an attributor; the underlying model is loaded once and cached.
 
-    >>> attributor = get_attributor("api-clip", model="shapes", kernel=1)  # doctest: +SKIP
+    ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``), an
+    already loaded model, or a built attributor (returned as it is).
+
+    >>> get_attributor("api-clip", model="shapes", kernel=1).config.kernel
+    1
     """
     if isinstance(model, Attributor):
         if params or preset:
@@ -32,12 +43,13 @@ def get_attributor(
                 "attributor; give them when building it instead"
             )
         return model
-    cls = get_attributor_class(method)
+    cls = METHODS.get(method)
     return cls.from_pretrained(model, device=device, dtype=dtype, preset=preset, **params)
 
 
 def render_annotation(
-    image: Any, query: str, amap: AttributionMap, config: dict[str, Any], *, gray: float = 0.0, resample: str = "bilinear"
+    image: Any, query: str, amap: AttributionMap, config: dict[str, Any], *, gray: float = 0.0,
+    resample: str = "bilinear",
 ) -> Annotation:
     """Grid map → heatmap aligned with ``image`` → annotated image (pure rendering step).
 
@@ -51,9 +63,38 @@ def render_annotation(
     annotated = render.overlay(image, heatmap, gray=gray)
     full = dict(config)
     full.update(gray=float(gray), resample=resample, image_size=list(image.size), grid_shape=list(amap.shape))
-    return Annotation(
-        image=annotated, heatmap=heatmap, attribution=amap.grid, config=full, original=image, query=query, parts=amap.parts
-    )
+    return Annotation(image=annotated, heatmap=heatmap, attribution=amap, config=full, original=image, query=query)
+
+
+def check_rendering(gray: Any, resample: Any) -> float:
+    """Validate the rendering settings; returns ``gray`` as a float.
+
+    >>> check_rendering(128, "bilinear")
+    128.0
+    """
+    if resample not in render.RESAMPLE:
+        raise InputError(f"resample must be one of {', '.join(render.RESAMPLE)}; got {resample!r}")
+    return check_gray(gray)
+
+
+def annotate_images(
+    attributor: Attributor, images: Sequence[Any], queries: Sequence[str], *, gray: float = 0.0,
+    resample: str = "bilinear",
+) -> list[Annotation]:
+    """Annotate loaded RGB images with a built attributor: one batched attribution, then rendering.
+
+    >>> from attnprompt.shapes import make_scene
+    >>> image = make_scene(7, n_objects=5, size=320).image
+    >>> [a] = annotate_images(get_attributor(model="shapes"), [image], ["the circle"], gray=128)
+    >>> a.image.size, a.config["gray"]
+    ((320, 320), 128.0)
+    """
+    gray = check_rendering(gray, resample)
+    queries = [check_query(q) for q in queries]
+    maps = attributor.attribute(list(images), queries)
+    config = attributor.describe()
+    return [render_annotation(img, q, m, config, gray=gray, resample=resample)
+            for img, q, m in zip(images, queries, maps)]
 
 
 def annotate(
@@ -61,7 +102,7 @@ def annotate(
     query: str,
     *,
     method: str = "api-clip",
-    model: str | Attributor | None = None,
+    model: Any = None,
     preset: str | None = None,
     gray: float = 0.0,
     resample: str = "bilinear",
@@ -73,11 +114,13 @@ def annotate(
 
     ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``) or a
     built attributor; ``preset`` and ``params`` set the method's hyper-parameters (see
-    ``ClipConfig`` for api-clip); ``gray`` is the level masked pixels fade to (0 = black).
+    :class:`~attnprompt.config.ClipConfig` and :class:`~attnprompt.config.VlmConfig`); ``gray`` is
+    the level masked pixels fade to (0 = black).
 
-    >>> ann = annotate("scene.png", "What colour is the star?", model="shapes")  # doctest: +SKIP
-    >>> ann.image.save("annotated.png"); ann.heatmap.shape  # doctest: +SKIP
-    (224, 224)
+    >>> from attnprompt.shapes import make_scene
+    >>> ann = annotate(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", model="shapes")
+    >>> ann.heatmap.shape, ann.config["method"]
+    ((320, 320), 'api-clip')
     """
     [ann] = annotate_batch(
         [image], [query], method=method, model=model, preset=preset, gray=gray, resample=resample,
@@ -91,7 +134,7 @@ def annotate_batch(
     queries: Sequence[str],
     *,
     method: str = "api-clip",
-    model: str | Attributor | None = None,
+    model: Any = None,
     preset: str | None = None,
     gray: float = 0.0,
     resample: str = "bilinear",
@@ -104,14 +147,15 @@ def annotate_batch(
     The same image path or object may appear several times with different queries; it is
     loaded and encoded once.
 
-    >>> anns = annotate_batch(["a.png", "a.png"], ["the star", "the circle"], model="shapes")  # doctest: +SKIP
+    >>> from attnprompt.shapes import make_scene
+    >>> image = make_scene(7, n_objects=5, size=320).image
+    >>> anns = annotate_batch([image, image], ["the star", "the circle"], model="shapes")
+    >>> [a.query for a in anns]
+    ['the star', 'the circle']
     """
     if len(images) != len(queries):
         raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
-    if not 0.0 <= float(gray) <= 255.0:
-        raise InputError(f"gray must be a level in [0, 255]; got {gray!r}")
-    if resample not in render.RESAMPLE:
-        raise InputError(f"resample must be one of {', '.join(render.RESAMPLE)}; got {resample!r}")
+    check_rendering(gray, resample)
     attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
     loaded: dict[Any, Any] = {}
     rgb = []
@@ -120,35 +164,33 @@ def annotate_batch(
         if key not in loaded:
             loaded[key] = load_image(img)
         rgb.append(loaded[key])
-    maps = attributor.attribute(rgb, list(queries))
-    config = attributor.describe()
-    return [
-        render_annotation(img, q.strip(), m, config, gray=gray, resample=resample) for img, q, m in zip(rgb, queries, maps)
-    ]
+    return annotate_images(attributor, rgb, queries, gray=gray, resample=resample)
 
 
-@dataclass(frozen=True)
-class AskResult:
-    """The answer to one question, how it was obtained, and what it was compared with.
+def map_model(method: str, model: Any, backend: Any) -> Any:
+    """The attribution model to use when ``model`` is not given: for api-vlm the answering VLM
+    itself (g = f; it must run locally), for api-clip the shapes CLIP beside the shapes VLM;
+    otherwise the method's own default (``None``).
 
-    - ``answer``: the VLM's answer about the annotated image (or the plain image when the
-      attributor is ``none``); ``answer.ok`` is False if the backend failed;
-    - ``annotation``: the annotated image and heatmap the VLM saw (None without an attributor);
-    - ``baseline``: with ``compare=True``, the answer about the original image;
-    - ``config``: every setting used (backend, attributor, its parameters).
-
-    >>> AskResult("q", None, None, None, {}).question
-    'q'
+    >>> from attnprompt.backends import get_backend
+    >>> map_model("api-clip", None, get_backend("shapes"))
+    'shapes'
     """
+    if model is not None:
+        return model
+    from .models import is_embedded_location
 
-    question: str
-    answer: Any
-    annotation: Annotation | None
-    baseline: Any
-    config: Mapping[str, Any]
-
-
-ATTRIBUTORS = ("api-clip", "api-vlm", "none")
+    local = backend.local_model
+    if method == "api-vlm":
+        if local is None:
+            raise InputError(
+                "api-vlm reads a VLM's attention, and the answering VLM is a server; pass the attribution model "
+                "(--model ID|PATH, a local LLaVA/Qwen2-VL checkpoint) or use --method api-clip"
+            )
+        return local
+    if method == "api-clip" and local is not None and is_embedded_location(local.location, "vlm"):
+        return "shapes"
+    return None
 
 
 def ask(
@@ -156,75 +198,59 @@ def ask(
     question: str,
     *,
     vlm: Any = None,
-    attributor: str = "api-clip",
-    attributor_model: str | Attributor | None = None,
-    compare: bool = False,
-    answer_tokens: int = 128,
+    strategy: str = "api",
+    method: str = "api-clip",
+    model: Any = None,
     preset: str | None = None,
+    suffix: str = "",
+    max_new_tokens: int = 128,
     gray: float = 0.0,
     resample: str = "bilinear",
+    compare: bool = False,
     device: str | None = None,
     dtype: Any = None,
-    vlm_model: str | None = None,
-    api_key: str | None = None,
-    timeout: float = 60.0,
     **params: Any,
-) -> AskResult:
-    """Ask a VLM about an image with Attention Prompting: annotate, then ask about the annotated image.
+) -> Result:
+    """Ask a VLM about an image with a strategy (default ``api``: annotate, then ask about the
+    annotated image); returns a :class:`~attnprompt.types.Result` whose steps show what the VLM saw.
 
-    ``vlm`` is a hub id, a local directory, ``"shapes"`` or an OpenAI-compatible URL (with
-    ``vlm_model`` the server's model name); ``answer_tokens`` bounds the answer's length.
-    ``attributor`` picks the auxiliary model g:
-    ``api-clip`` (default model: the paper's CLIP, or the shapes CLIP when ``vlm`` is
-    ``shapes``), ``api-vlm`` (default: the answering VLM itself — self-reflection) or ``none``.
+    - who answers: ``vlm`` — a hub id, a local directory, ``"shapes"``, an OpenAI-compatible URL,
+      or a backend from :func:`attnprompt.backends.get_backend` (for a server's model name, API key,
+      timeout); ``device``/``dtype`` for local models;
+    - how it is asked: ``strategy`` (see ``attnprompt.config.STRATEGIES``), ``suffix`` (the task's
+      answer-format instruction, placed by the strategy), ``max_new_tokens`` (the answer's budget),
+      ``compare`` (also ask with ``plain``: the result's ``baseline``);
+    - the map, for strategies that annotate: ``method``, its ``model`` (default: the paper's CLIP —
+      the shapes CLIP beside the shapes VLM — for api-clip; the answering VLM itself for api-vlm),
+      ``preset`` and ``params``; a method parameter whose name ``ask`` uses itself is given with a
+      ``map_`` prefix (``map_max_new_tokens``: api-vlm's own generation length); ``gray``, ``resample``.
 
-    >>> r = ask("scene.png", "What colour is the star?", vlm="shapes", compare=True)  # doctest: +SKIP
-    >>> r.answer.text, r.baseline.text  # doctest: +SKIP
-    ('red', 'red')
+    >>> from attnprompt.shapes import make_scene
+    >>> r = ask(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", vlm="shapes", compare=True)
+    >>> r.text, r.baseline.text, r.steps[0].images[0] is r.annotation.image
+    ('green', 'green', True)
     """
-    from .backends import get_backend, is_url
-    from .models import DEFAULT_CLIP, is_embedded
+    from .backends import get_backend
+    from .strategies.plain import Plain
 
-    if attributor not in ATTRIBUTORS:
-        raise InputError(f"attributor must be one of {', '.join(ATTRIBUTORS)}; got {attributor!r}")
-    question_text = check_question(question)
-    g = attributor_model
-    if attributor != "none" and g is None:
-        if attributor == "api-vlm":
-            if isinstance(vlm, str) and is_url(vlm):
-                raise InputError(
-                    "api-vlm needs local access to a VLM's attention and the answering VLM is a server; "
-                    "pass --attributor-model ID|PATH (a LLaVA/Qwen2-VL checkpoint) or use --attributor api-clip"
-                )
-            g = vlm.vlm.model_id if hasattr(vlm, "vlm") else vlm  # self-reflection: g = f
-        else:
-            g = "shapes" if isinstance(vlm, str) and is_embedded(vlm, "vlm") else DEFAULT_CLIP
-    img = load_image(image)
-    backend = get_backend(vlm, model=vlm_model, api_key=api_key, timeout=timeout, device=device, dtype=dtype)
-    config: dict[str, Any] = {"vlm": backend.name, "attributor": attributor, "answer_tokens": answer_tokens}
-    annotation = None
-    if attributor != "none":
-        [annotation] = annotate_batch(
-            [img], [question_text], method=attributor, model=g, preset=preset, gray=gray, resample=resample,
-            device=device, dtype=dtype, **params,
+    cls = STRATEGIES.get(strategy)
+    sample = Sample(load_image(image), question, suffix=suffix)
+    backend = get_backend(vlm, device=device, dtype=dtype)
+    map_params = {k.removeprefix("map_"): v for k, v in params.items()}
+    attributor = None
+    if cls.needs_map:
+        attributor = get_attributor(
+            method, model=map_model(method, model, backend), preset=preset, device=device, dtype=dtype, **map_params
         )
-        config["attribution"] = dict(annotation.config)
-    from .backends import Request
-
-    requests = [Request((annotation.image if annotation else img,), question_text, max_new_tokens=answer_tokens)]
-    if compare and annotation is not None:
-        requests.append(Request((img,), question_text, max_new_tokens=answer_tokens))
-    answers = backend.answer(requests)
-    baseline = answers[1] if len(answers) > 1 else None
-    return AskResult(question_text, answers[0], annotation, baseline, config)
-
-
-def check_question(question: Any) -> str:
-    """A question must be a non-blank string; returns it stripped.
-
-    >>> check_question(" What colour is the star? ")
-    'What colour is the star?'
-    """
-    from .attribution.base import check_query
-
-    return check_query(question)
+    elif model is not None or preset is not None or map_params:
+        given = sorted(map_params) + [k for k, v in (("model", model), ("preset", preset)) if v is not None]
+        raise InputError(
+            f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
+            f"drop them, or pick a strategy that annotates ({', '.join(n for n in STRATEGIES.names() if n != 'plain')})"
+        )
+    chosen = cls(backend, attributor, max_new_tokens=max_new_tokens, gray=gray, resample=resample)
+    result = chosen.run([sample])[0]
+    if compare and cls is not Plain:
+        baseline = Plain(backend, max_new_tokens=max_new_tokens).run([sample])[0]
+        result = dataclasses.replace(result, baseline=baseline)
+    return result

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AttnpromptError, InputError
+from .files import DirectoryLock, append_jsonl, read_jsonl, remove_stale_temporaries, save_jsonl
 
 MANIFEST = "results.jsonl"
 FAILURES = "failures.jsonl"
@@ -66,7 +67,8 @@ class BatchReport:
         >>> BatchReport(total=1, failed=[{"id": "x", "line": 1, "error": "no such file"}]).summary().splitlines()[1]
         '  failed x (line 1): no such file'
         """
-        head = f"{self.total} items: {self.done} annotated, {self.skipped} already done (skipped), {len(self.failed)} failed"
+        head = (f"{self.total} items: {self.done} annotated, {self.skipped} already done (skipped), "
+                f"{len(self.failed)} failed")
         if self.seconds:
             head += f" in {self.seconds:.1f} s"
         lines = [head] + [f"  failed {f['id']} (line {f['line']}): {f['error']}" for f in self.failed]
@@ -124,32 +126,6 @@ def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str,
     return items, problems
 
 
-class _Lock:
-    """An exclusive lock on the output directory, so two runs cannot interleave their writes."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_Lock":
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # pragma: no cover - Windows: no advisory lock, run on
-            pass
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
-            raise InputError(f"{self.path.parent} is in use by another attnprompt run; wait for it or pick another --out-dir")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-
-
 def _outputs(directory: Path, item_id: str, visuals: bool) -> dict[str, Path]:
     out = {"annotated": directory / f"{item_id}.png", "heatmap": directory / f"{item_id}.npy"}
     if visuals:
@@ -158,59 +134,21 @@ def _outputs(directory: Path, item_id: str, visuals: bool) -> dict[str, Path]:
 
 
 def load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
-    """Finished items recorded in ``DIR/results.jsonl`` (a torn last line is dropped and repaired).
+    """Finished items recorded in ``DIR/results.jsonl``, by id (a torn last line is dropped and repaired).
 
     >>> import tempfile, pathlib
     >>> load_manifest(pathlib.Path(tempfile.mkdtemp()))
     {}
     """
-    path = directory / MANIFEST
-    if not path.exists():
-        return {}
     done: dict[str, dict[str, Any]] = {}
-    good_lines: list[str] = []
-    torn = False
-    for raw in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            rec = json.loads(raw)
-            if not raw.endswith("\n"):
-                raise ValueError("unterminated")
-        except ValueError:
-            torn = True  # a run was killed mid-append
-            continue
-        if rec.get("id") in done:
-            continue
-        done[rec["id"]] = rec
-        good_lines.append(raw)
-    if torn:
-        from .files import atomic_write
-
-        atomic_write(path, lambda f: f.write("".join(good_lines)), binary=False)
+    for record in read_jsonl(directory / MANIFEST):
+        done.setdefault(record.get("id"), record)
     return done
 
 
 def _append_manifest(directory: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record, ensure_ascii=False) + "\n"
-    with open(directory / MANIFEST, "a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _rewrite_manifest(directory: Path, records: list[dict[str, Any]]) -> None:
-    from .files import atomic_write
-
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write(directory / MANIFEST, lambda f: f.write(text), binary=False)
-
-
-def _remove_stale_temporaries(directory: Path) -> None:
-    # Temporary files of a killed run (see files.atomic_write); we hold the lock, so none is live.
-    for p in directory.glob(".*.tmp"):
-        try:
-            p.unlink()
-        except OSError:
-            pass
+    # the one place an item becomes finished (tests interrupt runs here)
+    append_jsonl(directory / MANIFEST, record)
 
 
 def run_batch(
@@ -234,24 +172,29 @@ def run_batch(
     The model is loaded once; items go through it ``batch_size`` at a time; a bad item is
     recorded in ``failures.jsonl`` and skipped, the others complete.
 
-    >>> report = run_batch("items.jsonl", "out/", model="shapes")  # doctest: +SKIP
-    >>> print(report.summary())  # doctest: +SKIP
+    >>> import tempfile
+    >>> from attnprompt.shapes import make_scene
+    >>> d = Path(tempfile.mkdtemp()); make_scene(7, n_objects=5, size=320).image.save(d / "scene.png")
+    >>> _ = (d / "items.jsonl").write_text(json.dumps({"image": "scene.png", "query": "the circle", "id": "c"}) + "\\n")
+    >>> print(run_batch(d / "items.jsonl", d / "out", model="shapes", progress=False).summary().split(" in ")[0])
+    1 items: 1 annotated, 0 already done (skipped), 0 failed
     """
     from tqdm.auto import tqdm
 
-    from .api import get_attributor, render_annotation
+    from .api import check_rendering, get_attributor
     from .files import save_array, save_image, save_json
     from .images import load_image
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
+    gray = check_rendering(gray, resample)
     t0 = time.perf_counter()
     items, problems = read_batch(batch_file)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     report = BatchReport(total=len(items) + len(problems), failed=list(problems))
-    with _Lock(directory):
-        _remove_stale_temporaries(directory)
+    with DirectoryLock(directory):
+        remove_stale_temporaries(directory)
         done = load_manifest(directory)
         todo, stale = [], []
         for it in items:
@@ -263,11 +206,12 @@ def run_batch(
                 if it.id in done:
                     stale.append(it.id)  # recorded, but a file has gone: redo it, record it once
         if stale:
-            _rewrite_manifest(directory, [r for i, r in done.items() if i not in set(stale)])
+            save_jsonl(directory / MANIFEST, [r for i, r in done.items() if i not in set(stale)])
         if todo:
-            attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **(params or {}))
-            config = attributor.describe()
-            config.update(gray=float(gray), resample=resample)
+            attributor = get_attributor(
+                method, model=model, device=device, dtype=dtype, preset=preset, **(params or {})
+            )
+            config = {**attributor.describe(), "gray": gray, "resample": resample}
             save_json(config, directory / CONFIG)
             bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=progress is False or None)
             try:
@@ -280,8 +224,7 @@ def run_batch(
                         except AttnpromptError as e:
                             report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
                             bar.update(1)
-                    for it, img, amap in _attribute(attributor, ready, report):
-                        ann = render_annotation(img, it.query.strip(), amap, config, gray=gray, resample=resample)
+                    for it, ann in _annotate(attributor, ready, report, gray, resample):
                         outs = _outputs(directory, it.id, visuals)
                         save_image(ann.image, outs["annotated"])
                         save_array(ann.heatmap, outs["heatmap"])
@@ -294,7 +237,7 @@ def run_batch(
                                 "image": it.image,
                                 "query": it.query,
                                 **{k: p.name for k, p in outs.items()},
-                                "grid_shape": list(amap.shape),
+                                "grid_shape": list(ann.attribution.shape),
                             },
                         )
                         report.done += 1
@@ -302,41 +245,31 @@ def run_batch(
                     bar.update(0)
             finally:
                 bar.close()
-        save_json_lines(directory / FAILURES, report.failed)
+        if report.failed:
+            save_jsonl(directory / FAILURES, report.failed)
+        elif (directory / FAILURES).exists():
+            (directory / FAILURES).unlink()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _attribute(attributor: Any, ready: list, report: BatchReport):
-    """Attribute a chunk in one forward; if that fails, retry item by item to isolate the bad one."""
+def _annotate(attributor: Any, ready: list, report: BatchReport, gray: float, resample: str) -> list:
+    """Annotate a chunk in one forward; if that fails, retry item by item to isolate the bad one."""
+    from .api import annotate_images
+
     if not ready:
         return []
     try:
-        maps = attributor.attribute([img for _, img in ready], [it.query for it, _ in ready])
-        return [(it, img, m) for (it, img), m in zip(ready, maps)]
+        anns = annotate_images(
+            attributor, [img for _, img in ready], [it.query for it, _ in ready], gray=gray, resample=resample
+        )
+        return [(it, a) for (it, _), a in zip(ready, anns)]
     except AttnpromptError:
         out = []
         for it, img in ready:
             try:
-                [m] = attributor.attribute([img], [it.query])
-                out.append((it, img, m))
+                [a] = annotate_images(attributor, [img], [it.query], gray=gray, resample=resample)
+                out.append((it, a))
             except AttnpromptError as e:
                 report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
         return out
-
-
-def save_json_lines(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write records as JSONL atomically (an empty list removes the file).
-
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.jsonl"; save_json_lines(p, [{"a": 1}]); p.read_text()
-    '{"a": 1}\\n'
-    """
-    from .files import atomic_write
-
-    if not records:
-        if path.exists():
-            path.unlink()
-        return
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write(path, lambda f: f.write(text), binary=False)

@@ -1,62 +1,70 @@
 """The ``attnprompt`` command. Thin: parses arguments, calls the public API, prints.
 
 Heavy imports (torch, transformers) happen inside the subcommands, so ``attnprompt --help``
-is instant. ``main(argv)`` returns an exit code and is what the tests call.
+is instant. Method flags are derived from the methods' config dataclasses
+(:func:`attnprompt.config.cli_parameters`), so each default is written once. ``main(argv)``
+returns an exit code and is what the tests call.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .errors import AttnpromptError
+from .config import METHODS, STRATEGIES, cli_parameters
+from .errors import EXIT_ERROR, AttnpromptError
 
-EXIT_ERROR = 2
 EXIT_PARTIAL = 1
 
-#: Method parameters exposed as flags: (flag, dest, type, help). Only flags the user sets are
-#: passed on, so each method's config keeps its own defaults and rejects what it does not know.
-METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--layers", "layers", str, "block(s) to read: index (-2), list (20,22) or slice (-4:)"),
-    ("--parts", "parts", str, "api-clip: both | cls | comp"),
-    ("--enhance", "enhance", float, "contrast coefficient of sigmoid(coe·z); 0 = off"),
-    ("--kernel", "kernel", int, "odd mean-filter size on the grid (1 = none)"),
-    ("--centering", "centering", str, "api-clip: cls (authors) | exact"),
-    ("--similarity", "similarity", str, "api-clip: dot (authors) | cosine"),
-    ("--comp-layer", "comp_layer", str, "api-clip: block whose output feeds the complementary map"),
-    ("--fit", "fit", str, "api-clip: pad | squash; api-vlm (LLaVA-1.5): pad | processor"),
-    ("--variant", "variant", str, "api-vlm: reference (softmax over image tokens) | paper"),
-    ("--grid", "grid", str, "api-vlm, LLaVA-NeXT: highres | base"),
-    ("--attribution-tokens", "attribution_tokens", int, "api-vlm: greedy tokens whose attention is averaged (default 20)"),
-]
-#: CLI dest → method parameter, where the names differ.
-_PARAM_NAMES = {"attribution_tokens": "max_new_tokens"}
+#: Prefix of a method flag whose name the ``ask`` command uses itself (``--map-max-new-tokens``).
+MAP_PREFIX = "map_"
+#: The method parameters that ``ask`` takes with :data:`MAP_PREFIX` (its own ``--max-new-tokens``
+#: is the answer's budget).
+ASK_RESERVED = ("max_new_tokens",)
 
 
-def _method_params(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        _PARAM_NAMES.get(dest, dest): getattr(args, dest)
-        for _, dest, _, _ in METHOD_FLAGS
-        if getattr(args, dest, None) is not None
-    }
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _add_model_args(p: argparse.ArgumentParser, *, for_ask: bool = False) -> None:
-    if not for_ask:
-        p.add_argument("--method", default="api-clip", help="attribution method: api-clip (default) | api-vlm")
-        p.add_argument(
-            "--model",
-            default=None,
-            help="hub id, local checkpoint directory, or 'shapes' (embedded, offline); default: "
-            "openai/clip-vit-large-patch14-336 for api-clip, llava-hf/llava-1.5-7b-hf for api-vlm",
-        )
-    p.add_argument("--preset", default=None, help="named parameter set: reference (default) | paper")
-    for flag, dest, typ, help_ in METHOD_FLAGS:
-        p.add_argument(flag, dest=dest, type=typ, default=None, help=help_)
-    p.add_argument("--gray", type=float, default=0.0, help="level masked pixels fade to, 0–255 (default 0 = black)")
-    p.add_argument("--resample", default="bilinear", help="grid → pixels: nearest | bilinear | bicubic | lanczos")
+def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserved: Sequence[str] = ()) -> None:
+    """One flag per method parameter (default None: only what the user sets is passed on, so each
+    method keeps its own defaults and rejects what it does not know)."""
+    group = p.add_argument_group("attribution map", "the method's parameters (only those you set are passed on)")
+    group.add_argument("--method", default="api-clip", help=f"attribution method: {' | '.join(METHODS.names())} "
+                       "(default api-clip)")
+    group.add_argument(
+        "--model", default=None,
+        help="the method's model: hub id, local checkpoint directory, or 'shapes' (embedded, offline); default "
+        + model_defaults,
+    )
+    group.add_argument("--preset", default=None, help="named parameter set: reference (default) | paper | grounding "
+                       "(api-clip)")
+    for param in cli_parameters():
+        dest = MAP_PREFIX + param.name if param.name in reserved else param.name
+        if param.parse is bool:
+            group.add_argument(_flag(dest), dest=dest, action=argparse.BooleanOptionalAction, default=None,
+                               help=param.help)
+        else:
+            group.add_argument(_flag(dest), dest=dest, type=param.parse, default=None, help=param.help)
+    group.add_argument("--gray", type=float, default=0.0, help="level masked pixels fade to, 0–255 (default 0 = black)")
+    group.add_argument("--resample", default="bilinear", help="grid → pixels: nearest | bilinear | bicubic | lanczos")
+
+
+def _method_params(args: argparse.Namespace, *, reserved: Sequence[str] = ()) -> dict[str, Any]:
+    out = {}
+    for param in cli_parameters():
+        dest = MAP_PREFIX + param.name if param.name in reserved else param.name
+        if getattr(args, dest, None) is not None:
+            out[dest] = getattr(args, dest)
+    return out
+
+
+def _add_device_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32 (default) | float16 | bfloat16")
 
@@ -64,8 +72,8 @@ def _add_model_args(p: argparse.ArgumentParser, *, for_ask: bool = False) -> Non
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests).
 
-    >>> build_parser().parse_args(["annotate", "a.png", "the star", "-o", "b.png"]).command
-    'annotate'
+    >>> build_parser().parse_args(["annotate", "a.png", "the star", "-o", "b.png", "--kernel", "1"]).kernel
+    1
     """
     parser = argparse.ArgumentParser(
         prog="attnprompt",
@@ -88,45 +96,57 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--out-dir", help="batch mode: output directory (resumable)")
     ann.add_argument("--batch-size", type=int, default=8, help="batch mode: images per forward (default 8)")
     ann.add_argument("--visuals", action="store_true", help="batch mode: also write ID.visual.png per item")
-    _add_model_args(ann)
+    _add_method_flags(ann, model_defaults="openai/clip-vit-large-patch14-336 for api-clip, "
+                      "llava-hf/llava-1.5-7b-hf for api-vlm")
+    _add_device_flags(ann)
 
     ask = sub.add_parser(
         "ask",
         help="answer a question about an image, with attention prompting",
-        description="Annotate IMAGE for QUESTION with the attributor, then ask the VLM about the annotated image.",
+        description="Ask the VLM about IMAGE with a strategy: 'api' (default) annotates the image for QUESTION "
+        "with the attribution method and asks about the annotated image; 'plain' asks about the original.",
     )
     ask.add_argument("image", help="image file")
     ask.add_argument("question", help="the question")
-    ask.add_argument(
+    ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
+                     "(default api)")
+    ask.add_argument("--suffix", default="", help="the task's answer-format instruction, e.g. 'Answer the question "
+                     "using a single word or phrase.' (placed by the strategy)")
+    ask.add_argument("--max-new-tokens", type=int, default=128, help="the answer's token budget (default 128)")
+    ask.add_argument("--compare", action="store_true", help="also ask with 'plain', and print both")
+    ask.add_argument("--json", action="store_true", help="print the whole result (every step) as JSON")
+    ask.add_argument("--save-annotated", default=None, help="also write the annotated image the VLM saw")
+    vlm_args = ask.add_argument_group("answering VLM")
+    vlm_args.add_argument(
         "--vlm", default=None,
         help="who answers: hub id, local directory, 'shapes' (embedded, offline), or an OpenAI-compatible "
         "URL (http://host:port/v1); default llava-hf/llava-1.5-7b-hf",
     )
-    ask.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
-    ask.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
-    ask.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request (one retry after a wait)")
-    ask.add_argument("--attributor", default="api-clip", help="api-clip (default) | api-vlm (self-reflection) | none")
-    ask.add_argument(
-        "--attributor-model", default=None,
-        help="auxiliary model g (default: the paper's CLIP for api-clip — the shapes CLIP with --vlm shapes — "
-        "and the answering VLM itself for api-vlm)",
+    vlm_args.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
+    vlm_args.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+    vlm_args.add_argument("--timeout", type=float, default=60.0,
+                          help="seconds per HTTP request (one retry after a wait)")
+    _add_method_flags(
+        ask,
+        reserved=ASK_RESERVED,
+        model_defaults="the paper's CLIP for api-clip (the shapes CLIP "
+        "with --vlm shapes), the answering VLM itself for api-vlm",
     )
-    ask.add_argument("--save-annotated", default=None, help="also write the annotated image the VLM saw")
-    ask.add_argument("--compare", action="store_true", help="also answer without prompting, and print both")
-    ask.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit (default 128)")
-    _add_model_args(ask, for_ask=True)
+    _add_device_flags(ask)
 
     srv = sub.add_parser(
         "serve",
         help="serve a local VLM as an OpenAI-compatible endpoint",
-        description="Expose a local VLM at http://HOST:PORT/v1/chat/completions (images as base64 data URLs).",
+        description="Expose a local VLM at http://HOST:PORT/v1/chat/completions (multi-turn; images as base64 "
+        "data URLs).",
     )
-    srv.add_argument("--vlm", default=None, help="hub id, local directory or 'shapes' (default llava-hf/llava-1.5-7b-hf)")
+    srv.add_argument(
+        "--vlm", default=None, help="hub id, local directory or 'shapes' (default llava-hf/llava-1.5-7b-hf)"
+    )
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
-    srv.add_argument("--device", default=None)
-    srv.add_argument("--dtype", default=None)
+    _add_device_flags(srv)
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser
 
@@ -138,7 +158,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 some batch items failed, 2 error).
 
-    >>> main(["--help"])  # doctest: +SKIP
+    >>> main(["ask", "no-such.png", "q", "--vlm", "shapes"])
+    2
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -149,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         if args.command == "annotate":
-            return _annotate(args, parser)
+            return _annotate(args)
         if args.command == "ask":
             return _ask(args)
         if args.command == "serve":
@@ -164,16 +185,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted" + ("; rerun the same command to resume" if getattr(args, "batch", None) else ""), file=sys.stderr)
+        print(
+            "interrupted" + ("; rerun the same command to resume" if getattr(args, "batch", None) else ""),
+            file=sys.stderr,
+        )
         return 130
     finally:
         warnings.showwarning = previous
     return 0
 
 
-def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _annotate(args: argparse.Namespace) -> int:
     from .errors import InputError
 
+    common = dict(
+        method=args.method,
+        model=args.model,
+        preset=args.preset,
+        gray=args.gray,
+        resample=args.resample,
+        device=args.device,
+        dtype=args.dtype,
+    )
     if args.batch:
         if args.image or args.query or args.output:
             raise InputError("give either IMAGE QUERY -o OUT, or --batch FILE.jsonl --out-dir DIR, not both")
@@ -182,7 +215,11 @@ def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .batch import run_batch
 
         report = run_batch(
-            args.batch, args.out_dir, **_common(args), batch_size=args.batch_size, visuals=args.visuals,
+            args.batch,
+            args.out_dir,
+            **common,
+            batch_size=args.batch_size,
+            visuals=args.visuals,
             params=_method_params(args),
         )
         print(report.summary())
@@ -196,58 +233,68 @@ def _annotate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise InputError(f"--heatmap {args.heatmap}: heatmaps are saved losslessly as .npy; use a .npy suffix")
     from .api import annotate
 
-    ann = annotate(args.image, args.query, **_common(args), **_method_params(args))
+    ann = annotate(args.image, args.query, **common, **_method_params(args))
     ann.save(args.output, heatmap=args.heatmap, visual=args.visual)
     written = [args.output] + [p for p in (args.heatmap, args.visual) if p]
     print(f"wrote {', '.join(written)}")
     return 0
 
 
-def _common(args: argparse.Namespace) -> dict:
-    """The options single and batch annotation share."""
-    return dict(method=args.method, model=args.model, preset=args.preset, gray=args.gray,
-                resample=args.resample, device=args.device, dtype=args.dtype)
-
-
 def _ask(args: argparse.Namespace) -> int:
     from .api import ask
+    from .backends import get_backend
     from .errors import InputError
 
-    if args.save_annotated and args.attributor == "none":
-        raise InputError("--save-annotated needs an attributor (api-clip or api-vlm), not 'none'")
-    result = ask(
-        args.image,
-        args.question,
-        vlm=args.vlm,
-        attributor=args.attributor,
-        attributor_model=args.attributor_model,
-        compare=args.compare,
-        answer_tokens=args.max_new_tokens,
-        preset=args.preset,
-        gray=args.gray,
-        resample=args.resample,
-        device=args.device,
-        dtype=args.dtype,
+    strategy = STRATEGIES.get(args.strategy)
+    if args.save_annotated and not strategy.needs_map:
+        raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
+    backend = get_backend(
+        args.vlm,
         vlm_model=args.vlm_model,
         api_key=args.api_key,
         timeout=args.timeout,
-        **_method_params(args),
+        device=args.device,
+        dtype=args.dtype,
+    )
+    result = ask(
+        args.image,
+        args.question,
+        vlm=backend,
+        strategy=args.strategy,
+        method=args.method,
+        model=args.model,
+        preset=args.preset,
+        suffix=args.suffix,
+        max_new_tokens=args.max_new_tokens,
+        gray=args.gray,
+        resample=args.resample,
+        compare=args.compare,
+        device=args.device,
+        dtype=args.dtype,
+        **_method_params(args, reserved=ASK_RESERVED),
     )
     if args.save_annotated and result.annotation is not None:
         from .files import save_image
 
         save_image(result.annotation.image, args.save_annotated)
-    failed = [a for a in (result.answer, result.baseline) if a is not None and not a.ok]
-    if args.compare and result.baseline is not None:
-        label = f"with {args.attributor}"
-        print(f"{label + ':':22s}{_shown(result.answer)}")
-        print(f"{'without prompting:':22s}{_shown(result.baseline)}")
+    results = [result] + ([result.baseline] if result.baseline is not None else [])
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    elif result.baseline is not None:
+        for r in results:
+            print(f"{_label(r) + ':':24s}{_shown(r)}")
     else:
-        print(_shown(result.answer))
+        print(_shown(result))
+    failed = [step.answer for r in results for step in r.steps if not step.answer.ok]
     for a in failed:
         print(f"error: the VLM did not answer: {a.error}", file=sys.stderr)
     return EXIT_ERROR if failed else 0
 
 
-def _shown(answer: Any) -> str:
-    return answer.text if answer.ok else "<no answer>"
+def _label(result: Any) -> str:
+    strategy = result.config["strategy"]
+    return f"{strategy} ({result.config['map']['method']})" if "map" in result.config else strategy
+
+
+def _shown(result: Any) -> str:
+    return result.text if result.answer.ok else "<no answer>"

@@ -1,10 +1,15 @@
 """Errors that reach users: each one names the problem and what would be valid.
 
-The CLI prints ``str(error)`` as one line and exits non-zero, so messages are
-written as complete sentences that stand alone.
+The CLI prints ``str(error)`` as one line and exits with :data:`EXIT_ERROR`, so messages are
+written as complete sentences that stand alone. One class per condition: what the user gave
+(:class:`InputError`), a model that cannot be loaded or used as asked (:class:`ModelLoadError`
+and its kinds), a backend that failed (:class:`BackendError`).
 """
 
 from __future__ import annotations
+
+#: Exit status of the ``attnprompt`` command (and the tools beside it) after an error.
+EXIT_ERROR = 2
 
 
 class AttnpromptError(Exception):
@@ -29,6 +34,32 @@ class ModelLoadError(AttnpromptError, OSError):
 
     >>> str(ModelLoadError("cannot load 'x'"))
     "cannot load 'x'"
+    """
+
+
+class MissingChatTemplateError(ModelLoadError):
+    """A VLM's processor has no chat template, so no prompt can be built for it.
+
+    >>> isinstance(MissingChatTemplateError("no template"), ModelLoadError)
+    True
+    """
+
+
+class ProcessorMismatchError(ModelLoadError):
+    """A processor's output does not fit its model (image tokens, grid), e.g. one saved with
+    another checkpoint.
+
+    >>> isinstance(ProcessorMismatchError("576 image tokens, expected 256"), ModelLoadError)
+    True
+    """
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The model loads, but a method cannot use it (api-vlm on a family whose image-token layout
+    it does not know, a CLIP where a VLM is needed …).
+
+    >>> isinstance(UnsupportedModelError("api-vlm cannot read 'idefics3'"), ModelLoadError)
+    True
     """
 
 

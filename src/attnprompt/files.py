@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written file."""
+"""Atomic file writes and append-only records: a reader (or a resumed run) never sees a
+half-written file, and an interrupted run loses and duplicates nothing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -104,3 +106,119 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -- append-only records, the building blocks of resumable runs ---------------------------------
+
+
+def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record as a JSON line and flush it to disk, so a finished item stays finished.
+
+    A run killed mid-append leaves at most a torn last line, which :func:`read_jsonl` drops.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> append_jsonl(p, {"id": "a"}); append_jsonl(p, {"id": "b"}); [r["id"] for r in read_jsonl(p)]
+    ['a', 'b']
+    """
+    line = json.dumps(record, ensure_ascii=False, default=_json_default) + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSONL file (none if it does not exist). Lines that are not complete JSON
+    objects — a run killed mid-append — are dropped, and the file is rewritten without them.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.jsonl"
+    >>> _ = p.write_text('{"id": "a"}\\n{"id": "b', encoding="utf-8")
+    >>> read_jsonl(p), p.read_text(encoding="utf-8")
+    ([{'id': 'a'}], '{"id": "a"}\\n')
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records, good, torn = [], [], False
+    for raw in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            record = json.loads(raw)
+            if not raw.endswith("\n") or not isinstance(record, dict):
+                raise ValueError("incomplete")
+        except ValueError:
+            torn = True
+            continue
+        records.append(record)
+        good.append(raw)
+    if torn:
+        atomic_write(path, lambda f: f.write("".join(good)), binary=False)
+    return records
+
+
+def save_jsonl(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
+    """Write records as JSONL, atomically (replacing the file).
+
+    >>> import tempfile, pathlib
+    >>> save_jsonl(pathlib.Path(tempfile.mkdtemp()) / "f.jsonl", [{"a": 1}]).read_text()
+    '{"a": 1}\\n'
+    """
+    text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+class DirectoryLock:
+    """An exclusive lock on an output directory, so two runs cannot interleave their writes; a
+    second run is refused with a clear error rather than made to wait.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with DirectoryLock(d):
+    ...     DirectoryLock(d).__enter__()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: ... is in use by another attnprompt run; wait for it or pick another output directory
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.path = Path(directory) / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> DirectoryLock:
+        from .errors import InputError
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no advisory lock, run on
+            pass
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise InputError(
+                f"{self.path.parent} is in use by another attnprompt run; wait for it or pick another output directory"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete temporary files a killed run left behind (see :func:`atomic_write`); call it only
+    while holding the directory's :class:`DirectoryLock`, when none can be live.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / ".x.png.abc.tmp").write_bytes(b"")
+    >>> remove_stale_temporaries(d); list(d.iterdir())
+    []
+    """
+    for p in Path(directory).glob(".*.tmp"):
+        try:
+            p.unlink()
+        except OSError:
+            pass

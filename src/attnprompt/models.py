@@ -1,8 +1,12 @@
-"""Finding and loading models: hub ids, local directories and the embedded shapes models.
+"""Finding, loading and running models: hub ids, local directories and the embedded shapes models.
 
 Loaded models are cached by (kind, location, device, dtype), so repeated calls to
 :func:`attnprompt.annotate` reuse one model. Every failure becomes a :class:`ModelLoadError`
 that says how to pass a local checkpoint.
+
+:func:`generate` is the one greedy generation routine: the answering backend and the api-vlm
+attributor both use it (one end-of-sequence rule, left-padded batches, optional attention capture
+with the KV cache kept).
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ import contextlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from .errors import ModelLoadError
+from .errors import MissingChatTemplateError, ModelLoadError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from .types import Request
 
 #: The CLIP the paper used for API-CLIP (ViT-L/14 at 336 px).
 DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
@@ -53,6 +61,15 @@ def is_embedded(name: str, kind: str) -> bool:
     (True, False)
     """
     return name in EMBEDDED.get(kind, {})
+
+
+def is_embedded_location(location: str, kind: str) -> bool:
+    """Whether a loaded model's location is the shipped shapes model of ``kind``.
+
+    >>> is_embedded_location(resolve("shapes", "vlm"), "vlm"), is_embedded_location("/tmp/x", "vlm")
+    (True, False)
+    """
+    return str(location) in {str(embedded_dir() / d) for d in EMBEDDED.get(kind, {}).values()}
 
 
 def resolve(name: str, kind: str = "clip") -> str:
@@ -198,12 +215,13 @@ class LoadedClip:
 def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> LoadedClip:
     """Load (once) a ``transformers`` CLIP checkpoint by hub id, local path or embedded name.
 
-    >>> clip = load_clip("shapes")  # doctest: +SKIP
+    >>> load_clip("shapes").model.config.vision_config.image_size
+    192
     """
     name = name or DEFAULT_CLIP
     location, cfg = read_config(name, "clip")
     if cfg and cfg.get("model_type") != "clip":
-        raise ModelLoadError(
+        raise UnsupportedModelError(
             f"model {name!r} is a {cfg.get('model_type')!r} checkpoint; api-clip needs a CLIP model "
             f"(model_type 'clip', e.g. {DEFAULT_CLIP}); " + _help("clip")
         )
@@ -254,7 +272,7 @@ def _load_processor(name: str, location: str, model_type: str | None) -> Any:
             return AutoProcessor.from_pretrained(location)
     except (AttributeError, ImportError, TypeError) as e:
         if model_type not in ("qwen2_vl", "qwen2_5_vl"):
-            raise ModelLoadError(f"cannot load the processor of {name!r}: {e}") from e
+            raise ModelLoadError(f"cannot load the processor of {name!r}: {e}; " + _help("vlm")) from e
         # Qwen processors insist on a video processor, which needs torchvision; images need none.
         return _qwen_processor_without_video(name, location, model_type)
 
@@ -278,7 +296,9 @@ def _qwen_processor_without_video(name: str, location: str, model_type: str) -> 
         image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
     template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
-    return ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template)
+    return ImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template
+    )
 
 
 def _read_chat_template(location: str) -> str | None:
@@ -297,13 +317,14 @@ def _read_chat_template(location: str) -> str | None:
 def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
     """Load (once) an image-text-to-text model and its processor by hub id, path or embedded name.
 
-    >>> vlm = load_vlm("shapes-vlm")  # doctest: +SKIP
+    >>> load_vlm("shapes-vlm").family
+    'llava'
     """
     name = name or DEFAULT_VLM
     location, cfg = read_config(name, "vlm")
     model_type = cfg.get("model_type")
     if cfg and model_type in ("clip", "clip_vision_model", "siglip"):
-        raise ModelLoadError(
+        raise UnsupportedModelError(
             f"model {name!r} is a {model_type!r} checkpoint, not a vision-language model that generates text "
             f"(e.g. {DEFAULT_VLM}); " + _help("vlm")
         )
@@ -339,3 +360,138 @@ def clear_cache() -> None:
     """
     with _LOCK:
         _CACHE.clear()
+
+
+# -- generation ------------------------------------------------------------------------------
+
+
+def require_chat_template(vlm: LoadedVlm, purpose: str) -> None:
+    """Raise :class:`MissingChatTemplateError` unless ``vlm``'s processor has a chat template.
+
+    >>> require_chat_template(load_vlm("shapes"), "answering")
+    """
+    if getattr(vlm.processor, "chat_template", None) is None:
+        raise MissingChatTemplateError(
+            f"{vlm.model_id!r} has no chat template, so {purpose} cannot build its prompts; save one with the "
+            "checkpoint (chat_template.jinja) or pass a model whose processor has one"
+        )
+
+
+def chat_prompt(processor: Any, request: Request) -> str:
+    """The prompt text of ``request`` through the model's own chat template: an optional system
+    message, then each turn with its images before its text.
+
+    >>> from attnprompt.types import Request
+    >>> chat_prompt(load_vlm("shapes").processor, Request.single((), "Is there a star?"))
+    'USER: Is there a star? ASSISTANT:'
+    """
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
+    for turn in request.turns:
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in turn.images]
+        content.append({"type": "text", "text": turn.text})
+        messages.append({"role": turn.role, "content": content})
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def end_of_sequence_ids(vlm: LoadedVlm) -> frozenset[int]:
+    """The token ids that end an answer: the generation config's, else the tokenizer's.
+
+    >>> vlm = load_vlm("shapes")
+    >>> end_of_sequence_ids(vlm) == {vlm.processor.tokenizer.eos_token_id}
+    True
+    """
+    eos = vlm.model.generation_config.eos_token_id
+    if eos is None:
+        eos = getattr(getattr(vlm.processor, "tokenizer", None), "eos_token_id", None)
+    ids = eos if isinstance(eos, (list, tuple)) else [eos]
+    return frozenset(int(i) for i in ids if i is not None)
+
+
+@dataclass
+class Generation:
+    """What :func:`generate` returns for a batch of requests, row by row.
+
+    - ``texts``: each answer, decoded without special tokens and stripped;
+    - ``tokens``: each row's generated token ids, up to and including its end-of-sequence token
+      and never past its request's ``max_new_tokens``;
+    - ``inputs``: the processor's outputs (``input_ids`` left-padded, image grids …);
+    - ``scores``: with ``capture``, per captured layer one tensor (B, heads, kv) per forward step —
+      step 0 is the prefill's last position, step t the query of generated token t — masked
+      pre-softmax scores; row b's steps are ``scores[layer][:len(tokens[b])]``.
+
+    >>> Generation(["red"], [[5, 2]], {}).steps
+    [2]
+    """
+
+    texts: list[str]
+    tokens: list[list[int]]
+    inputs: Any
+    scores: dict[int, list[Any]] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[int]:
+        """Forward steps that produced each row's tokens (its end-of-sequence token included).
+
+        >>> Generation(["a", ""], [[7, 8, 2], [2]], {}).steps
+        [3, 1]
+        """
+        return [len(t) for t in self.tokens]
+
+
+def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[int] = ()) -> Generation:
+    """Greedy answers to ``requests`` in one left-padded batch, each row cut at its first
+    end-of-sequence token (:func:`end_of_sequence_ids`; it counts as a step, and is not part of
+    the text) or at its own ``max_new_tokens``.
+
+    ``capture`` lists language-model layers whose last-row attention scores are recorded at every
+    step (:class:`~attnprompt.attribution.capture.AttentionCapture`: SDPA and the KV cache stay).
+
+    >>> from attnprompt.shapes import make_scene
+    >>> from attnprompt.types import Request
+    >>> scene = make_scene(7, n_objects=5, size=320)
+    >>> request = Request.single(scene.image, "What colour is the circle?", max_new_tokens=3)
+    >>> out = generate(load_vlm("shapes"), [request])
+    >>> out.texts, out.steps
+    (['green'], [2])
+    """
+    import contextlib
+
+    import torch
+
+    tokenizer = getattr(vlm.processor, "tokenizer", None)
+    if tokenizer is not None and tokenizer.padding_side != "left":
+        tokenizer.padding_side = "left"  # generation appends on the right
+    prompts = [chat_prompt(vlm.processor, r) for r in requests]
+    kwargs: dict[str, Any] = dict(text=prompts, padding=True, return_tensors="pt")
+    images = [list(r.images) for r in requests]
+    if any(images):
+        kwargs["images"] = images
+    inputs = vlm.processor(**kwargs).to(vlm.model.device)
+    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
+    budget = max(r.max_new_tokens for r in requests)
+    scores: dict[int, list[Any]] = {}
+    if capture:
+        from .attribution.capture import AttentionCapture
+
+        watch: Any = AttentionCapture(vlm.model, capture)
+    else:
+        watch = contextlib.nullcontext()
+    with torch.no_grad(), watch:
+        out = vlm.model.generate(
+            **inputs, max_new_tokens=budget, do_sample=False, temperature=None, top_p=None, top_k=None
+        )
+    if capture:
+        scores = watch.scores
+    eos = end_of_sequence_ids(vlm)
+    decode = tokenizer.decode if tokenizer is not None else vlm.processor.decode
+    texts, tokens = [], []
+    for row, request in zip(out[:, inputs["input_ids"].shape[1] :].tolist(), requests):
+        row = row[: request.max_new_tokens]
+        n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))  # rows pad after their end
+        tokens.append(row[:n])
+        answer = row[: n - 1] if row[n - 1 : n] and row[n - 1] in eos else row[:n]
+        texts.append(decode(answer, skip_special_tokens=True).strip())
+    return Generation(texts, tokens, inputs, scores)

@@ -2,8 +2,8 @@
 
 Order of operations (documented once, used everywhere):
 
-1. grid post-processing (method specific, done by the attributor): normalise, optional
-   "enhance", k×k mean filter with replicate padding — all on the *grid*, as the authors'
+1. :func:`postprocess` on the *grid*, the same function for every method: normalise, optional
+   "enhance", k×k mean filter with replicate padding, optional final min-max — as the authors'
    released code does (the paper writes the mean filter after the resize; on a grid the
    same kernel smooths across neighbouring patches instead of a few pixels);
 2. :func:`upsample` the grid to the image size in float (bilinear by default), cropping the
@@ -13,7 +13,7 @@ Order of operations (documented once, used everywhere):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -99,6 +99,9 @@ def enhance(x: np.ndarray, coefficient: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-coefficient * z))
 
 
+_enhance = enhance  # for postprocess, whose parameter of the same name shadows it
+
+
 def mean_filter(x: np.ndarray, kernel: int) -> np.ndarray:
     """k×k mean filter with replicate ("edge") padding; ``kernel`` must be odd, 1 is identity.
 
@@ -116,7 +119,12 @@ def mean_filter(x: np.ndarray, kernel: int) -> np.ndarray:
     s = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1))
     s[1:, 1:] = padded.cumsum(0).cumsum(1)
     h, w = x.shape
-    total = s[kernel : kernel + h, kernel : kernel + w] - s[:h, kernel : kernel + w] - s[kernel : kernel + h, :w] + s[:h, :w]
+    total = (
+        s[kernel : kernel + h, kernel : kernel + w]
+        - s[:h, kernel : kernel + w]
+        - s[kernel : kernel + h, :w]
+        + s[:h, :w]
+    )
     return total / (kernel * kernel)
 
 
@@ -129,6 +137,24 @@ def soft_or(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a + b - a * b
 
 
+def postprocess(
+    raw: np.ndarray, *, enhance: float = 0.0, kernel: int = 1, invert: bool = False, renormalize: bool = False
+) -> np.ndarray:
+    """Grid post-processing shared by every method: min-max (``invert``: ``(max − x)/(max − min)``,
+    for maps where low scores mark what to keep) → :func:`enhance` (when the coefficient is > 0) →
+    k×k :func:`mean_filter` → min-max again (``renormalize``; a constant map becomes all 1: it
+    prefers nothing, so everything stays visible) or clipped to [0, 1].
+
+    >>> postprocess(np.array([[0.0, 0.0, 9.0]]), kernel=3).tolist()
+    [[0.0, 0.3333333333333333, 0.6666666666666666]]
+    """
+    m = inverted_minmax(raw) if invert else minmax(raw)
+    if enhance > 0:
+        m = _enhance(m, enhance)
+    m = mean_filter(m, kernel)
+    return minmax(m, constant=1.0) if renormalize else np.clip(m, 0.0, 1.0)
+
+
 def _resize_weights(n_in: int, n_out: int, start: float, stop: float, resample: str) -> np.ndarray:
     """n_out×n_in matrix of PIL's own 1-D resampling weights for the source span [start, stop).
 
@@ -137,7 +163,9 @@ def _resize_weights(n_in: int, n_out: int, start: float, stop: float, resample: 
     """
     eye = np.eye(n_in, dtype=np.float32)
     cols = [
-        np.asarray(Image.fromarray(eye[i : i + 1], mode="F").resize((n_out, 1), RESAMPLE[resample], box=(start, 0, stop, 1)))[0]
+        np.asarray(
+            Image.fromarray(eye[i : i + 1], mode="F").resize((n_out, 1), RESAMPLE[resample], box=(start, 0, stop, 1))
+        )[0]
         for i in range(n_in)
     ]
     return np.stack(cols, axis=1)

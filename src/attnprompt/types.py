@@ -1,14 +1,29 @@
-"""Small result types shared by every method: an attribution map on the grid, an annotation."""
+"""The records every part shares: maps and annotations, what a VLM is asked and answers, and
+what a strategy did.
+
+- :class:`AttributionMap` — Ψ on a model's patch grid (``grid``), the method's score before any
+  normalisation (``raw``), where the image lies in the grid (``extent``) and intermediate maps;
+- :class:`Annotation` — Ψ turned into a pixel heatmap Φ and an annotated image Iᵃ;
+- :class:`Turn`, :class:`Request` — a conversation (one or more images, user and assistant turns)
+  and the answer's token budget; :class:`Answer` — ok, or failed with the reason;
+- :class:`Sample` — one question about one or more images, with the task's answer-format suffix;
+- :class:`Step`, :class:`Result` — each request a strategy made, and the final answer.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from .errors import InputError
+
+ROLES = ("user", "assistant")
 
 
 def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -19,22 +34,29 @@ def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
 class AttributionMap:
     """An attribution map Ψ on a model's patch grid, and where the image lies in that grid.
 
-    ``grid`` is h×w float (row-major over patches, as the model orders them). ``extent`` is
-    ``(x0, y0, x1, y1)`` in fractions of the grid frame covered by the image itself (not all
-    of it when the image was letterboxed to a square). ``parts`` holds intermediate maps
-    (e.g. raw Ψᶜˡˢ and Ψᶜᵒᵐᵖ similarities) for inspection.
+    ``grid`` is the final h×w map in [0, 1] (row-major over patches, as the model orders them);
+    ``raw`` is the method's score on the same grid before any normalisation (api-clip: the query's
+    cls-path similarity; api-vlm: the mean attention to each image token). ``extent`` is
+    ``(x0, y0, x1, y1)`` in fractions of the grid frame covered by the image itself (not all of it
+    when the image was letterboxed to a square). ``parts`` holds further intermediate maps.
 
     >>> m = AttributionMap(np.zeros((2, 2)))
-    >>> m.shape
-    (2, 2)
+    >>> m.shape, m.raw.shape
+    ((2, 2), (2, 2))
     """
 
     grid: np.ndarray
+    raw: np.ndarray | None = None
     extent: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "grid", np.asarray(self.grid, dtype=np.float32))
+        grid = np.asarray(self.grid, dtype=np.float32)
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "raw", grid if self.raw is None else np.asarray(self.raw))
+        if self.raw.shape != grid.shape:
+            raise ValueError(f"raw map {self.raw.shape} and grid {grid.shape} must have the same shape")
+        object.__setattr__(self, "extent", tuple(float(v) for v in self.extent))
         object.__setattr__(self, "parts", _frozen(self.parts))
 
     @property
@@ -53,34 +75,33 @@ class Annotation:
 
     - ``image``: the annotated image Iᵃ (RGB, same size as the input);
     - ``heatmap``: Φ, H×W float32 in [0, 1], aligned pixel-for-pixel with the input;
-    - ``attribution``: the final grid map Ψ that was resized into the heatmap;
+    - ``attribution``: the grid map Ψ (with its raw scores) that was resized into the heatmap;
     - ``config``: every parameter actually used, the model id included;
-    - ``original``: the input image as RGB; ``query``: the query; ``parts``: intermediate maps.
+    - ``original``: the input image as RGB; ``query``: the query.
 
     >>> from attnprompt.render import overlay
     >>> img = Image.new("RGB", (8, 8), "white")
-    >>> a = Annotation(overlay(img, np.ones((8, 8))), np.ones((8, 8), np.float32), np.ones((2, 2)), {}, img, "q")
+    >>> heatmap = np.ones((8, 8), np.float32)
+    >>> a = Annotation(overlay(img, heatmap), heatmap, AttributionMap(np.ones((2, 2))), {}, img, "q")
     >>> a.image.size
     (8, 8)
     """
 
     image: Image.Image
     heatmap: np.ndarray
-    attribution: np.ndarray
+    attribution: AttributionMap
     config: Mapping[str, Any]
     original: Image.Image
     query: str
-    parts: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", _frozen(self.config))
-        object.__setattr__(self, "parts", _frozen(self.parts))
 
     def visual(self, *, height: int = 384) -> Image.Image:
         """Side-by-side picture: original | colour heatmap | annotated, titled with the query.
 
         >>> img = Image.new("RGB", (8, 8), "white")
-        >>> a = Annotation(img, np.ones((8, 8), np.float32), np.ones((2, 2)), {}, img, "q")
+        >>> a = Annotation(img, np.ones((8, 8), np.float32), AttributionMap(np.ones((2, 2))), {}, img, "q")
         >>> a.visual(height=8).size
         (30, 26)
         """
@@ -100,7 +121,7 @@ class Annotation:
 
         >>> import tempfile, pathlib
         >>> img = Image.new("RGB", (8, 8), "white")
-        >>> a = Annotation(img, np.ones((8, 8), np.float32), np.ones((2, 2)), {}, img, "q")
+        >>> a = Annotation(img, np.ones((8, 8), np.float32), AttributionMap(np.ones((2, 2))), {}, img, "q")
         >>> d = pathlib.Path(tempfile.mkdtemp()); a.save(d / "a.png", heatmap=d / "h.npy")
         >>> sorted(p.name for p in d.iterdir())
         ['a.png', 'h.npy']
@@ -112,3 +133,295 @@ class Annotation:
             save_array(self.heatmap, heatmap)
         if visual is not None:
             save_image(self.visual(), visual)
+
+
+def _images(images: Any) -> tuple[Image.Image, ...]:
+    # Paths and arrays are accepted like everywhere else in the API; PIL images are kept as they
+    # are (an HTTP backend may send them losslessly in their own mode).
+    from .images import load_image
+
+    if images is None:
+        return ()
+    if isinstance(images, (Image.Image, str)) or hasattr(images, "__fspath__") or getattr(images, "ndim", 0) >= 2:
+        images = (images,)
+    return tuple(i if isinstance(i, Image.Image) else load_image(i) for i in images)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of a conversation: who speaks, the text, and the images it shows (user turns).
+
+    >>> Turn("user", "What colour is the star?", (Image.new("RGB", (8, 8)),)).images[0].size
+    (8, 8)
+    """
+
+    role: str
+    text: str
+    images: tuple[Image.Image, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise InputError(f"a turn's role must be one of {', '.join(ROLES)}; got {self.role!r}")
+        if not isinstance(self.text, str):
+            raise InputError(f"a turn's text must be a string; got {type(self.text).__name__}")
+        object.__setattr__(self, "images", _images(self.images))
+        if self.role == "assistant" and self.images:
+            raise InputError("an assistant turn cannot show images; put them in a user turn")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a VLM is asked: a conversation that alternates user and assistant turns and ends with
+    the user, optionally after a system prompt, and the answer's token budget.
+
+    >>> r = Request.single(Image.new("RGB", (8, 8)), "What colour is the star?", max_new_tokens=8)
+    >>> len(r.images), r.prompt, r.max_new_tokens
+    (1, 'What colour is the star?', 8)
+    >>> r.then("red", "Are you sure?").roles()
+    ('user', 'assistant', 'user')
+    """
+
+    turns: tuple[Turn, ...]
+    max_new_tokens: int = 128
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        from .config import check_tokens
+
+        turns = (self.turns,) if isinstance(self.turns, Turn) else tuple(self.turns)
+        object.__setattr__(self, "turns", turns)
+        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
+        if not turns:
+            raise InputError("a request needs at least one user turn")
+        expected = tuple(ROLES[i % 2] for i in range(len(turns)))
+        if self.roles() != expected or turns[-1].role != "user":
+            raise InputError(
+                f"a conversation alternates user and assistant turns, starting and ending with the user; "
+                f"got {' → '.join(self.roles())}"
+            )
+
+    @classmethod
+    def single(cls, images: Any, prompt: str, *, max_new_tokens: int = 128, system: str | None = None) -> Request:
+        """One user turn: ``images`` (one image, a sequence, or none) then ``prompt``.
+
+        >>> Request.single((), "Say hi.").images
+        ()
+        """
+        return cls((Turn("user", prompt, _images(images)),), max_new_tokens=max_new_tokens, system=system)
+
+    def then(self, answer: str, prompt: str, images: Any = ()) -> Request:
+        """The same conversation continued: the assistant said ``answer``, the user says ``prompt``.
+
+        >>> Request.single((), "Hi.").then("Hello.", "Bye.").prompt
+        'Bye.'
+        """
+        turns = self.turns + (Turn("assistant", answer), Turn("user", prompt, _images(images)))
+        return Request(turns, max_new_tokens=self.max_new_tokens, system=self.system)
+
+    @property
+    def images(self) -> tuple[Image.Image, ...]:
+        """Every image of the conversation, in order.
+
+        >>> len(Request.single([Image.new("RGB", (8, 8))] * 2, "Compare.").images)
+        2
+        """
+        return tuple(i for t in self.turns for i in t.images)
+
+    @property
+    def prompt(self) -> str:
+        """The text of the last user turn (what is being asked now).
+
+        >>> Request.single((), "Why?").prompt
+        'Why?'
+        """
+        return self.turns[-1].text
+
+    def roles(self) -> tuple[str, ...]:
+        """Who speaks in each turn.
+
+        >>> Request.single((), "Hi.").roles()
+        ('user',)
+        """
+        return tuple(t.role for t in self.turns)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a backend returned for one request.
+
+    ``ok`` is False when the backend failed (network error, timeout, malformed response,
+    exception): then ``text`` is empty and ``error`` says why — an error message is never
+    returned as if it were the model's answer.
+
+    >>> Answer("red", ok=True).text, Answer("", ok=False, error="timed out").error
+    ('red', 'timed out')
+    """
+
+    text: str
+    ok: bool = True
+    error: str | None = None
+    seconds: float = 0.0
+    model: str = ""
+    attempts: int = 1
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields.
+
+        >>> Answer("red", model="m").to_dict()["text"]
+        'red'
+        """
+        return {
+            "text": self.text,
+            "ok": self.ok,
+            "error": self.error,
+            "seconds": round(self.seconds, 4),
+            "model": self.model,
+            "attempts": self.attempts,
+            "meta": dict(self.meta),
+        }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One question to answer: the image(s), the question, and the task's answer-format suffix
+    (e.g. "Answer the question using a single word or phrase."), which a strategy places where the
+    paper does.
+
+    >>> s = Sample(Image.new("RGB", (8, 8)), "What colour is the star?", suffix="Answer in one word.")
+    >>> len(s.images), s.question
+    (1, 'What colour is the star?')
+    """
+
+    images: tuple[Image.Image, ...]
+    question: str
+    suffix: str = ""
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        from .config import check_query
+
+        object.__setattr__(self, "images", _images(self.images))
+        object.__setattr__(self, "question", check_query(self.question))
+        if not isinstance(self.suffix, str):
+            raise InputError(f"suffix must be a string; got {type(self.suffix).__name__}")
+        object.__setattr__(self, "suffix", self.suffix.strip())
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request a strategy made: what it was called, the request (images shown, prompt, earlier
+    turns), the answer, and the annotations that made its annotated images, if any.
+
+    >>> step = Step("answer", Request.single((), "Hi."), Answer("Hello."))
+    >>> step.prompt, step.images, step.answer.text
+    ('Hi.', (), 'Hello.')
+    """
+
+    name: str
+    request: Request
+    answer: Answer
+    annotations: tuple[Annotation, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "annotations", tuple(self.annotations))
+
+    @property
+    def images(self) -> tuple[Image.Image, ...]:
+        """The images the VLM was shown in this step.
+
+        >>> Step("a", Request.single((), "Hi."), Answer("x")).images
+        ()
+        """
+        return self.request.images
+
+    @property
+    def prompt(self) -> str:
+        """The text the VLM was asked in this step (the last user turn).
+
+        >>> Step("a", Request.single((), "Hi."), Answer("x")).prompt
+        'Hi.'
+        """
+        return self.request.prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: turns with image sizes instead of pixels, the answer, the annotations' configs.
+
+        >>> Step("a", Request.single((), "Hi."), Answer("x")).to_dict()["turns"]
+        [{'role': 'user', 'text': 'Hi.', 'images': []}]
+        """
+        return {
+            "name": self.name,
+            "turns": [
+                {"role": t.role, "text": t.text, "images": [list(i.size) for i in t.images]} for t in self.request.turns
+            ],
+            "system": self.request.system,
+            "max_new_tokens": self.request.max_new_tokens,
+            "answer": self.answer.to_dict(),
+            "annotations": [_json(dict(a.config)) for a in self.annotations],
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """A strategy's answer to one question and every step that produced it.
+
+    ``answer`` is the final answer (``answer.ok`` is False when a step it needed failed);
+    ``steps`` are the requests in the order they were made; ``config`` records the strategy, the
+    answering VLM and the attribution method with every parameter; ``baseline`` holds the
+    ``plain`` strategy's result when the question was also asked without prompting.
+
+    >>> r = Result("Hi?", Answer("Hello."), (Step("answer", Request.single((), "Hi?"), Answer("Hello.")),), {})
+    >>> r.text, len(r.steps)
+    ('Hello.', 1)
+    """
+
+    question: str
+    answer: Answer
+    steps: tuple[Step, ...]
+    config: Mapping[str, Any]
+    baseline: Result | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(self.steps))
+        object.__setattr__(self, "config", _frozen(self.config))
+
+    @property
+    def text(self) -> str:
+        """The final answer's text ('' when it failed).
+
+        >>> Result("q", Answer("", ok=False, error="down"), (), {}).text
+        ''
+        """
+        return self.answer.text
+
+    @property
+    def annotation(self) -> Annotation | None:
+        """The (first) annotation of the last step that showed an annotated image, if any.
+
+        >>> Result("q", Answer("a"), (), {}).annotation is None
+        True
+        """
+        return next((s.annotations[0] for s in reversed(self.steps) if s.annotations), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (images as their sizes), e.g. for ``attnprompt ask --json``.
+
+        >>> Result("q", Answer("a"), (), {"strategy": "plain"}).to_dict()["config"]
+        {'strategy': 'plain'}
+        """
+        return {
+            "question": self.question,
+            "answer": self.answer.to_dict(),
+            "steps": [s.to_dict() for s in self.steps],
+            "config": _json(self.config),
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
+        }
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value

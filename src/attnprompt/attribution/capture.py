@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ def capture_outputs(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torc
 # under it too — without that the function would receive no padding mask at all.
 
 CAPTURE_IMPLEMENTATION = "attnprompt_capture"
-_WATCHED: dict[int, "AttentionCapture"] = {}
+_WATCHED: dict[int, AttentionCapture] = {}
 
 
 def _capture_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -81,7 +82,9 @@ def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[
     Recognised by ``layer_idx`` and by sharing the text config (vision attentions have
     neither), so no model-specific attribute path is needed.
 
-    >>> # language_attention_modules(llava, [16]) -> {16: LlamaAttention(...)}
+    >>> from attnprompt.models import load_vlm
+    >>> language_attention_modules(load_vlm("shapes").model, [2])  # doctest: +ELLIPSIS
+    {2: LlamaAttention(...)}
     """
     text_config = model.config.get_text_config()
     found: dict[int, nn.Module] = {}
@@ -89,7 +92,9 @@ def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[
         idx = getattr(module, "layer_idx", None)
         if idx in layers and getattr(module, "config", None) is text_config and hasattr(module, "num_key_value_groups"):
             if idx in found:
-                raise RuntimeError(f"two attention modules claim language-model layer {idx}; cannot capture unambiguously")
+                raise RuntimeError(
+                    f"two attention modules claim language-model layer {idx}; cannot capture unambiguously"
+                )
             found[idx] = module
     missing = sorted(set(layers) - set(found))
     if missing:
@@ -109,10 +114,15 @@ class AttentionCapture:
     call 0 is the prefill (its last row predicts generated token 1), call t the decode step
     whose query is generated token t. Masked keys hold ``-inf``.
 
-    >>> with AttentionCapture(model, [16]) as cap:  # doctest: +SKIP
-    ...     out = model.generate(**inputs, max_new_tokens=20, do_sample=False)
-    >>> len(cap.scores[16])  # doctest: +SKIP
-    20
+    >>> from PIL import Image
+    >>> from attnprompt.models import load_vlm
+    >>> vlm = load_vlm("shapes")
+    >>> inputs = vlm.processor(text=["USER: <image>\\nDescribe the image. ASSISTANT:"],
+    ...                        images=[Image.new("RGB", (64, 64))], return_tensors="pt")
+    >>> with AttentionCapture(vlm.model, [2]) as cap:
+    ...     out = vlm.model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    >>> len(cap.scores[2]), tuple(cap.scores[2][0].shape)
+    (3, (1, 4, 264))
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[int]) -> None:
@@ -122,7 +132,7 @@ class AttentionCapture:
         self._modules: dict[int, nn.Module] = {}
         self._previous: str | None = None
 
-    def __enter__(self) -> "AttentionCapture":
+    def __enter__(self) -> AttentionCapture:
         _register_capture_implementation()
         modules = language_attention_modules(self.model, self.layers)
         busy = [i for i, m in modules.items() if id(m) in _WATCHED]

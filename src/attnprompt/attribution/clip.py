@@ -16,7 +16,7 @@ Cost: one SDPA forward of each tower. The attention row of the cls query is reco
 the captured q/k/v projections of the chosen blocks; the largest intermediate is T×D per
 image and block (never tokens × tokens × heads × dim).
 
-Two presets (see ``ClipConfig``):
+Three presets (see :class:`~attnprompt.config.ClipConfig`):
 
 - ``reference`` (default) — the authors' released code: one block at depth −2; LayerNorm
   linearised by subtracting the final cls token's mean spread evenly over the T terms; a dot
@@ -36,25 +36,21 @@ Z⁰_cls in Eq. 1); it is added once to whole tokens (Ψᶜᵒᵐᵖ) and not to
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .. import render
+from ..config import ClipConfig, check_query, parse_layers
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
-from .base import Attributor, MethodConfig, check_choice, check_enhance, check_kernel, check_query, parse_layers
+from .base import Attributor
 from .capture import capture_outputs
-
-PARTS = ("both", "cls", "comp")
-CENTERINGS = ("cls", "exact")
-SIMILARITIES = ("dot", "cosine")
-FITS = ("pad", "squash")
 
 
 class TruncationWarning(UserWarning):
@@ -64,56 +60,6 @@ class TruncationWarning(UserWarning):
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore", TruncationWarning)  # silence it where long queries are expected
     """
-
-
-@dataclasses.dataclass(frozen=True)
-class ClipConfig(MethodConfig):
-    """Hyper-parameters of API-CLIP. Defaults are the ``reference`` preset.
-
-    - ``layers``: block(s) whose cls attention is decomposed — an index (negative from the
-      end), a list ``"20,22"`` or a slice ``"-2:"``; several blocks are summed (paper Eq. 2).
-    - ``parts``: ``both`` (soft OR), ``cls`` (Ψᶜˡˢ only) or ``comp`` (Ψᶜᵒᵐᵖ only).
-    - ``enhance``: coefficient of sigmoid(coe·z-score) applied to Ψᶜˡˢ; ``0`` turns it off.
-    - ``kernel``: odd mean-filter size on the grid (1 = no filter).
-    - ``centering``: ``cls`` (final cls mean spread evenly, authors) or ``exact`` (each term
-      centred by its own mean; LayerNorm's centring is linear, so this is the exact split).
-    - ``similarity``: ``dot`` (unit text embedding · ψ / ‖image embedding‖, authors) or ``cosine``.
-    - ``comp_layer``: block whose output residual stream feeds Ψᶜᵒᵐᵖ; default the deepest of
-      ``layers``.
-    - ``fit``: how a non-square image becomes the model's square input: ``pad`` (letterbox with
-      the mean colour; the padded cells are cropped from the heatmap) or ``squash`` (resize).
-
-    >>> ClipConfig.from_preset("paper").layers
-    '-2:'
-    """
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "reference": dict(layers="-2", parts="both", enhance=5.0, kernel=3, centering="cls", similarity="dot"),
-        "paper": dict(layers="-2:", parts="both", enhance=0.0, kernel=3, centering="exact", similarity="cosine"),
-        # Our addition, for localisation rather than prompting: the query-specific map alone.
-        "grounding": dict(layers="-2:", parts="cls", enhance=5.0, kernel=1, centering="cls", similarity="dot"),
-    }
-    DEFAULT_PRESET: ClassVar[str] = "reference"
-
-    preset: str = "reference"
-    layers: Any = "-2"
-    parts: str = "both"
-    enhance: float = 5.0
-    kernel: int = 3
-    centering: str = "cls"
-    similarity: str = "dot"
-    comp_layer: Any = None
-    fit: str = "pad"
-
-    def __post_init__(self) -> None:
-        check_choice("parts", self.parts, PARTS)
-        check_choice("centering", self.centering, CENTERINGS)
-        check_choice("similarity", self.similarity, SIMILARITIES)
-        check_choice("fit", self.fit, FITS)
-        object.__setattr__(self, "enhance", check_enhance(self.enhance))
-        object.__setattr__(self, "kernel", check_kernel(self.kernel))
-        if isinstance(self.layers, list):
-            object.__setattr__(self, "layers", tuple(self.layers))
 
 
 def cls_contributions(
@@ -153,8 +99,11 @@ def cls_contributions(
 class ClipAttributor(Attributor):
     """API-CLIP on a stock ``transformers`` ``CLIPModel`` of any size.
 
-    >>> attributor = ClipAttributor.from_pretrained("shapes")  # doctest: +SKIP
-    >>> [m] = attributor.attribute([scene.image], ["the red star"])  # doctest: +SKIP
+    >>> from attnprompt.shapes import make_scene
+    >>> attributor = ClipAttributor.from_pretrained("shapes")
+    >>> [m] = attributor.attribute([make_scene(7, n_objects=5, size=320).image], ["the red star"])
+    >>> m.shape, float(m.grid.max())
+    ((24, 24), 1.0)
     """
 
     method: ClassVar[str] = "api-clip"
@@ -177,20 +126,29 @@ class ClipAttributor(Attributor):
 
     @classmethod
     def from_pretrained(
-        cls, name: str | None = None, *, device: str | None = None, dtype: Any = None, preset: str | None = None, **params: Any
-    ) -> "ClipAttributor":
-        """Load a CLIP checkpoint (cached) and configure API-CLIP on it.
+        cls, model: str | LoadedClip | None = None, *, device: str | None = None, dtype: Any = None,
+        preset: str | None = None, **params: Any,
+    ) -> ClipAttributor:
+        """Load a CLIP checkpoint (cached; default the paper's ViT-L/14-336) and configure API-CLIP on it.
 
-        >>> ClipAttributor.from_pretrained("shapes", kernel=1).config.kernel  # doctest: +SKIP
+        >>> ClipAttributor.from_pretrained("shapes", kernel=1).config.kernel
         1
         """
         config = ClipConfig.from_preset(preset, **params)
-        return cls(load_clip(name, device=device, dtype=dtype), config)
+        if isinstance(model, LoadedClip):
+            return cls(model, config)
+        if model is not None and not isinstance(model, str):
+            raise InputError(
+                f"api-clip needs a CLIP: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
+            )
+        return cls(load_clip(model, device=device, dtype=dtype), config)
 
     def describe(self) -> dict[str, Any]:
         """Configuration with layers resolved to absolute block indices.
 
-        >>> # {'method': 'api-clip', 'model': 'shapes', 'layers': [4], 'comp_layer': 4, ...}
+        >>> d = ClipAttributor.from_pretrained("shapes").describe()
+        >>> d["model"], d["layers"], d["comp_layer"], d["depth"]
+        ('shapes', [4], 4, 6)
         """
         d = super().describe()
         d.update(layers=list(self.layers), comp_layer=self.comp_layer, depth=self.depth, grid=[self.grid, self.grid])
@@ -202,10 +160,7 @@ class ClipAttributor(Attributor):
         return next(self.model.parameters()).device
 
     def preprocess(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, list[tuple[float, float, float, float]]]:
-        """Images → normalised pixel tensor (B×3×S×S) and each image's extent in the grid frame.
-
-        >>> # pixel_values, extents = attributor.preprocess([image])
-        """
+        """Images → normalised pixel tensor (B×3×S×S) and each image's extent in the grid frame."""
         s = self.image_size
         mean = np.asarray(self.clip.image_mean, np.float32)
         std = np.asarray(self.clip.image_std, np.float32)
@@ -220,10 +175,7 @@ class ClipAttributor(Attributor):
         return pixel_values.to(self._device(), self.model.dtype), extents
 
     def encode_text(self, queries: Sequence[str]) -> torch.Tensor:
-        """Unit text embeddings T̂ (Q×E); queries past the context are truncated with a warning.
-
-        >>> # t_hat = attributor.encode_text(["a red star"])
-        """
+        """Unit text embeddings T̂ (Q×E); queries past the context are truncated with a warning."""
         tok = self.clip.tokenizer
         full = tok(list(queries), add_special_tokens=True)["input_ids"]
         for q, ids in zip(queries, full):
@@ -253,8 +205,6 @@ class ClipAttributor(Attributor):
         Returns ``psi`` (B×N×E: Σ_l 𝓛(η^l_t) over patch tokens), ``comp`` (B×N×E: 𝓛(Z_t)),
         ``image_embed`` (B×E, the model's own image embedding) and ``eta`` (per block,
         B×T×D, cls key included), ``attn_out`` (per block, the real attention output B×T×D).
-
-        >>> # terms = attributor.image_terms(pixel_values)
         """
         vm = self.model.vision_model
         blocks = vm.encoder.layers
@@ -309,28 +259,25 @@ class ClipAttributor(Attributor):
         return {"psi": psi, "comp": comp, "image_embed": image_embed, "eta": etas, "attn_out": attn_outs}
 
     def similarities(self, vectors: torch.Tensor, image_embed: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """sim(vectors_t, T̂) for one image: cosine, or dot/‖image embedding‖ (N vectors → N).
-
-        >>> # s = attributor.similarities(terms["psi"][0], terms["image_embed"][0], t_hat[0])
-        """
+        """sim(vectors_t, T̂) for one image: cosine, or dot/‖image embedding‖ (N vectors → N)."""
         if self.config.similarity == "cosine":
             return (vectors @ text) / vectors.norm(dim=-1).clamp_min(1e-12)
         return (vectors @ text) / image_embed.norm().clamp_min(1e-12)
 
     def combine(self, s_cls: np.ndarray | None, s_comp: np.ndarray | None) -> np.ndarray:
-        """Raw similarity grids → final Ψ: normalise, enhance, mean filter, soft OR, min-max.
+        """Raw similarity grids → final Ψ: each one post-processed (Ψᶜᵒᵐᵖ = 1 − sim, so inverted;
+        enhance on Ψᶜˡˢ only, as the authors), soft OR, min-max.
 
-        >>> # psi = attributor.combine(s_cls_grid, s_comp_grid)
+        >>> attributor = ClipAttributor.from_pretrained("shapes", kernel=1)
+        >>> attributor.combine(np.array([[0.0, 2.0]]), np.array([[1.0, 1.0]])).tolist()
+        [[0.0, 1.0]]
         """
         c = self.config
         maps = []
         if s_cls is not None:
-            m = render.minmax(s_cls)
-            if c.enhance > 0:
-                m = render.enhance(m, c.enhance)
-            maps.append(render.mean_filter(m, c.kernel))
+            maps.append(render.postprocess(s_cls, enhance=c.enhance, kernel=c.kernel))
         if s_comp is not None:
-            maps.append(render.mean_filter(render.inverted_minmax(s_comp), c.kernel))
+            maps.append(render.postprocess(s_comp, kernel=c.kernel, invert=True))
         merged = maps[0] if len(maps) == 1 else render.soft_or(maps[0], maps[1])
         # A constant map carries no preference: leave the whole image visible.
         return render.minmax(merged, constant=1.0)
@@ -340,9 +287,15 @@ class ClipAttributor(Attributor):
         """API-CLIP maps for the pairs ``(images[i], queries[i])``.
 
         Distinct images are encoded once per batch (pass the same object to reuse it with
-        several queries); all queries go through the text tower in one batch.
+        several queries); all queries go through the text tower in one batch. ``raw`` is the
+        cls-path similarity Ψᶜˡˢ before normalisation (with ``parts="comp"``: the negated
+        complement similarity, so that for both a higher score means "keep").
 
-        >>> # maps = attributor.attribute([img, img], ["the red star", "the blue circle"])
+        >>> from attnprompt.shapes import make_scene
+        >>> image = make_scene(7, n_objects=5, size=320).image
+        >>> a, b = ClipAttributor.from_pretrained("shapes").attribute([image, image], ["the red star", "the circle"])
+        >>> bool((a.raw != b.raw).any())
+        True
         """
         if len(images) != len(queries):
             raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
@@ -377,6 +330,7 @@ class ClipAttributor(Attributor):
                 s_comp_np = s_comp.float().cpu().numpy()
                 grid = self.combine(s_cls_np if want_cls else None, s_comp_np if want_comp else None)
                 results[i] = AttributionMap(
-                    grid=grid, extent=extents[b], parts={"cls_similarity": s_cls_np, "comp_similarity": s_comp_np}
+                    grid=grid, raw=s_cls_np if want_cls else -s_comp_np, extent=extents[b],
+                    parts={"cls_similarity": s_cls_np, "comp_similarity": s_comp_np},
                 )
         return [r for r in results if r is not None]

@@ -10,12 +10,13 @@ from the model config and the processor's outputs (``image_sizes``, ``image_grid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ProcessorMismatchError
 
 FULL = (0.0, 0.0, 1.0, 1.0)
 
@@ -52,7 +53,7 @@ class GridLayout:
 
 def _check(n_tokens: int, expected: int, family: str, detail: str) -> None:
     if n_tokens != expected:
-        raise InputError(
+        raise ProcessorMismatchError(
             f"{family}: the prompt holds {n_tokens} image tokens but the model config implies {expected} ({detail}); "
             "is the processor the one saved with this checkpoint?"
         )
@@ -87,7 +88,8 @@ def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> li
     after each of its rows. Returns ``[base, highres]``.
 
     >>> from types import SimpleNamespace as NS
-    >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), image_grid_pinpoints=[[336, 672], [672, 336], [672, 672]])
+    >>> pinpoints = [[336, 672], [672, 336], [672, 672]]
+    >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), image_grid_pinpoints=pinpoints)
     >>> [g.shape for g in llava_next_layout(576 + 36 * 49, cfg, (480, 640))]
     [(24, 24), (36, 48)]
     """

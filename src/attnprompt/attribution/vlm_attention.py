@@ -13,81 +13,28 @@ Capture keeps SDPA and the KV cache (see :class:`~attnprompt.attribution.capture
 Image-token positions come from ``input_ids == image_token_id`` and the grid from the model config
 and the processor's outputs (see :mod:`~attnprompt.attribution.layouts`).
 
-Post-processing: ``reference`` min-max → enhance(5) → 3×3 mean filter (no final renormalisation,
-as the authors); ``paper`` min-max → 3×3 mean filter → min-max.
+Generation is :func:`attnprompt.models.generate`, the routine that also answers questions, with
+the chosen layers captured. Post-processing (:func:`attnprompt.render.postprocess`): ``reference``
+min-max → enhance(5) → 3×3 mean filter (no final renormalisation, as the authors); ``paper``
+min-max → 3×3 mean filter → min-max.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .. import render
-from ..errors import InputError
-from ..models import LoadedVlm, load_vlm
-from ..types import AttributionMap
-from .base import Attributor, MethodConfig, check_choice, check_enhance, check_kernel, check_query, parse_layers
-from .capture import AttentionCapture
+from ..config import VlmConfig, check_query, parse_layers
+from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
+from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_template
+from ..types import AttributionMap, Request
+from .base import Attributor
 from .layouts import GridLayout, llava_layout, llava_next_layout, qwen_vl_layout
-
-VARIANTS = ("reference", "paper")
-NEXT_GRIDS = ("highres", "base")
-
-
-@dataclasses.dataclass(frozen=True)
-class VlmConfig(MethodConfig):
-    """Hyper-parameters of API-VLM. Defaults are the ``reference`` preset.
-
-    - ``layers``: decoder layer(s) L̄ — a fraction of depth (0.5 = the middle-deep layer the paper
-      found best: 20 of LLaVA-1.5-13B's 40), an index, a list or a slice; several are averaged.
-    - ``variant``: ``reference`` (softmax renormalised over image tokens) or ``paper``.
-    - ``max_new_tokens``: greedy answer length M (the steps averaged).
-    - ``enhance``, ``kernel``: as for api-clip; ``renormalize``: min-max after the filter.
-    - ``grid``: LLaVA-NeXT only — the ``highres`` tile grid (default) or the ``base`` grid.
-    - ``fit``: fixed-square processors (LLaVA-1.5): ``pad`` to a square with the mean colour
-      first, so no part of the image is cropped away (the original LLaVA "pad" mode), or
-      ``processor`` to keep the processor's own resize/crop (cropped sides get no heat).
-
-    >>> VlmConfig.from_preset("paper").variant
-    'paper'
-    """
-
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "reference": dict(variant="reference", layers=0.5, max_new_tokens=20, enhance=5.0, kernel=3, renormalize=False),
-        "paper": dict(variant="paper", layers=0.5, max_new_tokens=20, enhance=0.0, kernel=3, renormalize=True),
-    }
-    DEFAULT_PRESET: ClassVar[str] = "reference"
-
-    preset: str = "reference"
-    variant: str = "reference"
-    layers: Any = 0.5
-    max_new_tokens: int = 20
-    enhance: float = 5.0
-    kernel: int = 3
-    renormalize: bool = False
-    grid: str = "highres"
-    fit: str = "pad"
-
-    def __post_init__(self) -> None:
-        check_choice("variant", self.variant, VARIANTS)
-        check_choice("grid", self.grid, NEXT_GRIDS)
-        check_choice("fit", self.fit, ("pad", "processor"))
-        n = self.max_new_tokens
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"max_new_tokens must be an integer ≥ 1; got {n!r}")
-        object.__setattr__(self, "kernel", check_kernel(self.kernel))
-        object.__setattr__(self, "enhance", check_enhance(self.enhance))
-        if isinstance(self.layers, list):
-            object.__setattr__(self, "layers", tuple(self.layers))
-        if isinstance(self.layers, str):
-            try:
-                object.__setattr__(self, "layers", float(self.layers) if "." in self.layers else self.layers)
-            except ValueError:
-                pass
 
 
 def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant: str) -> torch.Tensor:
@@ -97,8 +44,10 @@ def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant:
     ``paper`` takes the softmax over all keys, ``reference`` over the image tokens only.
 
     >>> s = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
-    >>> image_span_attention(s, torch.tensor([1, 2]), "paper").tolist(), image_span_attention(s, torch.tensor([1, 2]), "reference").tolist()
-    ([0.25, 0.25], [0.5, 0.5])
+    >>> image_span_attention(s, torch.tensor([1, 2]), "paper").tolist()
+    [0.25, 0.25]
+    >>> image_span_attention(s, torch.tensor([1, 2]), "reference").tolist()
+    [0.5, 0.5]
     """
     if variant == "paper":
         probs = torch.softmax(scores, dim=-1)[:, positions]
@@ -110,18 +59,22 @@ def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant:
 class VlmAttributor(Attributor):
     """API-VLM on a stock ``transformers`` LLaVA-1.5, LLaVA-NeXT, Qwen2-VL or Qwen2.5-VL.
 
-    >>> attributor = VlmAttributor.from_pretrained("shapes-vlm")  # doctest: +SKIP
-    >>> [m] = attributor.attribute([image], ["What colour is the star?"])  # doctest: +SKIP
+    >>> from attnprompt.shapes import make_scene
+    >>> attributor = VlmAttributor.from_pretrained("shapes")
+    >>> [m] = attributor.attribute([make_scene(7, n_objects=5, size=320).image], ["What colour is the circle?"])
+    >>> m.shape, m.raw.shape
+    ((16, 16), (16, 16))
     """
 
     method: ClassVar[str] = "api-vlm"
 
     def __init__(self, vlm: LoadedVlm, config: VlmConfig | None = None, *, batch_size: int = 4) -> None:
         if vlm.family is None:
-            raise InputError(
+            raise UnsupportedModelError(
                 f"api-vlm cannot read the image-token layout of {vlm.model_id!r} (model_type "
-                f"{vlm.model.config.model_type!r}); supported: LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL"
+                f"{vlm.model.config.model_type!r}); supported: {', '.join(sorted(set(VLM_FAMILIES.values())))}"
             )
+        require_chat_template(vlm, "api-vlm")
         self.vlm = vlm
         self.model = vlm.model
         self.processor = vlm.processor
@@ -131,25 +84,38 @@ class VlmAttributor(Attributor):
         self.depth = int(self.model.config.get_text_config().num_hidden_layers)
         self.layers = parse_layers(self.config.layers, self.depth, allow_fraction=True)
         cfg = self.model.config
-        self.image_token_id = int(getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index"))
-        if getattr(self.processor, "chat_template", None) is None:
-            raise InputError(f"{self.model_id!r} has no chat template; api-vlm needs one to build its prompt")
+        self.image_token_id = int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
 
     @classmethod
     def from_pretrained(
-        cls, name: str | None = None, *, device: str | None = None, dtype: Any = None, preset: str | None = None, **params: Any
-    ) -> "VlmAttributor":
-        """Load a VLM (cached) and configure API-VLM on it.
+        cls,
+        model: str | LoadedVlm | None = None,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        preset: str | None = None,
+        **params: Any,
+    ) -> VlmAttributor:
+        """Load a VLM (cached; default LLaVA-1.5-7B), or take one already loaded, and configure API-VLM on it.
 
-        >>> VlmAttributor.from_pretrained("shapes-vlm", layers=0.75)  # doctest: +SKIP
+        >>> VlmAttributor.from_pretrained("shapes", layers=0.75).layers
+        (3,)
         """
         config = VlmConfig.from_preset(preset, **params)
-        return cls(load_vlm(name, device=device, dtype=dtype), config)
+        if isinstance(model, LoadedVlm):
+            return cls(model, config)
+        if model is not None and not isinstance(model, str):
+            raise InputError(
+                f"api-vlm needs a VLM: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
+            )
+        return cls(load_vlm(model, device=device, dtype=dtype), config)
 
     def describe(self) -> dict[str, Any]:
         """Configuration with the layer(s) resolved to absolute decoder indices.
 
-        >>> # {'method': 'api-vlm', 'model': ..., 'layers': [16], 'depth': 32, 'family': 'llava', ...}
+        >>> d = VlmAttributor.from_pretrained("shapes").describe()
+        >>> d["layers"], d["depth"], d["family"]
+        ([2], 4, 'llava')
         """
         d = super().describe()
         d.update(layers=list(self.layers), depth=self.depth, family=self.vlm.family)
@@ -157,24 +123,31 @@ class VlmAttributor(Attributor):
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def _prepare(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    def prepare(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
+        """The image as the VLM should see it, and where the original lies in it: LLaVA-1.5 with
+        ``fit="pad"`` is padded to a square with the processor's mean colour (so its centre crop
+        loses nothing); other families take the image as it is.
+
+        >>> from PIL import Image
+        >>> VlmAttributor.from_pretrained("shapes").prepare(Image.new("RGB", (20, 10)))[1]
+        (0.0, 0.25, 1.0, 0.75)
+        """
         if self.vlm.family == "llava" and self.config.fit == "pad":
             ip = self.processor.image_processor
             fill = tuple(int(round(255 * m)) for m in ip.image_mean)
-            side = max(image.size)
-            canvas, extent = render.fit_square(image, side, fit="pad", fill=fill)
-            return canvas, extent
+            return render.fit_square(image, max(image.size), fit="pad", fill=fill)
         return image, (0.0, 0.0, 1.0, 1.0)
 
-    def prompt(self, query: str) -> str:
-        """The chat prompt for one image and ``query`` (the model's own chat template).
+    def request(self, image: Image.Image, query: str) -> Request:
+        """The request whose greedy answer is read: the prepared image, then the query.
 
-        >>> # attributor.prompt("What colour is the star?") -> 'USER: <image>\\nWhat colour is the star? ASSISTANT:'
+        >>> from PIL import Image
+        >>> VlmAttributor.from_pretrained("shapes").request(Image.new("RGB", (20, 10)), "Why?").max_new_tokens
+        20
         """
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": query}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return Request.single(self.prepare(image)[0], query, max_new_tokens=self.config.max_new_tokens)
 
-    def _layouts(self, n_tokens: int, b: int, inputs: Any, extent: tuple, image: Image.Image) -> list[GridLayout]:
+    def _layouts(self, n_tokens: int, b: int, inputs: Any, extent: tuple) -> list[GridLayout]:
         family, cfg = self.vlm.family, self.model.config
         if family == "llava":
             return llava_layout(n_tokens, cfg, extent)
@@ -184,19 +157,16 @@ class VlmAttributor(Attributor):
         merge = int(cfg.vision_config.spatial_merge_size)
         return qwen_vl_layout(n_tokens, [int(v) for v in inputs["image_grid_thw"][b]], merge)
 
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = getattr(self.processor.tokenizer, "eos_token_id", None)
-        return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-
     # -- attribution -------------------------------------------------------------------------
 
-    @torch.no_grad()
     def run(self, images: Sequence[Image.Image], queries: Sequence[str]) -> tuple[list[AttributionMap], list[str]]:
         """Attribution maps and the greedy answers they were read from, for (image, query) pairs.
 
-        >>> # maps, answers = attributor.run([img], ["What colour is the star?"])
+        >>> from attnprompt.shapes import make_scene
+        >>> maps, answers = VlmAttributor.from_pretrained("shapes").run(
+        ...     [make_scene(7, n_objects=5, size=320).image], ["What colour is the circle?"])
+        >>> answers
+        ['green']
         """
         if len(images) != len(queries):
             raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
@@ -210,56 +180,50 @@ class VlmAttributor(Attributor):
         return maps, answers
 
     def attribute(self, images: Sequence[Image.Image], queries: Sequence[str]) -> list[AttributionMap]:
-        """API-VLM maps for the pairs ``(images[i], queries[i])``.
+        """API-VLM maps for the pairs ``(images[i], queries[i])``; ``raw`` is the mean attention to
+        each image token (over heads, steps and layers) before any normalisation.
 
-        >>> # maps = attributor.attribute([img], ["What colour is the star?"])
+        >>> from attnprompt.shapes import make_scene
+        >>> scene = make_scene(7, n_objects=5, size=320)
+        >>> [m] = VlmAttributor.from_pretrained("shapes").attribute([scene.image], ["the circle"])
+        >>> round(float(m.raw.sum()), 4)  # the reference variant's rows are distributions over the image tokens
+        1.0
         """
         return self.run(images, queries)[0]
 
-    def _run_batch(self, images: Sequence[Image.Image], queries: Sequence[str]) -> tuple[list[AttributionMap], list[str]]:
-        prepared = [self._prepare(img) for img in images]
-        prompts = [self.prompt(q) for q in queries]
-        inputs = self.processor(text=prompts, images=[p[0] for p in prepared], padding=True, return_tensors="pt")
-        inputs = inputs.to(self.model.device)
-        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        prompt_len = inputs["input_ids"].shape[1]
-        with AttentionCapture(self.model, self.layers) as cap:
-            out = self.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None
-            )
-        generated = out[:, prompt_len:]
-        eos = self._eos_ids()
-        maps, answers = [], []
-        tok = self.processor.tokenizer
-        for b in range(len(images)):
-            row = generated[b].tolist()
-            n_steps = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-            answers.append(tok.decode(row[: n_steps - (1 if row[n_steps - 1] in eos else 0)], skip_special_tokens=True).strip())
-            positions = (inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()
+    def _run_batch(
+        self, images: Sequence[Image.Image], queries: Sequence[str]
+    ) -> tuple[list[AttributionMap], list[str]]:
+        with torch.no_grad():
+            extents = [self.prepare(img)[1] for img in images]
+            out = generate(self.vlm, [self.request(img, q) for img, q in zip(images, queries)], capture=self.layers)
+        maps = []
+        for b, n_steps in enumerate(out.steps):
+            positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()
             if len(positions) == 0:
-                raise InputError(f"{self.model_id!r}: no image tokens in the prompt; does its chat template place the image?")
+                raise ProcessorMismatchError(
+                    f"{self.model_id!r}: no image tokens in the prompt; does its chat template place the image?"
+                )
             per_layer = []
             for layer in self.layers:
-                steps = cap.scores[layer][:n_steps]
+                steps = out.scores[layer][:n_steps]
                 per_layer.append(
-                    torch.stack([image_span_attention(s[b], positions.to(s.device), self.config.variant) for s in steps]).mean(0)
+                    torch.stack(
+                        [image_span_attention(s[b], positions.to(s.device), self.config.variant) for s in steps]
+                    ).mean(0)
                 )
             token_values = torch.stack(per_layer).mean(0).float().cpu().numpy()
-            layouts = self._layouts(len(positions), b, inputs, prepared[b][1], prepared[b][0])
+            layouts = self._layouts(len(positions), b, out.inputs, extents[b])
             layout = layouts[-1] if self.config.grid == "highres" else layouts[0]
             raw = layout.gather(token_values)
-            maps.append(AttributionMap(grid=self.postprocess(raw), extent=layout.extent, parts={"raw": raw}))
-        return maps, answers
+            maps.append(AttributionMap(grid=self.postprocess(raw), raw=raw, extent=layout.extent))
+        return maps, out.texts
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
-        """min-max → enhance (if on) → mean filter → min-max (if ``renormalize``).
+        """The configured :func:`attnprompt.render.postprocess` of a raw grid.
 
-        >>> # attributor.postprocess(raw_grid)
+        >>> VlmAttributor.from_pretrained("shapes", kernel=1, enhance=0).postprocess(np.array([[1.0, 3.0]])).tolist()
+        [[0.0, 1.0]]
         """
         c = self.config
-        m = render.minmax(raw)
-        if c.enhance > 0:
-            m = render.enhance(m, c.enhance)
-        m = render.mean_filter(m, c.kernel)
-        return render.minmax(m, constant=1.0) if c.renormalize else np.clip(m, 0.0, 1.0)
+        return render.postprocess(raw, enhance=c.enhance, kernel=c.kernel, renormalize=c.renormalize)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Answer, Backend, Request
+from .base import Backend
 
-__all__ = ["Answer", "Backend", "Request", "get_backend", "is_url"]
+__all__ = ["Backend", "get_backend", "is_url"]
 
 
-def is_url(spec: str) -> bool:
+def is_url(spec: Any) -> bool:
     """Whether a ``--vlm`` value names an HTTP server rather than a model.
 
     >>> is_url("https://api.openai.com/v1")
@@ -26,17 +26,17 @@ def is_url(spec: str) -> bool:
 def get_backend(
     spec: str | Backend | None = None,
     *,
-    model: str | None = None,
+    vlm_model: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
     device: str | None = None,
     dtype: Any = None,
-    **kwargs: Any,
 ) -> Backend:
-    """A backend from a spec: an http(s) URL → OpenAI-compatible client (``model`` = the server's
-    model name); anything else → a local VLM (hub id, path, or ``shapes``); a Backend passes through.
+    """A backend from a spec: an http(s) URL → OpenAI-compatible client (``vlm_model`` = the
+    server's model name, default its first; ``api_key`` default ``$OPENAI_API_KEY``); anything
+    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B); a Backend passes through.
 
-    >>> get_backend("http://127.0.0.1:8000/v1", model="llava").name
+    >>> get_backend("http://127.0.0.1:8000/v1", vlm_model="llava").name
     'http://127.0.0.1:8000/v1#llava'
     """
     if isinstance(spec, Backend):
@@ -44,7 +44,11 @@ def get_backend(
     if spec is not None and is_url(spec):
         from .openai_http import OpenAIBackend
 
-        return OpenAIBackend(spec, model, api_key=api_key, timeout=timeout, **kwargs)
+        return OpenAIBackend(spec, vlm_model, api_key=api_key, timeout=timeout)
+    from ..errors import InputError
+
+    if vlm_model is not None or api_key is not None:
+        raise InputError(f"vlm_model and api_key are for a server URL; {spec!r} is a local model")
     from .local import LocalVLM
 
-    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype, **kwargs)
+    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype)

@@ -1,59 +1,22 @@
-"""The interface every answering backend implements, and the request/answer records."""
+"""The interface every answering backend implements."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
+from ..types import Answer, Request
 
-
-@dataclass(frozen=True)
-class Request:
-    """One question to a VLM: images (in order, any number) and a text prompt.
-
-    >>> Request((Image.new("RGB", (8, 8)),), "What colour is the star?").max_new_tokens
-    128
-    """
-
-    images: tuple[Image.Image, ...]
-    prompt: str
-    max_new_tokens: int = 128
-    system: str | None = None
-
-    def __post_init__(self) -> None:
-        # Paths and arrays are accepted like everywhere else in the API; PIL images are kept as
-        # they are (an HTTP backend may send them losslessly in their own mode).
-        from ..images import load_image
-
-        images = (self.images,) if isinstance(self.images, Image.Image) else tuple(self.images)
-        object.__setattr__(self, "images", tuple(i if isinstance(i, Image.Image) else load_image(i) for i in images))
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What a backend returned for one request.
-
-    ``ok`` is False when the backend failed (network error, timeout, malformed response,
-    exception): then ``text`` is empty and ``error`` says why — an error message is never
-    returned as if it were the model's answer.
-
-    >>> Answer("red", ok=True).text, Answer("", ok=False, error="timed out").error
-    ('red', 'timed out')
-    """
-
-    text: str
-    ok: bool = True
-    error: str | None = None
-    seconds: float = 0.0
-    model: str = ""
-    attempts: int = 1
-    meta: dict[str, Any] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from ..models import LoadedVlm
 
 
 class Backend(ABC):
     """Answers requests; implementations: local transformers VLM, OpenAI-compatible HTTP.
+
+    A request is a conversation (:class:`~attnprompt.types.Request`: images and user/assistant
+    turns); every backend takes several images and several turns.
 
     >>> issubclass(Backend, ABC)
     True
@@ -64,22 +27,30 @@ class Backend(ABC):
 
     @abstractmethod
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
-        """Answers, one per request, in order; failures are Answers with ``ok=False``.
+        """Answers, one per request, in order; failures are Answers with ``ok=False``."""
 
-        >>> # backend.answer([Request((img,), "What colour is the star?")])
+    @property
+    def local_model(self) -> LoadedVlm | None:
+        """The loaded model when it runs in this process (its attention can be read), else None.
+
+        >>> from attnprompt.backends.openai_http import OpenAIBackend
+        >>> OpenAIBackend("http://localhost:8000", "m").local_model is None
+        True
         """
+        return None
 
     def ask(self, images: Any, prompt: str, *, max_new_tokens: int = 128) -> Answer:
-        """Convenience: one request; ``images`` is one image (path, PIL image, array) or a sequence.
+        """One single-turn request: ``images`` (one image, a path, an array, or a sequence) and ``prompt``.
 
-        >>> # backend.ask(img, "What colour is the star?").text
+        >>> from attnprompt.backends.local import LocalVLM
+        >>> LocalVLM.from_pretrained("shapes").ask((), "Describe the image.", max_new_tokens=2).ok
+        True
         """
-        if isinstance(images, (Image.Image, str)) or hasattr(images, "__fspath__") or getattr(images, "ndim", 0) >= 2:
-            images = (images,)
-        return self.answer([Request(tuple(images), prompt, max_new_tokens=max_new_tokens)])[0]
+        return self.answer([Request.single(images, prompt, max_new_tokens=max_new_tokens)])[0]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: most backends hold nothing to release)
         """Release resources (threads, connections); the default has none.
 
-        >>> # backend.close()
+        >>> from attnprompt.backends.local import LocalVLM
+        >>> LocalVLM.from_pretrained("shapes").close()
         """

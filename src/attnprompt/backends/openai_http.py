@@ -28,7 +28,8 @@ from typing import Any
 from PIL import Image
 
 from ..errors import BackendError, InputError
-from .base import Answer, Backend, Request
+from ..types import Answer, Request
+from .base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class _Failure(Exception):
 class OpenAIBackend(Backend):
     """Answers requests through an OpenAI-compatible ``/chat/completions`` endpoint.
 
-    Images go as lossless PNG data URLs, in order, before the prompt. Requests run on a
+    Each turn of a request is one chat message; a user turn's images go as lossless PNG data URLs,
+    in order, before its text. Requests run on a
     pool of ``concurrency`` threads; transient failures are retried once after
     ``retry_wait`` seconds. The object may be shared between threads.
 
@@ -202,7 +204,9 @@ class OpenAIBackend(Backend):
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
         """One Answer per request, in request order; at most ``concurrency`` in flight at once.
 
-        >>> # OpenAIBackend("http://localhost:8000").answer([Request((img,), "What colour?")])[0].text
+        >>> [a] = OpenAIBackend("http://127.0.0.1:9", "m", retry_wait=0).answer([Request.single((), "Hi?")])
+        >>> a.ok, a.attempts, a.error.split(": ", 1)[1]
+        (False, 2, 'connection refused (is the server running?) (on both attempts, 0 s apart)')
         """
         requests = list(requests)
         if not requests:
@@ -238,28 +242,38 @@ class OpenAIBackend(Backend):
         try:
             body = json.dumps(self._payload(request, model)).encode("utf-8")
         except Exception as e:  # noqa: BLE001  # an image PIL cannot encode fails this request only
-            return Answer("", ok=False, error=f"cannot encode the request: {type(e).__name__}: {e}",
-                          seconds=time.monotonic() - start, model=model, attempts=0)
+            return Answer(
+                "",
+                ok=False,
+                error=f"cannot encode the request: {type(e).__name__}: {e}",
+                seconds=time.monotonic() - start,
+                model=model,
+                attempts=0,
+            )
         try:
             reply, attempts = self._exchange("POST", url, body)
             text, meta = _read_completion(reply, url)
         except _Failure as e:
-            return Answer("", ok=False, error=str(e), seconds=time.monotonic() - start, model=model,
-                          attempts=e.attempts)
+            return Answer(
+                "", ok=False, error=str(e), seconds=time.monotonic() - start, model=model, attempts=e.attempts
+            )
         except Exception as e:  # noqa: BLE001  # failures are Answers, whatever raised them
-            return Answer("", ok=False, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - start,
-                          model=model)
+            return Answer("", ok=False, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - start, model=model)
         return Answer(text, ok=True, seconds=time.monotonic() - start, model=model, attempts=attempts, meta=meta)
 
     def _payload(self, request: Request, model: str) -> dict[str, Any]:
-        content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": encode_image(image, self.max_side)}} for image in request.images
-        ]
-        content.append({"type": "text", "text": request.prompt})
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append({"role": "user", "content": content})
+        for turn in request.turns:
+            if turn.role == "assistant":
+                messages.append({"role": "assistant", "content": turn.text})
+                continue
+            content: list[dict[str, Any]] = [
+                {"type": "image_url", "image_url": {"url": encode_image(image, self.max_side)}} for image in turn.images
+            ]
+            content.append({"type": "text", "text": turn.text})
+            messages.append({"role": "user", "content": content})
         return {
             "model": model,
             "messages": messages,
@@ -281,8 +295,11 @@ class OpenAIBackend(Backend):
             return self._once(method, url, body), 2
         except _Failure as e:
             again = str(e)
-            how = (f"on both attempts, {self.retry_wait:g} s apart" if again == first
-                   else f"on the second attempt, {self.retry_wait:g} s after the first failed with: {first}")
+            how = (
+                f"on both attempts, {self.retry_wait:g} s apart"
+                if again == first
+                else f"on the second attempt, {self.retry_wait:g} s after the first failed with: {first}"
+            )
             raise _Failure(f"{again} ({how})", retryable=False, attempts=2) from None
 
     def _once(self, method: str, url: str, body: bytes | None) -> Any:
@@ -319,8 +336,16 @@ class OpenAIBackend(Backend):
             return f"timed out after {self.timeout:g} s waiting for the server"
         if isinstance(error, ConnectionRefusedError):
             return "connection refused (is the server running?)"
-        if isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
-                              http.client.RemoteDisconnected, http.client.IncompleteRead)):
+        if isinstance(
+            error,
+            (
+                ConnectionResetError,
+                ConnectionAbortedError,
+                BrokenPipeError,
+                http.client.RemoteDisconnected,
+                http.client.IncompleteRead,
+            ),
+        ):
             return f"the server closed the connection ({type(error).__name__})"
         if isinstance(error, socket.gaierror):
             return f"cannot resolve the server's host name ({error})"

@@ -3,7 +3,7 @@
 It lets a local model answer the HTTP client (:class:`~attnprompt.backends.openai_http.OpenAIBackend`)
 exactly as vLLM or a hosted API would, and gives tests a real server to talk to. Only what the
 client uses is implemented: ``GET /v1/models`` and non-streaming ``POST /v1/chat/completions``
-with text and ``data:`` image parts.
+with system, user and assistant messages (several turns), text and ``data:`` image parts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ..images import load_image
-from .base import Backend, Request
+from ..types import Request, Turn
+from .base import Backend
 
 #: Largest request body accepted (bytes); a few dozen large PNGs fit comfortably.
 MAX_BODY = 512 * 1024 * 1024
@@ -44,10 +45,7 @@ class BadRequest(Exception):
 
 
 class BackendServer(ThreadingHTTPServer):
-    """A threading HTTP server that holds the backend, the advertised model name and the settings.
-
-    >>> # server = BackendServer(("127.0.0.1", 0), ChatCompletionsHandler, backend, "tiny")
-    """
+    """A threading HTTP server that holds the backend, the advertised model name and the settings."""
 
     daemon_threads = True
 
@@ -61,10 +59,7 @@ class BackendServer(ThreadingHTTPServer):
         self.backend_slots = threading.BoundedSemaphore(max_parallel) if max_parallel else None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Print the traceback only when verbose: clients that time out and hang up are routine.
-
-        >>> # server.handle_error(sock, ("127.0.0.1", 5000))
-        """
+        """Print the traceback only when verbose: clients that time out and hang up are routine."""
         if self.verbose:
             super().handle_error(request, client_address)
 
@@ -84,10 +79,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
     server_version = "attnprompt"
 
     def do_GET(self) -> None:  # the name http.server dispatches to
-        """``GET /v1/models``: the one model this server answers with.
-
-        >>> # urllib.request.urlopen("http://127.0.0.1:8000/v1/models")
-        """
+        """``GET /v1/models``: the one model this server answers with."""
         if self._route() != "/models":
             self.send_error_json(HTTPStatus.NOT_FOUND, f"no such endpoint: GET {self.path}")
             return
@@ -97,10 +89,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         })
 
     def do_POST(self) -> None:  # the name http.server dispatches to
-        """``POST /v1/chat/completions``: one request to the backend, one chat.completion back.
-
-        >>> # urllib.request.urlopen(req_with_json_body)  # see OpenAIBackend
-        """
+        """``POST /v1/chat/completions``: one request to the backend, one chat.completion back."""
         try:
             body = self.read_body()
             if self._route() != "/chat/completions":
@@ -112,10 +101,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         self.send_json(*self.complete(request))
 
     def complete(self, request: Request) -> tuple[int, dict[str, Any]]:
-        """Ask the backend; the HTTP status and the JSON to send back.
-
-        >>> # status, reply = handler.complete(Request((), "hi"))
-        """
+        """Ask the backend; the HTTP status and the JSON to send back."""
         slots = self.server.backend_slots
         try:
             if slots is not None:
@@ -145,10 +131,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         }
 
     def read_body(self) -> bytes:
-        """The request body; always read in full, so a kept-alive connection stays in step.
-
-        >>> # body = handler.read_body()
-        """
+        """The request body; always read in full, so a kept-alive connection stays in step."""
         length = self.headers.get("Content-Length")
         if length is None:
             self.close_connection = True
@@ -166,10 +149,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         return self.rfile.read(n)
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
-        """Send ``payload`` as a JSON response with ``status``.
-
-        >>> # handler.send_json(200, {"object": "list", "data": []})
-        """
+        """Send ``payload`` as a JSON response with ``status``."""
         data = json.dumps(payload).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -181,17 +161,12 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
 
     def send_error_json(self, status: int, message: str) -> None:
         """Send an OpenAI-style error: ``{"error": {"message": ..., "type": ...}}``.
-
-        >>> # handler.send_error_json(400, "messages is missing")
         """
         kind = "server_error" if status >= 500 else "invalid_request_error"
         self.send_json(status, error_body(message, kind))
 
     def log_message(self, format: str, *args: Any) -> None:  # the base class's name
-        """Log to stderr only when the server is verbose.
-
-        >>> # handler.log_message("%s", "hello")
-        """
+        """Log to stderr only when the server is verbose."""
         if getattr(self.server, "verbose", False):
             super().log_message(format, *args)
 
@@ -211,13 +186,19 @@ def error_body(message: str, kind: str = "invalid_request_error") -> dict[str, A
 
 
 def parse_chat_request(body: bytes) -> Request:
-    """A :class:`Request` from a chat-completions JSON body; raises :class:`BadRequest`.
+    """A :class:`~attnprompt.types.Request` from a chat-completions JSON body; raises :class:`BadRequest`.
 
-    System messages become ``Request.system``; the user messages' images (in order) and text
-    parts (joined by newlines) become the request's images and prompt.
+    System (and developer) messages become ``Request.system``; user and assistant messages become
+    the conversation's turns, a user message's images (in order) and text parts (joined by
+    newlines) its turn. Consecutive messages of one role are one turn. The conversation must end
+    with the user.
 
     >>> parse_chat_request(b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}').prompt
     'hi'
+    >>> turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+    ...          {"role": "user", "content": "bye"}]
+    >>> parse_chat_request(json.dumps({"messages": turns}).encode()).roles()
+    ('user', 'assistant', 'user')
     """
     try:
         payload = json.loads(body)
@@ -236,25 +217,33 @@ def parse_chat_request(body: bytes) -> Request:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise BadRequest(f"max_tokens is {max_tokens!r}; give a positive whole number")
     system: list[str] = []
-    texts: list[str] = []
-    images: list[Image.Image] = []
+    turns: list[tuple[str, list[str], list[Image.Image]]] = []  # role, texts, images
+    n_images = 0
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise BadRequest(f"messages[{i}] is not an object")
         role = message.get("role")
+        where = f"messages[{i}]"
         if role in ("system", "developer"):
-            system.extend(_text_parts(message.get("content"), f"messages[{i}]"))
-        elif role == "user":
-            _user_content(message.get("content"), f"messages[{i}]", texts, images)
+            system.extend(_text_parts(message.get("content"), where))
+            continue
+        if role not in ("user", "assistant"):
+            raise BadRequest(f"{where} has role {role!r}; give system, user or assistant messages")
+        if not turns or turns[-1][0] != role:
+            turns.append((role, [], []))
+        _, texts, images = turns[-1]
+        if role == "user":
+            _user_content(message.get("content"), where, texts, images, n_images)
+            n_images = sum(len(t[2]) for t in turns)
         else:
-            raise BadRequest(
-                f"messages[{i}] has role {role!r}; this server answers single-turn requests "
-                "(system and user messages only)"
-            )
-    if not texts and not images:
-        raise BadRequest("no user message with text or images")
-    return Request(tuple(images), "\n".join(texts), max_new_tokens=max_tokens,
-                   system="\n".join(system) if system else None)
+            texts.extend(_text_parts(message.get("content"), where))
+    if not turns or turns[-1][0] != "user" or not (turns[-1][1] or turns[-1][2]):
+        raise BadRequest("the conversation must end with a user message with text or images")
+    try:
+        return Request(tuple(Turn(role, "\n".join(texts), tuple(images)) for role, texts, images in turns),
+                       max_new_tokens=max_tokens, system="\n".join(system) if system else None)
+    except InputError as e:
+        raise BadRequest(str(e)) from None
 
 
 def _text_parts(content: Any, where: str) -> list[str]:
@@ -270,7 +259,7 @@ def _text_parts(content: Any, where: str) -> list[str]:
     raise BadRequest(f"{where}.content must be a string or a list of parts")
 
 
-def _user_content(content: Any, where: str, texts: list[str], images: list[Image.Image]) -> None:
+def _user_content(content: Any, where: str, texts: list[str], images: list[Image.Image], before: int) -> None:
     if isinstance(content, str):
         texts.append(content)
         return
@@ -286,7 +275,7 @@ def _user_content(content: Any, where: str, texts: list[str], images: list[Image
             url = ref.get("url") if isinstance(ref, dict) else ref
             if not isinstance(url, str):
                 raise BadRequest(f"{here}.image_url has no url")
-            images.append(decode_data_url(url, f"{here} (image {len(images) + 1})"))
+            images.append(decode_data_url(url, f"{here} (image {before + len(images) + 1})"))
         else:
             raise BadRequest(f"{here} is not a text or image_url part (type {kind!r})")
 
@@ -332,7 +321,11 @@ def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, mod
     (default: ``backend.name``) is what ``/v1/models`` lists. At most ``max_parallel``
     requests reach the backend at once (``None``: no limit).
 
-    >>> # server = make_server(backend); threading.Thread(target=server.serve_forever).start()
+    >>> from attnprompt.backends.local import LocalVLM
+    >>> server = make_server(LocalVLM.from_pretrained("shapes"))
+    >>> server.model_name, server.server_address[1] > 0
+    ('shapes', True)
+    >>> server.server_close()
     """
     name = model_name or getattr(backend, "name", "") or "attnprompt"
     return BackendServer((host, port), handler, backend, name, verbose=verbose, max_parallel=max_parallel)
@@ -340,10 +333,7 @@ def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, mod
 
 def serve(backend: Backend, host: str = "127.0.0.1", port: int = 8000, *, model_name: str | None = None,
           verbose: bool = False, max_parallel: int | None = 1) -> None:
-    """Serve ``backend`` until interrupted (Ctrl-C); the backend itself stays open.
-
-    >>> # serve(LocalVLM(load_vlm("llava-hf/llava-1.5-7b-hf")), port=8000)
-    """
+    """Serve ``backend`` until interrupted (Ctrl-C); the backend itself stays open."""
     server = make_server(backend, host, port, model_name=model_name, verbose=verbose, max_parallel=max_parallel)
     bound_host, bound_port = server.server_address[:2]
     print(f"attnprompt: serving {server.model_name!r} at http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)",

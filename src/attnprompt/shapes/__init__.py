@@ -1,4 +1,7 @@
-"""Synthetic "shapes" testbed: deterministic scenes of coloured shapes plus unambiguous questions.
+"""Synthetic "shapes" testbed: deterministic scenes of coloured shapes, unambiguous questions with
+their answers, the named seed ranges (:mod:`attnprompt.shapes.splits`), and the small CLIP and VLM
+trained on it that ship in ``models/`` (how they were made: ``tools/shapes_training`` in the
+repository).
 
 Only numpy and Pillow are imported here, so data generation stays cheap in worker processes.
 
@@ -19,9 +22,11 @@ from .questions import (
     PLURALS,
     QA,
     QUESTION_KINDS,
+    accuracy_by_kind,
     caption,
     caption_templates,
     describe,
+    first_word,
     make_questions,
     pointing_query,
 )
@@ -43,9 +48,11 @@ __all__ = [
     "SHAPES",
     "Scene",
     "ShapeObject",
+    "accuracy_by_kind",
     "caption",
     "caption_templates",
     "describe",
+    "first_word",
     "make_questions",
     "make_scene",
     "pointing_query",

@@ -489,7 +489,7 @@ def make_scene(
     img = background
     shade = np.zeros((size, size), dtype=np.int16)
     obj_img = np.zeros((size, size, 3), dtype=np.float64)
-    for i, (shape, color, _d, _cx, _cy, _ang) in enumerate(specs):
+    for i, (_shape, color, _d, _cx, _cy, _ang) in enumerate(specs):
         sel = top == i
         obj_img[sel] = COLORS[color]
         # Per-object brightness jitter so objects are not all identical flat colours.

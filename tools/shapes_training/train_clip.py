@@ -6,9 +6,9 @@ right one; a caption can be true of several images in a batch (another scene may
 same red star), so the InfoNCE targets are multi-positive: every image the caption is true
 of counts, in both directions.
 
-Run (fixed seed, ~28 minutes on a 2-core CPU)::
+Run from the repository root (fixed seed, ~28 minutes on a 2-core CPU)::
 
-    python -m attnprompt.shapes.train_clip --out src/attnprompt/shapes/models/shapes-clip
+    python -m tools.shapes_training.train_clip --out src/attnprompt/shapes/models/shapes-clip
 
 It logs the loss, held-out retrieval precision and held-out pointing accuracy, and writes
 ``training.json`` (configuration, metrics, wall time) next to the model.
@@ -21,17 +21,17 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._training import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
-from .questions import PLURALS
-from .scenes import COLORS, SHAPES, make_scene
+from attnprompt.shapes import COLORS, PLURALS, SHAPES, make_scene
+from attnprompt.shapes.splits import CLIP_POINTING_EVAL, CLIP_RETRIEVAL_EVAL, training_seeds
 
-#: Seeds ≥ this are for training; seeds below are held out (evaluation, benchmarks).
-TRAIN_SEED_OFFSET = 1_000_000
+from .common import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
+
 #: Sizes scenes are rendered at before being resized to the model input (scale augmentation).
 RENDER_SIZES = (192, 224, 256)
 COLOR_NAMES = tuple(COLORS)
@@ -82,7 +82,7 @@ class TrainConfig:
     readout_weight: float = 1.0
     shape_weight: float = 0.0
     dense_weight: float = 0.0  # off: see dense_loss / README (it sharpens Ψᶜˡˢ but breaks Ψᶜᵒᵐᵖ)
-    bpe: str = str(Path(__file__).resolve().parents[3] / "data" / "clip-bpe")  # the repository's copy
+    bpe: str = str(Path(__file__).resolve().parents[2] / "data" / "clip-bpe")  # the repository's copy
 
 
 SMOKE = dict(steps=3, batch_size=8, n_scenes=24, width=32, layers=4, heads=2, text_width=32, text_layers=1,
@@ -148,7 +148,9 @@ def matches(objects: Sequence[tuple[int, int]], need: tuple[int | None, int | No
     return any((c is None or c == oc) and (s is None or s == os_) for oc, os_ in objects)
 
 
-def positives_matrix(objects: Sequence[Sequence[tuple[int, int]]], needs: Sequence[tuple[int | None, int | None]]) -> np.ndarray:
+def positives_matrix(
+    objects: Sequence[Sequence[tuple[int, int]]], needs: Sequence[tuple[int | None, int | None]]
+) -> np.ndarray:
     """B×U booleans: caption requirement ``needs[j]`` is met by image ``i``'s objects.
 
     >>> positives_matrix([[(0, 1)], [(2, 3)]], [(0, 1), (None, 3), (2, None), (0, 3)]).astype(int).tolist()
@@ -174,7 +176,7 @@ def patch_labels(scene, grid: int) -> np.ndarray:
     >>> labels.shape, int(labels.min()) >= -1, int(labels.max()) < len(COLOR_NAMES) * len(SHAPES)
     ((12, 12), True, True)
     """
-    from ..bench.pointing import cell_coverage
+    from attnprompt.bench.pointing import cell_coverage
 
     best = np.zeros((grid, grid))
     labels = np.full((grid, grid), -1, np.int16)
@@ -186,15 +188,18 @@ def patch_labels(scene, grid: int) -> np.ndarray:
     return labels
 
 
-def render_training_scene(seed: int, image_size: int, grid: int = 1) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
+def render_training_scene(
+    seed: int, image_size: int, grid: int = 1
+) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
     """One training scene as a uint8 model-size array, its objects' (colour, shape) indices, and
     the object under each patch (:func:`patch_labels` on a ``grid``×``grid`` grid).
 
-    >>> arr, objs, labels = render_training_scene(TRAIN_SEED_OFFSET, 96, 12)
+    >>> from attnprompt.shapes.splits import TRAINING_START
+    >>> arr, objs, labels = render_training_scene(TRAINING_START, 96, 12)
     >>> arr.shape, 2 <= len(objs) <= 6, labels.shape
     ((96, 96, 3), True, (12, 12))
     """
-    from ..render import fit_square
+    from attnprompt.render import fit_square
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 7))
@@ -210,11 +215,14 @@ def _render_chunk(args: tuple[list[int], int, int]) -> list[tuple[np.ndarray, li
     return [render_training_scene(s, image_size, grid) for s in seeds]
 
 
-def build_dataset(seeds: Sequence[int], image_size: int, workers: int, grid: int = 1) -> tuple[np.ndarray, list, np.ndarray]:
+def build_dataset(
+    seeds: Sequence[int], image_size: int, workers: int, grid: int = 1
+) -> tuple[np.ndarray, list, np.ndarray]:
     """Render scenes in parallel worker processes; returns (N×S×S×3 uint8, objects per scene,
     N×grid×grid patch labels).
 
-    >>> imgs, objs, labels = build_dataset([TRAIN_SEED_OFFSET + i for i in range(2)], 64, 1, 8)
+    >>> from attnprompt.shapes.splits import TRAINING_START
+    >>> imgs, objs, labels = build_dataset([TRAINING_START + i for i in range(2)], 64, 1, 8)
     >>> imgs.shape, labels.shape
     ((2, 64, 64, 3), (2, 8, 8))
     """
@@ -236,7 +244,7 @@ def tokenizer_corpus() -> list[str]:
     >>> any("star" in t for t in tokenizer_corpus())
     True
     """
-    from .questions import caption_templates, describe, make_questions
+    from attnprompt.shapes import caption_templates, describe, make_questions
 
     texts = []
     for c in COLOR_NAMES:
@@ -252,21 +260,27 @@ def tokenizer_corpus() -> list[str]:
 
 
 def build_model(cfg: TrainConfig, tokenizer: Any):
-    """A fresh CLIPModel sized by ``cfg`` (random init, seeded by the caller).
-
-    >>> # model = build_model(TrainConfig(out="x"), tokenizer)
-    """
+    """A fresh CLIPModel sized by ``cfg`` (random init, seeded by the caller)."""
     from transformers import CLIPConfig, CLIPModel
 
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=cfg.text_width, intermediate_size=4 * cfg.text_width,
-        num_hidden_layers=cfg.text_layers, num_attention_heads=max(1, cfg.text_width // 32),
-        max_position_embeddings=cfg.context, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.text_width,
+        intermediate_size=4 * cfg.text_width,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=max(1, cfg.text_width // 32),
+        max_position_embeddings=cfg.context,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     vision = dict(
-        hidden_size=cfg.width, intermediate_size=4 * cfg.width, num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads, image_size=cfg.image_size, patch_size=cfg.patch_size,
+        hidden_size=cfg.width,
+        intermediate_size=4 * cfg.width,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
     )
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg.projection_dim))
 
@@ -284,12 +298,14 @@ def early_cls_modules(model, readout: int) -> dict[str, Any]:
     """The attention and MLP modules of every vision block but the last ``readout`` ones, by name:
     the cls token's updates in them are what :func:`train`'s read-out regulariser penalises
     (capture them with :func:`attnprompt.attribution.capture.capture_outputs`).
-
-    >>> # with capture_outputs(early_cls_modules(model, 2)) as seen: image_features(...)
     """
     layers = list(model.vision_model.encoder.layers)
     early = layers[: max(0, len(layers) - readout)]
-    return {f"{kind}{i}": getattr(layer, attr) for i, layer in enumerate(early) for kind, attr in (("attn", "self_attn"), ("mlp", "mlp"))}
+    return {
+        f"{kind}{i}": getattr(layer, attr)
+        for i, layer in enumerate(early)
+        for kind, attr in (("attn", "self_attn"), ("mlp", "mlp"))
+    }
 
 
 def image_features(model, pixel_values, keep: float, generator=None):
@@ -300,8 +316,6 @@ def image_features(model, pixel_values, keep: float, generator=None):
     objects' own patches instead of routing it through a few aggregator tokens, which is what
     the per-token decomposition of API-CLIP reads; it also makes steps cheaper. Uses the
     model's own modules in their usual order, so the saved checkpoint is a plain CLIPModel.
-
-    >>> # embeddings, kept = image_features(model, pixel_values, keep=0.7)
     """
     import torch
 
@@ -326,9 +340,6 @@ def value_paths(model, values: dict[int, Any]) -> dict[int, Any]:
 
     This is what API-CLIP's Ψᶜˡˢ reads: block l's cls output is Σ_t A_cls,t · (v_t · W_o) + bias,
     so a patch's contribution names what the patch *is* exactly when its value path does.
-
-    >>> # with capture_outputs({l: layers[l].self_attn.v_proj for l in (4, 5)}) as v: image_features(...)
-    >>> # paths = value_paths(model, v)
     """
     layers = model.vision_model.encoder.layers
     return {l: v @ layers[l].self_attn.out_proj.weight.T for l, v in values.items()}
@@ -370,8 +381,6 @@ def dense_loss(model, paths: dict, labels, names_unit):
     Off by default (``dense_weight`` 0): it makes Ψᶜˡˢ point better (grounding preset 0.785 →
     0.815 in a 200-step pilot) but aligns the patch residuals with their names, which inverts
     Ψᶜᵒᵐᵖ (1 − similarity) and lowers the default preset (0.575 → 0.460); see the README.
-
-    >>> # dense_loss(model, paths, labels_BxN, unit_text_embeddings_of_all_names)
     """
     import torch
 
@@ -411,8 +420,6 @@ def contrastive_loss(img_emb, txt_emb, positives, logit_scale):
 def retrieval_precision(model, tokenizer, images_u8: np.ndarray, objects: list) -> dict[str, float]:
     """Held-out retrieval: rank all colour–shape captions for each image; precision@k where k is
     the number of distinct objects, and top-1 accuracy, with their chance levels.
-
-    >>> # retrieval_precision(model, tokenizer, imgs, objs)["precision_at_k"]
     """
     import torch
 
@@ -440,16 +447,17 @@ def retrieval_precision(model, tokenizer, images_u8: np.ndarray, objects: list) 
 def pointing_accuracy(model, tokenizer, seeds: Sequence[int], *, size: int = 224, **params: Any) -> float:
     """Fraction of held-out scenes whose API-CLIP heatmap (``params`` over the reference preset)
     peaks inside the box of the object the query names.
-
-    >>> # pointing_accuracy(model, tokenizer, range(100))
     """
-    from ..attribution.clip import ClipAttributor, ClipConfig
-    from ..bench.pointing import in_box, peak
-    from ..models import LoadedClip
-    from ..render import upsample
-    from .questions import pointing_query
+    from attnprompt.attribution.clip import ClipAttributor
+    from attnprompt.bench.pointing import in_box, peak
+    from attnprompt.config import ClipConfig
+    from attnprompt.models import LoadedClip
+    from attnprompt.render import upsample
+    from attnprompt.shapes import pointing_query
 
-    attributor = ClipAttributor(LoadedClip(model, tokenizer, MEAN, STD, "training", ""), ClipConfig.from_preset(**params))
+    attributor = ClipAttributor(
+        LoadedClip(model, tokenizer, MEAN, STD, "training", ""), ClipConfig.from_preset(**params)
+    )
     hits = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -462,17 +470,16 @@ def pointing_accuracy(model, tokenizer, seeds: Sequence[int], *, size: int = 224
 
 
 def save_checkpoint(model, tokenizer, cfg: TrainConfig, out: Path, record: dict[str, Any]) -> None:
-    """Save model + processor in Hugging Face format, atomically, with ``training.json`` beside them.
-
-    >>> # save_checkpoint(model, tokenizer, cfg, Path("out"), {})
-    """
+    """Save model + processor in Hugging Face format, atomically, with ``training.json`` beside them."""
     from transformers import CLIPImageProcessor, CLIPProcessor
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         ip = CLIPImageProcessor(
-            size={"shortest_edge": cfg.image_size}, crop_size={"height": cfg.image_size, "width": cfg.image_size},
-            image_mean=list(MEAN), image_std=list(STD),
+            size={"shortest_edge": cfg.image_size},
+            crop_size={"height": cfg.image_size, "width": cfg.image_size},
+            image_mean=list(MEAN),
+            image_std=list(STD),
         )
         CLIPProcessor(image_processor=ip, tokenizer=tokenizer).save_pretrained(tmp)
 
@@ -480,14 +487,12 @@ def save_checkpoint(model, tokenizer, cfg: TrainConfig, out: Path, record: dict[
 
 
 def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
-    """Train and save; returns the record written to ``training.json``.
-
-    >>> # train(TrainConfig(out="/tmp/shapes-clip", **SMOKE))
-    """
+    """Train and save; returns the record written to ``training.json``."""
     import torch
 
-    from ..attribution.capture import capture_outputs
-    from .tokenizer import build_subset_tokenizer
+    from attnprompt.attribution.capture import capture_outputs
+
+    from .subset_tokenizer import build_subset_tokenizer
 
     if not (Path(cfg.bpe) / "vocab.json").exists():
         raise FileNotFoundError(
@@ -503,18 +508,21 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     shutil.rmtree(tok_dir, ignore_errors=True)
     model = build_model(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, grid "
-        f"{cfg.image_size // cfg.patch_size}x{cfg.image_size // cfg.patch_size}, {cfg.layers} vision blocks")
+    log(
+        f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, grid "
+        f"{cfg.image_size // cfg.patch_size}x{cfg.image_size // cfg.patch_size}, {cfg.layers} vision blocks"
+    )
 
     t0 = time.perf_counter()
-    train_seeds = [TRAIN_SEED_OFFSET + cfg.seed * 10_000_000 + i for i in range(cfg.n_scenes)]
+    train_seeds = training_seeds("clip", cfg.seed, cfg.n_scenes)
     grid = cfg.image_size // cfg.patch_size
     images, objects, labels = build_dataset(train_seeds, cfg.image_size, cfg.workers, grid)
     labels = torch.from_numpy(labels.reshape(len(labels), -1).astype(np.int64))
-    eval_images, eval_objects, _ = build_dataset(
-        [500_000 + i for i in range(cfg.eval_scenes)], cfg.image_size, 1
-    )  # held-out seeds, never trained on
-    log(f"data: {len(images)} training scenes, {len(eval_images)} held-out, rendered in {time.perf_counter() - t0:.0f} s")
+    eval_images, eval_objects, _ = build_dataset(CLIP_RETRIEVAL_EVAL.seeds(cfg.eval_scenes), cfg.image_size, 1)
+    log(
+        f"data: {len(images)} training scenes, {len(eval_images)} held-out, "
+        f"rendered in {time.perf_counter() - t0:.0f} s"
+    )
 
     # Optional per-patch shape head on the residual stream of block L−2 (what a LLaVA projector
     # reads and what Ψᶜᵒᵐᵖ projects): a linear probe trained jointly and discarded at save, so
@@ -526,7 +534,9 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         (no_decay if p.ndim < 2 or "embedding" in name or name == "logit_scale" else decay).append(p)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
     )
 
     def lr_at(step: int) -> float:
@@ -536,7 +546,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     names_enc = tokenizer(names, padding=True, return_tensors="pt")
     rng = np.random.default_rng(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    pointing_seeds = list(range(600_000, 600_000 + max(8, cfg.eval_scenes // 2)))
+    pointing_seeds = CLIP_POINTING_EVAL.seeds(max(8, cfg.eval_scenes // 2))
     resume = Resumable(out, cfg)
     start, history, elapsed = resume.load(trained, opt, rng, generator)
     if start:
@@ -579,7 +589,8 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         # Ψᶜˡˢ reads) must name its object.
         dense = (
             dense_loss(model, paths, kept_labels, torch.nn.functional.normalize(names_emb.float(), dim=-1))
-            if dense_blocks else torch.zeros(())
+            if dense_blocks
+            else torch.zeros(())
         )
         # Read-out regulariser: real CLIPs build the image embedding mainly in their last few
         # attention blocks (paper §3.1, Eq. 2) — the property API-CLIP's decomposition relies
@@ -591,9 +602,12 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         # all (a linear probe found shape at 0.22, chance 0.17); this supervises shape at each patch.
         shape_loss = (
             patch_cross_entropy(shape_head(seen["residual"][:, 1:].float()), shape_labels(kept_labels))
-            if shape_head is not None else torch.zeros(())
+            if shape_head is not None
+            else torch.zeros(())
         )
-        loss_total = loss + cfg.readout_weight * readout_penalty + cfg.dense_weight * dense + cfg.shape_weight * shape_loss
+        loss_total = (
+            loss + cfg.readout_weight * readout_penalty + cfg.dense_weight * dense + cfg.shape_weight * shape_loss
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
@@ -603,8 +617,11 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % 25 == 0 or step == cfg.steps - 1:
-            log(f"step {step:5d}  loss {loss.item():.4f}  dense {dense.item():.4f}  shape {shape_loss.item():.4f}  read-out penalty {readout_penalty.item():.4f}  lr {lr_at(step):.2e}  "
-                f"scale {model.logit_scale.exp().item():.1f}  {time.perf_counter() - t_train:.0f} s")
+            log(
+                f"step {step:5d}  loss {loss.item():.4f}  dense {dense.item():.4f}  shape {shape_loss.item():.4f}  "
+                f"read-out penalty {readout_penalty.item():.4f}  lr {lr_at(step):.2e}  "
+                f"scale {model.logit_scale.exp().item():.1f}  {time.perf_counter() - t_train:.0f} s"
+            )
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             model.eval()
             r = retrieval_precision(model, tokenizer, eval_images, eval_objects)
@@ -612,8 +629,10 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
             entry = {"step": step + 1, "loss": round(loss.item(), 4), "retrieval": r, "pointing_reference": p}
             history.append(entry)
             resume.save(step + 1, trained, opt, rng, generator, history, time.perf_counter() - t_train)
-            log(f"eval step {step + 1}: held-out retrieval precision@k {r['precision_at_k']:.3f} "
-                f"(chance {r['chance']:.3f}), top-1 {r['top1']:.3f}; pointing (reference preset) {p:.3f}")
+            log(
+                f"eval step {step + 1}: held-out retrieval precision@k {r['precision_at_k']:.3f} "
+                f"(chance {r['chance']:.3f}), top-1 {r['top1']:.3f}; pointing (reference preset) {p:.3f}"
+            )
             model.train()
     model.eval()
     record = training_record(cfg, n_params, len(tokenizer), history, t_start, t_train)
@@ -624,10 +643,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m attnprompt.shapes.train_clip --out DIR [--smoke] [--steps N] …``.
-
-    >>> # main(["--out", "/tmp/clip", "--smoke"])
-    """
+    """Command line: ``python -m tools.shapes_training.train_clip --out DIR [--smoke] [--steps N] …``."""
     return run_training(train, TrainConfig, SMOKE, argv, __doc__.split("\n")[0])
 
 

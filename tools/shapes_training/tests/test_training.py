@@ -1,4 +1,4 @@
-"""The training scripts run (tiny smoke configurations), and their pieces do what they claim."""
+"""The training tools run (tiny smoke configurations), and their pieces do what they claim."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from builders import CLIP_BPE
 from transformers import CLIPTokenizer
 
-from attnprompt.shapes.tokenizer import build_subset_tokenizer
-from attnprompt.shapes.train_clip import (
+from tools.shapes_training.subset_tokenizer import build_subset_tokenizer
+from tools.shapes_training.train_clip import (
     SMOKE,
     TrainConfig,
     contrastive_loss,
@@ -25,7 +26,6 @@ from attnprompt.shapes.train_clip import (
     train,
     value_paths,
 )
-from conftest import CLIP_BPE
 
 
 def test_subset_tokenizer_reproduces_clip_on_the_corpus(tmp_path):
@@ -63,7 +63,7 @@ def test_loss_handles_captions_true_of_no_image():
 
 
 def test_patch_dropout_keep_all_equals_the_stock_forward(tmp_path):
-    from conftest import build_tiny_clip
+    from builders import build_tiny_clip
     from transformers import CLIPModel
 
     model = CLIPModel.from_pretrained(build_tiny_clip(tmp_path / "c", "b")).eval()
@@ -81,7 +81,7 @@ def test_patch_dropout_keep_all_equals_the_stock_forward(tmp_path):
 
 def test_patch_labels_name_the_object_covering_each_cell():
     from attnprompt.shapes import SHAPES, make_scene
-    from attnprompt.shapes.train_clip import COLOR_NAMES
+    from tools.shapes_training.train_clip import COLOR_NAMES
 
     scene = make_scene(7, n_objects=5, size=96)
     labels = patch_labels(scene, 12)  # 8-px cells
@@ -102,7 +102,7 @@ def test_value_paths_are_each_tokens_value_through_the_out_projection(tmp_path):
     """The hooked paths equal v_proj(LayerNorm1(block input)) · W_oᵀ, recomputed from the
     hidden states; with every head's attention forced uniform, Σ_t A_t·path_t + bias is the
     block's real cls attention output."""
-    from conftest import build_tiny_clip
+    from builders import build_tiny_clip
     from transformers import CLIPModel
 
     from attnprompt.attribution.clip import cls_contributions
@@ -132,7 +132,7 @@ def test_value_paths_are_each_tokens_value_through_the_out_projection(tmp_path):
 
 
 def test_dense_loss_rewards_paths_that_point_at_their_names(tmp_path):
-    from conftest import build_tiny_clip
+    from builders import build_tiny_clip
     from transformers import CLIPModel
 
     model = CLIPModel.from_pretrained(build_tiny_clip(tmp_path / "c", "b")).eval().double()
@@ -189,9 +189,9 @@ def test_clip_training_with_the_auxiliary_losses_saves_a_plain_clip(tmp_path):
 @pytest.mark.parametrize("aux", [{}, {"point_weight": 1.0, "hop1_weight": 1.0}], ids=["plain", "attention-losses"])
 def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path, aux):
     from attnprompt.backends.local import LocalVLM
-    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
-    from attnprompt.shapes.train_vlm import VlmTrainConfig
-    from attnprompt.shapes.train_vlm import train as train_vlm
+    from tools.shapes_training.train_vlm import SMOKE as VLM_SMOKE
+    from tools.shapes_training.train_vlm import VlmTrainConfig
+    from tools.shapes_training.train_vlm import train as train_vlm
 
     clip = tmp_path / "clip"
     train(TrainConfig(out=str(clip), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
@@ -208,7 +208,7 @@ def test_vlm_training_smoke_run_saves_a_loadable_llava(tmp_path, aux):
 
 
 def test_vlm_labels_supervise_only_the_answers():
-    from attnprompt.shapes.train_vlm import answer_labels, build_tokenizer
+    from tools.shapes_training.train_vlm import answer_labels, build_tokenizer
 
     tok = build_tokenizer()
     text = "USER: What colour is the star? ASSISTANT: red</s>USER: How many stars are there? ASSISTANT: 2</s>"
@@ -224,7 +224,7 @@ def test_projector_standardisation_folds_exactly_into_a_stock_llava():
     import torch
     from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    from attnprompt.shapes.train_vlm import Standardized
+    from tools.shapes_training.train_vlm import Standardized
 
     torch.manual_seed(0)
     config = LlavaConfig(
@@ -304,9 +304,9 @@ def test_resuming_with_another_configuration_is_refused(tmp_path):
 def test_interrupted_vlm_training_resumes_to_the_same_weights(tmp_path):
     import pytest
 
-    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
-    from attnprompt.shapes.train_vlm import VlmTrainConfig
-    from attnprompt.shapes.train_vlm import train as train_vlm
+    from tools.shapes_training.train_vlm import SMOKE as VLM_SMOKE
+    from tools.shapes_training.train_vlm import VlmTrainConfig
+    from tools.shapes_training.train_vlm import train as train_vlm
 
     clip = tmp_path / "clip"
     train(TrainConfig(out=str(clip), bpe=str(CLIP_BPE), **SMOKE), log=lambda s: None)
@@ -325,7 +325,7 @@ def test_interrupted_vlm_training_resumes_to_the_same_weights(tmp_path):
 
 def _two_turn_batch(grid: int):
     """ids and labels of one two-turn conversation with grid² image tokens (the VLM's layout)."""
-    from attnprompt.shapes.train_vlm import answer_labels, build_tokenizer
+    from tools.shapes_training.train_vlm import answer_labels, build_tokenizer
 
     tok = build_tokenizer()
     image = " ".join(["<image>"] * grid * grid)
@@ -336,7 +336,7 @@ def _two_turn_batch(grid: int):
 
 
 def test_answer_spans_are_the_supervised_runs():
-    from attnprompt.shapes.train_vlm import answer_spans
+    from tools.shapes_training.train_vlm import answer_spans
 
     tok, ids, labels = _two_turn_batch(2)
     spans = answer_spans(labels[0])
@@ -344,13 +344,14 @@ def test_answer_spans_are_the_supervised_runs():
 
 
 def test_naming_loss_is_zero_on_the_named_words_and_log_share_when_uniform():
-    from attnprompt.shapes.train_vlm import answer_spans, naming_loss
+    from tools.shapes_training.train_vlm import answer_spans, naming_loss
 
     tok, ids, labels = _two_turn_batch(2)
     naming_ids = torch.tensor(tok.convert_tokens_to_ids(["star", "blue", "red", "square"]))
     T = ids.shape[1]
     att = torch.zeros(1, 2, T, T)
-    star, blue = (ids[0] == tok.convert_tokens_to_ids("star")).nonzero().item(), (ids[0] == tok.convert_tokens_to_ids("blue")).nonzero().item()
+    star = (ids[0] == tok.convert_tokens_to_ids("star")).nonzero().item()
+    blue = (ids[0] == tok.convert_tokens_to_ids("blue")).nonzero().item()
     (s1, e1), (s2, e2) = answer_spans(labels[0])
     att[0, 0, s1 - 1 : e1 - 1, star] = 1.0  # each answer looks at its own question's word
     att[0, 0, s2 - 1 : e2 - 1, blue] = 1.0
@@ -367,7 +368,7 @@ def test_naming_loss_is_zero_on_the_named_words_and_log_share_when_uniform():
 
 def test_pointing_loss_is_the_cross_entropy_to_the_objects_coverage():
     from attnprompt.shapes import make_scene
-    from attnprompt.shapes.train_vlm import answer_spans, object_coverage, pointing_loss
+    from tools.shapes_training.train_vlm import answer_spans, object_coverage, pointing_loss
 
     grid = 8
     scene = make_scene(3, n_objects=3, size=64)
@@ -394,17 +395,18 @@ def test_pointing_loss_is_the_cross_entropy_to_the_objects_coverage():
     assert pointing_loss(att, ids, labels, [scene], [[(1,), ()]], image_id).item() > entropy + 0.1
     att[0, 1] = att[0, 0]
     assert pointing_loss(att, ids, labels, [scene], [[(1,), ()]], image_id).item() == pytest.approx(entropy, rel=1e-4)
-    uniform = pointing_loss(torch.full((1, 2, T, T), 1.0 / T), ids, labels, [scene], [[(1,), ()]],
-                            tok.convert_tokens_to_ids("<image>"))
+    uniform = pointing_loss(
+        torch.full((1, 2, T, T), 1.0 / T), ids, labels, [scene], [[(1,), ()]], tok.convert_tokens_to_ids("<image>")
+    )
     assert uniform.item() == pytest.approx(np.log(grid * grid), rel=1e-5)
 
 
 @pytest.mark.parametrize("field, value", [("point_layer", "9"), ("hop1_layer", -5)])
 def test_vlm_training_refuses_a_layer_the_decoder_lacks_before_training(tmp_path, field, value):
     from attnprompt.errors import InputError
-    from attnprompt.shapes.train_vlm import SMOKE as VLM_SMOKE
-    from attnprompt.shapes.train_vlm import VlmTrainConfig
-    from attnprompt.shapes.train_vlm import train as train_vlm
+    from tools.shapes_training.train_vlm import SMOKE as VLM_SMOKE
+    from tools.shapes_training.train_vlm import VlmTrainConfig
+    from tools.shapes_training.train_vlm import train as train_vlm
 
     cfg = VlmTrainConfig(out=str(tmp_path / "vlm"), **{**VLM_SMOKE, field: value})  # smoke decoder: 1 layer
     with pytest.raises(InputError, match=r"out of range; the model has 1 blocks"):
@@ -414,10 +416,11 @@ def test_vlm_training_refuses_a_layer_the_decoder_lacks_before_training(tmp_path
 
 def test_shape_first_conversations_ask_only_questions_that_name_a_shape():
     from attnprompt.shapes.scenes import COLORS
-    from attnprompt.shapes.train_vlm import TRAIN_SEED_OFFSET, conversation
+    from attnprompt.shapes.splits import TRAINING_START
+    from tools.shapes_training.train_vlm import conversation
 
     described = 0
-    for seed in range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 40):
+    for seed in range(TRAINING_START, TRAINING_START + 40):
         scene, messages, kinds, targets = conversation(seed, 6, 64, describe_rate=0.0, kinds=("color",))
         shapes = [o.shape for o in scene.objects]
         if kinds == ["describe"]:  # no shape occurs once: the scene is described instead of skipped
@@ -433,15 +436,40 @@ def test_shape_first_conversations_ask_only_questions_that_name_a_shape():
     assert described < 10
     # without the restriction the same seeds mix the kinds, as before
     mixed = set()
-    for seed in range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 20):
+    for seed in range(TRAINING_START, TRAINING_START + 20):
         mixed.update(conversation(seed, 6, 64)[2])
     assert mixed >= {"color", "shape", "count", "exists", "left_of"}
 
 
 def test_vlm_training_refuses_a_shape_first_phase_longer_than_the_run(tmp_path, capsys):
-    from attnprompt.shapes.train_vlm import main
+    from tools.shapes_training.train_vlm import main
 
     out = tmp_path / "vlm"
     assert main(["--out", str(out), "--smoke", "--shape-first", "9"]) == 2
     assert "error: --shape-first 9: expected 0 to --steps (3) steps" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tower_finetune_smoke_run_saves_a_clip_at_the_new_size(tmp_path):
+    """The recipe's middle step: the fine-tuned CLIP is a stock checkpoint at the new input size,
+    its text tower untouched, and train_vlm can start from it."""
+    from transformers import CLIPModel
+
+    from attnprompt.models import load_clip
+    from tools.shapes_training.finetune_tower import SMOKE as TOWER_SMOKE
+    from tools.shapes_training.finetune_tower import TowerConfig
+    from tools.shapes_training.finetune_tower import train as finetune
+
+    out = tmp_path / "tower"
+    record = finetune(TowerConfig(out=str(out), layer=-2, **TOWER_SMOKE), log=lambda s: None)
+    assert [h["step"] for h in record["history"]] == [1, 2]
+    assert all(0.0 <= h["patch_accuracy"] <= 1.0 for h in record["history"])
+    tuned, shipped = CLIPModel.from_pretrained(str(out)), load_clip("shapes").model
+    assert tuned.config.vision_config.image_size == TOWER_SMOKE["size"]
+    assert shipped.config.vision_config.image_size == 192  # the cached shipped model was not touched
+    for (name, a), b in zip(tuned.text_model.state_dict().items(), shipped.text_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert not torch.equal(
+        tuned.vision_model.encoder.layers[0].mlp.fc1.weight, shipped.vision_model.encoder.layers[0].mlp.fc1.weight
+    )
+    assert load_clip(str(out)).model.config.vision_config.image_size == TOWER_SMOKE["size"]

@@ -1,4 +1,4 @@
-"""Pieces both training scripts share: a dataclass-driven command line, the learning-rate
+"""Pieces the training scripts share: a dataclass-driven command line, the learning-rate
 schedule, resuming an interrupted run, the training record and atomic saving."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 
 def parse_config(cls: type, smoke: dict[str, Any], argv: Sequence[str] | None, description: str):
@@ -46,12 +47,20 @@ def parse_config(cls: type, smoke: dict[str, Any], argv: Sequence[str] | None, d
 def run_training(train: Callable[..., Any], cls: type, smoke: dict[str, Any], argv: Sequence[str] | None,
                  description: str) -> int:
     """A training script's command line: parse the flags, train with the log on stdout; a bad
-    configuration prints its one-line explanation on stderr and exits 2, as the CLI does.
+    configuration prints its one-line explanation on stderr and exits 2, as the ``attnprompt``
+    command does.
 
-    >>> # run_training(train, TrainConfig, SMOKE, ["--out", "/tmp/x", "--smoke"], "Train …")
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...     out: str
+    ...     steps: int = 10
+    >>> def train(cfg, log):
+    ...     log(f"{cfg.steps} steps")
+    >>> run_training(train, C, {"steps": 1}, ["--out", "x", "--smoke"], "")
+    1 steps
+    0
     """
-    from ..cli import EXIT_ERROR
-    from ..errors import AttnpromptError
+    from attnprompt.errors import EXIT_ERROR, AttnpromptError
 
     try:
         train(parse_config(cls, smoke, argv, description), log=lambda s: print(s, flush=True))
@@ -93,8 +102,8 @@ class Resumable:
     The state lives in ``<out>.resume.pt`` (written atomically) and is removed once the
     checkpoint is saved. Resuming with a different configuration is refused.
 
-    >>> # resume = Resumable(out, cfg); start, history, elapsed = resume.load(model, opt, rng, gen)
-    >>> # ... after each evaluation: resume.save(step + 1, model, opt, rng, gen, history, elapsed)
+    Use: ``start, history, elapsed = resume.load(model, opt, rng, gen)`` before the loop, and
+    ``resume.save(step + 1, model, opt, rng, gen, history, elapsed)`` after each evaluation.
     """
 
     def __init__(self, out: Path, cfg: Any) -> None:
@@ -126,7 +135,7 @@ class Resumable:
         """Save the state reached after ``step`` steps."""
         import torch
 
-        from ..files import atomic_write
+        from attnprompt.files import atomic_write
 
         state = {
             "config": self.config, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

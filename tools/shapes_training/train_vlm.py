@@ -5,7 +5,7 @@ fine-tuned), LLaVA's two-layer projector, a small Llama decoder, a word-level to
 LLaVA-1.5-style chat template, and a LlavaProcessor — saved in Hugging Face format, loadable by
 ``from_pretrained(directory)`` like any checkpoint.
 
-Training data are multi-turn conversations about held-in scenes (seeds ≥ 1,000,000): one image,
+Training data are multi-turn conversations about training scenes (:mod:`attnprompt.shapes.splits`): one image,
 then several questions of every kind (colour of a named shape, shape of a named colour,
 counting, existence incl. absent objects, left/right), each answered with one word; the loss
 covers the answers only. Held-out accuracy per question kind is printed and saved.
@@ -14,9 +14,14 @@ Two optional losses act on the decoder's own attention (eager attention while tr
 model runs SDPA like any checkpoint): ``--hop1-weight`` makes one head attend, where each answer is
 predicted, to its question's colour/shape words; ``--point-weight`` makes the layer that API-VLM
 reads by default (``--point-layer 0.5``; its head mean, or one head with ``--point-head``) attend to
-the objects the question names (grounding supervision from the scene generator's masks). See the README's "Shapes VLM" for what they change.
+the objects the question names (grounding supervision from the scene generator's masks). What they change:
+``docs/research/shapes.md``.
 
-    python -m attnprompt.shapes.train_vlm --out src/attnprompt/shapes/models/shapes-vlm
+    python -m tools.shapes_training.train_vlm --out src/attnprompt/shapes/models/shapes-vlm --clip CLIP2 \\
+        --point-weight 4 --hop1-weight 1 --shape-first 700
+
+(the shipped recipe: ``CLIP2`` is the tower made by ``train_clip`` and ``finetune_tower``; see this
+folder's README).
 """
 
 from __future__ import annotations
@@ -24,30 +29,31 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ._training import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
-from .questions import PLURALS, QUESTION_KINDS, make_questions
-from .scenes import COLORS, SHAPES, make_scene
-from ..attribution.base import parse_layers
-from ..errors import InputError
-from .train_clip import MEAN, STD, TRAIN_SEED_OFFSET
+from attnprompt.config import parse_layers
+from attnprompt.errors import InputError
+from attnprompt.shapes import COLORS, PLURALS, SHAPES, accuracy_by_kind, make_questions, make_scene
+from attnprompt.shapes.splits import TRAINING_START, VLM_EVAL, training_seeds
 
-#: Held-out seeds for the accuracy printed by this script (the shapes-vqa benchmark uses others).
-EVAL_SEED = 700_000
+from .common import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
+from .train_clip import MEAN, STD
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
     "{% if m['role'] == 'system' %}"
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %} "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %} "
     "{% elif m['role'] == 'user' %}USER: "
     "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %} "
     "{% else %}ASSISTANT: "
-    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}"
+    "{% for c in m['content'] %}{{ c['text'] }}{% endfor %}{% endif %}"
     "</s>"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
@@ -107,8 +113,19 @@ class VlmTrainConfig:
     shape_first: int = 0
 
 
-SMOKE = dict(steps=3, batch_size=2, turns=2, n_scenes=8, hidden=32, layers=1, heads=2, intermediate=64,
-             eval_every=2, eval_scenes=4, image_size=48)
+SMOKE = dict(
+    steps=3,
+    batch_size=2,
+    turns=2,
+    n_scenes=8,
+    hidden=32,
+    layers=1,
+    heads=2,
+    intermediate=64,
+    eval_every=2,
+    eval_scenes=4,
+    image_size=48,
+)
 
 
 def vocabulary() -> list[str]:
@@ -137,8 +154,8 @@ def vocabulary() -> list[str]:
 def build_tokenizer():
     """A word-level tokenizer (lower-cased, punctuation split) with the chat template.
 
-    >>> tok = build_tokenizer()  # doctest: +SKIP
-    >>> tok.tokenize("What colour is the star?")  # doctest: +SKIP
+    >>> tok = build_tokenizer()
+    >>> tok.tokenize("What colour is the star?")
     ['what', 'colour', 'is', 'the', 'star', '?']
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -151,8 +168,14 @@ def build_tokenizer():
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        additional_special_tokens=["<image>"], padding_side="left", model_max_length=2048,
+        tokenizer_object=tk,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=["<image>"],
+        padding_side="left",
+        model_max_length=2048,
     )
     tok.chat_template = CHAT_TEMPLATE
     return tok
@@ -161,8 +184,6 @@ def build_tokenizer():
 def vision_tower_weights(clip_model, image_size: int) -> dict:
     """The CLIP vision tower's weights for input size ``image_size``: position embeddings of the
     patch grid resized (bicubic) to the new grid, everything else copied.
-
-    >>> # state = vision_tower_weights(clip, 128)
     """
     import torch
 
@@ -173,16 +194,15 @@ def vision_tower_weights(clip_model, image_size: int) -> dict:
         pos = state["embeddings.position_embedding.weight"]  # (1 + old², D)
         grid = pos[1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
         grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
-        state["embeddings.position_embedding.weight"] = torch.cat([pos[:1], grid.permute(0, 2, 3, 1).reshape(new * new, -1)])
+        state["embeddings.position_embedding.weight"] = torch.cat(
+            [pos[:1], grid.permute(0, 2, 3, 1).reshape(new * new, -1)]
+        )
         state.pop("embeddings.position_ids", None)
     return state
 
 
 def vision_tower(clip_model, image_size: int):
-    """The CLIP's vision tower as a stand-alone ``CLIPVisionModel`` (eval mode) at input ``image_size``.
-
-    >>> # tower = vision_tower(load_clip("shapes").model, 128)
-    """
+    """The CLIP's vision tower as a stand-alone ``CLIPVisionModel`` (eval mode) at input ``image_size``."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     vc = CLIPVisionConfig(**{**clip_model.config.vision_config.to_dict(), "image_size": image_size})
@@ -195,7 +215,7 @@ def training_scene(seed: int, image_size: int):
     """(scene, generator) as training draws them: 2–6 objects at ``image_size``, 160 or 224 px; the
     generator then draws the scene's questions.
 
-    >>> scene, rng = training_scene(TRAIN_SEED_OFFSET, 128); 2 <= len(scene.objects) <= 6
+    >>> scene, rng = training_scene(TRAINING_START, 128); 2 <= len(scene.objects) <= 6
     True
     """
     rng = np.random.default_rng(seed)
@@ -205,7 +225,7 @@ def training_scene(seed: int, image_size: int):
 def held_out_scene(seed: int, image_size: int = 224):
     """(scene, generator) as the held-out evaluation draws them: 3–6 objects at ``image_size``.
 
-    >>> scene, rng = held_out_scene(EVAL_SEED); 3 <= len(scene.objects) <= 6
+    >>> scene, rng = held_out_scene(VLM_EVAL.start); 3 <= len(scene.objects) <= 6
     True
     """
     rng = np.random.default_rng(seed)
@@ -213,21 +233,28 @@ def held_out_scene(seed: int, image_size: int = 224):
 
 
 def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
-    """A LlavaForConditionalGeneration whose vision tower is the shapes CLIP's (at ``cfg.image_size``).
-
-    >>> # model, processor = build_model(VlmTrainConfig(out="x"), tokenizer, clip)
-    """
+    """A LlavaForConditionalGeneration whose vision tower is the shapes CLIP's (at ``cfg.image_size``)."""
     from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-    vc = clip_model.config.vision_config.__class__(**{**clip_model.config.vision_config.to_dict(), "image_size": cfg.image_size})
+    vc = clip_model.config.vision_config.__class__(
+        **{**clip_model.config.vision_config.to_dict(), "image_size": cfg.image_size}
+    )
     grid = vc.image_size // vc.patch_size
     config = LlavaConfig(
         vision_config=vc.to_dict(),
         text_config=dict(
-            model_type="llama", vocab_size=len(tokenizer), hidden_size=cfg.hidden, intermediate_size=cfg.intermediate,
-            num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-            max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+            model_type="llama",
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden,
+            intermediate_size=cfg.intermediate,
+            num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            num_key_value_heads=cfg.heads,
+            max_position_embeddings=1024,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True,
         ),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         image_seq_length=grid * grid,
@@ -236,18 +263,26 @@ def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
         projector_hidden_act="gelu",
     )
     model = LlavaForConditionalGeneration(config)
-    missing, unexpected = model.model.vision_tower.load_state_dict(vision_tower_weights(clip_model, cfg.image_size), strict=False)
+    missing, unexpected = model.model.vision_tower.load_state_dict(
+        vision_tower_weights(clip_model, cfg.image_size), strict=False
+    )
     if unexpected or any(not k.endswith("position_ids") for k in missing):
         raise RuntimeError(f"vision tower weights do not fit: missing {missing}, unexpected {unexpected}")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     ip = CLIPImageProcessorPil(
-        size={"shortest_edge": vc.image_size}, crop_size={"height": vc.image_size, "width": vc.image_size},
-        image_mean=list(MEAN), image_std=list(STD),
+        size={"shortest_edge": vc.image_size},
+        crop_size={"height": vc.image_size, "width": vc.image_size},
+        image_mean=list(MEAN),
+        image_std=list(STD),
     )
     processor = LlavaProcessor(
-        image_processor=ip, tokenizer=tokenizer, patch_size=vc.patch_size, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
+        image_processor=ip,
+        tokenizer=tokenizer,
+        patch_size=vc.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
     )
     return model, processor
 
@@ -255,8 +290,6 @@ def build_model(cfg: VlmTrainConfig, tokenizer, clip_model):
 def feature_statistics(model, processor, seeds: Sequence[int], image_size: int):
     """Per-dimension mean and spread of the vision features the projector reads (one value per
     channel, over all patches of the scenes ``seeds``).
-
-    >>> # mu, sd = feature_statistics(model, processor, range(64), 128)
     """
     import torch
 
@@ -275,8 +308,6 @@ class Standardized:
     against ~0.5 for word embeddings), which makes the projector's updates noisy. Standardising
     is affine, so :meth:`fold` bakes it exactly into the first projector layer afterwards: the
     saved model is a stock LLaVA that reads raw features.
-
-    >>> # s = Standardized(model, mu, sd); ...train...; s.fold()
     """
 
     def __init__(self, model, mean, sd):
@@ -284,10 +315,7 @@ class Standardized:
         self.handle = self.projector.register_forward_pre_hook(lambda _m, args: ((args[0] - self.mean) / self.sd,))
 
     def fold(self) -> None:
-        """Remove the hook and rewrite linear_1 so that linear_1'(x) = linear_1((x − mean) / sd).
-
-        >>> # s = Standardized(model, mean, sd); ...train...; s.fold(); model.save_pretrained(out)
-        """
+        """Remove the hook and rewrite linear_1 so that linear_1'(x) = linear_1((x − mean) / sd)."""
         import torch
 
         self.handle.remove()
@@ -308,7 +336,7 @@ def conversation(
     the description and for absent objects). ``kinds`` restricts the question kinds (up to
     ``turns`` questions of them; fewer when the scene does not support more).
 
-    >>> scene, messages, kinds, targets = conversation(TRAIN_SEED_OFFSET, 3, 96)
+    >>> scene, messages, kinds, targets = conversation(TRAINING_START, 3, 96)
     >>> [m["role"] for m in messages][:2], len(kinds) <= 4, len(targets) == len(kinds)
     (['user', 'assistant'], True, True)
     """
@@ -374,8 +402,6 @@ def naming_loss(attention, input_ids, labels, naming_ids, head: int = 0):
 
     This hands the decoder the first of the two hops a question needs (bring the named word to the
     answer; then find it in the image); which image tokens to read stays to be learned.
-
-    >>> # loss = naming_loss(out.attentions[0], enc["input_ids"], labels, torch.tensor([red_id, star_id]))
     """
     import torch
 
@@ -408,8 +434,6 @@ def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id:
     over the image tokens, as API-VLM's reference variant reads it) to the image-token grid, and is
     scored against :func:`object_coverage` of those objects. ``targets[b]`` lists the objects of each
     turn of row b, in the order of its answers.
-
-    >>> # loss = pointing_loss(out.attentions[2], enc["input_ids"], labels, scenes, targets, image_id)
     """
     import torch
 
@@ -436,10 +460,7 @@ def pointing_loss(attention, input_ids, labels, scenes, targets, image_token_id:
 
 
 def answer_labels(input_ids, tokenizer):
-    """Labels that supervise only the assistant's answers (each answer plus its ``</s>``).
-
-    >>> # labels = answer_labels(batch["input_ids"], tokenizer)
-    """
+    """Labels that supervise only the assistant's answers (each answer plus its ``</s>``)."""
     import torch
 
     assistant = tokenizer.convert_tokens_to_ids("assistant")
@@ -458,65 +479,26 @@ def answer_labels(input_ids, tokenizer):
     return labels
 
 
-def first_word(text: str) -> str:
-    """The answer's first word, lower-cased, without punctuation.
-
-    >>> first_word(" Red. ")
-    'red'
-    """
-    words = text.strip().lower().replace(".", " ").replace(",", " ").replace("!", " ").split()
-    return words[0] if words else ""
-
-
 def evaluate(backend, seeds: Sequence[int], image_size: int = 224) -> dict[str, float]:
-    """Held-out accuracy per question kind (exact first-word match) with a LocalVLM backend.
-
-    >>> # evaluate(LocalVLM(...), range(700_000, 700_200))
-    """
-    from ..backends.base import Request
+    """Held-out accuracy per question kind (exact first-word match) with a LocalVLM backend."""
+    from attnprompt.types import Request
 
     requests, kinds, answers = [], [], []
     for seed in seeds:
         scene, rng = held_out_scene(seed, image_size)
         for qa in make_questions(scene, rng, per_kind=1):
-            requests.append(Request((scene.image,), qa.question, max_new_tokens=3))
+            requests.append(Request.single(scene.image, qa.question, max_new_tokens=3))
             kinds.append(qa.kind)
             answers.append(qa.answer)
-    return score(kinds, [g.text for g in backend.answer(requests)], answers)
-
-
-def score(kinds: Sequence[str], texts: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
-    """Accuracy per question kind and overall: the reply's first word equals the answer.
-
-    >>> score(["color", "color", "count"], ["Red.", "blue", "2"], ["red", "red", "2"])["color"]
-    0.5
-    """
-    hits = [first_word(t) == a for t, a in zip(texts, answers)]
-    out: dict[str, float] = {}
-    for kind in QUESTION_KINDS:
-        idx = [i for i, k in enumerate(kinds) if k == kind]
-        out[kind] = float(np.mean([hits[i] for i in idx])) if idx else float("nan")
-    out["all"] = float(np.mean(hits))
-    return out
-
-
-def _fraction_or_text(spec: str):
-    # "0.5" is a fraction of the depth; anything else ("2", "-1", "x") goes to parse_layers as text
-    try:
-        return float(spec) if "." in spec else spec
-    except ValueError:
-        return spec
+    return accuracy_by_kind(kinds, [g.text for g in backend.answer(requests)], answers)
 
 
 def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
-    """Train and save; returns the record written to ``training.json``.
-
-    >>> # train(VlmTrainConfig(out="/tmp/shapes-vlm", **SMOKE))
-    """
+    """Train and save; returns the record written to ``training.json``."""
     import torch
 
-    from ..backends.local import LocalVLM
-    from ..models import LoadedVlm, load_clip
+    from attnprompt.backends.local import LocalVLM
+    from attnprompt.models import LoadedVlm, load_clip
 
     if not 0 <= cfg.shape_first <= cfg.steps:
         raise InputError(f"--shape-first {cfg.shape_first}: expected 0 to --steps ({cfg.steps}) steps")
@@ -528,32 +510,39 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     tokenizer = build_tokenizer()
     model, processor = build_model(cfg, tokenizer, clip.model)
     image_size = cfg.image_size
-    mean, sd = feature_statistics(model, processor, range(TRAIN_SEED_OFFSET, TRAIN_SEED_OFFSET + 64), image_size)
+    mean, sd = feature_statistics(model, processor, range(TRAINING_START, TRAINING_START + 64), image_size)
     standardized = Standardized(model, mean, sd)
     attentions = bool(cfg.point_weight or cfg.hop1_weight)
     if attentions:
         # attention probabilities are needed for the auxiliary losses: eager attention while training
         model.model.language_model.set_attn_implementation("eager")
     # bad layer choices fail here with the valid range, not mid-training
-    point_layer = parse_layers(_fraction_or_text(cfg.point_layer), cfg.layers, allow_fraction=True)[0]
+    point_layer = parse_layers(cfg.point_layer, cfg.layers, allow_fraction=True)[0]
     hop1_layer = parse_layers(cfg.hop1_layer, cfg.layers)[0]
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     naming_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(NAMING_WORDS)))
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
-        f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}")
+    log(
+        f"model: {n_params / 1e6:.2f} M parameters, vocab {len(tokenizer)}, "
+        f"{model.config.image_seq_length} image tokens, {cfg.layers}-layer decoder of width {cfg.hidden}"
+    )
 
     vision = list(model.model.vision_tower.parameters())
     vision_ids = {id(p) for p in vision}
     rest = [p for p in model.parameters() if id(p) not in vision_ids]
     opt = torch.optim.AdamW(
-        [{"params": rest, "lr": cfg.lr, "base": cfg.lr}, {"params": vision, "lr": cfg.vision_lr, "base": cfg.vision_lr}],
-        betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay,
+        [
+            {"params": rest, "lr": cfg.lr, "base": cfg.lr},
+            {"params": vision, "lr": cfg.vision_lr, "base": cfg.vision_lr},
+        ],
+        betas=(0.9, 0.98),
+        eps=1e-6,
+        weight_decay=cfg.weight_decay,
     )
 
-    seeds = [TRAIN_SEED_OFFSET + 50_000_000 + cfg.seed * 10_000_000 + i for i in range(cfg.n_scenes)]
+    seeds = training_seeds("vlm", cfg.seed, cfg.n_scenes)
     rng = np.random.default_rng(cfg.seed)
-    eval_seeds = list(range(EVAL_SEED, EVAL_SEED + cfg.eval_scenes))
+    eval_seeds = VLM_EVAL.seeds(cfg.eval_scenes)
     loaded = LoadedVlm(model, processor, "llava", "training", "")
     resume = Resumable(Path(cfg.out), cfg)
     start, history, elapsed = resume.load(model, opt, rng)
@@ -564,8 +553,10 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
     for step in range(start, cfg.steps):
         model.train()
         kinds = ("color",) if step < cfg.shape_first else None
-        batch = [conversation(int(s), cfg.turns, image_size, cfg.describe_rate, kinds)
-                 for s in rng.choice(seeds, cfg.batch_size, replace=False)]
+        batch = [
+            conversation(int(s), cfg.turns, image_size, cfg.describe_rate, kinds)
+            for s in rng.choice(seeds, cfg.batch_size, replace=False)
+        ]
         texts = [processor.apply_chat_template(m, tokenize=False) for _, m, _, _ in batch]
         tokenizer.padding_side = "right"  # positions 0.. for real tokens, as at generation time
         enc = processor(text=texts, images=[sc.image for sc, _, _, _ in batch], padding=True, return_tensors="pt")
@@ -575,9 +566,15 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
             out = model(**enc, labels=labels, output_attentions=attentions)
             loss = out.loss
             if cfg.point_weight:
-                point = pointing_loss(out.attentions[point_layer], enc["input_ids"], labels,
-                                      [sc for sc, _, _, _ in batch], [t for _, _, _, t in batch], image_id,
-                                      head=cfg.point_head)
+                point = pointing_loss(
+                    out.attentions[point_layer],
+                    enc["input_ids"],
+                    labels,
+                    [sc for sc, _, _, _ in batch],
+                    [t for _, _, _, t in batch],
+                    image_id,
+                    head=cfg.point_head,
+                )
                 loss = loss + cfg.point_weight * point
             if cfg.hop1_weight:
                 hop1 = naming_loss(out.attentions[hop1_layer], enc["input_ids"], labels, naming_ids)
@@ -590,7 +587,8 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
         opt.step()
         if step % 25 == 0 or step == cfg.steps - 1:
             extra = (f"  pointing {point.item():.4f}" if cfg.point_weight else "") + (
-                f"  naming {hop1.item():.4f}" if cfg.hop1_weight else "")
+                f"  naming {hop1.item():.4f}" if cfg.hop1_weight else ""
+            )
             log(f"step {step:5d}  loss {out.loss.item():.4f}{extra}  {time.perf_counter() - t_train:.0f} s")
         if (step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1:
             model.eval()
@@ -609,18 +607,12 @@ def train(cfg: VlmTrainConfig, log=print) -> dict[str, Any]:
 
 
 def save(model, processor, out: Path, record: dict[str, Any]) -> None:
-    """Save model + processor in Hugging Face format atomically, with ``training.json``.
-
-    >>> # save(model, processor, Path("out"), {})
-    """
+    """Save model + processor in Hugging Face format atomically, with ``training.json``."""
     save_directory(out, lambda tmp: (model.save_pretrained(tmp), processor.save_pretrained(tmp)), record)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m attnprompt.shapes.train_vlm --out DIR [--smoke] [--steps N] …``.
-
-    >>> # main(["--out", "/tmp/vlm", "--smoke"])
-    """
+    """Command line: ``python -m tools.shapes_training.train_vlm --out DIR [--smoke] [--steps N] …``."""
     return run_training(train, VlmTrainConfig, SMOKE, argv, __doc__.split("\n")[0])
 
 

@@ -1,0 +1,474 @@
+"""Method configurations, validators and the lazy registries of methods and strategies.
+
+Each method's hyper-parameters are one frozen dataclass: every field has its one documented
+default (the default preset), named presets change some of them, and unknown keys are refused.
+The CLI derives its flags from these fields (:func:`cli_parameters`), so a default is written
+once. Nothing here imports torch: ``attnprompt --help`` stays instant.
+
+>>> METHODS.names()
+('api-clip', 'api-vlm')
+>>> ClipConfig.from_preset("paper", kernel=5).to_dict()["kernel"]
+5
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from .errors import InputError
+
+# -- validators --------------------------------------------------------------------------
+
+
+def check_kernel(kernel: Any) -> int:
+    """A mean-filter size: an odd integer ≥ 1 (1 = no filter).
+
+    >>> check_kernel(3)
+    3
+    """
+    if isinstance(kernel, bool) or not isinstance(kernel, numbers.Integral) or kernel < 1 or kernel % 2 == 0:
+        raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {kernel!r}")
+    return int(kernel)
+
+
+def check_enhance(enhance: Any) -> float:
+    """An enhance coefficient: a finite number ≥ 0 (0 = off).
+
+    >>> check_enhance("5")
+    5.0
+    """
+    try:
+        e = float(enhance)
+    except (TypeError, ValueError):
+        raise InputError(f"enhance must be a number ≥ 0 (0 = off); got {enhance!r}") from None
+    if not (e >= 0 and e < float("inf")):
+        raise InputError(f"enhance must be a finite number ≥ 0 (0 = off); got {enhance!r}")
+    return e
+
+
+def check_tokens(name: str, value: Any) -> int:
+    """A token budget: a whole number ≥ 1.
+
+    >>> check_tokens("max_new_tokens", 20)
+    20
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, valid: Sequence[str]) -> None:
+    """Raise a clear error unless ``value`` is one of ``valid``.
+
+    >>> check_choice("parts", "cls", ("both", "cls", "comp"))
+    """
+    if value not in valid:
+        raise InputError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def check_query(query: Any) -> str:
+    """Validate one query or question: a non-blank string. Returns it stripped.
+
+    >>> check_query("  What colour is the star? ")
+    'What colour is the star?'
+    """
+    if not isinstance(query, str):
+        raise InputError(f"query must be a string, got {type(query).__name__}")
+    q = query.strip()
+    if not q:
+        raise InputError("query is empty or only whitespace; give a question or a phrase naming what to look at")
+    return q
+
+
+def check_gray(gray: Any) -> float:
+    """The level masked pixels fade to: a number in [0, 255] (0 = black).
+
+    >>> check_gray(128)
+    128.0
+    """
+    try:
+        g = float(gray)
+    except (TypeError, ValueError):
+        raise InputError(f"gray must be a level in [0, 255]; got {gray!r}") from None
+    if not 0.0 <= g <= 255.0:
+        raise InputError(f"gray must be a level in [0, 255]; got {gray!r}")
+    return g
+
+
+def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tuple[int, ...]:
+    """Resolve a layer specification to sorted absolute block indices in ``[0, depth)``.
+
+    Accepts an int (negative counts from the end: -1 is the last block), a sequence of ints,
+    a string ``"-2"``, ``"20,22"`` or a slice ``"-4:"`` / ``"10:14"`` (Python slice semantics),
+    and, with ``allow_fraction``, a fraction of the depth in (0, 1) as a float or a string
+    (``0.5``, ``"0.5"``).
+
+    >>> parse_layers(-2, 24), parse_layers("-3:", 24), parse_layers("1,3", 4)
+    ((22,), (21, 22, 23), (1, 3))
+    >>> parse_layers("0.5", 40, allow_fraction=True)
+    (20,)
+    """
+
+    def bad(why: str) -> InputError:
+        extra = ", or a fraction of depth in (0, 1) like 0.5" if allow_fraction else ""
+        return InputError(
+            f"invalid layers {spec!r}: {why}; the model has {depth} blocks — give an index in "
+            f"[-{depth}, {depth - 1}], a list like '20,22' or a slice like '-4:'{extra}"
+        )
+
+    def one(i: int) -> int:
+        j = i + depth if i < 0 else i
+        if not 0 <= j < depth:
+            raise bad(f"index {i} is out of range")
+        return j
+
+    if isinstance(spec, bool):
+        raise bad("not a layer index")
+    if isinstance(spec, float):
+        if not allow_fraction:
+            raise bad("fractions are not accepted here")
+        if not 0.0 < spec < 1.0:
+            raise bad("a fraction must lie strictly between 0 and 1")
+        return (min(depth - 1, int(round(spec * depth))),)
+    if isinstance(spec, numbers.Integral):
+        return (one(int(spec)),)
+    if isinstance(spec, str):
+        s = spec.strip()
+        if ":" in s:
+            parts = s.split(":")
+            if len(parts) != 2:
+                raise bad("a slice has the form start:stop")
+            try:
+                start = int(parts[0]) if parts[0].strip() else None
+                stop = int(parts[1]) if parts[1].strip() else None
+            except ValueError:
+                raise bad("slice bounds must be integers") from None
+            idx = tuple(range(depth)[slice(start, stop)])
+            if not idx:
+                raise bad("the slice selects no block")
+            return idx
+        items = [x.strip() for x in s.split(",") if x.strip()]
+        if not items:
+            raise bad("empty")
+        if len(items) == 1 and allow_fraction and "." in items[0]:
+            try:
+                fraction = float(items[0])
+            except ValueError:
+                raise bad(f"{items[0]!r} is not a number") from None
+            return parse_layers(fraction, depth, allow_fraction=True)
+        out = []
+        for x in items:
+            try:
+                out.append(int(x))
+            except ValueError:
+                raise bad(f"{x!r} is not an integer") from None
+        return tuple(sorted({one(i) for i in out}))
+    if isinstance(spec, Sequence):
+        if not spec:
+            raise bad("empty")
+        out = []
+        for x in spec:
+            if isinstance(x, bool) or not isinstance(x, numbers.Integral):
+                raise bad(f"{x!r} is not an integer")
+            out.append(one(int(x)))
+        return tuple(sorted(set(out)))
+    raise bad(f"unsupported type {type(spec).__name__}")
+
+
+# -- configs -------------------------------------------------------------------------------
+
+
+def param(default: Any, help: str, *, cli: Callable[[str], Any] | None = str) -> Any:
+    """A config field with its help text and how the CLI parses it (``bool`` → ``--x/--no-x``).
+
+    >>> param(3, "odd mean-filter size", cli=int).metadata["help"]
+    'odd mean-filter size'
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "cli": cli})
+
+
+#: Help texts shared by several methods, written once.
+LAYERS_HELP = "block(s) to read: an index (-2), a list (20,22) or a slice (--layers=-4:)"
+ENHANCE_HELP = "contrast coefficient of sigmoid(coe·z-score) applied to the query map; 0 = off"
+KERNEL_HELP = "odd mean-filter size on the grid (1 = none)"
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodConfig:
+    """Base for a method's hyper-parameters: one documented default, named presets, no unknown keys.
+
+    Subclasses declare their fields with :func:`param` (the default preset's values) and map
+    the other presets' names to the fields they change in ``PRESETS``.
+
+    >>> ClipConfig.from_preset("paper").similarity
+    'cosine'
+    """
+
+    PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    DEFAULT_PRESET: ClassVar[str] = ""
+    preset: str = ""
+
+    @classmethod
+    def from_preset(cls, preset: str | None = None, **overrides: Any):
+        """Build a config from a named preset plus explicit overrides (``None`` means "keep").
+
+        >>> ClipConfig.from_preset("reference", kernel=5).kernel
+        5
+        """
+        preset = preset or cls.DEFAULT_PRESET
+        if preset not in cls.PRESETS:
+            raise InputError(f"unknown preset {preset!r}; valid presets: {', '.join(cls.PRESETS)}")
+        names = cls.parameter_names()
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise InputError(
+                f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
+                f"valid parameters: {', '.join(sorted(names))}"
+            )
+        values = dict(cls.PRESETS[preset])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(preset=preset, **values)
+
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The tunable fields (everything but ``preset``), in declaration order.
+
+        >>> VlmConfig.parameter_names()[:2]
+        ('variant', 'layers')
+        """
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "preset")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able values.
+
+        >>> ClipConfig.from_preset().to_dict()["preset"]
+        'reference'
+        """
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _layers_value(spec: Any) -> Any:
+    # a list from JSON or Python becomes a tuple, so the frozen config stays hashable
+    return tuple(spec) if isinstance(spec, list) else spec
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipConfig(MethodConfig):
+    """Hyper-parameters of API-CLIP (paper §3.1). The defaults are the ``reference`` preset: the
+    authors' released code. ``paper`` follows the paper's equations; ``grounding`` (ours) keeps the
+    query-specific map alone, for localisation rather than prompting.
+
+    >>> ClipConfig.from_preset("paper").layers
+    '-2:'
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "reference": {},
+        "paper": dict(layers="-2:", enhance=0.0, centering="exact", similarity="cosine"),
+        "grounding": dict(layers="-2:", parts="cls", kernel=1),
+    }
+    DEFAULT_PRESET: ClassVar[str] = "reference"
+
+    preset: str = "reference"
+    layers: Any = param("-2", LAYERS_HELP + "; several blocks are summed (paper Eq. 2)")
+    parts: str = param("both", "both (soft OR of the two maps) | cls (query map only) | comp (complement only)")
+    enhance: float = param(5.0, ENHANCE_HELP, cli=float)
+    kernel: int = param(3, KERNEL_HELP, cli=int)
+    centering: str = param("cls", "LayerNorm linearisation: cls (final cls mean spread evenly; authors) | exact")
+    similarity: str = param("dot", "dot (unit text embedding · ψ / ‖image embedding‖; authors) | cosine")
+    comp_layer: Any = param(
+        None, "block whose output residual stream feeds the complementary map (default: the deepest of --layers)"
+    )
+    fit: str = param("pad", "non-square images: pad (letterbox; padding cropped from the heatmap) | squash")
+
+    def __post_init__(self) -> None:
+        check_choice("parts", self.parts, ("both", "cls", "comp"))
+        check_choice("centering", self.centering, ("cls", "exact"))
+        check_choice("similarity", self.similarity, ("dot", "cosine"))
+        check_choice("fit", self.fit, ("pad", "squash"))
+        object.__setattr__(self, "enhance", check_enhance(self.enhance))
+        object.__setattr__(self, "kernel", check_kernel(self.kernel))
+        object.__setattr__(self, "layers", _layers_value(self.layers))
+
+
+@dataclasses.dataclass(frozen=True)
+class VlmConfig(MethodConfig):
+    """Hyper-parameters of API-VLM (paper §3.2). The defaults are the ``reference`` preset: the
+    authors' released code (softmax renormalised over the image tokens, enhance 5, no final
+    min-max); ``paper`` takes the probabilities over all keys, no enhance, and min-max at the end.
+
+    >>> VlmConfig.from_preset("paper").variant
+    'paper'
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "reference": {},
+        "paper": dict(variant="paper", enhance=0.0, renormalize=True),
+    }
+    DEFAULT_PRESET: ClassVar[str] = "reference"
+
+    preset: str = "reference"
+    variant: str = param("reference", "reference (softmax over the image tokens; authors) | paper (over all keys)")
+    layers: Any = param(
+        0.5,
+        "decoder layer(s) L̄: a fraction of depth (0.5 = the middle-deep layer the paper "
+        "found best), an index, a list or a slice; several are averaged",
+    )
+    max_new_tokens: int = param(20, "greedy tokens generated for the map; their attention is averaged (M)", cli=int)
+    enhance: float = param(5.0, ENHANCE_HELP, cli=float)
+    kernel: int = param(3, KERNEL_HELP, cli=int)
+    renormalize: bool = param(False, "min-max the map again after the filter", cli=bool)
+    grid: str = param("highres", "LLaVA-NeXT: the highres tile grid | the base grid")
+    fit: str = param(
+        "pad",
+        "LLaVA-1.5: pad to a square with the mean colour first (nothing cropped) | processor (its own resize and crop)",
+    )
+
+    def __post_init__(self) -> None:
+        check_choice("variant", self.variant, ("reference", "paper"))
+        check_choice("grid", self.grid, ("highres", "base"))
+        check_choice("fit", self.fit, ("pad", "processor"))
+        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
+        object.__setattr__(self, "kernel", check_kernel(self.kernel))
+        object.__setattr__(self, "enhance", check_enhance(self.enhance))
+        object.__setattr__(self, "layers", _layers_value(self.layers))
+
+
+# -- registries ----------------------------------------------------------------------------
+
+
+class Registry:
+    """Names → ``"module:attribute"`` targets, imported on first use; an unknown name is an
+    :class:`~attnprompt.errors.InputError` listing the valid ones.
+
+    >>> r = Registry("colour", {"red": "attnprompt.render:colorize"})
+    >>> r.get("red").__name__
+    'colorize'
+    >>> r.get("blue")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: unknown colour 'blue'; valid colours: red
+    """
+
+    def __init__(self, kind: str, targets: Mapping[str, str], *, plural: str | None = None) -> None:
+        self.kind = kind
+        self.plural = plural or kind + "s"
+        self._targets = dict(targets)
+
+    def names(self) -> tuple[str, ...]:
+        """The registered names, in registration order.
+
+        >>> STRATEGIES.names()
+        ('plain', 'api')
+        """
+        return tuple(self._targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._targets
+
+    def register(self, name: str, target: str) -> None:
+        """Add ``name`` → ``"module:attribute"`` (your own method or strategy).
+
+        >>> r = Registry("colour", {})
+        >>> r.register("red", "attnprompt.render:colorize"); r.names()
+        ('red',)
+        """
+        if not isinstance(target, str) or target.count(":") != 1:
+            raise InputError(f"{self.kind} target {target!r} must look like 'package.module:Name'")
+        self._targets[name] = target
+
+    def get(self, name: str) -> Any:
+        """The object registered under ``name``, imported now.
+
+        >>> METHODS.get("api-clip").__name__
+        'ClipAttributor'
+        """
+        try:
+            target = self._targets[name]
+        except (KeyError, TypeError):
+            raise InputError(f"unknown {self.kind} {name!r}; valid {self.plural}: {', '.join(self._targets)}") from None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+#: Attribution methods: name → Attributor class.
+METHODS = Registry(
+    "method",
+    {
+        "api-clip": "attnprompt.attribution.clip:ClipAttributor",
+        "api-vlm": "attnprompt.attribution.vlm_attention:VlmAttributor",
+    },
+)
+
+#: The configuration class of each built-in method (the CLI reads them without importing torch).
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {"api-clip": ClipConfig, "api-vlm": VlmConfig}
+
+#: Answering strategies: name → Strategy class.
+STRATEGIES = Registry(
+    "strategy",
+    {
+        "plain": "attnprompt.strategies.plain:Plain",
+        "api": "attnprompt.strategies.api:Api",
+    },
+    plural="strategies",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CliParameter:
+    """One method parameter as the CLI shows it: how to parse it, and each method's help and default.
+
+    >>> [p.name for p in cli_parameters()][:3]
+    ['layers', 'parts', 'enhance']
+    """
+
+    name: str
+    parse: Callable[[str], Any] | None
+    helps: dict[str, str]
+    defaults: dict[str, Any]
+
+    @property
+    def help(self) -> str:
+        """One help line: the text (once if every method shares it) and each method's default.
+
+        >>> next(p for p in cli_parameters() if p.name == "kernel").help
+        'odd mean-filter size on the grid (1 = none) (default: api-clip 3, api-vlm 3)'
+        """
+        texts = list(dict.fromkeys(self.helps.values()))
+        if len(texts) == 1:
+            text = texts[0] if len(self.helps) > 1 else f"{next(iter(self.helps))}: {texts[0]}"
+        else:
+            text = "; ".join(f"{m}: {h}" for m, h in self.helps.items())
+        defaults = ", ".join(f"{m} {d}" for m, d in self.defaults.items())
+        return f"{text} (default: {defaults})"
+
+
+def cli_parameters(configs: Mapping[str, type[MethodConfig]] = METHOD_CONFIGS) -> list[CliParameter]:
+    """Every parameter of the given methods' configs, merged by name, with each method's default.
+
+    >>> kernel = next(p for p in cli_parameters() if p.name == "kernel")
+    >>> kernel.defaults, kernel.parse
+    ({'api-clip': 3, 'api-vlm': 3}, <class 'int'>)
+    """
+    merged: dict[str, CliParameter] = {}
+    for method, cls in configs.items():
+        for f in dataclasses.fields(cls):
+            if f.name == "preset":
+                continue
+            parse, help_ = f.metadata.get("cli", str), f.metadata.get("help", "")
+            have = merged.get(f.name)
+            if have is not None and have.parse is not parse:
+                parse = str  # the same word with different types: each config parses the string itself
+            helps = {**(have.helps if have else {}), method: help_}
+            defaults = {**(have.defaults if have else {}), method: f.default}
+            merged[f.name] = CliParameter(f.name, parse, helps, defaults)
+    return list(merged.values())

@@ -1,0 +1,93 @@
+"""Every seed range of the shapes testbed, named once: what trains the shipped models, and what
+is held out for their evaluation, the benchmarks and the tests.
+
+A scene is ``make_scene(seed, …)``, so a seed range is a set of scenes. Training draws from seeds
+≥ :data:`TRAINING_START`; every held-out range lies below it and no two overlap (tested), so no
+evaluation scene was ever trained on.
+
+>>> VLM_EVAL.seeds(3)
+range(700000, 700003)
+>>> training_seeds("vlm", run_seed=0, n=2)
+[51000000, 51000001]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Seeds at and above this are for training only.
+TRAINING_START = 1_000_000
+#: Where each shipped model's training scenes start, above :data:`TRAINING_START`; a training run
+#: with seed ``s`` takes ``n`` consecutive scenes from ``start + s · RUN_STRIDE``.
+TRAINING_OFFSETS = {"clip": 0, "vlm": 50_000_000}
+RUN_STRIDE = 10_000_000
+
+
+@dataclass(frozen=True)
+class SeedRange:
+    """``size`` consecutive held-out seeds from ``start``, and what they are for.
+
+    >>> SeedRange("x", 10, 5, "an example").seeds()
+    range(10, 15)
+    """
+
+    name: str
+    start: int
+    size: int
+    use: str
+
+    def seeds(self, n: int | None = None) -> range:
+        """The first ``n`` seeds of the range (all of them by default).
+
+        >>> POINTING.seeds(2)
+        range(100000, 100002)
+        """
+        n = self.size if n is None else int(n)
+        if not 0 <= n <= self.size:
+            raise ValueError(f"{self.name}: {n} seeds asked for, the range holds {self.size}")
+        return range(self.start, self.start + n)
+
+    @property
+    def stop(self) -> int:
+        """One past the last seed.
+
+        >>> VLM_EVAL.stop
+        800000
+        """
+        return self.start + self.size
+
+
+POINTING = SeedRange("pointing", 100_000, 100_000, "the pointing benchmark (benchmarks/bench_pointing.py)")
+SHAPES_VQA = SeedRange("shapes-vqa", 200_000, 100_000, "the shapes-VQA benchmark (benchmarks/bench_shapes_vqa.py)")
+TOWER_VALIDATION = SeedRange("tower-validation", 300_000, 100_000,
+                             "held-out per-patch accuracy of the vision-tower fine-tune")
+CLIP_RETRIEVAL_EVAL = SeedRange("clip-retrieval-eval", 500_000, 100_000,
+                                "held-out retrieval precision printed while the shapes CLIP trains")
+CLIP_POINTING_EVAL = SeedRange("clip-pointing-eval", 600_000, 100_000,
+                               "held-out pointing printed while the shapes CLIP trains")
+VLM_EVAL = SeedRange("vlm-eval", 700_000, 100_000,
+                     "held-out accuracy per question kind printed while the shapes VLM trains")
+CLIP_RETRIEVAL_TEST = SeedRange("clip-retrieval-test", 900_000, 50_000,
+                                "the test that the shipped CLIP beats chance at retrieval")
+POINTING_TEST = SeedRange("pointing-test", 950_000, 10_000, "the test that the shipped CLIP points at large objects")
+VLM_ANSWER_TEST = SeedRange("vlm-answer-test", 960_000, 40_000,
+                            "the test that the shipped VLM answers colour questions on fixed scenes")
+
+HELD_OUT: tuple[SeedRange, ...] = (
+    POINTING, SHAPES_VQA, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
+    CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST,
+)
+
+
+def training_seeds(model: str, run_seed: int, n: int) -> list[int]:
+    """The ``n`` training scenes of the shipped ``model`` ("clip" or "vlm") for a run with ``run_seed``.
+
+    >>> training_seeds("clip", run_seed=1, n=2)
+    [11000000, 11000001]
+    """
+    if model not in TRAINING_OFFSETS:
+        raise ValueError(f"model must be one of {', '.join(TRAINING_OFFSETS)}; got {model!r}")
+    if not 0 <= n <= RUN_STRIDE:
+        raise ValueError(f"a training run takes 0 to {RUN_STRIDE} scenes; got {n}")
+    start = TRAINING_START + TRAINING_OFFSETS[model] + int(run_seed) * RUN_STRIDE
+    return list(range(start, start + n))

@@ -1,0 +1,33 @@
+"""``api``: the same question on the annotated image(s) — Attention Prompting on Image (paper §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..types import Result, Sample, Step
+from .base import Strategy
+
+
+class Api(Strategy):
+    """Annotate each image for the question with the attributor's map, then ask about the
+    annotated image(s) instead of the original. With api-vlm on the answering VLM itself this is
+    the paper's g = f case.
+
+    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.backends import get_backend
+    >>> from attnprompt.shapes import make_scene
+    >>> r = Api(get_backend("shapes"), get_attributor(model="shapes"))(
+    ...     make_scene(7, n_objects=5, size=320).image, "What colour is the circle?")
+    >>> r.text, r.steps[0].images[0] is r.annotation.image, r.config["map"]["method"]
+    ('green', True, 'api-clip')
+    """
+
+    name = "api"
+    needs_map = True
+
+    def run(self, samples: Sequence[Sample]) -> list[Result]:
+        annotated = self.annotate(samples)
+        requests = [self.request([a.image for a in anns], self.prompt(s)) for s, anns in zip(samples, annotated)]
+        answers = self.answer(requests)
+        return [self.result(s, [Step("answer", r, a, anns)])
+                for s, r, a, anns in zip(samples, requests, answers, annotated)]

@@ -1,0 +1,147 @@
+"""The strategy contract: (samples, backend, attributor) → one :class:`~attnprompt.types.Result` each.
+
+A strategy decides what the VLM is shown and asked, in how many requests, and which answer is
+final; the backend decides who answers; the attributor (for strategies that annotate) makes the
+map. Strategies work on lists of samples so that each of their steps is one batched call: many
+questions through ``plain`` or ``api`` cost one attribution forward and one generate call on a
+local backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..config import check_tokens
+from ..errors import InputError
+from ..types import Annotation, Answer, Request, Result, Sample, Step
+
+if TYPE_CHECKING:
+    from ..attribution.base import Attributor
+    from ..backends.base import Backend
+
+
+class Strategy(ABC):
+    """How a question is asked. Subclasses set ``name`` (and ``needs_map`` if they show an
+    annotated image) and implement :meth:`run`; the shared steps are :meth:`annotate`,
+    :meth:`request`, :meth:`answer` and :meth:`result`.
+
+    ``max_new_tokens`` is the budget of every answer; ``gray`` and ``resample`` render the maps.
+
+    >>> from attnprompt.backends import get_backend
+    >>> from attnprompt.strategies.plain import Plain
+    >>> from attnprompt.shapes import make_scene
+    >>> plain = Plain(get_backend("shapes"), max_new_tokens=8)
+    >>> plain(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?").text
+    'green'
+    """
+
+    name: ClassVar[str] = ""
+    #: Whether the strategy shows an annotated image (and so needs an attributor).
+    needs_map: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        backend: Backend,
+        attributor: Attributor | None = None,
+        *,
+        max_new_tokens: int = 128,
+        gray: float = 0.0,
+        resample: str = "bilinear",
+    ) -> None:
+        from ..api import check_rendering
+
+        if self.needs_map and attributor is None:
+            raise InputError(f"strategy {self.name!r} shows an annotated image; give it an attribution method")
+        if not self.needs_map and attributor is not None:
+            raise InputError(f"strategy {self.name!r} shows no annotated image; it takes no attribution method")
+        self.backend = backend
+        self.attributor = attributor
+        self.max_new_tokens = check_tokens("max_new_tokens", max_new_tokens)
+        self.gray = check_rendering(gray, resample)
+        self.resample = resample
+
+    @abstractmethod
+    def run(self, samples: Sequence[Sample]) -> list[Result]:
+        """One result per sample, in order; a failed request is a failed answer, never raised."""
+
+    def __call__(self, image: Any, question: str, *, suffix: str = "") -> Result:
+        """Run on one image (a path, a PIL image or an array) and one question."""
+        return self.run([Sample(image, question, suffix=suffix)])[0]
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration recorded with every result: strategy, answering VLM, budget, map.
+
+        >>> from attnprompt.backends import get_backend
+        >>> from attnprompt.strategies.plain import Plain
+        >>> Plain(get_backend("shapes")).describe()
+        {'strategy': 'plain', 'vlm': 'shapes', 'max_new_tokens': 128}
+        """
+        d: dict[str, Any] = {"strategy": self.name, "vlm": self.backend.name, "max_new_tokens": self.max_new_tokens}
+        if self.attributor is not None:
+            d["map"] = {**self.attributor.describe(), "gray": self.gray, "resample": self.resample}
+        return d
+
+    # -- shared steps --------------------------------------------------------------------------
+
+    @staticmethod
+    def prompt(sample: Sample, text: str | None = None) -> str:
+        """``text`` (default: the question) followed by the sample's answer-format suffix.
+
+        >>> Strategy.prompt(Sample((), "What colour is the star?", suffix="Answer in one word."))
+        'What colour is the star? Answer in one word.'
+        """
+        text = sample.question if text is None else text
+        return f"{text} {sample.suffix}" if sample.suffix else text
+
+    def annotate(self, samples: Sequence[Sample]) -> list[tuple[Annotation, ...]]:
+        """Every image of every sample annotated for its question, in one batched attribution.
+
+        >>> from attnprompt.backends import get_backend
+        >>> from attnprompt.api import get_attributor
+        >>> from attnprompt.strategies.api import Api
+        >>> from attnprompt.shapes import make_scene
+        >>> api = Api(get_backend("shapes"), get_attributor(model="shapes"))
+        >>> [(a,)] = api.annotate([Sample(make_scene(7, n_objects=5, size=320).image, "the circle")])
+        >>> a.query, a.image.size
+        ('the circle', (320, 320))
+        """
+        from ..api import annotate_images
+
+        if self.attributor is None:
+            raise InputError(f"strategy {self.name!r} has no attribution method to annotate with")
+        pairs = [(image, s.question) for s in samples for image in s.images]
+        flat = annotate_images(self.attributor, [p[0] for p in pairs], [p[1] for p in pairs],
+                               gray=self.gray, resample=self.resample)
+        out, start = [], 0
+        for s in samples:
+            out.append(tuple(flat[start : start + len(s.images)]))
+            start += len(s.images)
+        return out
+
+    def request(self, images: Any, prompt: str) -> Request:
+        """A single-turn request with this strategy's answer budget.
+
+        >>> from attnprompt.backends import get_backend
+        >>> from attnprompt.strategies.plain import Plain
+        >>> Plain(get_backend("shapes"), max_new_tokens=5).request((), "Hi.").max_new_tokens
+        5
+        """
+        return Request.single(images, prompt, max_new_tokens=self.max_new_tokens)
+
+    def answer(self, requests: Sequence[Request]) -> list[Answer]:
+        """The backend's answers, one batched call for all ``requests``."""
+        return self.backend.answer(list(requests))
+
+    def result(self, sample: Sample, steps: Sequence[Step], final: Answer | None = None) -> Result:
+        """The result for ``sample``: its steps, and the final answer (default: the last step's).
+
+        >>> from attnprompt.backends import get_backend
+        >>> from attnprompt.strategies.plain import Plain
+        >>> step = Step("answer", Request.single((), "Hi."), Answer("Hello."))
+        >>> Plain(get_backend("shapes")).result(Sample((), "Hi."), [step]).text
+        'Hello.'
+        """
+        config = {**self.describe(), "suffix": sample.suffix}
+        return Result(sample.question, steps[-1].answer if final is None else final, tuple(steps), config)

@@ -1,0 +1,78 @@
+"""Method configs: one default each, presets, registries, and the CLI flags derived from them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from attnprompt.cli import build_parser, main
+from attnprompt.config import METHOD_CONFIGS, METHODS, ClipConfig, Registry, VlmConfig, cli_parameters, parse_layers
+from attnprompt.errors import InputError
+
+
+@pytest.mark.parametrize("cls", [ClipConfig, VlmConfig])
+def test_the_default_preset_is_the_fields_defaults(cls):
+    """A default is written once: the default preset changes nothing, the others name only what differs."""
+    assert cls.PRESETS[cls.DEFAULT_PRESET] == {}
+    default = cls.from_preset()
+    for f in dataclasses.fields(cls):
+        if f.name != "preset":
+            assert getattr(default, f.name) == f.default, f.name
+    for name, changes in cls.PRESETS.items():
+        assert set(changes) <= set(cls.parameter_names()), name
+        assert all(getattr(cls.from_preset(name), k) == v for k, v in changes.items())
+
+
+def test_every_method_parameter_is_a_cli_flag_with_its_defaults():
+    parser = build_parser()
+    annotate = parser._subparsers._group_actions[0].choices["annotate"]
+    ask = parser._subparsers._group_actions[0].choices["ask"]
+    flags = {a.dest: a for a in annotate._actions}
+    for method, cls in METHOD_CONFIGS.items():
+        for f in dataclasses.fields(cls):
+            if f.name == "preset":
+                continue
+            assert f.name in flags, f.name
+            assert flags[f.name].default is None  # unset flags are not passed on
+            assert f"{method} {f.default}" in flags[f.name].help
+    # in `ask`, the answer's budget is ask's own; api-vlm's generation length is --map-max-new-tokens
+    ask_flags = {a.dest: a for a in ask._actions}
+    assert ask_flags["max_new_tokens"].default == 128 and "map_max_new_tokens" in ask_flags
+    kernel = next(p for p in cli_parameters() if p.name == "kernel")
+    assert kernel.parse is int and kernel.defaults == {"api-clip": 3, "api-vlm": 3}
+
+
+def test_a_method_flag_reaches_the_config_and_a_foreign_one_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), "white").save(tmp_path / "a.png")
+    args = ["annotate", str(tmp_path / "a.png"), "the circle", "-o", str(tmp_path / "o.png"), "--model", "shapes"]
+    assert main(args + ["--no-renormalize"]) == 2
+    assert "unknown parameter(s) renormalize for ClipConfig" in capsys.readouterr().err
+    assert main(args + ["--kernel", "5", "--layers=-3:"]) == 0  # a value that starts with - takes "="
+
+
+def test_layer_specs_resolve_the_same_way_everywhere():
+    assert parse_layers("0.5", 4, allow_fraction=True) == parse_layers(0.5, 4, allow_fraction=True) == (2,)
+    assert parse_layers("-1", 4) == parse_layers(3, 4) == (3,)
+    assert parse_layers([0, -1], 4) == parse_layers("0,3", 4) == (0, 3)
+    with pytest.raises(InputError, match="fractions are not accepted here"):
+        parse_layers(0.5, 4)
+    with pytest.raises(InputError, match="'0.5' is not an integer"):
+        parse_layers("0.5", 4)
+    with pytest.raises(InputError, match="index 4 is out of range; the model has 4 blocks"):
+        parse_layers("4", 4, allow_fraction=True)
+
+
+def test_registries_are_lazy_and_loud():
+    assert METHODS.names() == ("api-clip", "api-vlm") and "api-clip" in METHODS
+    with pytest.raises(InputError, match="unknown method 'gradcam'; valid methods: api-clip, api-vlm"):
+        METHODS.get("gradcam")
+    r = Registry("widget", {})
+    r.register("mine", "attnprompt.render:colorize")
+    assert r.get("mine").__name__ == "colorize"
+    with pytest.raises(InputError, match="must look like 'package.module:Name'"):
+        r.register("bad", "attnprompt.render.colorize")
+    with pytest.raises(ModuleNotFoundError):
+        Registry("widget", {"x": "no_such_module:X"}).get("x")
