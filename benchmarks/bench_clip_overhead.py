@@ -29,26 +29,14 @@ from _measure import compare, exact_cpu_memory, table  # noqa: E402
 
 SIZES = {
     "b16": dict(
-        vision=dict(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            image_size=224,
-            patch_size=16,
-        ),
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                    image_size=224, patch_size=16),
         text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8),
         projection_dim=512,
     ),
     "l14-336": dict(
-        vision=dict(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            image_size=336,
-            patch_size=14,
-        ),
+        vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                    image_size=336, patch_size=14),
         text=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
         projection_dim=768,
     ),
@@ -106,11 +94,8 @@ def measure(size: str, args, image, query: str, dtype) -> str:
             return render_annotation(image, query, m, attributor.describe())
 
         ops = {"embed": embed, "attribute": attribute, "annotate": annotate}
-        return table(
-            f"{size} (grid {attributor.grid}x{attributor.grid}, {attributor.depth} blocks)",
-            compare(ops, args.device, args.repeats),
-            "embed",
-        )
+        return table(f"{size} (grid {attributor.grid}x{attributor.grid}, {attributor.depth} blocks)",
+                     compare(ops, args.device, args.repeats), "embed")
 
 
 def main() -> None:
@@ -129,10 +114,8 @@ def main() -> None:
     image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     query = "What colour is the car parked next to the red building?"
 
-    print(
-        f"device {args.device}, dtype {args.dtype}, image {w}x{h}, torch {torch.__version__}, "
-        f"threads {torch.get_num_threads()}, repeats {args.repeats}"
-    )
+    print(f"device {args.device}, dtype {args.dtype}, image {w}x{h}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, repeats {args.repeats}")
     rows = [measure(size, args, image, query, dtype) for size in args.sizes]
     print("\n".join(rows))
 

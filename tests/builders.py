@@ -20,26 +20,14 @@ CLIP_BPE = DATA / "clip-bpe"
 #: Two differently shaped tiny CLIPs: (name, vision kwargs, text kwargs, projection dim).
 CLIP_SHAPES = {
     "b": dict(
-        vision=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32,
+                    patch_size=8),
         text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
         projection_dim=16,
     ),
     "l": dict(
-        vision=dict(
-            hidden_size=48,
-            intermediate_size=96,
-            num_hidden_layers=5,
-            num_attention_heads=6,
-            image_size=48,
-            patch_size=6,
-        ),
+        vision=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=5, num_attention_heads=6, image_size=48,
+                    patch_size=6),
         text=dict(hidden_size=40, intermediate_size=80, num_hidden_layers=2, num_attention_heads=5),
         projection_dim=24,
     ),
@@ -74,7 +62,6 @@ def build_tiny_clip(directory: Path, shape: str = "b", seed: int = 0, dtype=None
     CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(directory)
     return directory
 
-
 WORDS = (
     "what is in the image ? describe a cat dog red blue green left right top bottom user assistant system "
     "yes no picture of color colour there on it star circle square shape"
@@ -107,13 +94,8 @@ def make_tokenizer(special, vocab_size=300, template=None):
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tk.decoder = decoders.WordPiece(prefix="##")
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        additional_special_tokens=list(special),
-        padding_side="left",
+        tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        additional_special_tokens=list(special), padding_side="left",
     )
     fast.chat_template = template
     return fast
@@ -121,17 +103,8 @@ def make_tokenizer(special, vocab_size=300, template=None):
 
 def _text_config(vocab, **extra):
     return dict(
-        vocab_size=vocab,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-        **extra,
+        vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=0, bos_token_id=2, eos_token_id=3, **extra
     )
 
 
@@ -145,35 +118,16 @@ def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
         if family == "llava":
             from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-            vision = dict(
-                model_type="clip_vision_model",
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                image_size=56,
-                patch_size=14,
-                projection_dim=32,
-            )
-            cfg = LlavaConfig(
-                vision_config=vision,
-                text_config=text,
-                image_token_index=img_id,
-                image_seq_length=16,
-                vision_feature_layer=-2,
-                vision_feature_select_strategy="default",
-                attn_implementation=attn,
-            )
+            vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, image_size=56, patch_size=14, projection_dim=32)
+            cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=img_id, image_seq_length=16,
+                              vision_feature_layer=-2, vision_feature_select_strategy="default",
+                              attn_implementation=attn)
             model = LlavaForConditionalGeneration(cfg).eval()
             ip = CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
-            proc = LlavaProcessor(
-                image_processor=ip,
-                tokenizer=tok,
-                patch_size=14,
-                vision_feature_select_strategy="default",
-                num_additional_image_tokens=1,
-                chat_template=LLAVA_TEMPLATE,
-            )
+            proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=14,
+                                  vision_feature_select_strategy="default",
+                                  num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
         else:
             from transformers import (
                 LlavaNextConfig,
@@ -183,89 +137,46 @@ def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
             )
 
             pin = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]]
-            vision = dict(
-                model_type="clip_vision_model",
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                image_size=28,
-                patch_size=7,
-                projection_dim=32,
-            )
-            cfg = LlavaNextConfig(
-                vision_config=vision,
-                text_config=text,
-                image_token_index=img_id,
-                image_grid_pinpoints=pin,
-                image_seq_length=16,
-                vision_feature_layer=-2,
-                vision_feature_select_strategy="default",
-                attn_implementation=attn,
-            )
+            vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, image_size=28, patch_size=7, projection_dim=32)
+            cfg = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=img_id,
+                                  image_grid_pinpoints=pin, image_seq_length=16, vision_feature_layer=-2,
+                                  vision_feature_select_strategy="default",
+                                  attn_implementation=attn)
             model = LlavaNextForConditionalGeneration(cfg).eval()
-            ip = LlavaNextImageProcessorPil(
-                size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_grid_pinpoints=pin
-            )
-            proc = LlavaNextProcessor(
-                image_processor=ip,
-                tokenizer=tok,
-                patch_size=7,
-                vision_feature_select_strategy="default",
-                num_additional_image_tokens=1,
-                chat_template=LLAVA_TEMPLATE,
-            )
+            ip = LlavaNextImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                            image_grid_pinpoints=pin)
+            proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=7,
+                                      vision_feature_select_strategy="default",
+                                      num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
         return model, proc
     from transformers import Qwen2VLImageProcessorPil
 
     tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    text = _text_config(
-        vocab, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
-    )
-    common = dict(
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        attn_implementation=attn,
-    )
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+    text = _text_config(vocab, rope_parameters=rope)
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                  attn_implementation=attn)
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig as Config
         from transformers import Qwen2_5_VLForConditionalGeneration as Model
         from transformers import Qwen2_5_VLProcessor as Processor
 
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=4,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=64,
-            window_size=56,
-            fullatt_block_indexes=[1],
-        )
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
     else:
         from transformers import Qwen2VLConfig as Config
         from transformers import Qwen2VLForConditionalGeneration as Model
         from transformers import Qwen2VLProcessor as Processor
 
-        vision = dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=64,
-            num_heads=4,
-            mlp_ratio=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        )
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
+                      spatial_merge_size=2,
+                      temporal_patch_size=2)
     model = Model(Config(text_config=text, vision_config=vision, **common)).eval()
-    ip = Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
+    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2,
+                                  temporal_patch_size=2)
 
     class ImageOnly(Processor):  # the processor insists on a video processor, which needs torchvision
         def check_argument_for_proper_class(self, name, arg):

@@ -195,18 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _map_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The attribution and loading options ``annotate`` and ``ask`` share, by their API names."""
+    return dict(method=args.method, model=args.model, preset=args.preset, gray=args.gray, resample=args.resample,
+                device=args.device, dtype=args.dtype)
+
+
 def _annotate(args: argparse.Namespace) -> int:
     from .errors import InputError
 
-    common = dict(
-        method=args.method,
-        model=args.model,
-        preset=args.preset,
-        gray=args.gray,
-        resample=args.resample,
-        device=args.device,
-        dtype=args.dtype,
-    )
+    common = _map_args(args)
     if args.batch:
         if args.image or args.query or args.output:
             raise InputError("give either IMAGE QUERY -o OUT, or --batch FILE.jsonl --out-dir DIR, not both")
@@ -257,20 +255,8 @@ def _ask(args: argparse.Namespace) -> int:
         dtype=args.dtype,
     )
     result = ask(
-        args.image,
-        args.question,
-        vlm=backend,
-        strategy=args.strategy,
-        method=args.method,
-        model=args.model,
-        preset=args.preset,
-        suffix=args.suffix,
-        max_new_tokens=args.max_new_tokens,
-        gray=args.gray,
-        resample=args.resample,
-        compare=args.compare,
-        device=args.device,
-        dtype=args.dtype,
+        args.image, args.question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
+        max_new_tokens=args.max_new_tokens, compare=args.compare, **_map_args(args),
         **_method_params(args, reserved=ASK_RESERVED),
     )
     if args.save_annotated and result.annotation is not None:

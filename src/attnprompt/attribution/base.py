@@ -26,17 +26,30 @@ class Attributor(ABC):
     """
 
     method: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]]
     config: MethodConfig
     model_id: str
 
     @classmethod
-    @abstractmethod
     def from_pretrained(
         cls, model: Any = None, *, device: str | None = None, dtype: Any = None, preset: str | None = None,
         **params: Any,
     ) -> Attributor:
-        """Load ``model`` (hub id, local directory, ``shapes``, or an already loaded model; cached)
-        and configure the method on it with ``preset`` and ``params``."""
+        """Load ``model`` (hub id, local directory, ``shapes``, or an already loaded model; cached;
+        default the method's own) and configure the method on it with ``preset`` and ``params``.
+
+        >>> from attnprompt.attribution.clip import ClipAttributor
+        >>> ClipAttributor.from_pretrained("shapes", kernel=1).config.kernel
+        1
+        """
+        config = cls.config_class.from_preset(preset, **params)
+        return cls(cls.load(model, device=device, dtype=dtype), config)
+
+    @classmethod
+    @abstractmethod
+    def load(cls, model: Any, *, device: str | None = None, dtype: Any = None) -> Any:
+        """The loaded model the method runs on: ``model`` itself when already loaded, else loaded
+        (cached) from a hub id, a local directory or an embedded name."""
 
     @abstractmethod
     def attribute(self, images: Sequence[Image.Image], queries: Sequence[str]) -> list[AttributionMap]:

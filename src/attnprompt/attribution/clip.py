@@ -107,6 +107,7 @@ class ClipAttributor(Attributor):
     """
 
     method: ClassVar[str] = "api-clip"
+    config_class = ClipConfig
 
     def __init__(self, clip: LoadedClip, config: ClipConfig | None = None, *, batch_size: int = 16) -> None:
         self.clip = clip
@@ -125,23 +126,19 @@ class ClipAttributor(Attributor):
         self.context = int(self.model.config.text_config.max_position_embeddings)
 
     @classmethod
-    def from_pretrained(
-        cls, model: str | LoadedClip | None = None, *, device: str | None = None, dtype: Any = None,
-        preset: str | None = None, **params: Any,
-    ) -> ClipAttributor:
-        """Load a CLIP checkpoint (cached; default the paper's ViT-L/14-336) and configure API-CLIP on it.
+    def load(cls, model: str | LoadedClip | None, *, device: str | None = None, dtype: Any = None) -> LoadedClip:
+        """A CLIP (default the paper's ViT-L/14-336), loaded once.
 
-        >>> ClipAttributor.from_pretrained("shapes", kernel=1).config.kernel
-        1
+        >>> ClipAttributor.load("shapes").model_id
+        'shapes'
         """
-        config = ClipConfig.from_preset(preset, **params)
         if isinstance(model, LoadedClip):
-            return cls(model, config)
+            return model
         if model is not None and not isinstance(model, str):
             raise InputError(
                 f"api-clip needs a CLIP: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
             )
-        return cls(load_clip(model, device=device, dtype=dtype), config)
+        return load_clip(model, device=device, dtype=dtype)
 
     def describe(self) -> dict[str, Any]:
         """Configuration with layers resolved to absolute block indices.

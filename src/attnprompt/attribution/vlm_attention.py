@@ -1,4 +1,4 @@
-"""API with a VLM's own attention (paper §3.2, "self-reflection" when the VLM also answers).
+"""API with a VLM's own attention (paper §3.2); with the answering VLM as the attribution model, g = f.
 
 The VLM answers (image, query) greedily for up to ``max_new_tokens`` tokens. For each of the M
 forward steps that produced a token (the prefill's last position, then each decode step), at
@@ -67,6 +67,7 @@ class VlmAttributor(Attributor):
     """
 
     method: ClassVar[str] = "api-vlm"
+    config_class = VlmConfig
 
     def __init__(self, vlm: LoadedVlm, config: VlmConfig | None = None, *, batch_size: int = 4) -> None:
         if vlm.family is None:
@@ -87,28 +88,19 @@ class VlmAttributor(Attributor):
         self.image_token_id = int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        model: str | LoadedVlm | None = None,
-        *,
-        device: str | None = None,
-        dtype: Any = None,
-        preset: str | None = None,
-        **params: Any,
-    ) -> VlmAttributor:
-        """Load a VLM (cached; default LLaVA-1.5-7B), or take one already loaded, and configure API-VLM on it.
+    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
+        """A VLM (default LLaVA-1.5-7B), loaded once; the answering backend shares the same object.
 
-        >>> VlmAttributor.from_pretrained("shapes", layers=0.75).layers
-        (3,)
+        >>> VlmAttributor.load("shapes").family
+        'llava'
         """
-        config = VlmConfig.from_preset(preset, **params)
         if isinstance(model, LoadedVlm):
-            return cls(model, config)
+            return model
         if model is not None and not isinstance(model, str):
             raise InputError(
                 f"api-vlm needs a VLM: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
             )
-        return cls(load_vlm(model, device=device, dtype=dtype), config)
+        return load_vlm(model, device=device, dtype=dtype)
 
     def describe(self) -> dict[str, Any]:
         """Configuration with the layer(s) resolved to absolute decoder indices.
