@@ -17,9 +17,10 @@ PACKAGE = ROOT / "src" / "attnprompt"
 
 
 def imports(path: Path) -> set[str]:
-    """Absolute names of the modules a file imports (relative imports resolved)."""
+    """Dotted names of the modules a file imports (relative ones resolved from the repository root,
+    so ``from ..cli import main`` in src/attnprompt/shapes/x.py is ``src.attnprompt.cli``)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    parts = list(path.relative_to(path.parents[len(path.relative_to(ROOT).parts) - 1]).with_suffix("").parts)
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

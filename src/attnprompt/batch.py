@@ -245,6 +245,7 @@ def run_batch(
                     bar.update(0)
             finally:
                 bar.close()
+        report.failed.sort(key=lambda f: f["line"])  # bad lines are found first, failed images later
         if report.failed:
             save_jsonl(directory / FAILURES, report.failed)
         elif (directory / FAILURES).exists():

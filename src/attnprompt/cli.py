@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -151,6 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Flags whose values may start with "-" without being numbers (slices and lists of layers).
+_DASHED_VALUE_FLAGS = ("--layers", "--comp-layer")
+_DASHED_VALUE = re.compile(r"^-\d*[:,][\d:,\s-]*$")
+
+
+def _attach_dashed_values(argv: list[str]) -> list[str]:
+    """``--layers -4:`` → ``--layers=-4:``: argparse would read ``-4:`` as an unknown flag (a plain
+    negative number like ``-2`` it already accepts).
+
+    >>> _attach_dashed_values(["annotate", "--layers", "-4:", "--kernel", "1"])
+    ['annotate', '--layers=-4:', '--kernel', '1']
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _DASHED_VALUE_FLAGS and i + 1 < len(argv) and _DASHED_VALUE.match(argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -162,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     2
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_dashed_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR

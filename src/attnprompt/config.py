@@ -192,7 +192,7 @@ def param(default: Any, help: str, *, cli: Callable[[str], Any] | None = str) ->
 
 
 #: Help texts shared by several methods, written once.
-LAYERS_HELP = "block(s) to read: an index (-2), a list (20,22) or a slice (--layers=-4:)"
+LAYERS_HELP = "block(s) to read: an index (-2), a list (20,22) or a slice (-4:)"
 ENHANCE_HELP = "contrast coefficient of sigmoid(coe·z-score) applied to the query map; 0 = off"
 KERNEL_HELP = "odd mean-filter size on the grid (1 = none)"
 
@@ -210,6 +210,8 @@ class MethodConfig:
 
     PRESETS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     DEFAULT_PRESET: ClassVar[str] = ""
+    #: The method's registry name, for messages.
+    METHOD: ClassVar[str] = ""
     preset: str = ""
 
     @classmethod
@@ -225,9 +227,15 @@ class MethodConfig:
         names = cls.parameter_names()
         unknown = sorted(set(overrides) - set(names))
         if unknown:
+            owners = {
+                name: [m for m, c in METHOD_CONFIGS.items() if c is not cls and name in c.parameter_names()]
+                for name in unknown
+            }
+            whose = "; ".join(f"{n} is a parameter of {', '.join(o)}" for n, o in owners.items() if o)
             raise InputError(
-                f"unknown parameter(s) {', '.join(unknown)} for {cls.__name__}; "
-                f"valid parameters: {', '.join(sorted(names))}"
+                f"{cls.METHOD or cls.__name__} has no parameter {', '.join(unknown)}"
+                + (f" ({whose})" if whose else "")
+                + f"; valid parameters: {', '.join(sorted(names))}"
             )
         values = dict(cls.PRESETS[preset])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -278,6 +286,7 @@ class ClipConfig(MethodConfig):
         "grounding": dict(layers="-2:", parts="cls", kernel=1),
     }
     DEFAULT_PRESET: ClassVar[str] = "reference"
+    METHOD: ClassVar[str] = "api-clip"
 
     preset: str = "reference"
     layers: Any = param("-2", LAYERS_HELP + "; several blocks are summed (paper Eq. 2)")
@@ -316,6 +325,7 @@ class VlmConfig(MethodConfig):
         "paper": dict(variant="paper", enhance=0.0, renormalize=True),
     }
     DEFAULT_PRESET: ClassVar[str] = "reference"
+    METHOD: ClassVar[str] = "api-vlm"
 
     preset: str = "reference"
     variant: str = param("reference", "reference (softmax over the image tokens; authors) | paper (over all keys)")
@@ -448,8 +458,9 @@ class CliParameter:
             text = texts[0] if len(self.helps) > 1 else f"{next(iter(self.helps))}: {texts[0]}"
         else:
             text = "; ".join(f"{m}: {h}" for m, h in self.helps.items())
-        defaults = ", ".join(f"{m} {d}" for m, d in self.defaults.items())
-        return f"{text} (default: {defaults})"
+        # a None default is described by the help text itself ("default: the deepest of --layers")
+        defaults = ", ".join(f"{m} {d}" for m, d in self.defaults.items() if d is not None)
+        return f"{text} (default: {defaults})" if defaults else text
 
 
 def cli_parameters(configs: Mapping[str, type[MethodConfig]] = METHOD_CONFIGS) -> list[CliParameter]:

@@ -93,10 +93,11 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _help(kind: str) -> str:
-    flag = "--vlm" if kind == "vlm" else "--model"
+    # a VLM is loaded to answer (--vlm) or for its attention map (--model): name both
+    where = "--vlm PATH (who answers) or --model PATH (api-vlm's map)" if kind == "vlm" else "--model PATH"
     return (
-        f"pass a local checkpoint directory with {flag} PATH (or model=PATH in Python), "
-        f"or 'shapes' for the embedded offline model"
+        f"pass a local checkpoint directory with {where} (vlm=/model= in Python), "
+        "or 'shapes' for the embedded offline model"
     )
 
 

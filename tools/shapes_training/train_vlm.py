@@ -18,7 +18,7 @@ the objects the question names (grounding supervision from the scene generator's
 ``docs/research/shapes.md``.
 
     python -m tools.shapes_training.train_vlm --out src/attnprompt/shapes/models/shapes-vlm --clip CLIP2 \\
-        --point-weight 4 --hop1-weight 1 --shape-first 700
+        --point-weight 4 --hop1-weight 1 --shape-first 700 --eval-every 1100
 
 (the shipped recipe: ``CLIP2`` is the tower made by ``train_clip`` and ``finetune_tower``; see this
 folder's README).

@@ -187,9 +187,9 @@ class OpenAIBackend(Backend):
             try:
                 listing, _ = self._exchange("GET", url, None)
             except _Failure as e:
-                raise BackendError(
-                    f"cannot find out which model {self.base_url} serves: {e}; pass the model name explicitly"
-                ) from None
+                # two attempts: the server could not be reached; one: it answered, without a model list
+                advice = "is the server running there?" if e.attempts > 1 else "pass the model name explicitly"
+                raise BackendError(f"cannot find out which model {self.base_url} serves: {e}; {advice}") from None
             data = listing.get("data") if isinstance(listing, dict) else None
             first = data[0] if isinstance(data, list) and data else None
             model_id = first.get("id") if isinstance(first, dict) else None
