@@ -58,7 +58,7 @@ def test_a_result_serialises_to_json_with_every_step():
     r = Result("What colour?", steps[1].answer, steps, {"strategy": "x", "map": {"layers": (1, 2)}}, baseline=baseline)
     d = json.loads(json.dumps(r.to_dict()))
     assert d["answer"] == {"text": "", "ok": False, "error": "timed out", "seconds": 0.0, "model": "", "attempts": 1,
-                           "meta": {}}
+                           "meta": {}, "failure": "error"}
     assert [s["name"] for s in d["steps"]] == ["answer", "check"]
     assert d["steps"][1]["turns"] == [{"role": "user", "text": "What colour?", "images": [[12, 10]]},
                                       {"role": "assistant", "text": "red", "images": []},

@@ -147,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
+    from .backends.server import Limits
+
+    limits = Limits()
+    srv.add_argument("--max-body-mb", type=float, default=limits.max_body / 2**20,
+                     help=f"largest request body, MB (default {limits.max_body / 2**20:g})")
+    srv.add_argument("--max-images", type=int, default=limits.max_images,
+                     help=f"images per conversation (default {limits.max_images})")
+    srv.add_argument("--max-image-mpx", type=float, default=limits.max_image_pixels / 1e6,
+                     help=f"pixels per image, millions (default {limits.max_image_pixels / 1e6:g})")
+    srv.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars,
+                     help=f"characters of text per conversation (default {limits.max_prompt_chars}); the model's "
+                     "context is checked too")
     _add_device_flags(srv)
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
     return parser
@@ -199,12 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return _ask(args)
         if args.command == "serve":
-            from .backends.local import LocalVLM
-            from .backends.server import serve
-
-            backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
-            serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose)
-            return 0
+            return _serve(args)
         parser.error(f"unknown command {args.command}")
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -217,6 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = previous
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .backends.local import LocalVLM
+    from .backends.server import Limits, check_address, serve
+
+    limits = Limits(max_body=int(args.max_body_mb * 2**20), max_images=args.max_images,
+                    max_image_pixels=int(args.max_image_mpx * 1e6), max_prompt_chars=args.max_prompt_chars)
+    check_address(args.host, args.port, try_bind=True)  # before minutes of model loading
+    backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
+    serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose, limits=limits)
     return 0
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MissingChatTemplateError, ModelLoadError, UnsupportedModelError
+from .errors import InputError, MissingChatTemplateError, ModelLoadError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from .types import Request
@@ -410,13 +410,32 @@ def end_of_sequence_ids(vlm: LoadedVlm) -> frozenset[int]:
     return frozenset(int(i) for i in ids if i is not None)
 
 
+class PromptTooLongError(InputError):
+    """A prompt (its images' tokens included) does not fit in the model's context.
+
+    >>> isinstance(PromptTooLongError("too long"), InputError)
+    True
+    """
+
+
+def context_length(vlm: LoadedVlm) -> int | None:
+    """How many tokens the language model's positions cover (prompt and answer together), if it says.
+
+    >>> context_length(load_vlm("shapes"))
+    1024
+    """
+    n = getattr(vlm.model.config.get_text_config(), "max_position_embeddings", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
 @dataclass
 class Generation:
     """What :func:`generate` returns for a batch of requests, row by row.
 
     - ``texts``: each answer, decoded without special tokens and stripped;
     - ``tokens``: each row's generated token ids, up to and including its end-of-sequence token
-      and never past its request's ``max_new_tokens``;
+      and never past its request's ``max_new_tokens`` (nor past the model's context: ``budget``
+      is the number of new tokens the batch was allowed);
     - ``inputs``: the processor's outputs (``input_ids`` left-padded, image grids …);
     - ``scores``: with ``capture``, per captured layer one tensor (B, heads, kv) per forward step —
       step 0 is the prefill's last position, step t the query of generated token t — masked
@@ -430,6 +449,7 @@ class Generation:
     tokens: list[list[int]]
     inputs: Any
     scores: dict[int, list[Any]] = field(default_factory=dict)
+    budget: int = 0
 
     @property
     def steps(self) -> list[int]:
@@ -448,6 +468,10 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
 
     ``capture`` lists language-model layers whose last-row attention scores are recorded at every
     step (:class:`~attnprompt.attribution.capture.AttentionCapture`: SDPA and the KV cache stay).
+
+    A prompt that does not fit the model's context (:func:`context_length`), its images' tokens
+    included, is a :class:`PromptTooLongError` before any model work; an answer budget that would run
+    past the context is shortened to fit (``Generation.budget``).
 
     >>> from attnprompt.shapes import make_scene
     >>> from attnprompt.types import Request
@@ -469,10 +493,22 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     images = [list(r.images) for r in requests]
     if any(images):
         kwargs["images"] = images
-    inputs = vlm.processor(**kwargs).to(vlm.model.device)
+    inputs = vlm.processor(**kwargs)
+    budget = max(r.max_new_tokens for r in requests)
+    context = context_length(vlm)
+    if context is not None:
+        lengths = inputs["attention_mask"].sum(1).tolist() if "attention_mask" in inputs else [
+            inputs["input_ids"].shape[1]] * len(requests)
+        longest = max(lengths)
+        if longest >= context:
+            raise PromptTooLongError(
+                f"the prompt is {longest} tokens, its images' tokens included, and {vlm.model_id!r} reads at most "
+                f"{context} (prompt and answer together); shorten the text or give fewer or smaller images"
+            )
+        budget = min(budget, context - inputs["input_ids"].shape[1])
+    inputs = inputs.to(vlm.model.device)
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
-    budget = max(r.max_new_tokens for r in requests)
     scores: dict[int, list[Any]] = {}
     if capture:
         from .attribution.capture import AttentionCapture
@@ -490,9 +526,9 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     decode = tokenizer.decode if tokenizer is not None else vlm.processor.decode
     texts, tokens = [], []
     for row, request in zip(out[:, inputs["input_ids"].shape[1] :].tolist(), requests):
-        row = row[: request.max_new_tokens]
+        row = row[: min(request.max_new_tokens, budget)]
         n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))  # rows pad after their end
         tokens.append(row[:n])
         answer = row[: n - 1] if row[n - 1 : n] and row[n - 1] in eos else row[:n]
         texts.append(decode(answer, skip_special_tokens=True).strip())
-    return Generation(texts, tokens, inputs, scores)
+    return Generation(texts, tokens, inputs, scores, budget)

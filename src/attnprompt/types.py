@@ -24,6 +24,8 @@ from PIL import Image
 from .errors import InputError
 
 ROLES = ("user", "assistant")
+#: Kinds of failed answers (see :class:`Answer`).
+FAILURES = ("input", "empty", "error")
 
 
 def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -249,12 +251,14 @@ class Request:
 class Answer:
     """What a backend returned for one request.
 
-    ``ok`` is False when the backend failed (network error, timeout, malformed response,
-    exception): then ``text`` is empty and ``error`` says why — an error message is never
-    returned as if it were the model's answer.
+    ``ok`` is False when there is no answer: then ``text`` is empty, ``error`` says why — an error
+    message is never returned as if it were the model's answer — and ``failure`` says what kind of
+    failure it was (:data:`FAILURES`): ``input`` (the request cannot be served as it is: too long for
+    the model's context, too many images …), ``empty`` (the model generated no text), ``error``
+    (anything else: an exception, a network error, a timeout, a malformed response).
 
-    >>> Answer("red", ok=True).text, Answer("", ok=False, error="timed out").error
-    ('red', 'timed out')
+    >>> Answer("red", ok=True).text, Answer("", ok=False, error="timed out").failure
+    ('red', 'error')
     """
 
     text: str
@@ -264,6 +268,17 @@ class Answer:
     model: str = ""
     attempts: int = 1
     meta: Mapping[str, Any] = field(default_factory=dict)
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ok and (self.failure is not None or self.error is not None):
+            raise ValueError("an answer that is ok has no failure and no error")
+        if not self.ok:
+            if self.text:
+                raise ValueError("a failed answer has no text: the reason goes in error")
+            object.__setattr__(self, "failure", self.failure or "error")
+            if self.failure not in FAILURES:
+                raise ValueError(f"failure must be one of {', '.join(FAILURES)}; got {self.failure!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able fields.
@@ -279,6 +294,7 @@ class Answer:
             "model": self.model,
             "attempts": self.attempts,
             "meta": dict(self.meta),
+            "failure": self.failure,
         }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Any
 
+from ..errors import AttnpromptError, InputError
 from ..models import LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import Answer, Request
 from .base import Backend
@@ -18,7 +19,9 @@ class LocalVLM(Backend):
 
     Requests with the same number of images are batched together (``batch_size`` at a time,
     left-padded). If a batch raises, its requests are retried one by one, so one bad request
-    fails alone; a failure is an ``Answer`` with ``ok=False`` and the exception in ``error``.
+    fails alone; a failure is an ``Answer`` with ``ok=False``, the reason in ``error`` and its kind
+    in ``failure``: ``input`` for a prompt that does not fit the model's context, ``empty`` when the
+    model generates no text, ``error`` for anything else.
 
     >>> from attnprompt.shapes import make_scene
     >>> backend = LocalVLM.from_pretrained("shapes")
@@ -77,12 +80,25 @@ class LocalVLM(Backend):
         except Exception as e:
             if len(chunk) > 1:
                 return [a for r in chunk for a in self._answer_chunk([r])]
-            return [Answer("", ok=False, error=f"{type(e).__name__}: {e}", model=self.name)]
+            # a request the model cannot take as it is (too long for its context) is the caller's to fix
+            failure = "input" if isinstance(e, InputError) else "error"
+            message = str(e) if isinstance(e, AttnpromptError) else f"{type(e).__name__}: {e}"
+            return [Answer("", ok=False, error=message, model=self.name, failure=failure)]
 
     def _generate(self, chunk: list[Request]) -> list[Answer]:
         t0 = time.perf_counter()
         out = generate(self.vlm, chunk)
         seconds = (time.perf_counter() - t0) / len(chunk)
-        return [
-            Answer(text, seconds=seconds, model=self.name, meta={"tokens": n}) for text, n in zip(out.texts, out.steps)
-        ]
+        answers = []
+        for request, text, tokens in zip(chunk, out.texts, out.tokens):
+            meta = {"tokens": len(tokens)}
+            if out.budget < request.max_new_tokens:
+                meta["max_new_tokens"] = out.budget  # shortened: the prompt filled the rest of the context
+            if text:
+                answers.append(Answer(text, seconds=seconds, model=self.name, meta=meta))
+                continue
+            said = "the end of the sequence as its first token" if len(tokens) == 1 else (
+                f"{len(tokens)} tokens that decode to no text (special tokens or spaces only)")
+            answers.append(Answer("", ok=False, error=f"the model's answer is empty: it generated {said}",
+                                  seconds=seconds, model=self.name, meta=meta, failure="empty"))
+        return answers

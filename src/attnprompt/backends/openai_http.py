@@ -3,7 +3,8 @@
 Reliability follows the API paper's protocol: a request that fails for a transient reason
 (network error, timeout, HTTP 5xx or 429) is retried once after a fixed wait; if it fails
 again it becomes a failed :class:`Answer` (``ok=False``) — never an exception, and never an
-error message disguised as the model's text.
+error message disguised as the model's text. ``timeout`` bounds each attempt as a whole (connect,
+send, the reply's last byte), not each socket read; an empty completion is a failed answer too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 #: How much of a server's reply an error message quotes.
 _SNIPPET = 300
+#: The error ``type`` with which ``attnprompt serve`` reports that the model generated no text.
+EMPTY_ANSWER = "empty_answer"
 
 
 def normalise_base_url(url: str) -> str:
@@ -96,12 +99,87 @@ def encode_image(image: Image.Image, max_side: int | None = None) -> str:
 
 
 class _Failure(Exception):
-    """One failed exchange with the server; ``retryable`` says whether trying again may help."""
+    """One failed exchange with the server; ``retryable`` says whether trying again may help, and
+    ``kind`` is the :class:`~attnprompt.types.Answer` failure it becomes."""
 
-    def __init__(self, message: str, *, retryable: bool, attempts: int = 1):
+    def __init__(self, message: str, *, retryable: bool, attempts: int = 1, kind: str = "error"):
         super().__init__(message)
         self.retryable = retryable
         self.attempts = attempts
+        self.kind = kind
+
+
+# -- a deadline for the whole exchange ------------------------------------------------------------
+# A socket timeout bounds each wait, not the request: a server that sends a byte every half second
+# would hold a client for ever. The connections below hand their socket to the exchange's deadline,
+# which shuts it down when the time is up; the blocked read then fails and is reported as a timeout.
+
+_current = threading.local()
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._timer.cancel()
+        _current.deadline = None
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to interrupt
+
+
+def _attach_to_deadline(sock: socket.socket) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.attach(sock)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _attach_to_deadline(self.sock)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _attach_to_deadline(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):  # the name urllib dispatches to
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):  # the name urllib dispatches to
+        return self.do_open(_HTTPSConnection, req, context=self._context)
 
 
 class OpenAIBackend(Backend):
@@ -254,11 +332,15 @@ class OpenAIBackend(Backend):
             reply, attempts = self._exchange("POST", url, body)
             text, meta = _read_completion(reply, url)
         except _Failure as e:
-            return Answer(
-                "", ok=False, error=str(e), seconds=time.monotonic() - start, model=model, attempts=e.attempts
-            )
+            return Answer("", ok=False, error=str(e), seconds=time.monotonic() - start, model=model,
+                          attempts=e.attempts, failure=e.kind)
         except Exception as e:  # noqa: BLE001  # failures are Answers, whatever raised them
             return Answer("", ok=False, error=f"{type(e).__name__}: {e}", seconds=time.monotonic() - start, model=model)
+        if not text.strip():
+            # an empty completion is no answer, whatever the status said
+            why = f" (finish_reason {meta['finish_reason']!r})" if "finish_reason" in meta else ""
+            return Answer("", ok=False, error=f"the server's answer is empty{why}", seconds=time.monotonic() - start,
+                          model=model, attempts=attempts, meta=meta, failure="empty")
         return Answer(text, ok=True, seconds=time.monotonic() - start, model=model, attempts=attempts, meta=meta)
 
     def _payload(self, request: Request, model: str) -> dict[str, Any]:
@@ -309,16 +391,25 @@ class OpenAIBackend(Backend):
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         req = urllib.request.Request(url, data=body, headers=headers, method=method)
+        deadline = _Deadline(self.timeout)
         try:
-            with self._opener.open(req, timeout=self.timeout) as resp:
+            with deadline, self._opener.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             status = e.code
-            raise _Failure(
-                f"HTTP {status} from {method} {url}: {_server_message(e)}",
-                retryable=status == 429 or status >= 500,
-            ) from None
-        except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
+            message, kind = _server_error(e)
+            if kind == EMPTY_ANSWER:  # attnprompt serve: the model said nothing
+                failure = "empty"
+            else:  # the server refused the request itself (too long, too many images …) or failed
+                failure = "input" if status in (400, 413, 422) else "error"
+            raise _Failure(f"HTTP {status} from {method} {url}: {message}",
+                           retryable=status == 429 or status >= 500, kind=failure) from None
+        except (OSError, http.client.HTTPException, ValueError) as e:  # URLError is an OSError
+            if deadline.expired:
+                raise _Failure(f"{method} {url}: timed out: no complete reply within {self.timeout:g} s",
+                               retryable=True) from None
+            if isinstance(e, ValueError):
+                raise
             raise _Failure(f"{method} {url}: {self._network_error(e)}", retryable=True) from None
         try:
             return json.loads(raw)
@@ -361,9 +452,10 @@ def _opener_for(base_url: str) -> urllib.request.OpenerDirector:
         loopback = loopback or ipaddress.ip_address(host).is_loopback
     except ValueError:
         pass
+    handlers: list[Any] = [_HTTPHandler(), _HTTPSHandler()]
     if loopback:
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener()
+        handlers.append(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener(*handlers)
 
 
 def _read_completion(reply: Any, url: str) -> tuple[str, dict[str, Any]]:
@@ -395,8 +487,9 @@ def _read_completion(reply: Any, url: str) -> tuple[str, dict[str, Any]]:
     return content, meta
 
 
-def _server_message(error: urllib.error.HTTPError) -> str:
-    """The server's own explanation of an HTTP error (OpenAI-style JSON, or the raw body)."""
+def _server_error(error: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """The server's own explanation of an HTTP error (OpenAI-style JSON, or the raw body), and the
+    error's ``type`` when it gives one."""
     try:
         raw = error.read()
     except (OSError, http.client.HTTPException):
@@ -410,14 +503,15 @@ def _server_message(error: urllib.error.HTTPError) -> str:
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
+            kind = err.get("type")
+            return str(err["message"]), kind if isinstance(kind, str) else None
         if isinstance(err, str) and err:
-            return err
+            return err, None
         for key in ("message", "detail"):
             if body.get(key):
-                return str(body[key])
+                return str(body[key]), None
     text = _snippet(raw) if raw else ""
-    return text or str(error.reason or "no message")
+    return text or str(error.reason or "no message"), None
 
 
 def _snippet(value: Any) -> str:

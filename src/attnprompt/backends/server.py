@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import warnings
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,9 +28,33 @@ from ..errors import InputError
 from ..images import load_image
 from ..types import Request, Turn
 from .base import Backend
+from .openai_http import EMPTY_ANSWER
 
-#: Largest request body accepted (bytes); a few dozen large PNGs fit comfortably.
-MAX_BODY = 512 * 1024 * 1024
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold, checked before any model work (too much is a 413 or a 400).
+
+    - ``max_body``: bytes of the JSON body (a dozen large PNGs as base64 fit in the default);
+    - ``max_images``: images in the whole conversation;
+    - ``max_image_pixels``: pixels of one image, read from its header before it is decoded;
+    - ``max_prompt_chars``: characters of text in the whole conversation, system prompt included
+      (the backend then checks the tokens against the model's context).
+
+    >>> Limits().max_images, Limits(max_images=2).max_images
+    (16, 2)
+    """
+
+    max_body: int = 64 * 1024 * 1024
+    max_images: int = 16
+    max_image_pixels: int = 50_000_000
+    max_prompt_chars: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_body", "max_images", "max_image_pixels", "max_prompt_chars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a whole number ≥ 1; got {value!r}")
 
 
 class BadRequest(Exception):
@@ -50,8 +75,10 @@ class BackendServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], backend: Backend,
-                 model_name: str, *, verbose: bool = False, max_parallel: int | None = 1):
+                 model_name: str, *, verbose: bool = False, max_parallel: int | None = 1,
+                 limits: Limits | None = None):
         super().__init__(address, handler)
+        self.limits = limits or Limits()
         self.backend = backend
         self.model_name = model_name
         self.verbose = verbose
@@ -94,14 +121,16 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
             body = self.read_body()
             if self._route() != "/chat/completions":
                 raise BadRequest(f"no such endpoint: POST {self.path}", HTTPStatus.NOT_FOUND)
-            request = parse_chat_request(body)
+            request = parse_chat_request(body, self.server.limits)
         except BadRequest as e:
             self.send_error_json(e.status, str(e))
             return
         self.send_json(*self.complete(request))
 
     def complete(self, request: Request) -> tuple[int, dict[str, Any]]:
-        """Ask the backend; the HTTP status and the JSON to send back."""
+        """Ask the backend; the HTTP status and the JSON to send back: 200 with the answer; 400 for a
+        request the model cannot take (longer than its context …); 422 with error type
+        ``empty_answer`` when the model generated no text; 500 when the backend failed."""
         slots = self.server.backend_slots
         try:
             if slots is not None:
@@ -116,7 +145,12 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001  # any backend failure is the client's 500, not our crash
             return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(f"{type(e).__name__}: {e}", "server_error")
         if not answer.ok:
-            return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(answer.error or "the backend failed", "server_error")
+            message = answer.error or "the backend failed"
+            if answer.failure == "input":
+                return HTTPStatus.BAD_REQUEST, error_body(message)
+            if answer.failure == "empty":  # never an empty 200 a client might score as an answer
+                return HTTPStatus.UNPROCESSABLE_ENTITY, error_body(message, EMPTY_ANSWER)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(message, "server_error")
         return HTTPStatus.OK, {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
@@ -142,9 +176,10 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise BadRequest(f"Content-Length {length!r} is not a number") from None
-        if n < 0 or n > MAX_BODY:
+        limit = self.server.limits.max_body
+        if n < 0 or n > limit:
             self.close_connection = True
-            raise BadRequest(f"the body is {n} bytes; at most {MAX_BODY} are accepted",
+            raise BadRequest(f"the body is {n} bytes; at most {limit} are accepted (serve --max-body-mb)",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         return self.rfile.read(n)
 
@@ -185,13 +220,13 @@ def error_body(message: str, kind: str = "invalid_request_error") -> dict[str, A
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
-def parse_chat_request(body: bytes) -> Request:
+def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
     """A :class:`~attnprompt.types.Request` from a chat-completions JSON body; raises :class:`BadRequest`.
 
     System (and developer) messages become ``Request.system``; user and assistant messages become
     the conversation's turns, a user message's images (in order) and text parts (joined by
     newlines) its turn. Consecutive messages of one role are one turn. The conversation must end
-    with the user.
+    with the user. ``limits`` (default :class:`Limits`) bound the images and the text.
 
     >>> parse_chat_request(b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}').prompt
     'hi'
@@ -216,6 +251,7 @@ def parse_chat_request(body: bytes) -> Request:
         max_tokens = 128
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise BadRequest(f"max_tokens is {max_tokens!r}; give a positive whole number")
+    limits = limits or Limits()
     system: list[str] = []
     turns: list[tuple[str, list[str], list[Image.Image]]] = []  # role, texts, images
     n_images = 0
@@ -233,12 +269,16 @@ def parse_chat_request(body: bytes) -> Request:
             turns.append((role, [], []))
         _, texts, images = turns[-1]
         if role == "user":
-            _user_content(message.get("content"), where, texts, images, n_images)
+            _user_content(message.get("content"), where, texts, images, n_images, limits)
             n_images = sum(len(t[2]) for t in turns)
         else:
             texts.extend(_text_parts(message.get("content"), where))
     if not turns or turns[-1][0] != "user" or not (turns[-1][1] or turns[-1][2]):
         raise BadRequest("the conversation must end with a user message with text or images")
+    chars = sum(len(t) for _, texts, _ in turns for t in texts) + sum(len(t) for t in system)
+    if chars > limits.max_prompt_chars:
+        raise BadRequest(f"the conversation holds {chars} characters of text; at most {limits.max_prompt_chars} are "
+                         "accepted (serve --max-prompt-chars)", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     try:
         return Request(tuple(Turn(role, "\n".join(texts), tuple(images)) for role, texts, images in turns),
                        max_new_tokens=max_tokens, system="\n".join(system) if system else None)
@@ -259,7 +299,9 @@ def _text_parts(content: Any, where: str) -> list[str]:
     raise BadRequest(f"{where}.content must be a string or a list of parts")
 
 
-def _user_content(content: Any, where: str, texts: list[str], images: list[Image.Image], before: int) -> None:
+def _user_content(
+    content: Any, where: str, texts: list[str], images: list[Image.Image], before: int, limits: Limits
+) -> None:
     if isinstance(content, str):
         texts.append(content)
         return
@@ -275,13 +317,17 @@ def _user_content(content: Any, where: str, texts: list[str], images: list[Image
             url = ref.get("url") if isinstance(ref, dict) else ref
             if not isinstance(url, str):
                 raise BadRequest(f"{here}.image_url has no url")
-            images.append(decode_data_url(url, f"{here} (image {before + len(images) + 1})"))
+            if before + len(images) >= limits.max_images:
+                raise BadRequest(f"{here}: more than {limits.max_images} images in the conversation "
+                                 "(serve --max-images)", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            images.append(decode_data_url(url, f"{here} (image {before + len(images) + 1})", limits.max_image_pixels))
         else:
             raise BadRequest(f"{here} is not a text or image_url part (type {kind!r})")
 
 
-def decode_data_url(url: str, label: str = "image") -> Image.Image:
-    """The RGB image in a ``data:image/...;base64,`` URL; other URLs are a :class:`BadRequest`.
+def decode_data_url(url: str, label: str = "image", max_pixels: int | None = None) -> Image.Image:
+    """The RGB image in a ``data:image/...;base64,`` URL; other URLs, and images of more than
+    ``max_pixels`` (read from the header, before decoding), are a :class:`BadRequest`.
 
     >>> import base64, io
     >>> buf = io.BytesIO(); Image.new("RGB", (9, 9), "red").save(buf, "PNG")
@@ -302,6 +348,11 @@ def decode_data_url(url: str, label: str = "image") -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(raw))
+            w, h = image.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise BadRequest(f"{label}: the image is {w}×{h} = {w * h / 1e6:.1f} Mpx; at most "
+                                 f"{max_pixels / 1e6:g} Mpx are accepted (serve --max-image-mpx)",
+                                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
@@ -313,13 +364,14 @@ def decode_data_url(url: str, label: str = "image") -> Image.Image:
 
 
 def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, model_name: str | None = None,
-                verbose: bool = False, max_parallel: int | None = 1,
+                verbose: bool = False, max_parallel: int | None = 1, limits: Limits | None = None,
                 handler: type[ChatCompletionsHandler] = ChatCompletionsHandler) -> BackendServer:
     """A bound, not yet serving, OpenAI-compatible server for ``backend``; run ``serve_forever()``.
 
     ``port=0`` picks a free port (read it from ``server.server_address[1]``). ``model_name``
     (default: ``backend.name``) is what ``/v1/models`` lists. At most ``max_parallel``
-    requests reach the backend at once (``None``: no limit).
+    requests reach the backend at once (``None``: no limit); ``limits`` bound each request. An
+    address that cannot be bound is an :class:`~attnprompt.errors.InputError` naming it.
 
     >>> from attnprompt.backends.local import LocalVLM
     >>> server = make_server(LocalVLM.from_pretrained("shapes"))
@@ -327,14 +379,51 @@ def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, mod
     ('shapes', True)
     >>> server.server_close()
     """
+    check_address(host, port)
     name = model_name or getattr(backend, "name", "") or "attnprompt"
-    return BackendServer((host, port), handler, backend, name, verbose=verbose, max_parallel=max_parallel)
+    try:
+        return BackendServer((host, port), handler, backend, name, verbose=verbose, max_parallel=max_parallel,
+                             limits=limits)
+    except OSError as e:
+        raise InputError(_bind_error(host, port, e)) from None
+
+
+def check_address(host: str, port: int, *, try_bind: bool = False) -> None:
+    """Raise :class:`~attnprompt.errors.InputError` unless ``port`` is 0–65535 (and, with ``try_bind``,
+    ``host:port`` can be bound now — checked before a model is loaded, then released).
+
+    >>> check_address("127.0.0.1", 70000)
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: port 70000 is not a TCP port; give 1–65535, or 0 for any free port
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InputError(f"port {port!r} is not a TCP port; give 1–65535, or 0 for any free port")
+    if try_bind:
+        import socket
+
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        except OSError as e:
+            raise InputError(_bind_error(host, port, e)) from None
+
+
+def _bind_error(host: str, port: int, error: OSError) -> str:
+    import errno
+
+    why = {errno.EADDRINUSE: "the port is in use (by another server?)",
+           errno.EACCES: "permission denied (ports below 1024 need privileges)",
+           errno.EADDRNOTAVAIL: "this machine has no such address"}.get(error.errno, error.strerror or str(error))
+    return f"cannot listen on {host}:{port}: {why}; pick another --port (0: any free one) or --host"
 
 
 def serve(backend: Backend, host: str = "127.0.0.1", port: int = 8000, *, model_name: str | None = None,
-          verbose: bool = False, max_parallel: int | None = 1) -> None:
+          verbose: bool = False, max_parallel: int | None = 1, limits: Limits | None = None) -> None:
     """Serve ``backend`` until interrupted (Ctrl-C); the backend itself stays open."""
-    server = make_server(backend, host, port, model_name=model_name, verbose=verbose, max_parallel=max_parallel)
+    server = make_server(backend, host, port, model_name=model_name, verbose=verbose, max_parallel=max_parallel,
+                         limits=limits)
     bound_host, bound_port = server.server_address[:2]
     print(f"attnprompt: serving {server.model_name!r} at http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)",
           file=sys.stderr, flush=True)
