@@ -156,14 +156,15 @@ def annotate_batch(
     if len(images) != len(queries):
         raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
     check_rendering(gray, resample)
-    attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
+    queries = [check_query(q) for q in queries]
     loaded: dict[Any, Any] = {}
     rgb = []
-    for img in images:
+    for img in images:  # images and queries first: a bad one fails before a model loads
         key = img if isinstance(img, (str, bytes)) or hasattr(img, "__fspath__") else id(img)
         if key not in loaded:
             loaded[key] = load_image(img)
         rgb.append(loaded[key])
+    attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
     return annotate_images(attributor, rgb, queries, gray=gray, resample=resample)
 
 

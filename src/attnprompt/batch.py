@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AttnpromptError, InputError
+from .errors import AttnpromptError, InputError, OutputError
 from .files import DirectoryLock, append_jsonl, read_jsonl, remove_stale_temporaries, save_jsonl
 
 MANIFEST = "results.jsonl"
@@ -77,15 +77,18 @@ class BatchReport:
 
 def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str, Any]]]:
     """Parse a JSONL batch file → (valid items, problems). Relative image paths are taken
-    relative to the batch file's directory.
+    relative to the batch file's directory. A line that is not UTF-8, not a JSON object, or not a
+    valid item is a problem of its own; the other lines are read.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "b.jsonl"
-    >>> _ = p.write_text('{"image": "a.png", "query": "the star", "id": "s1"}\\n{"query": ""}\\n')
+    >>> _ = p.write_bytes(b'{"image": "a.png", "query": "the star", "id": "s1"}\\n{"query": ""}\\n\\xff\\n')
     >>> items, bad = read_batch(p)
-    >>> items[0].id, bad[0]["line"]
-    ('s1', 2)
+    >>> items[0].id, [(b["line"], b["error"][:21]) for b in bad]
+    ('s1', [(2, "missing 'image' (a pa"), (3, 'not UTF-8 text (byte ')])
     """
+    from .config import check_query
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--batch {path}: no such file; give a JSONL file with one {{image, query, id}} per line")
@@ -93,8 +96,14 @@ def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str,
     items: list[BatchItem] = []
     problems: list[dict[str, Any]] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                raw = line.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                problems.append({"id": f"line{n}", "line": n,
+                                 "error": f"not UTF-8 text (byte 0x{line[e.start]:02x} at column {e.start + 1})"})
+                continue
             if not raw.strip():
                 continue
             try:
@@ -117,6 +126,7 @@ def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str,
                     raise InputError("missing 'image' (a path to an image file)")
                 if not isinstance(query, str) or not query.strip():
                     raise InputError("missing or empty 'query'")
+                query = check_query(query)
             except InputError as e:
                 problems.append({"id": item_id, "line": n, "error": str(e)})
                 continue
@@ -166,11 +176,14 @@ def run_batch(
     visuals: bool = False,
     params: dict[str, Any] | None = None,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> BatchReport:
     """Annotate every item of ``batch_file`` into ``out_dir``, skipping items already finished.
 
-    The model is loaded once; items go through it ``batch_size`` at a time; a bad item is
-    recorded in ``failures.jsonl`` and skipped, the others complete.
+    The model is loaded once, and only when there is work; items go through it ``batch_size`` at a
+    time; a bad item is recorded in ``failures.jsonl`` and skipped, the others complete. A finished
+    item is reused only when it was made with the same settings (:func:`batch_settings`); items
+    made with other settings are an error that says what changed, unless ``overwrite`` recomputes them.
 
     >>> import tempfile
     >>> from attnprompt.shapes import make_scene
@@ -182,37 +195,56 @@ def run_batch(
     from tqdm.auto import tqdm
 
     from .api import check_rendering, get_attributor
-    from .files import save_array, save_image, save_json
+    from .files import array_file, atomic_write_all, check_writable, config_changes, fingerprint, image_file, save_json
     from .images import load_image
 
-    if batch_size < 1:
-        raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}")
     gray = check_rendering(gray, resample)
     t0 = time.perf_counter()
+    settings = batch_settings(method, model, preset, params or {}, gray, resample)  # bad settings fail here
+    key = fingerprint(settings)
     items, problems = read_batch(batch_file)
     directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"--out-dir {directory} is a file; give a directory (it is created if missing)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create --out-dir {directory}: {e.strerror or e}") from None
+    check_writable(directory / MANIFEST, "--out-dir")
     report = BatchReport(total=len(items) + len(problems), failed=list(problems))
     with DirectoryLock(directory):
         remove_stale_temporaries(directory)
         done = load_manifest(directory)
-        todo, stale = [], []
+        other = [i for i in done if i in {it.id for it in items} and done[i].get("settings") != key]
+        if other and not overwrite:
+            previous = _previous_settings(directory)
+            changed = config_changes(previous, _flatten(settings)) if previous else "they were not recorded"
+            raise InputError(
+                f"{len(other)} finished item(s) in {directory} were made with other settings ({changed}); "
+                "rerun with --overwrite to recompute them with these settings, or pick another --out-dir"
+            )
+        todo, redo = [], []
         for it in items:
             outs = _outputs(directory, it.id, visuals)
-            if it.id in done and all(p.exists() for p in outs.values()):
+            if it.id in done and done[it.id].get("settings") == key and all(p.exists() for p in outs.values()):
                 report.skipped += 1
-            else:
-                todo.append(it)
-                if it.id in done:
-                    stale.append(it.id)  # recorded, but a file has gone: redo it, record it once
-        if stale:
-            save_jsonl(directory / MANIFEST, [r for i, r in done.items() if i not in set(stale)])
+                continue
+            if not Path(it.image).is_file():  # before any model is loaded
+                report.failed.append({"id": it.id, "line": it.line,
+                                      "error": f"{it.image}: no such file; give the path of an existing image file"})
+                continue
+            todo.append(it)
+            if it.id in done:
+                redo.append(it.id)  # other settings, or a file has gone: redo it, record it once
+        if redo:
+            save_jsonl(directory / MANIFEST, [r for i, r in done.items() if i not in set(redo)])
         if todo:
-            attributor = get_attributor(
-                method, model=model, device=device, dtype=dtype, preset=preset, **(params or {})
-            )
-            config = {**attributor.describe(), "gray": gray, "resample": resample}
-            save_json(config, directory / CONFIG)
+            attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset,
+                                        **(params or {}))
+            save_json({**attributor.describe(), "gray": gray, "resample": resample, "settings": settings,
+                       "fingerprint": key}, directory / CONFIG)
             bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=progress is False or None)
             try:
                 for start in range(0, len(todo), batch_size):
@@ -226,10 +258,11 @@ def run_batch(
                             bar.update(1)
                     for it, ann in _annotate(attributor, ready, report, gray, resample):
                         outs = _outputs(directory, it.id, visuals)
-                        save_image(ann.image, outs["annotated"])
-                        save_array(ann.heatmap, outs["heatmap"])
+                        files = [image_file(ann.image, outs["annotated"]),
+                                 array_file(ann.heatmap, outs["heatmap"])]
                         if visuals:
-                            save_image(ann.visual(), outs["visual"])
+                            files.append(image_file(ann.visual(), outs["visual"]))
+                        atomic_write_all(files)  # all of the item's outputs, or none
                         _append_manifest(
                             directory,
                             {
@@ -238,6 +271,7 @@ def run_batch(
                                 "query": it.query,
                                 **{k: p.name for k, p in outs.items()},
                                 "grid_shape": list(ann.attribution.shape),
+                                "settings": key,
                             },
                         )
                         report.done += 1
@@ -252,6 +286,44 @@ def run_batch(
             (directory / FAILURES).unlink()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def batch_settings(method: str, model: Any, preset: str | None, params: dict[str, Any], gray: float,
+                   resample: str) -> dict[str, Any]:
+    """Everything that decides a batch item's outputs, without loading the model: the method, the
+    model as named, every method parameter (defaults and preset applied, so a bad one fails here)
+    and the rendering. A built attributor is described as it is.
+
+    >>> batch_settings("api-clip", "shapes", None, {"kernel": 1}, 0.0, "bilinear")["config"]["kernel"]
+    1
+    """
+    from .attribution.base import Attributor
+    from .config import METHODS
+
+    if isinstance(model, Attributor):
+        if params or preset:
+            raise InputError("parameters were given with an already built attributor; give them when building it")
+        config = model.describe()
+        method, model = config.pop("method"), config.pop("model")
+    else:
+        cls = METHODS.get(method)
+        config = cls.config_class.from_preset(preset, **params).to_dict()
+        if model is not None and not isinstance(model, str):
+            model = getattr(model, "model_id", type(model).__name__)
+    return {"method": method, "model": model, "config": config, "gray": float(gray), "resample": resample}
+
+
+def _previous_settings(directory: Path) -> dict[str, Any] | None:
+    try:
+        settings = json.loads((directory / CONFIG).read_text(encoding="utf-8")).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return _flatten(settings) if isinstance(settings, dict) else None
+
+
+def _flatten(settings: dict[str, Any]) -> dict[str, Any]:
+    # one level, so that a message says "kernel: 3 → 1" rather than quoting two whole configs
+    return {**{k: v for k, v in settings.items() if k != "config"}, **settings.get("config", {})}
 
 
 def _annotate(attributor: Any, ready: list, report: BatchReport, gray: float, resample: str) -> list:

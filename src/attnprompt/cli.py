@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--out-dir", help="batch mode: output directory (resumable)")
     ann.add_argument("--batch-size", type=int, default=8, help="batch mode: images per forward (default 8)")
     ann.add_argument("--visuals", action="store_true", help="batch mode: also write ID.visual.png per item")
+    ann.add_argument("--overwrite", action="store_true",
+                     help="batch mode: recompute finished items that were made with other settings (without it, "
+                     "such items are an error; items made with these settings are always kept)")
     _add_method_flags(ann, model_defaults="openai/clip-vit-large-patch14-336 for api-clip, "
                       "llava-hf/llava-1.5-7b-hf for api-vlm")
     _add_device_flags(ann)
@@ -263,6 +266,7 @@ def _annotate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             visuals=args.visuals,
             params=_method_params(args),
+            overwrite=args.overwrite,
         )
         print(report.summary())
         return EXIT_PARTIAL if report.failed else 0
@@ -274,8 +278,16 @@ def _annotate(args: argparse.Namespace) -> int:
     if args.heatmap and not args.heatmap.lower().endswith(".npy"):
         raise InputError(f"--heatmap {args.heatmap}: heatmaps are saved losslessly as .npy; use a .npy suffix")
     from .api import annotate
+    from .config import check_query
+    from .files import check_writable
+    from .images import load_image
 
-    ann = annotate(args.image, args.query, **common, **_method_params(args))
+    # everything that can be checked is, before a model loads
+    for flag, path in (("-o", args.output), ("--heatmap", args.heatmap), ("--visual", args.visual)):
+        if path:
+            check_writable(path, flag)
+    image = load_image(args.image, name=args.image)
+    ann = annotate(image, check_query(args.query), **common, **_method_params(args))
     ann.save(args.output, heatmap=args.heatmap, visual=args.visual)
     written = [args.output] + [p for p in (args.heatmap, args.visual) if p]
     print(f"wrote {', '.join(written)}")
@@ -290,6 +302,14 @@ def _ask(args: argparse.Namespace) -> int:
     strategy = STRATEGIES.get(args.strategy)
     if args.save_annotated and not strategy.needs_map:
         raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
+    from .config import check_query
+    from .files import check_writable
+    from .images import load_image
+
+    # everything that can be checked is, before a model loads
+    if args.save_annotated:
+        check_writable(args.save_annotated, "--save-annotated")
+    image, question = load_image(args.image, name=args.image), check_query(args.question)
     backend = get_backend(
         args.vlm,
         vlm_model=args.vlm_model,
@@ -299,14 +319,10 @@ def _ask(args: argparse.Namespace) -> int:
         dtype=args.dtype,
     )
     result = ask(
-        args.image, args.question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
+        image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
         max_new_tokens=args.max_new_tokens, compare=args.compare, **_map_args(args),
         **_method_params(args, reserved=ASK_RESERVED),
     )
-    if args.save_annotated and result.annotation is not None:
-        from .files import save_image
-
-        save_image(result.annotation.image, args.save_annotated)
     results = [result] + ([result.baseline] if result.baseline is not None else [])
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -318,6 +334,11 @@ def _ask(args: argparse.Namespace) -> int:
     failed = [step.answer for r in results for step in r.steps if not step.answer.ok]
     for a in failed:
         print(f"error: the VLM did not answer: {a.error}", file=sys.stderr)
+    if args.save_annotated and result.annotation is not None:
+        # after the answer is printed: a file that cannot be written must not lose it
+        from .files import save_image
+
+        save_image(result.annotation.image, args.save_annotated)
     return EXIT_ERROR if failed else 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import numbers
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -24,14 +25,23 @@ from .errors import InputError
 # -- validators --------------------------------------------------------------------------
 
 
-def check_kernel(kernel: Any) -> int:
-    """A mean-filter size: an odd integer ≥ 1 (1 = no filter).
+def check_kernel(kernel: Any, grid: tuple[int, int] | None = None) -> int:
+    """A mean-filter size: an odd integer ≥ 1 (1 = no filter), and, given the map's grid, no wider
+    than the grid (a wider one averages the whole map into one value).
 
     >>> check_kernel(3)
     3
+    >>> check_kernel(1001, (24, 24))
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: kernel 1001 is wider than the 24×24 grid it filters; give an odd kernel up to 23
     """
     if isinstance(kernel, bool) or not isinstance(kernel, numbers.Integral) or kernel < 1 or kernel % 2 == 0:
         raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {kernel!r}")
+    if grid is not None and kernel > max(grid):
+        largest = max(grid) - (1 - max(grid) % 2)
+        raise InputError(
+            f"kernel {kernel} is wider than the {grid[0]}×{grid[1]} grid it filters; give an odd kernel up to {largest}"
+        )
     return int(kernel)
 
 
@@ -81,6 +91,12 @@ def check_query(query: Any) -> str:
     q = query.strip()
     if not q:
         raise InputError("query is empty or only whitespace; give a question or a phrase naming what to look at")
+    bad = next((i for i, c in enumerate(q) if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
+    if bad is not None:
+        raise InputError(
+            f"query holds the control character U+{ord(q[bad]):04X} at position {bad}; remove it (tokenizers and "
+            "servers treat such characters differently)"
+        )
     return q
 
 
@@ -147,6 +163,9 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
                 stop = int(parts[1]) if parts[1].strip() else None
             except ValueError:
                 raise bad("slice bounds must be integers") from None
+            for bound in (start, stop):  # Python would clamp them silently
+                if bound is not None and not -depth <= bound <= depth:
+                    raise bad(f"the slice bound {bound} reaches past the model's {depth} blocks")
             idx = tuple(range(depth)[slice(start, stop)])
             if not idx:
                 raise bad("the slice selects no block")

@@ -63,6 +63,15 @@ class UnsupportedModelError(ModelLoadError):
     """
 
 
+class OutputError(AttnpromptError, OSError):
+    """An output file or directory cannot be written (missing permission, a directory in the way,
+    a full disk); nothing half-written is left behind.
+
+    >>> isinstance(OutputError("cannot write out.png"), OSError)
+    True
+    """
+
+
 class BackendError(AttnpromptError, RuntimeError):
     """A backend (local VLM or HTTP server) failed to produce an answer.
 

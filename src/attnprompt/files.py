@@ -3,11 +3,12 @@ half-written file, and an interrupted run loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
     """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it into place.
 
     The rename is atomic on POSIX and Windows, so ``path`` is either absent, the old file,
-    or the complete new file — never a partial one.
+    or the complete new file — never a partial one. A file that cannot be written is an
+    :class:`~attnprompt.errors.OutputError` naming it.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
@@ -34,55 +36,138 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
     >>> p.read_text()
     'hi'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    [written] = atomic_write_all([(path, write, binary)])
+    return written
+
+
+def atomic_write_all(files: Sequence[tuple[str | os.PathLike, Callable[[Any], None], bool]]) -> list[Path]:
+    """Write several files as one: every ``(path, write, binary)`` goes to a temporary file first, and
+    only when all are complete are they renamed into place — so a failure leaves none of them (and
+    the previous files, if any, as they were).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write_all([(d / "a.txt", lambda f: f.write("a"), False), (d / "sub", lambda f: f.write("b"), False)])
+    [PosixPath('...a.txt'), PosixPath('...sub')]
+    """
+    from .errors import OutputError
+
+    temps: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates files readable by their owner only; give the result the permissions
-        # any newly created file gets (0666 less the umask), as a plain open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        for target, write, binary in files:
+            path = Path(target)
+            if path.is_dir():
+                raise OutputError(f"{path} is a directory; give a file name to write to")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+            temps.append((tmp, path))
+            try:
+                with os.fdopen(fd, "wb" if binary else "w") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                # mkstemp creates files readable by their owner only; give the result the permissions
+                # any newly created file gets (0666 less the umask), as a plain open() would.
+                os.chmod(tmp, 0o666 & ~_umask())
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        for tmp, path in temps:
+            os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
+    return [path for _, path in temps]
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Raise :class:`~attnprompt.errors.OutputError` unless ``path`` can be written: not a directory,
+    and its folder (or the nearest existing folder above it) takes a new file. Checked before the
+    work whose result it will hold; nothing is left behind.
+
+    >>> check_writable("/")
+    Traceback (most recent call last):
+    attnprompt.errors.OutputError: output / is a directory; give a file name
+    """
+    from .errors import OutputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a directory; give a file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {what} {path}: {folder} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".attnprompt-probe.", dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write {what} {path}: {folder}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
+
+
+#: One file to write with :func:`atomic_write_all`: its path, what writes it, binary or text.
+FileWrite = tuple[Path, Callable[[Any], None], bool]
+
+
+def image_file(image: Image.Image, path: str | os.PathLike) -> FileWrite:
+    """``image`` encoded for ``path`` (the format follows the suffix, PNG when in doubt), ready for
+    :func:`atomic_write_all`.
+
+    >>> image_file(Image.new("RGB", (4, 4)), "a.jpg")[0].suffix
+    '.jpg'
+    """
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return path, lambda f: f.write(buf.getbuffer()), True
+
+
+def array_file(array: np.ndarray, path: str | os.PathLike) -> FileWrite:
+    """``array`` as a lossless ``.npy`` for ``path``, ready for :func:`atomic_write_all`.
+
+    >>> array_file(np.ones(2), "h.png")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: h.png: arrays are saved as .npy (lossless); use a .npy suffix
+    """
+    from .errors import InputError
+
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise InputError(f"{path}: arrays are saved as .npy (lossless); use a .npy suffix")
+    data = np.asarray(array)
+    return path, lambda f: np.save(f, data, allow_pickle=False), True
 
 
 def save_image(image: Image.Image, path: str | os.PathLike) -> Path:
     """Save ``image`` atomically; the format follows the suffix (PNG when in doubt).
 
     >>> import tempfile, pathlib
-    >>> from PIL import Image
     >>> p = save_image(Image.new("RGB", (4, 4)), pathlib.Path(tempfile.mkdtemp()) / "a.png")
     >>> p.suffix
     '.png'
     """
-    path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    buf = io.BytesIO()
-    image.save(buf, format=fmt)
-    return atomic_write(path, lambda f: f.write(buf.getbuffer()))
+    return atomic_write_all([image_file(image, path)])[0]
 
 
 def save_array(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Save an array losslessly (``.npy``) and atomically.
 
-    >>> import tempfile, pathlib, numpy as np
+    >>> import tempfile, pathlib
     >>> p = save_array(np.ones((2, 2), np.float32), pathlib.Path(tempfile.mkdtemp()) / "h.npy")
     >>> np.load(p).sum()
     np.float32(4.0)
     """
-    path = Path(path)
-    if path.suffix.lower() != ".npy":
-        raise ValueError(f"{path}: arrays are saved as .npy (lossless); use a .npy suffix")
-    return atomic_write(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
+    return atomic_write_all([array_file(array, path)])[0]
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
@@ -222,3 +307,30 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> None:
             p.unlink()
         except OSError:
             pass
+
+
+def fingerprint(settings: Mapping[str, Any]) -> str:
+    """A short, stable digest of a configuration (JSON with sorted keys): what a finished item
+    records, so that a rerun reuses it only when its configuration is the same.
+
+    >>> fingerprint({"b": 1, "a": [2, 3]}) == fingerprint({"a": (2, 3), "b": 1})
+    True
+    """
+    text = json.dumps(settings, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two configurations, as ``key: old → new`` (for messages).
+
+    >>> config_changes({"kernel": 3, "gray": 0.0}, {"kernel": 1, "gray": 0.0})
+    'kernel: 3 → 1'
+    """
+    keys = sorted(set(old) | set(new))
+    parts = [f"{k}: {_short(old.get(k))} → {_short(new.get(k))}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(parts)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=_json_default) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."

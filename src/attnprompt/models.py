@@ -12,8 +12,10 @@ with the KV cache kept).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,12 +146,78 @@ def _quiet_transformers():
         logger.setLevel(old)
 
 
-def from_pretrained(loader: Callable[..., Any], name: str, location: str, kind: str, **kwargs: Any) -> Any:
-    """Call ``loader(location, **kwargs)`` turning any failure into a one-line ModelLoadError.
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached right now, or None when it can: ``HF_HUB_OFFLINE``
+    (or ``TRANSFORMERS_OFFLINE``) is set, or a connection to ``HF_ENDPOINT`` (default huggingface.co;
+    through the environment's proxy, if one is set) fails within a few seconds. Probed once a process.
 
-    >>> from_pretrained(lambda p: p.upper(), "x", "x", "clip")
-    'X'
+    >>> before = os.environ.get("HF_HUB_OFFLINE"); os.environ["HF_HUB_OFFLINE"] = "1"
+    >>> hub_unreachable()
+    'HF_HUB_OFFLINE is set'
+    >>> _ = os.environ.pop("HF_HUB_OFFLINE") if before is None else os.environ.update(HF_HUB_OFFLINE=before)
     """
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var} is set"
+    return _probe_hub(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+
+
+@functools.cache
+def _probe_hub(endpoint: str, seconds: float = 3.0) -> str | None:
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(endpoint)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = p.hostname or host, p.port or 80
+    outcome: list[str | None] = []
+
+    def connect() -> None:  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=seconds).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(f"{host}:{port} cannot be reached ({e.strerror or e})")
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(seconds + 0.5)
+    return outcome[0] if outcome else f"{host}:{port} did not answer within {seconds:g} s"
+
+
+def _hub_kwargs(name: str, location: str, kind: str) -> dict[str, Any]:
+    """For a hub id: nothing when the hub is reachable; ``local_files_only`` when it is not but the
+    model is cached (no retries against a network that is not there); else one clear error now."""
+    if Path(location).exists():
+        return {}
+    why = hub_unreachable()
+    if why is None:
+        return {}
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(location, "config.json"), str)
+    except (ImportError, ValueError):  # not a valid repo id: let from_pretrained say so
+        cached = False
+    if not cached:
+        raise ModelLoadError(
+            f"cannot load model {name!r} (hub id): it is not in the local Hugging Face cache and {why}; " + _help(kind)
+        )
+    return {"local_files_only": True}
+
+
+def from_pretrained(loader: Callable[..., Any], name: str, location: str, kind: str, **kwargs: Any) -> Any:
+    """Call ``loader(location, **kwargs)`` turning any failure into a one-line ModelLoadError; a hub
+    id fails at once when the hub cannot be reached and the model is not cached (:func:`hub_unreachable`).
+
+    >>> from_pretrained(lambda p: p.upper(), "x", "/", "clip")
+    '/'
+    """
+    kwargs = {**_hub_kwargs(name, location, kind), **kwargs}
     try:
         with _quiet_transformers():
             return loader(location, **kwargs)
@@ -166,17 +234,35 @@ def from_pretrained(loader: Callable[..., Any], name: str, location: str, kind: 
         raise ModelLoadError(f"cannot load model {name!r}: {first}; " + _help(kind)) from e
 
 
-def pick_device(device: str | None) -> str:
-    """``None`` → ``"cuda"`` when available, else ``"cpu"``.
+def pick_device(device: Any) -> str:
+    """``None`` → ``"cuda"`` when available, else ``"cpu"``; a device this machine does not have is an
+    :class:`~attnprompt.errors.InputError` that says which it has.
 
     >>> pick_device("cpu")
     'cpu'
+    >>> pick_device("tpu:9")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: unknown device 'tpu:9'; give cpu, cuda, cuda:N or mps
     """
-    if device:
-        return str(device)
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"unknown device {device!r}; give cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"device {device!r}: this machine has no CUDA GPU that torch can use; give cpu")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r}: MPS is not available on this machine; give cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r}: attnprompt runs on cpu, cuda or mps")
+    return str(device)
 
 
 def pick_dtype(dtype: Any) -> Any:
@@ -193,7 +279,7 @@ def pick_dtype(dtype: Any) -> Any:
         return dtype
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
     if dtype not in names:
-        raise ModelLoadError(f"unknown dtype {dtype!r}; valid: {', '.join(names)}")
+        raise InputError(f"unknown dtype {dtype!r}; valid: {', '.join(names)}")
     return names[dtype]
 
 
@@ -270,7 +356,7 @@ def _load_processor(name: str, location: str, model_type: str | None) -> Any:
 
     try:
         with _quiet_transformers():
-            return AutoProcessor.from_pretrained(location)
+            return AutoProcessor.from_pretrained(location, **_hub_kwargs(name, location, "vlm"))
     except (AttributeError, ImportError, TypeError) as e:
         if model_type not in ("qwen2_vl", "qwen2_5_vl"):
             raise ModelLoadError(f"cannot load the processor of {name!r}: {e}; " + _help("vlm")) from e

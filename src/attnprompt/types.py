@@ -119,7 +119,8 @@ class Annotation:
         visual: str | Path | None = None,
     ) -> None:
         """Write the annotated image (PNG unless the suffix says otherwise), and optionally the
-        heatmap as a lossless ``.npy`` and the side-by-side visual; every file atomically.
+        heatmap as a lossless ``.npy`` and the side-by-side visual: all of them or, when one cannot
+        be written, none (:class:`~attnprompt.errors.OutputError`).
 
         >>> import tempfile, pathlib
         >>> img = Image.new("RGB", (8, 8), "white")
@@ -128,13 +129,14 @@ class Annotation:
         >>> sorted(p.name for p in d.iterdir())
         ['a.png', 'h.npy']
         """
-        from .files import save_array, save_image
+        from .files import array_file, atomic_write_all, image_file
 
-        save_image(self.image, path)
+        files = [image_file(self.image, path)]
         if heatmap is not None:
-            save_array(self.heatmap, heatmap)
+            files.append(array_file(self.heatmap, heatmap))
         if visual is not None:
-            save_image(self.visual(), visual)
+            files.append(image_file(self.visual(), visual))
+        atomic_write_all(files)
 
 
 def _images(images: Any) -> tuple[Image.Image, ...]:

@@ -45,7 +45,7 @@ import torch
 from PIL import Image
 
 from .. import render
-from ..config import ClipConfig, check_query, parse_layers
+from ..config import ClipConfig, check_kernel, check_query, parse_layers
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
@@ -123,6 +123,7 @@ class ClipAttributor(Attributor):
         )
         self.image_size = int(vc.image_size)
         self.grid = self.image_size // int(vc.patch_size)
+        check_kernel(self.config.kernel, (self.grid, self.grid))
         self.context = int(self.model.config.text_config.max_position_embeddings)
 
     @classmethod

@@ -21,6 +21,7 @@ min-max → 3×3 mean filter → min-max.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -35,6 +36,14 @@ from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_t
 from ..types import AttributionMap, Request
 from .base import Attributor
 from .layouts import GridLayout, llava_layout, llava_next_layout, qwen_vl_layout
+
+
+class KernelNarrowedWarning(UserWarning):
+    """The mean filter was wider than an image's token grid and was narrowed to fit it.
+
+    >>> issubclass(KernelNarrowedWarning, UserWarning)
+    True
+    """
 
 
 def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant: str) -> torch.Tensor:
@@ -218,4 +227,10 @@ class VlmAttributor(Attributor):
         [[0.0, 1.0]]
         """
         c = self.config
-        return render.postprocess(raw, enhance=c.enhance, kernel=c.kernel, renormalize=c.renormalize)
+        kernel = c.kernel
+        if kernel > max(raw.shape):
+            # the grid depends on the image (Qwen, LLaVA-NeXT): narrow the filter for this one, and say so
+            kernel = max(raw.shape) - (1 - max(raw.shape) % 2)
+            warnings.warn(f"kernel {c.kernel} is wider than this image's {raw.shape[0]}×{raw.shape[1]} grid; "
+                          f"filtered with kernel {kernel}", KernelNarrowedWarning, stacklevel=3)
+        return render.postprocess(raw, enhance=c.enhance, kernel=kernel, renormalize=c.renormalize)
