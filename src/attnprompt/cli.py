@@ -233,9 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .backends.local import LocalVLM
     from .backends.server import Limits, check_address, serve
+    from .errors import InputError
 
-    limits = Limits(max_body=int(args.max_body_mb * 2**20), max_images=args.max_images,
-                    max_image_pixels=int(args.max_image_mpx * 1e6), max_prompt_chars=args.max_prompt_chars)
+    for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-images", args.max_images),
+                        ("--max-image-mpx", args.max_image_mpx), ("--max-prompt-chars", args.max_prompt_chars)):
+        if not value > 0:
+            raise InputError(f"{flag} must be a positive number; got {value:g}")
+    limits = Limits(max_body=max(1, int(args.max_body_mb * 2**20)), max_images=args.max_images,
+                    max_image_pixels=max(1, int(args.max_image_mpx * 1e6)), max_prompt_chars=args.max_prompt_chars)
     check_address(args.host, args.port, try_bind=True)  # before minutes of model loading
     backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
     serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose, limits=limits)
