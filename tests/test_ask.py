@@ -145,7 +145,7 @@ def test_api_vlm_reads_the_answering_vlms_own_attention(llava_dir):
 def test_ask_rejects_what_cannot_work():
     with pytest.raises(InputError, match="api-vlm reads a VLM's attention, and the answering VLM is a server"):
         ask(vb.random_image(40, 40), "q", vlm="http://127.0.0.1:1/v1", method="api-vlm")
-    with pytest.raises(InputError, match="unknown strategy 'sam'; valid strategies: plain, api"):
+    with pytest.raises(InputError, match="unknown strategy 'sam'; valid strategies: plain, step-by-step, api, "):
         ask(vb.random_image(40, 40), "q", vlm=Recorder(), strategy="sam")
     with pytest.raises(InputError, match="unknown method 'sam'; valid methods: api-clip, api-vlm"):
         ask(vb.random_image(40, 40), "q", vlm=Recorder(), method="sam")

@@ -194,6 +194,83 @@ def map_model(method: str, model: Any, backend: Any) -> Any:
     return None
 
 
+def parse_source(source: str) -> tuple[str, str | None]:
+    """``"method:model"`` → (method, model); ``"method"`` alone → (method, None: its default model).
+
+    >>> parse_source("api-clip:openai/clip-vit-large-patch14-336"), parse_source("api-vlm")
+    (('api-clip', 'openai/clip-vit-large-patch14-336'), ('api-vlm', None))
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise InputError(f"an attribution source is 'method:model' (or 'method'); got {source!r}")
+    method, sep, model = source.strip().partition(":")
+    if method not in METHODS:
+        raise InputError(f"attribution source {source!r}: unknown method {method!r}; valid methods: "
+                         f"{', '.join(METHODS.names())}")
+    return method, (model.strip() or None) if sep else None
+
+
+def build_strategy(
+    strategy: str,
+    backend: Any,
+    *,
+    method: str = "api-clip",
+    model: Any = None,
+    preset: str | None = None,
+    sources: Sequence[Any] | None = None,
+    max_new_tokens: int = 128,
+    gray: float = 0.0,
+    resample: str = "bilinear",
+    device: str | None = None,
+    dtype: Any = None,
+    **params: Any,
+) -> Any:
+    """The strategy ``strategy`` on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`),
+    with its attribution map(s) built as :func:`ask` describes; map settings given to a strategy
+    that shows no annotated image are an error.
+
+    >>> from attnprompt.backends import get_backend
+    >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
+    1
+    """
+    cls = STRATEGIES.get(strategy)
+    map_params = {k.removeprefix("map_"): v for k, v in params.items()}
+    common = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
+    if sources is not None and not getattr(cls, "multi_source", False):
+        raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
+                         "method and model")
+    if not cls.needs_map:
+        if model is not None or preset is not None or map_params:
+            given = sorted(map_params) + [k for k, v in (("model", model), ("preset", preset)) if v is not None]
+            annotating = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs_map]
+            raise InputError(
+                f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
+                f"drop them, or pick a strategy that annotates ({', '.join(annotating)})"
+            )
+        return cls(backend, **common)
+    if getattr(cls, "multi_source", False):
+        if sources is None and backend.local_model is None:
+            raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
+                             "give the sources (--sources api-clip:ID,api-vlm:PATH or sources=[...])")
+        built = [_source(s, backend, preset, map_params, device, dtype)
+                 for s in (sources if sources is not None else ("api-clip", "api-vlm"))]
+        return cls(backend, sources=built, **common)
+    attributor = get_attributor(method, model=map_model(method, model, backend), preset=preset, device=device,
+                                dtype=dtype, **map_params)
+    return cls(backend, attributor, **common)
+
+
+def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], device: str | None,
+            dtype: Any) -> Attributor:
+    """One ensemble source: a built attributor, or "method:model" with the parameters its method has."""
+    if isinstance(source, Attributor):
+        return source
+    method, model = parse_source(source)
+    config = METHODS.get(method).config_class
+    own = {k: v for k, v in params.items() if k in config.parameter_names()}  # a kernel for all, a variant for one
+    return get_attributor(method, model=map_model(method, model, backend), device=device, dtype=dtype,
+                          preset=preset if preset in config.PRESETS else None, **own)
+
+
 def ask(
     image: ImageLike,
     question: str,
@@ -208,6 +285,7 @@ def ask(
     gray: float = 0.0,
     resample: str = "bilinear",
     compare: bool = False,
+    sources: Sequence[Any] | None = None,
     device: str | None = None,
     dtype: Any = None,
     **params: Any,
@@ -224,7 +302,10 @@ def ask(
     - the map, for strategies that annotate: ``method``, its ``model`` (default: the paper's CLIP —
       the shapes CLIP beside the shapes VLM — for api-clip; the answering VLM itself for api-vlm),
       ``preset`` and ``params``; a method parameter whose name ``ask`` uses itself is given with a
-      ``map_`` prefix (``map_max_new_tokens``: api-vlm's own generation length); ``gray``, ``resample``.
+      ``map_`` prefix (``map_max_new_tokens``: api-vlm's own generation length); ``gray``, ``resample``;
+      for ``ensemble``, ``sources``: ``"method:model"`` strings or built attributors (default api-clip
+      and api-vlm as above; with a server as the answering VLM they must be given), each taking the
+      parameters its method has.
 
     >>> from attnprompt.shapes import make_scene
     >>> r = ask(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", vlm="shapes", compare=True)
@@ -235,21 +316,11 @@ def ask(
     from .strategies.plain import Plain
 
     cls = STRATEGIES.get(strategy)
-    sample = Sample(load_image(image), question, suffix=suffix)
+    sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, device=device, dtype=dtype)
-    map_params = {k.removeprefix("map_"): v for k, v in params.items()}
-    attributor = None
-    if cls.needs_map:
-        attributor = get_attributor(
-            method, model=map_model(method, model, backend), preset=preset, device=device, dtype=dtype, **map_params
-        )
-    elif model is not None or preset is not None or map_params:
-        given = sorted(map_params) + [k for k, v in (("model", model), ("preset", preset)) if v is not None]
-        raise InputError(
-            f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
-            f"drop them, or pick a strategy that annotates ({', '.join(n for n in STRATEGIES.names() if n != 'plain')})"
-        )
-    chosen = cls(backend, attributor, max_new_tokens=max_new_tokens, gray=gray, resample=resample)
+    chosen = build_strategy(strategy, backend, method=method, model=model, preset=preset, sources=sources,
+                            max_new_tokens=max_new_tokens, gray=gray, resample=resample, device=device,
+                            dtype=dtype, **params)
     result = chosen.run([sample])[0]
     if compare and cls is not Plain:
         baseline = Plain(backend, max_new_tokens=max_new_tokens).run([sample])[0]

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
                      "(default api)")
+    ask.add_argument("--sources", default=None,
+                     help="ensemble: the attribution sources, comma-separated method:model (default: api-clip with "
+                     "the paper's CLIP, api-vlm with the answering VLM)")
     ask.add_argument("--suffix", default="", help="the task's answer-format instruction, e.g. 'Answer the question "
                      "using a single word or phrase.' (placed by the strategy)")
     ask.add_argument("--max-new-tokens", type=int, default=128, help="the answer's token budget (default 128)")
@@ -325,6 +328,7 @@ def _ask(args: argparse.Namespace) -> int:
     )
     result = ask(
         image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
+        sources=[s for s in args.sources.split(",") if s.strip()] if args.sources else None,
         max_new_tokens=args.max_new_tokens, compare=args.compare, **_map_args(args),
         **_method_params(args, reserved=ASK_RESERVED),
     )
@@ -332,8 +336,9 @@ def _ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     elif result.baseline is not None:
+        width = max(24, *(len(_label(r)) + 2 for r in results))
         for r in results:
-            print(f"{_label(r) + ':':24s}{_shown(r)}")
+            print(f"{_label(r) + ':':{width}s}{_shown(r)}")
     else:
         print(_shown(result))
     failed = [step.answer for r in results for step in r.steps if not step.answer.ok]
@@ -348,8 +353,10 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _label(result: Any) -> str:
-    strategy = result.config["strategy"]
-    return f"{strategy} ({result.config['map']['method']})" if "map" in result.config else strategy
+    strategy, config = result.config["strategy"], result.config
+    if "maps" in config:
+        return f"{strategy} ({'+'.join(m['method'] for m in config['maps'])})"
+    return f"{strategy} ({config['map']['method']})" if "map" in config else strategy
 
 
 def _shown(result: Any) -> str:

@@ -396,8 +396,8 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         """The registered names, in registration order.
 
-        >>> STRATEGIES.names()
-        ('plain', 'api')
+        >>> STRATEGIES.names()[:3]
+        ('plain', 'step-by-step', 'api')
         """
         return tuple(self._targets)
 
@@ -446,7 +446,12 @@ STRATEGIES = Registry(
     "strategy",
     {
         "plain": "attnprompt.strategies.plain:Plain",
+        "step-by-step": "attnprompt.strategies.step_by_step:StepByStep",
         "api": "attnprompt.strategies.api:Api",
+        "api-reemphasize": "attnprompt.strategies.reemphasize:ApiReemphasize",
+        "api-evaluate": "attnprompt.strategies.evaluate:ApiEvaluate",
+        "self-reflect": "attnprompt.strategies.reflect:SelfReflect",
+        "ensemble": "attnprompt.strategies.ensemble:Ensemble",
     },
     plural="strategies",
 )

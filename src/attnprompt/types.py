@@ -329,7 +329,8 @@ class Sample:
 @dataclass(frozen=True)
 class Step:
     """One request a strategy made: what it was called, the request (images shown, prompt, earlier
-    turns), the answer, and the annotations that made its annotated images, if any.
+    turns), the answer, the annotations that made its annotated images, if any, and ``detail``: what
+    the strategy decided from it (JSON-able, e.g. ``{"verdict": "T"}``).
 
     >>> step = Step("answer", Request.single((), "Hi."), Answer("Hello."))
     >>> step.prompt, step.images, step.answer.text
@@ -340,9 +341,11 @@ class Step:
     request: Request
     answer: Answer
     annotations: tuple[Annotation, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "annotations", tuple(self.annotations))
+        object.__setattr__(self, "detail", _frozen(self.detail))
 
     @property
     def images(self) -> tuple[Image.Image, ...]:
@@ -377,6 +380,7 @@ class Step:
             "max_new_tokens": self.request.max_new_tokens,
             "answer": self.answer.to_dict(),
             "annotations": [_json(dict(a.config)) for a in self.annotations],
+            "detail": _json(self.detail),
         }
 
 

@@ -24,6 +24,9 @@ class Backend(ABC):
 
     #: A short id recorded with every result (model id or URL + model name).
     name: str = ""
+    #: The most images one request may show (None: no known limit); strategies that show several
+    #: at once (ensemble) check it before asking.
+    max_images: int | None = None
 
     @abstractmethod
     def answer(self, requests: Sequence[Request]) -> list[Answer]:

@@ -206,6 +206,7 @@ class OpenAIBackend(Backend):
         concurrency: int = 4,
         max_side: int | None = 2048,
         temperature: float = 0.0,
+        max_images: int | None = None,
     ):
         self.base_url = normalise_base_url(base_url)
         if model is not None and not str(model).strip():
@@ -218,6 +219,9 @@ class OpenAIBackend(Backend):
             raise InputError(f"concurrency is {concurrency}; give a whole number of at least 1")
         if max_side is not None and (int(max_side) != max_side or max_side < 1):
             raise InputError(f"max_side is {max_side}; give a whole number of pixels of at least 1, or None")
+        if max_images is not None and (int(max_images) != max_images or max_images < 1):
+            raise InputError(f"max_images is {max_images}; give a whole number of at least 1, or None")
+        self.max_images = max_images
         self._model = model
         self.api_key = api_key if api_key is not None else (os.environ.get("OPENAI_API_KEY") or None)
         self.timeout = float(timeout)

@@ -24,10 +24,13 @@ class Api(Strategy):
 
     name = "api"
     needs_map = True
+    #: What the VLM is asked about the annotated image (``{question}`` is the question with the suffix).
+    template = "{question}"
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)
-        requests = [self.request([a.image for a in anns], self.prompt(s)) for s, anns in zip(samples, annotated)]
+        requests = [self.request([a.image for a in anns], self.template.format(question=self.prompt(s)))
+                    for s, anns in zip(samples, annotated)]
         answers = self.answer(requests)
         return [self.result(s, [Step("answer", r, a, anns)])
                 for s, r, a, anns in zip(samples, requests, answers, annotated)]

@@ -40,6 +40,8 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     #: Whether the strategy shows an annotated image (and so needs an attributor).
     needs_map: ClassVar[bool] = False
+    #: Whether it takes several attribution sources (``sources=``) rather than one attributor.
+    multi_source: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -95,8 +97,11 @@ class Strategy(ABC):
         text = sample.question if text is None else text
         return f"{text} {sample.suffix}" if sample.suffix else text
 
-    def annotate(self, samples: Sequence[Sample]) -> list[tuple[Annotation, ...]]:
-        """Every image of every sample annotated for its question, in one batched attribution.
+    def annotate(
+        self, samples: Sequence[Sample], attributor: Attributor | None = None
+    ) -> list[tuple[Annotation, ...]]:
+        """Every image of every sample annotated for its question, in one batched attribution (with
+        the strategy's attributor, or the one given).
 
         >>> from attnprompt.backends import get_backend
         >>> from attnprompt.api import get_attributor
@@ -109,10 +114,11 @@ class Strategy(ABC):
         """
         from ..api import annotate_images
 
-        if self.attributor is None:
+        attributor = attributor or self.attributor
+        if attributor is None:
             raise InputError(f"strategy {self.name!r} has no attribution method to annotate with")
         pairs = [(image, s.question) for s in samples for image in s.images]
-        flat = annotate_images(self.attributor, [p[0] for p in pairs], [p[1] for p in pairs],
+        flat = annotate_images(attributor, [p[0] for p in pairs], [p[1] for p in pairs],
                                gray=self.gray, resample=self.resample)
         out, start = [], 0
         for s in samples:
@@ -131,8 +137,16 @@ class Strategy(ABC):
         return Request.single(images, prompt, max_new_tokens=self.max_new_tokens)
 
     def answer(self, requests: Sequence[Request]) -> list[Answer]:
-        """The backend's answers, one batched call for all ``requests``."""
-        return self.backend.answer(list(requests))
+        """The backend's answers, one batched call for all ``requests`` (none: no call)."""
+        requests = list(requests)
+        limit = self.backend.max_images
+        most = max((len(r.images) for r in requests), default=0)
+        if limit is not None and most > limit:
+            raise InputError(
+                f"strategy {self.name!r} shows {most} images at once and {self.backend.name} takes at most {limit}; "
+                "pick a strategy that shows one image, or a model that takes several"
+            )
+        return self.backend.answer(requests) if requests else []
 
     def result(self, sample: Sample, steps: Sequence[Step], final: Answer | None = None) -> Result:
         """The result for ``sample``: its steps, and the final answer (default: the last step's).

@@ -1,4 +1,4 @@
-"""``plain``: the question (and the task's answer-format suffix) on the original image(s)."""
+"""``plain``: the question (with the task's suffix) on the original image(s) — the "w/o prompt" baseline."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ class Plain(Strategy):
     """
 
     name = "plain"
+    #: What the VLM is asked: the question (``{question}`` is the question with the suffix).
+    template = "{question}"
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
-        requests = [self.request(s.images, self.prompt(s)) for s in samples]
+        requests = [self.request(s.images, self.template.format(question=self.prompt(s))) for s in samples]
         answers = self.answer(requests)
         return [self.result(s, [Step("answer", r, a)]) for s, r, a in zip(samples, requests, answers)]
