@@ -41,7 +41,7 @@ def test_every_method_parameter_is_a_cli_flag_with_its_defaults():
     ask_flags = {a.dest: a for a in ask._actions}
     assert ask_flags["max_new_tokens"].default == 128 and "map_max_new_tokens" in ask_flags
     kernel = next(p for p in cli_parameters() if p.name == "kernel")
-    assert kernel.parse is int and kernel.defaults == {"api-clip": 3, "api-vlm": 3}
+    assert kernel.parse is int and kernel.defaults == {"api-clip": 3, "api-vlm": 3, "carve": 1}
 
 
 def test_a_method_flag_reaches_the_config_and_a_foreign_one_is_refused(tmp_path, capsys):
@@ -69,8 +69,8 @@ def test_layer_specs_resolve_the_same_way_everywhere():
 
 
 def test_registries_are_lazy_and_loud():
-    assert METHODS.names() == ("api-clip", "api-vlm") and "api-clip" in METHODS
-    with pytest.raises(InputError, match="unknown method 'gradcam'; valid methods: api-clip, api-vlm"):
+    assert METHODS.names() == ("api-clip", "api-vlm", "carve") and "api-clip" in METHODS
+    with pytest.raises(InputError, match="unknown method 'gradcam'; valid methods: api-clip, api-vlm, carve"):
         METHODS.get("gradcam")
     r = Registry("widget", {})
     r.register("mine", "attnprompt.render:colorize")

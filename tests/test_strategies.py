@@ -36,7 +36,7 @@ def samples(n: int, suffix: str = "") -> list[Sample]:
     return [Sample(vb.random_image(40 + 10 * i, 30, i), f"question {i} ?", suffix=suffix) for i in range(n)]
 
 
-ALL = ("plain", "step-by-step", "api", "api-reemphasize", "api-evaluate", "self-reflect", "ensemble")
+ALL = ("plain", "step-by-step", "api", "api-reemphasize", "api-evaluate", "self-reflect", "ensemble", "carve")
 
 
 def test_registry_names_the_valid_strategies():
@@ -67,9 +67,8 @@ def test_api_annotates_in_one_forward_and_asks_in_one_call(tiny_clip_dir, monkey
     attributor = get_attributor("api-clip", model=str(tiny_clip_dir), kernel=1)
     forwards = []
     real = attributor.attribute
-    monkeypatch.setattr(
-        attributor, "attribute", lambda images, queries: forwards.append(len(images)) or real(images, queries)
-    )
+    monkeypatch.setattr(attributor, "attribute",
+                        lambda images, queries, **kw: forwards.append(len(images)) or real(images, queries, **kw))
     batch = samples(3)
     results = Api(rec, attributor, gray=100).run(batch)
     assert forwards == [3] and len(rec.calls) == 1

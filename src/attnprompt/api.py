@@ -13,7 +13,7 @@ from typing import Any
 
 from . import render
 from .attribution.base import Attributor
-from .config import METHODS, STRATEGIES, check_gray, check_query
+from .config import METHODS, STRATEGIES, RegionConfig, check_gray, check_query
 from .errors import InputError
 from .images import ImageLike, load_image
 from .types import Annotation, AttributionMap, Result, Sample
@@ -49,21 +49,45 @@ def get_attributor(
 
 def render_annotation(
     image: Any, query: str, amap: AttributionMap, config: dict[str, Any], *, gray: float = 0.0,
-    resample: str = "bilinear",
+    resample: str = "bilinear", regions: RegionConfig | None = None,
 ) -> Annotation:
-    """Grid map → heatmap aligned with ``image`` → annotated image (pure rendering step).
+    """Grid map → heatmap aligned with ``image`` → annotated image (pure rendering step); with
+    ``regions``, also the regions chosen from the map and their crop (:mod:`attnprompt.regions`),
+    on the map's ``parts["selection"]`` when it has one (CARVE's unnormalised contrast), else on
+    the heatmap.
 
     >>> import numpy as np
     >>> from PIL import Image
     >>> a = render_annotation(Image.new("RGB", (8, 8), "white"), "q", AttributionMap(np.ones((2, 2))), {})
-    >>> a.heatmap.shape
-    (8, 8)
+    >>> a.heatmap.shape, a.crop
+    ((8, 8), None)
     """
     heatmap = render.upsample(amap.grid, image.size, extent=amap.extent, resample=resample)
     annotated = render.overlay(image, heatmap, gray=gray)
     full = dict(config)
     full.update(gray=float(gray), resample=resample, image_size=list(image.size), grid_shape=list(amap.shape))
-    return Annotation(image=annotated, heatmap=heatmap, attribution=amap, config=full, original=image, query=query)
+    crop = box = None
+    if regions is not None:
+        from .regions import select_regions
+
+        selection = amap.parts.get("selection")
+        heat = heatmap if selection is None else render.upsample(selection, image.size, extent=amap.extent,
+                                                                 resample="bilinear", clip=False)
+        chosen = select_regions(heat, image, regions, grid=_image_grid(heat, amap.shape))
+        crop, box = chosen.crop, chosen.box
+        full.update(regions=regions.to_dict(), box=list(box))
+    return Annotation(image=annotated, heatmap=heatmap, attribution=amap, config=full, original=image, query=query,
+                      crop=crop, box=box)
+
+
+def _image_grid(heat: Any, shape: tuple[int, int]) -> Any:
+    """The pixel map averaged back onto a grid of the map's size laid over the image alone (the window
+    rule's cells), whatever part of the model's frame the image filled."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F")
+    return np.asarray(pixels.resize((shape[1], shape[0]), Image.Resampling.BOX), dtype=np.float64)
 
 
 def check_rendering(gray: Any, resample: Any) -> float:
@@ -79,9 +103,10 @@ def check_rendering(gray: Any, resample: Any) -> float:
 
 def annotate_images(
     attributor: Attributor, images: Sequence[Any], queries: Sequence[str], *, gray: float = 0.0,
-    resample: str = "bilinear",
+    resample: str = "bilinear", suffixes: Sequence[str] | None = None, regions: RegionConfig | None = None,
 ) -> list[Annotation]:
-    """Annotate loaded RGB images with a built attributor: one batched attribution, then rendering.
+    """Annotate loaded RGB images with a built attributor: one batched attribution, then rendering
+    (with ``regions``, a crop too; ``suffixes``: the task's answer formats, for methods that answer).
 
     >>> from attnprompt.shapes import make_scene
     >>> image = make_scene(7, n_objects=5, size=320).image
@@ -91,9 +116,9 @@ def annotate_images(
     """
     gray = check_rendering(gray, resample)
     queries = [check_query(q) for q in queries]
-    maps = attributor.attribute(list(images), queries)
+    maps = attributor.attribute(list(images), queries, suffixes=suffixes)
     config = attributor.describe()
-    return [render_annotation(img, q, m, config, gray=gray, resample=resample)
+    return [render_annotation(img, q, m, config, gray=gray, resample=resample, regions=regions)
             for img, q, m in zip(images, queries, maps)]
 
 
@@ -106,6 +131,7 @@ def annotate(
     preset: str | None = None,
     gray: float = 0.0,
     resample: str = "bilinear",
+    regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
     **params: Any,
@@ -114,16 +140,19 @@ def annotate(
 
     ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``) or a
     built attributor; ``preset`` and ``params`` set the method's hyper-parameters (see
-    :class:`~attnprompt.config.ClipConfig` and :class:`~attnprompt.config.VlmConfig`); ``gray`` is
-    the level masked pixels fade to (0 = black).
+    :class:`~attnprompt.config.ClipConfig`, :class:`~attnprompt.config.VlmConfig`,
+    :class:`~attnprompt.config.CarveConfig`); ``gray`` is the level masked pixels fade to (0 =
+    black); ``regions`` (``True`` for the method's own rule, ``"carve"``, ``"vicrop"`` or a
+    :class:`~attnprompt.config.RegionConfig`) also selects regions: ``.crop`` and ``.box``.
 
     >>> from attnprompt.shapes import make_scene
-    >>> ann = annotate(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", model="shapes")
-    >>> ann.heatmap.shape, ann.config["method"]
-    ((320, 320), 'api-clip')
+    >>> ann = annotate(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", model="shapes",
+    ...                regions=True)
+    >>> ann.heatmap.shape, ann.config["method"], ann.crop is not None
+    ((320, 320), 'api-clip', True)
     """
     [ann] = annotate_batch(
-        [image], [query], method=method, model=model, preset=preset, gray=gray, resample=resample,
+        [image], [query], method=method, model=model, preset=preset, gray=gray, resample=resample, regions=regions,
         device=device, dtype=dtype, **params,
     )
     return ann
@@ -138,6 +167,7 @@ def annotate_batch(
     preset: str | None = None,
     gray: float = 0.0,
     resample: str = "bilinear",
+    regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
     **params: Any,
@@ -165,13 +195,18 @@ def annotate_batch(
             loaded[key] = load_image(img)
         rgb.append(loaded[key])
     attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
-    return annotate_images(attributor, rgb, queries, gray=gray, resample=resample)
+    chosen = None
+    if regions is not None and regions is not False:
+        from .strategies.base import region_config
+
+        chosen = region_config(None if regions is True else regions, attributor)
+    return annotate_images(attributor, rgb, queries, gray=gray, resample=resample, regions=chosen)
 
 
 def map_model(method: str, model: Any, backend: Any) -> Any:
-    """The attribution model to use when ``model`` is not given: for api-vlm the answering VLM
-    itself (g = f; it must run locally), for api-clip the shapes CLIP beside the shapes VLM;
-    otherwise the method's own default (``None``).
+    """The attribution model to use when ``model`` is not given: for a method that reads a VLM's
+    attention (api-vlm, carve) the answering VLM itself (g = f; it must run locally), for api-clip
+    the shapes CLIP beside the shapes VLM; otherwise the method's own default (``None``).
 
     >>> from attnprompt.backends import get_backend
     >>> map_model("api-clip", None, get_backend("shapes"))
@@ -182,10 +217,10 @@ def map_model(method: str, model: Any, backend: Any) -> Any:
     from .models import is_embedded_location
 
     local = backend.local_model
-    if method == "api-vlm":
+    if METHODS.get(method).model_kind == "vlm":
         if local is None:
             raise InputError(
-                "api-vlm reads a VLM's attention, and the answering VLM is a server; pass the attribution model "
+                f"{method} reads a VLM's attention, and the answering VLM is a server; pass the attribution model "
                 "(--model ID|PATH, a local LLaVA/Qwen2-VL checkpoint) or use --method api-clip"
             )
         return local
@@ -213,13 +248,15 @@ def build_strategy(
     strategy: str,
     backend: Any,
     *,
-    method: str = "api-clip",
+    method: str | None = None,
     model: Any = None,
     preset: str | None = None,
     sources: Sequence[Any] | None = None,
     max_new_tokens: int = 128,
     gray: float = 0.0,
     resample: str = "bilinear",
+    form: str | None = None,
+    regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
     **params: Any,
@@ -233,8 +270,9 @@ def build_strategy(
     1
     """
     cls = STRATEGIES.get(strategy)
+    method = method or cls.default_method
     map_params = {k.removeprefix("map_"): v for k, v in params.items()}
-    common = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
+    common: dict[str, Any] = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
     if sources is not None and not getattr(cls, "multi_source", False):
         raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
                          "method and model")
@@ -246,7 +284,10 @@ def build_strategy(
                 f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
                 f"drop them, or pick a strategy that annotates ({', '.join(annotating)})"
             )
+        if form not in (None, "overlay") or regions is not None:
+            raise InputError(f"strategy {strategy!r} shows no annotated image, so it has no visual-prompt form")
         return cls(backend, **common)
+    common.update(form=form, regions=regions)
     if getattr(cls, "multi_source", False):
         if sources is None and backend.local_model is None:
             raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
@@ -277,7 +318,7 @@ def ask(
     *,
     vlm: Any = None,
     strategy: str = "api",
-    method: str = "api-clip",
+    method: str | None = None,
     model: Any = None,
     preset: str | None = None,
     suffix: str = "",
@@ -286,6 +327,8 @@ def ask(
     resample: str = "bilinear",
     compare: bool = False,
     sources: Sequence[Any] | None = None,
+    form: str | None = None,
+    regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
     **params: Any,
@@ -299,13 +342,16 @@ def ask(
     - how it is asked: ``strategy`` (see ``attnprompt.config.STRATEGIES``), ``suffix`` (the task's
       answer-format instruction, placed by the strategy), ``max_new_tokens`` (the answer's budget),
       ``compare`` (also ask with ``plain``: the result's ``baseline``);
-    - the map, for strategies that annotate: ``method``, its ``model`` (default: the paper's CLIP —
-      the shapes CLIP beside the shapes VLM — for api-clip; the answering VLM itself for api-vlm),
+    - the map, for strategies that annotate: ``method`` (default the strategy's: api-clip, carve for
+      ``carve``), its ``model`` (default: the paper's CLIP — the shapes CLIP beside the shapes VLM —
+      for api-clip; the answering VLM itself for api-vlm and carve),
       ``preset`` and ``params``; a method parameter whose name ``ask`` uses itself is given with a
       ``map_`` prefix (``map_max_new_tokens``: api-vlm's own generation length); ``gray``, ``resample``;
       for ``ensemble``, ``sources``: ``"method:model"`` strings or built attributors (default api-clip
       and api-vlm as above; with a server as the answering VLM they must be given), each taking the
-      parameters its method has.
+      parameters its method has; ``form`` (``overlay``, ``crop``, ``both``: the visual prompt, default
+      the strategy's) and ``regions`` (how a crop is chosen: ``carve``, ``vicrop`` or a
+      :class:`~attnprompt.config.RegionConfig`; default the method's).
 
     >>> from attnprompt.shapes import make_scene
     >>> r = ask(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", vlm="shapes", compare=True)
@@ -319,8 +365,8 @@ def ask(
     sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, device=device, dtype=dtype)
     chosen = build_strategy(strategy, backend, method=method, model=model, preset=preset, sources=sources,
-                            max_new_tokens=max_new_tokens, gray=gray, resample=resample, device=device,
-                            dtype=dtype, **params)
+                            max_new_tokens=max_new_tokens, gray=gray, resample=resample, form=form, regions=regions,
+                            device=device, dtype=dtype, **params)
     result = chosen.run([sample])[0]
     if compare and cls is not Plain:
         baseline = Plain(backend, max_new_tokens=max_new_tokens).run([sample])[0]

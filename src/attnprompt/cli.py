@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .config import METHODS, STRATEGIES, cli_parameters
+from .config import METHODS, STRATEGIES, RegionConfig, cli_parameters
 from .errors import EXIT_ERROR, AttnpromptError
 
 EXIT_PARTIAL = 1
@@ -26,6 +26,8 @@ MAP_PREFIX = "map_"
 #: The method parameters that ``ask`` takes with :data:`MAP_PREFIX` (its own ``--max-new-tokens``
 #: is the answer's budget).
 ASK_RESERVED = ("max_new_tokens",)
+#: Prefix of the region-selection flags (``--region-top``).
+REGION_PREFIX = "region_"
 
 
 def _flag(name: str) -> str:
@@ -36,8 +38,8 @@ def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserv
     """One flag per method parameter (default None: only what the user sets is passed on, so each
     method keeps its own defaults and rejects what it does not know)."""
     group = p.add_argument_group("attribution map", "the method's parameters (only those you set are passed on)")
-    group.add_argument("--method", default="api-clip", help=f"attribution method: {' | '.join(METHODS.names())} "
-                       "(default api-clip)")
+    group.add_argument("--method", default=None, help=f"attribution method: {' | '.join(METHODS.names())} "
+                       "(default api-clip; carve for --strategy carve)")
     group.add_argument(
         "--model", default=None,
         help="the method's model: hub id, local checkpoint directory, or 'shapes' (embedded, offline); default "
@@ -54,6 +56,26 @@ def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserv
             group.add_argument(_flag(dest), dest=dest, type=param.parse, default=None, help=param.help)
     group.add_argument("--gray", type=float, default=0.0, help="level masked pixels fade to, 0–255 (default 0 = black)")
     group.add_argument("--resample", default="bilinear", help="grid → pixels: nearest | bilinear | bicubic | lanczos")
+
+
+def _add_region_flags(p: argparse.ArgumentParser) -> None:
+    """``--regions PRESET`` and one ``--region-*`` flag per field of :class:`~attnprompt.config.RegionConfig`."""
+    group = p.add_argument_group("regions", "how a crop is chosen from the map (only those you set are passed on)")
+    group.add_argument("--regions", default=None, help=f"rule preset: {' | '.join(RegionConfig.PRESETS)} (default: "
+                       "the method's own: vicrop for --method carve --preset vicrop, else carve)")
+    for param in cli_parameters({"regions": RegionConfig}):
+        dest = REGION_PREFIX + param.name
+        kwargs: dict[str, Any] = {"action": argparse.BooleanOptionalAction} if param.parse is bool else {
+            "type": param.parse}
+        group.add_argument(_flag(dest), dest=dest, default=None, help=param.help.removeprefix("regions: "), **kwargs)
+
+
+def _regions(args: argparse.Namespace) -> RegionConfig | None:
+    fields = {name: getattr(args, REGION_PREFIX + name) for name in RegionConfig.parameter_names()
+              if getattr(args, REGION_PREFIX + name, None) is not None}
+    if args.regions is None and not fields:
+        return None  # the method's own rule, if a crop is made at all
+    return RegionConfig.from_preset(args.regions, **fields)
 
 
 def _method_params(args: argparse.Namespace, *, reserved: Sequence[str] = ()) -> dict[str, Any]:
@@ -93,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("-o", "--output", help="annotated image to write (PNG unless the suffix says otherwise)")
     ann.add_argument("--heatmap", help="also write the H×W float32 heatmap, lossless, as .npy")
     ann.add_argument("--visual", help="also write a side-by-side picture: image | heatmap | annotated")
+    ann.add_argument("--crop", help="also select regions from the map and write their crop (see the regions flags)")
     ann.add_argument("--batch", help="JSONL file, one {image, query, id} per line")
     ann.add_argument("--out-dir", help="batch mode: output directory (resumable)")
     ann.add_argument("--batch-size", type=int, default=8, help="batch mode: images per forward (default 8)")
@@ -101,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="batch mode: recompute finished items that were made with other settings (without it, "
                      "such items are an error; items made with these settings are always kept)")
     _add_method_flags(ann, model_defaults="openai/clip-vit-large-patch14-336 for api-clip, "
-                      "llava-hf/llava-1.5-7b-hf for api-vlm")
+                      "llava-hf/llava-1.5-7b-hf for api-vlm and carve")
+    _add_region_flags(ann)
     _add_device_flags(ann)
 
     ask = sub.add_parser(
@@ -114,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
                      "(default api)")
+    ask.add_argument("--form", default=None, choices=("overlay", "crop", "both"),
+                     help="the visual prompt of strategies that show a map: overlay (the paper's blend) | crop (the "
+                     "original and a crop of the map's regions) | both (the blend and the crop); default the "
+                     "strategy's (crop for carve, else overlay)")
     ask.add_argument("--sources", default=None,
                      help="ensemble: the attribution sources, comma-separated method:model (default: api-clip with "
                      "the paper's CLIP, api-vlm with the answering VLM)")
@@ -133,12 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     vlm_args.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
     vlm_args.add_argument("--timeout", type=float, default=60.0,
                           help="seconds per HTTP request (one retry after a wait)")
-    _add_method_flags(
-        ask,
-        reserved=ASK_RESERVED,
-        model_defaults="the paper's CLIP for api-clip (the shapes CLIP "
-        "with --vlm shapes), the answering VLM itself for api-vlm",
-    )
+    _add_method_flags(ask, reserved=ASK_RESERVED, model_defaults="the paper's CLIP for api-clip (the shapes CLIP "
+                      "with --vlm shapes), the answering VLM itself for api-vlm and carve")
+    _add_region_flags(ask)
     _add_device_flags(ask)
 
     srv = sub.add_parser(
@@ -259,10 +284,12 @@ def _map_args(args: argparse.Namespace) -> dict[str, Any]:
 def _annotate(args: argparse.Namespace) -> int:
     from .errors import InputError
 
-    common = _map_args(args)
+    common = {**_map_args(args), "method": args.method or "api-clip"}
     if args.batch:
         if args.image or args.query or args.output:
             raise InputError("give either IMAGE QUERY -o OUT, or --batch FILE.jsonl --out-dir DIR, not both")
+        if args.crop or _regions(args) is not None:
+            raise InputError("batch mode writes no crops yet; annotate one image with --crop OUT.png")
         if not args.out_dir:
             raise InputError("--batch needs --out-dir DIR for the outputs")
         from .batch import run_batch
@@ -291,13 +318,18 @@ def _annotate(args: argparse.Namespace) -> int:
     from .images import load_image
 
     # everything that can be checked is, before a model loads
-    for flag, path in (("-o", args.output), ("--heatmap", args.heatmap), ("--visual", args.visual)):
+    for flag, path in (("-o", args.output), ("--heatmap", args.heatmap), ("--visual", args.visual),
+                       ("--crop", args.crop)):
         if path:
             check_writable(path, flag)
     image = load_image(args.image, name=args.image)
-    ann = annotate(image, check_query(args.query), **common, **_method_params(args))
-    ann.save(args.output, heatmap=args.heatmap, visual=args.visual)
-    written = [args.output] + [p for p in (args.heatmap, args.visual) if p]
+    regions = _regions(args)
+    if regions is not None and not args.crop:
+        raise InputError("the regions flags choose a crop; give --crop OUT.png to write it")
+    ann = annotate(image, check_query(args.query), regions=regions or bool(args.crop), **common,
+                   **_method_params(args))
+    ann.save(args.output, heatmap=args.heatmap, visual=args.visual, crop=args.crop)
+    written = [args.output] + [p for p in (args.heatmap, args.visual, args.crop) if p]
     print(f"wrote {', '.join(written)}")
     return 0
 
@@ -329,8 +361,8 @@ def _ask(args: argparse.Namespace) -> int:
     result = ask(
         image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
         sources=[s for s in args.sources.split(",") if s.strip()] if args.sources else None,
-        max_new_tokens=args.max_new_tokens, compare=args.compare, **_map_args(args),
-        **_method_params(args, reserved=ASK_RESERVED),
+        max_new_tokens=args.max_new_tokens, compare=args.compare, form=args.form, regions=_regions(args),
+        **_map_args(args), **_method_params(args, reserved=ASK_RESERVED),
     )
     results = [result] + ([result.baseline] if result.baseline is not None else [])
     if args.json:

@@ -6,7 +6,7 @@ The CLI derives its flags from these fields (:func:`cli_parameters`), so a defau
 once. Nothing here imports torch: ``attnprompt --help`` stays instant.
 
 >>> METHODS.names()
-('api-clip', 'api-vlm')
+('api-clip', 'api-vlm', 'carve')
 >>> ClipConfig.from_preset("paper", kernel=5).to_dict()["kernel"]
 5
 """
@@ -100,6 +100,15 @@ def check_query(query: Any) -> str:
     return q
 
 
+def with_suffix(text: str, suffix: str | None) -> str:
+    """``text`` followed by the task's answer-format suffix (if any).
+
+    >>> with_suffix("Is there a dog?", "Please answer yes or no."), with_suffix("Is there a dog?", "")
+    ('Is there a dog? Please answer yes or no.', 'Is there a dog?')
+    """
+    return f"{text} {suffix}" if suffix else text
+
+
 def check_gray(gray: Any) -> float:
     """The level masked pixels fade to: a number in [0, 255] (0 = black).
 
@@ -121,12 +130,13 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
     Accepts an int (negative counts from the end: -1 is the last block), a sequence of ints,
     a string ``"-2"``, ``"20,22"`` or a slice ``"-4:"`` / ``"10:14"`` (Python slice semantics),
     and, with ``allow_fraction``, a fraction of the depth in (0, 1) as a float or a string
-    (``0.5``, ``"0.5"``).
+    (``0.5``, ``"0.5"``) or a slice of fractions (``"0.71:0.93"``: blocks round(0.71·depth) up to
+    round(0.93·depth), exclusive — 20 to 25 of 28), so one setting fits models of any depth.
 
     >>> parse_layers(-2, 24), parse_layers("-3:", 24), parse_layers("1,3", 4)
     ((22,), (21, 22, 23), (1, 3))
-    >>> parse_layers("0.5", 40, allow_fraction=True)
-    (20,)
+    >>> parse_layers("0.5", 40, allow_fraction=True), parse_layers("0.71:0.93", 28, allow_fraction=True)
+    ((20,), (20, 21, 22, 23, 24, 25))
     """
 
     def bad(why: str) -> InputError:
@@ -158,6 +168,19 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
             parts = s.split(":")
             if len(parts) != 2:
                 raise bad("a slice has the form start:stop")
+            if allow_fraction and "." in s:
+                try:
+                    lo, hi = (float(p) if p.strip() else None for p in parts)
+                except ValueError:
+                    raise bad("fraction bounds must be numbers") from None
+                if any(f is not None and not 0.0 <= f <= 1.0 for f in (lo, hi)):
+                    raise bad("fraction bounds must lie between 0 and 1")
+                start = 0 if lo is None else int(round(lo * depth))
+                stop = depth if hi is None else int(round(hi * depth))
+                idx = tuple(range(start, min(stop, depth)))
+                if not idx:
+                    raise bad(f"the fractions select no block of {depth}")
+                return idx
             try:
                 start = int(parts[0]) if parts[0].strip() else None
                 stop = int(parts[1]) if parts[1].strip() else None
@@ -373,6 +396,119 @@ class VlmConfig(MethodConfig):
         object.__setattr__(self, "layers", _layers_value(self.layers))
 
 
+@dataclasses.dataclass(frozen=True)
+class CarveConfig(MethodConfig):
+    """Hyper-parameters of the contrastive maps: CARVE (default) and ViCrop's relative attention.
+
+    The VLM answers the task query and a general instruction (each with the task's suffix) greedily;
+    at every step and chosen layer the last position's attention to the image tokens (mean over
+    heads) of the task pass is divided by the general pass's at the same step (``epsilon`` keeps it
+    finite), summed over layers and over steps with weight ``step + 1`` (``steps="all"``, CARVE's v4)
+    or only at the first step (``steps="first"``: the prefill, as ViCrop and CARVE v1–v3).
+
+    - ``carve`` (default) — YuyaoGe/CARVE v4: layers 20–25 of Qwen2.5-VL-7B's 28 (``0.71:0.93`` of
+      the depth), 32 new tokens; its crops use CARVE's region rule (:class:`RegionConfig` ``carve``);
+    - ``vicrop`` — "MLLMs know where to look" (ICLR 2025) relative attention: the prefill only, one
+      mid layer (14 of LLaVA-1.5's 32, ``0.44``; their Qwen2.5-VL code reads layer 22); its crops use
+      ViCrop's adaptive square window (:class:`RegionConfig` ``vicrop``).
+
+    >>> CarveConfig.from_preset("vicrop").steps
+    'first'
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "carve": {},
+        "vicrop": dict(layers="0.44", steps="first"),
+    }
+    DEFAULT_PRESET: ClassVar[str] = "carve"
+    METHOD: ClassVar[str] = "carve"
+
+    preset: str = "carve"
+    layers: Any = param("0.71:0.93", "decoder layers whose task/general ratios are summed: fractions of depth "
+                                     "(0.71:0.93 = 20–25 of 28), an index, a list or a slice")
+    general: str = param("Write a general description of the image.", "the general instruction the task is "
+                                                                       "contrasted with")
+    max_new_tokens: int = param(32, "greedy tokens generated for each pass", cli=int)
+    steps: str = param("all", "all (every step, weighted step + 1: CARVE v4) | first (the prefill only)")
+    epsilon: float = param(1e-8, "λ in A_task / (A_general + λ)", cli=float)
+    variant: str = param("paper", "attention rows: paper (probabilities over all keys, as both public codes) | "
+                                  "reference (softmax over the image tokens)")
+    enhance: float = param(0.0, ENHANCE_HELP, cli=float)
+    kernel: int = param(1, KERNEL_HELP, cli=int)
+    grid: str = param("highres", "LLaVA-NeXT: the highres tile grid | the base grid")
+    fit: str = param("pad", "LLaVA-1.5: pad to a square first (nothing cropped) | processor")
+
+    def __post_init__(self) -> None:
+        check_choice("steps", self.steps, ("all", "first"))
+        check_choice("variant", self.variant, ("paper", "reference"))
+        check_choice("grid", self.grid, ("highres", "base"))
+        check_choice("fit", self.fit, ("pad", "processor"))
+        if not isinstance(self.general, str) or not self.general.strip():
+            raise InputError(
+                "general must be a non-empty instruction, like 'Write a general description of the image.'"
+            )
+        try:
+            eps = float(self.epsilon)
+        except (TypeError, ValueError):
+            raise InputError(f"epsilon must be a number ≥ 0; got {self.epsilon!r}") from None
+        if not 0 <= eps < float("inf"):
+            raise InputError(f"epsilon must be a finite number ≥ 0; got {self.epsilon!r}")
+        object.__setattr__(self, "epsilon", eps)
+        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
+        object.__setattr__(self, "kernel", check_kernel(self.kernel))
+        object.__setattr__(self, "enhance", check_enhance(self.enhance))
+        object.__setattr__(self, "layers", _layers_value(self.layers))
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionConfig(MethodConfig):
+    """How regions are chosen from a heatmap for a crop (any map: api-clip, api-vlm, carve).
+
+    - ``carve`` (default) — YuyaoGe/CARVE: keep the ``top`` fraction of pixels (ties included),
+      label 4-connected components, keep the ``max(min_regions, ⌊top·n⌋)`` with the largest
+      attention sum (``rule="attention"``; ``size``: the largest; ``remove-small``: all but those
+      under ``min_size`` of the kept pixels), zero the pixels outside them, crop to their bounding
+      box and upscale the crop (LANCZOS) by max(W/w, H/h);
+    - ``vicrop`` — "MLLMs know where to look": a square window of ``window``·r pixels for r in
+      1, 1.2 … 2, placed where the map's sum is largest, the r whose best window stands out most
+      from its neighbours; the plain crop, not masked, not upscaled.
+
+    >>> RegionConfig.from_preset("vicrop").rule
+    'window'
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "carve": {},
+        "vicrop": dict(rule="window", keep_outside=True, upscale=False),
+    }
+    DEFAULT_PRESET: ClassVar[str] = "carve"
+    METHOD: ClassVar[str] = "regions"
+
+    preset: str = "carve"
+    rule: str = param("attention", "attention | size | remove-small (connected components) | window (ViCrop)")
+    top: float = param(0.2, "fraction of the pixels kept before the components are labelled", cli=float)
+    min_regions: int = param(3, "components kept at least (CARVE keeps max(this, ⌊top·n⌋))", cli=int)
+    min_size: float = param(0.001, "remove-small: a component under this fraction of the kept pixels goes",
+                            cli=float)
+    keep_outside: bool = param(False, "keep the pixels outside the kept regions in the crop (CARVE zeroes them)",
+                               cli=bool)
+    upscale: bool = param(True, "upscale the crop by max(W/w, H/h) with LANCZOS, as CARVE", cli=bool)
+    window: int = param(336, "window rule: the base side in pixels (ViCrop: 336 for LLaVA, 224 for Qwen)", cli=int)
+
+    def __post_init__(self) -> None:
+        check_choice("rule", self.rule, ("attention", "size", "remove-small", "window"))
+        for name, value, low, high in (("top", self.top, 0.0, 1.0), ("min_size", self.min_size, 0.0, 1.0)):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{name} must be a number in (0, 1]; got {value!r}") from None
+            if not low < v <= high and not (name == "min_size" and v == 0):
+                raise InputError(f"{name} must be a number in (0, 1]; got {value!r}")
+            object.__setattr__(self, name, v)
+        object.__setattr__(self, "min_regions", check_tokens("min_regions", self.min_regions))
+        object.__setattr__(self, "window", check_tokens("window", self.window))
+
+
 # -- registries ----------------------------------------------------------------------------
 
 
@@ -435,11 +571,12 @@ METHODS = Registry(
     {
         "api-clip": "attnprompt.attribution.clip:ClipAttributor",
         "api-vlm": "attnprompt.attribution.vlm_attention:VlmAttributor",
+        "carve": "attnprompt.attribution.contrastive:ContrastiveAttributor",
     },
 )
 
 #: The configuration class of each built-in method (the CLI reads them without importing torch).
-METHOD_CONFIGS: dict[str, type[MethodConfig]] = {"api-clip": ClipConfig, "api-vlm": VlmConfig}
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {"api-clip": ClipConfig, "api-vlm": VlmConfig, "carve": CarveConfig}
 
 #: Answering strategies: name → Strategy class.
 STRATEGIES = Registry(
@@ -452,6 +589,7 @@ STRATEGIES = Registry(
         "api-evaluate": "attnprompt.strategies.evaluate:ApiEvaluate",
         "self-reflect": "attnprompt.strategies.reflect:SelfReflect",
         "ensemble": "attnprompt.strategies.ensemble:Ensemble",
+        "carve": "attnprompt.strategies.carve:Carve",
     },
     plural="strategies",
 )
@@ -475,7 +613,7 @@ class CliParameter:
         """One help line: the text (once if every method shares it) and each method's default.
 
         >>> next(p for p in cli_parameters() if p.name == "kernel").help
-        'odd mean-filter size on the grid (1 = none) (default: api-clip 3, api-vlm 3)'
+        'odd mean-filter size on the grid (1 = none) (default: api-clip 3, api-vlm 3, carve 1)'
         """
         texts = list(dict.fromkeys(self.helps.values()))
         if len(texts) == 1:
@@ -492,7 +630,7 @@ def cli_parameters(configs: Mapping[str, type[MethodConfig]] = METHOD_CONFIGS) -
 
     >>> kernel = next(p for p in cli_parameters() if p.name == "kernel")
     >>> kernel.defaults, kernel.parse
-    ({'api-clip': 3, 'api-vlm': 3}, <class 'int'>)
+    ({'api-clip': 3, 'api-vlm': 3, 'carve': 1}, <class 'int'>)
     """
     merged: dict[str, CliParameter] = {}
     for method, cls in configs.items():

@@ -177,8 +177,10 @@ def upsample(
     *,
     extent: Sequence[float] = (0.0, 0.0, 1.0, 1.0),
     resample: str = "bilinear",
+    clip: bool = True,
 ) -> np.ndarray:
-    """Resize a grid map to ``size = (width, height)`` pixels, as float32 clipped to [0, 1].
+    """Resize a grid map to ``size = (width, height)`` pixels, as float32 clipped to [0, 1] (an alpha
+    channel; ``clip=False`` keeps the values of a map on another scale, e.g. for region selection).
 
     ``extent = (x0, y0, x1, y1)`` is the part of the grid's frame, in fractions of its width
     and height, that the image occupies (less than the whole frame when the image was
@@ -205,7 +207,7 @@ def upsample(
     for r in range(0, height, step):
         np.matmul(rows[r : r + step], wx.T, out=out[r : r + step])
     # bicubic/lanczos overshoot; the heatmap is an alpha channel and must stay in [0, 1].
-    return np.clip(out, 0.0, 1.0, out=out)
+    return np.clip(out, 0.0, 1.0, out=out) if clip else out
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, *, gray: float = 0.0) -> Image.Image:

@@ -79,7 +79,9 @@ class Annotation:
     - ``heatmap``: Φ, H×W float32 in [0, 1], aligned pixel-for-pixel with the input;
     - ``attribution``: the grid map Ψ (with its raw scores) that was resized into the heatmap;
     - ``config``: every parameter actually used, the model id included;
-    - ``original``: the input image as RGB; ``query``: the query.
+    - ``original``: the input image as RGB; ``query``: the query;
+    - ``crop`` and ``box``: when regions were selected from the map (a crop visual prompt), the crop
+      image and its box ``(x0, y0, x1, y1)`` in the input's pixels (x1, y1 exclusive); else None.
 
     >>> from attnprompt.render import overlay
     >>> img = Image.new("RGB", (8, 8), "white")
@@ -95,6 +97,8 @@ class Annotation:
     config: Mapping[str, Any]
     original: Image.Image
     query: str
+    crop: Image.Image | None = None
+    box: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", _frozen(self.config))
@@ -117,10 +121,11 @@ class Annotation:
         *,
         heatmap: str | Path | None = None,
         visual: str | Path | None = None,
+        crop: str | Path | None = None,
     ) -> None:
         """Write the annotated image (PNG unless the suffix says otherwise), and optionally the
-        heatmap as a lossless ``.npy`` and the side-by-side visual: all of them or, when one cannot
-        be written, none (:class:`~attnprompt.errors.OutputError`).
+        heatmap as a lossless ``.npy``, the side-by-side visual and the crop: all of them or, when one
+        cannot be written, none (:class:`~attnprompt.errors.OutputError`).
 
         >>> import tempfile, pathlib
         >>> img = Image.new("RGB", (8, 8), "white")
@@ -136,6 +141,12 @@ class Annotation:
             files.append(array_file(self.heatmap, heatmap))
         if visual is not None:
             files.append(image_file(self.visual(), visual))
+        if crop is not None:
+            if self.crop is None:
+                from .errors import InputError
+
+                raise InputError("this annotation selected no regions, so it has no crop; annotate with form='crop'")
+            files.append(image_file(self.crop, crop))
         atomic_write_all(files)
 
 

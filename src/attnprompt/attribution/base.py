@@ -26,6 +26,8 @@ class Attributor(ABC):
     """
 
     method: ClassVar[str] = ""
+    #: What the method runs on: a "clip" or a "vlm" (whose attention it reads; by default the answering one).
+    model_kind: ClassVar[str] = "clip"
     config_class: ClassVar[type[MethodConfig]]
     config: MethodConfig
     model_id: str
@@ -52,8 +54,12 @@ class Attributor(ABC):
         (cached) from a hub id, a local directory or an embedded name."""
 
     @abstractmethod
-    def attribute(self, images: Sequence[Image.Image], queries: Sequence[str]) -> list[AttributionMap]:
-        """Attribution maps for the pairs ``(images[i], queries[i])``; images may repeat."""
+    def attribute(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> list[AttributionMap]:
+        """Attribution maps for the pairs ``(images[i], queries[i])``; images may repeat. ``suffixes``
+        are the task's answer-format instructions: methods that generate an answer (api-vlm, carve)
+        append them to the query as the answering VLM sees it; api-clip reads the query alone."""
 
     def describe(self) -> dict[str, Any]:
         """The full configuration of this attributor: method, model id and every parameter.

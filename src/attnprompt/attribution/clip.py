@@ -281,11 +281,14 @@ class ClipAttributor(Attributor):
         return render.minmax(merged, constant=1.0)
 
     @torch.inference_mode()
-    def attribute(self, images: Sequence[Image.Image], queries: Sequence[str]) -> list[AttributionMap]:
+    def attribute(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> list[AttributionMap]:
         """API-CLIP maps for the pairs ``(images[i], queries[i])``.
 
         Distinct images are encoded once per batch (pass the same object to reuse it with
-        several queries); all queries go through the text tower in one batch. ``raw`` is the
+        several queries); all queries go through the text tower in one batch; ``suffixes`` (answer
+        formats) are not CLIP's business and are ignored. ``raw`` is the
         cls-path similarity Ψᶜˡˢ before normalisation (with ``parts="comp"``: the negated
         complement similarity, so that for both a higher score means "keep").
 

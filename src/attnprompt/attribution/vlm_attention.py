@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,12 +31,27 @@ import torch
 from PIL import Image
 
 from .. import render
-from ..config import VlmConfig, check_query, parse_layers
+from ..config import VlmConfig, check_query, parse_layers, with_suffix
 from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
 from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import AttributionMap, Request
 from .base import Attributor
 from .layouts import GridLayout, llava_layout, llava_next_layout, qwen_vl_layout
+
+
+@dataclass(frozen=True)
+class TokenAttention:
+    """One generation's attention to the image tokens: ``values[step, layer, token]`` (the last
+    position's attention at each step, mean over heads, for each captured layer in order), the
+    ``layout`` of the tokens on the image, and the greedy ``answer``.
+
+    >>> TokenAttention(np.zeros((2, 1, 4)), None, "red").values.shape
+    (2, 1, 4)
+    """
+
+    values: np.ndarray
+    layout: GridLayout
+    answer: str
 
 
 class KernelNarrowedWarning(UserWarning):
@@ -77,6 +93,7 @@ class VlmAttributor(Attributor):
 
     method: ClassVar[str] = "api-vlm"
     config_class = VlmConfig
+    model_kind: ClassVar[str] = "vlm"
 
     def __init__(self, vlm: LoadedVlm, config: VlmConfig | None = None, *, batch_size: int = 4) -> None:
         if vlm.family is None:
@@ -160,7 +177,57 @@ class VlmAttributor(Attributor):
 
     # -- attribution -------------------------------------------------------------------------
 
-    def run(self, images: Sequence[Image.Image], queries: Sequence[str]) -> tuple[list[AttributionMap], list[str]]:
+    def token_attention(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> list[TokenAttention]:
+        """For each (image, query): the greedy answer, and at every step and chosen layer the last
+        position's attention to each image token, mean over heads (``variant`` decides the softmax),
+        with the grid layout of those tokens — what api-vlm averages and CARVE contrasts.
+
+        ``suffixes`` (the task's answer-format instruction) follow the queries, as the answering VLM
+        would see them. Batched ``batch_size`` at a time, left-padded: one generation with capture.
+
+        >>> from attnprompt.shapes import make_scene
+        >>> [t] = VlmAttributor.from_pretrained("shapes").token_attention(
+        ...     [make_scene(7, n_objects=5, size=320).image], ["What colour is the circle?"])
+        >>> t.values.shape, t.layout.shape, t.answer
+        ((2, 1, 256), (16, 16), 'green')
+        """
+        if len(images) != len(queries):
+            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
+        suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
+        if len(suffixes) != len(queries):
+            raise InputError(f"got {len(suffixes)} suffixes for {len(queries)} queries; give one per query")
+        prompts = [with_suffix(check_query(q), s) for q, s in zip(queries, suffixes)]
+        out: list[TokenAttention] = []
+        for start in range(0, len(images), self.batch_size):
+            out += self._token_batch(images[start : start + self.batch_size], prompts[start : start + self.batch_size])
+        return out
+
+    def _token_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[TokenAttention]:
+        with torch.no_grad():
+            extents = [self.prepare(img)[1] for img in images]
+            out = generate(self.vlm, [self.request(img, p) for img, p in zip(images, prompts)], capture=self.layers)
+            results = []
+            for b, n_steps in enumerate(out.steps):
+                positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()
+                if len(positions) == 0:
+                    raise ProcessorMismatchError(
+                        f"{self.model_id!r}: no image tokens in the prompt; does its chat template place the image?"
+                    )
+                rows = [[out.scores[layer][s][b] for layer in self.layers] for s in range(n_steps)]
+                values = torch.stack([
+                    torch.stack([image_span_attention(r, positions.to(r.device), self.config.variant) for r in step])
+                    for step in rows
+                ])  # steps × layers × image tokens
+                layouts = self._layouts(len(positions), b, out.inputs, extents[b])
+                layout = layouts[-1] if self.config.grid == "highres" else layouts[0]
+                results.append(TokenAttention(values.double().cpu().numpy(), layout, out.texts[b]))
+        return results
+
+    def run(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> tuple[list[AttributionMap], list[str]]:
         """Attribution maps and the greedy answers they were read from, for (image, query) pairs.
 
         >>> from attnprompt.shapes import make_scene
@@ -169,18 +236,12 @@ class VlmAttributor(Attributor):
         >>> answers
         ['green']
         """
-        if len(images) != len(queries):
-            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
-        queries = [check_query(q) for q in queries]
-        maps: list[AttributionMap] = []
-        answers: list[str] = []
-        for start in range(0, len(images), self.batch_size):
-            m, a = self._run_batch(images[start : start + self.batch_size], queries[start : start + self.batch_size])
-            maps += m
-            answers += a
-        return maps, answers
+        found = self.token_attention(images, queries, suffixes=suffixes)
+        return [self.to_map(t.values.mean((0, 1)), t.layout) for t in found], [t.answer for t in found]
 
-    def attribute(self, images: Sequence[Image.Image], queries: Sequence[str]) -> list[AttributionMap]:
+    def attribute(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> list[AttributionMap]:
         """API-VLM maps for the pairs ``(images[i], queries[i])``; ``raw`` is the mean attention to
         each image token (over heads, steps and layers) before any normalisation.
 
@@ -190,35 +251,19 @@ class VlmAttributor(Attributor):
         >>> round(float(m.raw.sum()), 4)  # the reference variant's rows are distributions over the image tokens
         1.0
         """
-        return self.run(images, queries)[0]
+        return self.run(images, queries, suffixes=suffixes)[0]
 
-    def _run_batch(
-        self, images: Sequence[Image.Image], queries: Sequence[str]
-    ) -> tuple[list[AttributionMap], list[str]]:
-        with torch.no_grad():
-            extents = [self.prepare(img)[1] for img in images]
-            out = generate(self.vlm, [self.request(img, q) for img, q in zip(images, queries)], capture=self.layers)
-        maps = []
-        for b, n_steps in enumerate(out.steps):
-            positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()
-            if len(positions) == 0:
-                raise ProcessorMismatchError(
-                    f"{self.model_id!r}: no image tokens in the prompt; does its chat template place the image?"
-                )
-            per_layer = []
-            for layer in self.layers:
-                steps = out.scores[layer][:n_steps]
-                per_layer.append(
-                    torch.stack(
-                        [image_span_attention(s[b], positions.to(s.device), self.config.variant) for s in steps]
-                    ).mean(0)
-                )
-            token_values = torch.stack(per_layer).mean(0).float().cpu().numpy()
-            layouts = self._layouts(len(positions), b, out.inputs, extents[b])
-            layout = layouts[-1] if self.config.grid == "highres" else layouts[0]
-            raw = layout.gather(token_values)
-            maps.append(AttributionMap(grid=self.postprocess(raw), raw=raw, extent=layout.extent))
-        return maps, out.texts
+    def to_map(self, token_values: np.ndarray, layout: GridLayout) -> AttributionMap:
+        """Per-token values → the map on ``layout``'s grid: raw, and post-processed.
+
+        >>> import numpy as np
+        >>> from attnprompt.attribution.layouts import GridLayout
+        >>> a = VlmAttributor.from_pretrained("shapes", kernel=1, enhance=0)
+        >>> a.to_map(np.array([1.0, 3.0]), GridLayout("g", np.array([[1, 0]]))).grid.tolist()
+        [[1.0, 0.0]]
+        """
+        raw = layout.gather(token_values)
+        return AttributionMap(grid=self.postprocess(raw), raw=raw, extent=layout.extent)
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         """The configured :func:`attnprompt.render.postprocess` of a raw grid.

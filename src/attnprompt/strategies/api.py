@@ -11,7 +11,8 @@ from .base import Strategy
 class Api(Strategy):
     """Annotate each image for the question with the attributor's map, then ask about the
     annotated image(s) instead of the original. With api-vlm on the answering VLM itself this is
-    the paper's g = f case.
+    the paper's g = f case. ``form`` chooses the visual prompt: the blend (``overlay``, the paper's),
+    the original with a crop of the map's regions (``crop``), or the blend with the crop (``both``).
 
     >>> from attnprompt.api import get_attributor
     >>> from attnprompt.backends import get_backend
@@ -29,8 +30,8 @@ class Api(Strategy):
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)
-        requests = [self.request([a.image for a in anns], self.template.format(question=self.prompt(s)))
+        requests = [self.request(self.shown(anns), self.template.format(question=self.prompt(s)))
                     for s, anns in zip(samples, annotated)]
         answers = self.answer(requests)
-        return [self.result(s, [Step("answer", r, a, anns)])
+        return [self.result(s, [Step("answer", r, a, anns, detail={"form": self.form})])
                 for s, r, a, anns in zip(samples, requests, answers, annotated)]

@@ -13,9 +13,32 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..config import check_tokens
+import numpy as np  # noqa: F401  (used by the doctest examples)
+from PIL import Image
+
+from ..config import RegionConfig, check_choice, check_tokens
 from ..errors import InputError
 from ..types import Annotation, Answer, Request, Result, Sample, Step
+
+#: Visual-prompt forms of the strategies that show a map: the paper's blend, the original and a crop
+#: of the map's regions (CARVE's and ViCrop's form), or the blend and the crop.
+FORMS = ("overlay", "crop", "both")
+
+
+def region_config(regions: RegionConfig | str | None, attributor: Any = None) -> RegionConfig:
+    """A :class:`~attnprompt.config.RegionConfig`: as given, a preset by name, or the one the map's
+    method suggests (ViCrop's window for the ``vicrop`` preset of carve), else CARVE's.
+
+    >>> region_config("vicrop").rule, region_config(None).rule
+    ('window', 'attention')
+    """
+    if isinstance(regions, RegionConfig):
+        return regions
+    if regions is None:
+        # a method preset named after a region preset (carve's vicrop) chooses its crops that way
+        preset = getattr(getattr(attributor, "config", None), "preset", None)
+        regions = preset if preset in RegionConfig.PRESETS else RegionConfig.DEFAULT_PRESET
+    return RegionConfig.from_preset(regions)
 
 if TYPE_CHECKING:
     from ..attribution.base import Attributor
@@ -42,6 +65,10 @@ class Strategy(ABC):
     needs_map: ClassVar[bool] = False
     #: Whether it takes several attribution sources (``sources=``) rather than one attributor.
     multi_source: ClassVar[bool] = False
+    #: The visual prompt shown unless the caller chooses (:data:`FORMS`).
+    default_form: ClassVar[str] = "overlay"
+    #: The attribution method used unless the caller chooses.
+    default_method: ClassVar[str] = "api-clip"
 
     def __init__(
         self,
@@ -51,6 +78,8 @@ class Strategy(ABC):
         max_new_tokens: int = 128,
         gray: float = 0.0,
         resample: str = "bilinear",
+        form: str | None = None,
+        regions: RegionConfig | str | None = None,
     ) -> None:
         from ..api import check_rendering
 
@@ -58,11 +87,18 @@ class Strategy(ABC):
             raise InputError(f"strategy {self.name!r} shows an annotated image; give it an attribution method")
         if not self.needs_map and attributor is not None:
             raise InputError(f"strategy {self.name!r} shows no annotated image; it takes no attribution method")
+        if not self.needs_map and (form not in (None, "overlay") or regions is not None):
+            raise InputError(f"strategy {self.name!r} shows no annotated image, so it has no visual-prompt form")
         self.backend = backend
         self.attributor = attributor
         self.max_new_tokens = check_tokens("max_new_tokens", max_new_tokens)
         self.gray = check_rendering(gray, resample)
         self.resample = resample
+        self.form = form or self.default_form
+        check_choice("form", self.form, FORMS)
+        self.regions = None
+        if self.needs_map and self.form != "overlay":
+            self.regions = region_config(regions, attributor)
 
     @abstractmethod
     def run(self, samples: Sequence[Sample]) -> list[Result]:
@@ -83,6 +119,9 @@ class Strategy(ABC):
         d: dict[str, Any] = {"strategy": self.name, "vlm": self.backend.name, "max_new_tokens": self.max_new_tokens}
         if self.attributor is not None:
             d["map"] = {**self.attributor.describe(), "gray": self.gray, "resample": self.resample}
+            d["form"] = self.form
+            if self.regions is not None:
+                d["regions"] = self.regions.to_dict()
         return d
 
     # -- shared steps --------------------------------------------------------------------------
@@ -117,13 +156,36 @@ class Strategy(ABC):
         attributor = attributor or self.attributor
         if attributor is None:
             raise InputError(f"strategy {self.name!r} has no attribution method to annotate with")
-        pairs = [(image, s.question) for s in samples for image in s.images]
-        flat = annotate_images(attributor, [p[0] for p in pairs], [p[1] for p in pairs],
-                               gray=self.gray, resample=self.resample)
+        pairs = [(image, s) for s in samples for image in s.images]
+        flat = annotate_images(attributor, [p[0] for p in pairs], [p[1].question for p in pairs],
+                               suffixes=[p[1].suffix for p in pairs], gray=self.gray, resample=self.resample,
+                               regions=self.regions)
         out, start = [], 0
         for s in samples:
             out.append(tuple(flat[start : start + len(s.images)]))
             start += len(s.images)
+        return out
+
+    def shown(self, annotations: Sequence[Annotation]) -> list[Image.Image]:
+        """The images a request shows for these annotations, in the strategy's visual-prompt form:
+        ``overlay`` the annotated images; ``crop`` each original followed by its crop (CARVE's and
+        ViCrop's form); ``both`` each annotated image followed by its crop.
+
+        >>> from attnprompt.types import AttributionMap
+        >>> img = Image.new("RGB", (8, 8)); crop = Image.new("RGB", (4, 4))
+        >>> a = Annotation(img, np.ones((8, 8)), AttributionMap(np.ones((2, 2))), {}, img, "q", crop, (0, 0, 4, 4))
+        >>> from attnprompt.backends import get_backend
+        >>> from attnprompt.api import get_attributor
+        >>> from attnprompt.strategies.api import Api
+        >>> [i.size for i in Api(get_backend("shapes"), get_attributor(model="shapes"), form="crop").shown([a])]
+        [(8, 8), (4, 4)]
+        """
+        out: list[Image.Image] = []
+        for a in annotations:
+            if self.form == "overlay":
+                out.append(a.image)
+            else:
+                out += [a.original if self.form == "crop" else a.image, a.crop]
         return out
 
     def request(self, images: Any, prompt: str) -> Request:

@@ -58,7 +58,7 @@ class Ensemble(Strategy):
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         per_source = [self.annotate(samples, source) for source in self.sources]
         shown = [tuple(a for anns in per_sample for a in anns) for per_sample in zip(*per_source)]
-        requests = [self.request([a.image for a in anns], self.prompt(s)) for s, anns in zip(samples, shown)]
+        requests = [self.request(self.shown(anns), self.prompt(s)) for s, anns in zip(samples, shown)]
         answers = self.answer(requests)
         return [self.result(s, [Step("answer", r, a, anns)])
                 for s, r, a, anns in zip(samples, requests, answers, shown)]

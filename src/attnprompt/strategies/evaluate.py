@@ -30,7 +30,7 @@ class ApiEvaluate(Strategy):
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)
-        checks = [self.request([a.image for a in anns], EVALUATE.format(question=s.question))
+        checks = [self.request(self.shown(anns), EVALUATE.format(question=s.question))
                   for s, anns in zip(samples, annotated)]
         verdicts = self.answer(checks)
         finals, pending = [], []
@@ -40,7 +40,7 @@ class ApiEvaluate(Strategy):
                 continue
             verdict = parse_verdict(reply.text) if reply.ok else None
             label = verdict or "unparseable"
-            images = [a.image for a in anns] if verdict == "T" else list(s.images)
+            images = self.shown(anns) if verdict == "T" else list(s.images)
             step = Step("evaluate", check, reply, anns, detail={"verdict": label})
             request = self.request(images, self.prompt(s))
             finals.append((s, [step], request))

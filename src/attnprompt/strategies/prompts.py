@@ -17,6 +17,10 @@ is quoted; the suffix would ask for an answer format that instruction does not w
 
 from __future__ import annotations
 
+from ..config import with_suffix
+
+__all__ = ["EVALUATE", "FINAL_ANSWER", "REEMPHASIZE", "SELF_REFLECT", "STEP_BY_STEP", "parse_verdict", "with_suffix"]
+
 #: The "Step-by-Step" baseline (§9.3, after Kojima et al.): "[Question] Let's think step by step."
 STEP_BY_STEP = "{question} Let's think step by step."
 
@@ -41,15 +45,6 @@ SELF_REFLECT = (
 #: third turn of the same conversation asks for the new answer alone, in the task's format (the
 #: suffix follows it), and its reply is the final answer.
 FINAL_ANSWER = 'Reply with your new answer to the question "{question}" alone.'
-
-
-def with_suffix(text: str, suffix: str) -> str:
-    """``text`` followed by the task's answer-format suffix (if any).
-
-    >>> with_suffix("Is there a dog?", "Please answer yes or no."), with_suffix("Is there a dog?", "")
-    ('Is there a dog? Please answer yes or no.', 'Is there a dog?')
-    """
-    return f"{text} {suffix}" if suffix else text
 
 
 def parse_verdict(reply: str) -> str | None:

@@ -1,0 +1,156 @@
+"""CARVE (and ViCrop's relative attention): the task's attention contrasted with a general instruction's.
+
+A wrapper around :class:`~attnprompt.attribution.vlm_attention.VlmAttributor`, as captum's
+NoiseTunnel wraps any method: the inner attributor generates greedily for the task query and for
+the general instruction ("Write a general description of the image.", both with the task's
+answer-format suffix) and reads, at every step and chosen layer, the last position's attention to
+the image tokens (mean over heads). Then, per token,
+
+    map = Σ_s w_s Σ_l A_task[s, l] / (A_general[s, l] + λ),   s < min(steps of the two passes)
+
+with w_s = s + 1 (``steps="all"``, CARVE v4) or only s = 0 (``steps="first"``). Summing on the token
+grid and upsampling once equals upsampling every term (bilinear resizing is linear).
+
+Fast: the KV cache and SDPA stay (one row of scores per captured layer per step), the task and
+general passes run in one batch, and the general pass is cached per (image, model, settings), so
+many questions about one image pay for it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from .. import render
+from ..config import CarveConfig, VlmConfig, check_query
+from ..errors import InputError
+from ..models import LoadedVlm
+from ..types import AttributionMap
+from .base import Attributor
+from .vlm_attention import TokenAttention, VlmAttributor
+
+
+def contrast(task: np.ndarray, general: np.ndarray, *, steps: str = "all", epsilon: float = 1e-8) -> np.ndarray:
+    """The contrastive per-token map from two passes' ``values[step, layer, token]``: the ratio at
+    each paired step and layer, summed over layers, then over steps with weight step + 1 (``all``)
+    or at the first step alone (``first``).
+
+    >>> task = np.array([[[2.0, 1.0]], [[4.0, 1.0]]]); general = np.array([[[1.0, 1.0]], [[2.0, 2.0]]])
+    >>> contrast(task, general, epsilon=0).tolist(), contrast(task, general, steps="first", epsilon=0).tolist()
+    ([6.0, 2.0], [2.0, 1.0])
+    """
+    n = min(len(task), len(general))
+    ratio = (task[:n] / (general[:n] + epsilon)).sum(1)  # steps × tokens
+    weights = np.arange(1, n + 1, dtype=np.float64) if steps == "all" else np.eye(1, n)[0]
+    return (weights[:, None] * ratio).sum(0)
+
+
+class ContrastiveAttributor(Attributor):
+    """CARVE's contrastive map (``preset="carve"``) or ViCrop's relative attention (``"vicrop"``) on
+    any family api-vlm supports. ``raw`` is the contrast before normalisation; ``parts["selection"]``
+    is the same, for choosing regions (a crop) as the public codes do, on the unnormalised map.
+
+    >>> from attnprompt.shapes import make_scene
+    >>> carve = ContrastiveAttributor.from_pretrained("shapes")
+    >>> scene = make_scene(7, n_objects=5, size=320).image
+    >>> [m] = carve.attribute([scene], ["What colour is the circle?"])
+    >>> m.shape, carve.cache_info()
+    ((16, 16), {'hits': 0, 'misses': 1, 'size': 1})
+    >>> _ = carve.attribute([scene], ["What shape is the green object?"]); carve.cache_info()["hits"]
+    1
+    """
+
+    method: ClassVar[str] = "carve"
+    config_class = CarveConfig
+    model_kind: ClassVar[str] = "vlm"
+
+    def __init__(self, vlm: LoadedVlm, config: CarveConfig | None = None, *, batch_size: int = 4,
+                 cache_size: int = 128) -> None:
+        self.config = config or CarveConfig.from_preset()
+        c = self.config
+        self.inner = VlmAttributor(
+            vlm,
+            VlmConfig(variant=c.variant, layers=c.layers, max_new_tokens=c.max_new_tokens, enhance=0.0, kernel=1,
+                      grid=c.grid, fit=c.fit),
+            batch_size=batch_size,
+        )
+        self.model_id = vlm.model_id
+        self.cache_size = int(cache_size)
+        self._general: OrderedDict[tuple, TokenAttention] = OrderedDict()
+        self._hits = self._misses = 0
+
+    @classmethod
+    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
+        """A VLM (default LLaVA-1.5-7B), loaded once; the answering backend shares the same object.
+
+        >>> ContrastiveAttributor.load("shapes").family
+        'llava'
+        """
+        return VlmAttributor.load(model, device=device, dtype=dtype)
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration with the layers resolved to absolute decoder indices.
+
+        >>> d = ContrastiveAttributor.from_pretrained("shapes").describe()
+        >>> d["method"], d["layers"], d["depth"], d["steps"]
+        ('carve', [3], 4, 'all')
+        """
+        d = super().describe()
+        d.update(layers=list(self.inner.layers), depth=self.inner.depth, family=self.inner.vlm.family)
+        return d
+
+    def cache_info(self) -> dict[str, int]:
+        """General passes answered from the cache (``hits``), computed (``misses``) and kept (``size``)."""
+        return {"hits": self._hits, "misses": self._misses, "size": len(self._general)}
+
+    def attribute(
+        self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
+    ) -> list[AttributionMap]:
+        """Contrastive maps for the pairs ``(images[i], queries[i])``: the task passes and the general
+        passes not yet cached run as one batched generation."""
+        if len(images) != len(queries):
+            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
+        queries = [check_query(q) for q in queries]
+        suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
+        keys = [self._key(img, s) for img, s in zip(images, suffixes)]
+        missing: dict[tuple, tuple[Image.Image, str]] = {}
+        for img, s, key in zip(images, suffixes, keys):
+            if key in self._general:
+                self._hits += 1
+                self._general.move_to_end(key)
+            elif key not in missing:
+                missing[key] = (img, s)
+                self._misses += 1
+            else:
+                self._hits += 1  # asked twice in this call: computed once
+        general_images = [img for img, _ in missing.values()]
+        found = self.inner.token_attention(
+            list(images) + general_images,
+            list(queries) + [self.config.general] * len(missing),
+            suffixes=suffixes + [s for _, s in missing.values()],
+        )
+        for key, attention in zip(missing, found[len(images):]):
+            self._general[key] = attention
+        while len(self._general) > self.cache_size:
+            self._general.popitem(last=False)
+        maps = []
+        for task, key in zip(found[: len(images)], keys):
+            values = contrast(task.values, self._general[key].values, steps=self.config.steps,
+                              epsilon=self.config.epsilon)
+            raw = task.layout.gather(values)
+            grid = render.postprocess(raw, enhance=self.config.enhance, kernel=self.config.kernel)
+            maps.append(AttributionMap(grid=grid, raw=raw, extent=task.layout.extent, parts={"selection": raw}))
+        return maps
+
+    def _key(self, image: Image.Image, suffix: str) -> tuple:
+        # the image's pixels (not the object: the same picture loaded twice is one entry), the model
+        # and every setting the general pass depends on
+        digest = hashlib.sha1(image.tobytes()).hexdigest()
+        c = self.config
+        return (digest, image.size, image.mode, self.model_id, c.general, suffix, c.max_new_tokens, c.variant,
+                self.inner.layers, c.grid, c.fit)

@@ -1,0 +1,210 @@
+"""Regions of a heatmap → a mask, a box and a crop: pure functions, arrays in, arrays and images out.
+
+Two ways to choose, from the two public codes (facts, not code): CARVE's (keep the top fraction
+of pixels, label connected components, keep the strongest, crop to their box with everything else
+zeroed, upscale) and ViCrop's (the square window, among a few sizes, where the map's sum stands
+out most). :func:`select_regions` applies a :class:`~attnprompt.config.RegionConfig`.
+
+Boxes are ``(x0, y0, x1, y1)`` in the image's pixels, ``x1``/``y1`` exclusive.
+
+>>> heat = np.zeros((6, 8)); heat[1:3, 1:3] = 1.0; heat[4, 6] = 9.0  # a faint blob, a bright dot
+>>> labels, n = components(top_mask(heat, 0.1))
+>>> n, [bounding_box(select_components(heat, labels, n, rule, min_regions=1)) for rule in ("attention", "size")]
+(2, [(6, 4, 7, 5), (1, 1, 3, 3)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    from .config import RegionConfig
+
+#: ViCrop's window sizes, as multiples of the base side.
+WINDOW_RATIOS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+
+
+def top_mask(heat: np.ndarray, top: float) -> np.ndarray:
+    """The pixels at or above the map's ``(1 − top)`` percentile (numpy's linear interpolation):
+    about the ``top`` fraction of them, every tie included (an all-equal map keeps all).
+
+    >>> top_mask(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]), 0.2).astype(int).tolist()
+    [[0, 0, 0, 0, 1]]
+    """
+    h = np.asarray(heat, dtype=np.float64)
+    return h >= np.percentile(h, (1.0 - top) * 100.0)
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected components of ``mask`` (``scipy.ndimage.label``'s default, as CARVE): labels
+    1…n on the mask, 0 elsewhere.
+
+    >>> components(np.array([[1, 0, 1], [0, 0, 1]], bool))[1]
+    2
+    """
+    from scipy import ndimage
+
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool))
+    return labels, int(n)
+
+
+def select_components(heat: np.ndarray, labels: np.ndarray, n: int, rule: str, *, min_regions: int = 3,
+                      top: float = 0.2, min_size: float = 0.001) -> np.ndarray:
+    """The mask of the kept components: ``attention`` or ``size`` keep the ``max(min_regions,
+    ⌊top·n⌋)`` with the largest attention sum or pixel count (ties: the lower label first);
+    ``remove-small`` keeps all but those smaller than ``min_size`` of the mask's pixels.
+
+    >>> labels = np.array([[1, 1, 0, 2], [1, 0, 0, 0], [0, 0, 3, 3]])
+    >>> heat = np.array([[1, 1, 0, 9], [1, 0, 0, 0], [0, 0, 2, 2.0]])
+    >>> select_components(heat, labels, 3, "attention", min_regions=1).astype(int).tolist()
+    [[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    >>> select_components(heat, labels, 3, "size", min_regions=1).astype(int).tolist()
+    [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    """
+    from scipy import ndimage
+
+    if n == 0:
+        return np.zeros(labels.shape, dtype=bool)
+    ids = np.arange(1, n + 1)
+    sizes = np.asarray(ndimage.sum(np.ones(labels.shape), labels, ids), dtype=np.float64)
+    if rule == "remove-small":
+        keep = ids[sizes >= int(sizes.sum() * min_size)]
+    elif rule in ("attention", "size"):
+        score = sizes if rule == "size" else np.asarray(ndimage.sum(np.asarray(heat, np.float64), labels, ids))
+        order = ids[np.argsort(-score, kind="stable")]
+        keep = order[: max(min_regions, int(n * top))]
+    else:
+        raise ValueError(f"rule must be attention, size or remove-small; got {rule!r}")
+    return np.isin(labels, keep)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of the mask's pixels (exclusive ends); an empty mask gives the whole image.
+
+    >>> bounding_box(np.array([[0, 0, 0], [0, 1, 1]], bool)), bounding_box(np.zeros((2, 3), bool))
+    ((1, 1, 3, 2), (0, 0, 3, 2))
+    """
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return 0, 0, mask.shape[1], mask.shape[0]
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def window_box(grid: np.ndarray, image_size: tuple[int, int], base: int,
+               ratios: tuple[float, ...] = WINDOW_RATIOS) -> tuple[int, int, int, int]:
+    """ViCrop's adaptive square window on a map ``grid`` laid over the whole image: for each ratio r,
+    the window of ``base``·r pixels (in map cells, at most the map) whose sum is largest (the first
+    when tied); of those, the one whose sum stands out most from its four neighbouring windows', per
+    cell; the box of that side centred on the window, moved inside the image. If even the smallest
+    window covers the whole map, the whole image.
+
+    >>> g = np.zeros((24, 24)); g[2:6, 15:19] = 1.0
+    >>> window_box(g, (672, 672), 112)
+    (420, 56, 532, 168)
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    width, height = image_size
+    rows, cols = grid.shape
+    cell_w, cell_h = width / cols, height / rows
+    best = None  # (sharpness, centre_x, centre_y, side)
+    for ratio in ratios:
+        side = base * ratio
+        bw, bh = min(int(side / cell_w), cols), min(int(side / cell_h), rows)
+        if bw >= cols and bh >= rows:
+            if ratio == ratios[0]:
+                return 0, 0, width, height
+            continue
+        bw, bh = max(bw, 1), max(bh, 1)
+        sums = _window_sums(grid, bh, bw)
+        i, j = np.unravel_index(int(np.argmax(sums)), sums.shape)
+        around = [sums[a, b] for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
+                  if 0 <= a < sums.shape[0] and 0 <= b < sums.shape[1]]
+        sharpness = (sums[i, j] - (np.mean(around) if around else 0.0)) / (bw * bh)
+        if best is None or sharpness > best[0]:
+            best = (sharpness, (j + bw / 2) * cell_w, (i + bh / 2) * cell_h, side)
+    _, cx, cy, side = best
+    half = side / 2
+    cx = min(max(cx, half), width - half) if side <= width else width / 2
+    cy = min(max(cy, half), height - half) if side <= height else height / 2
+    x0, y0 = max(0, int(round(cx - half))), max(0, int(round(cy - half)))
+    return x0, y0, min(width, int(round(cx + half))), min(height, int(round(cy + half)))
+
+
+def _window_sums(grid: np.ndarray, bh: int, bw: int) -> np.ndarray:
+    """Sums of every bh×bw window (stride 1), by a summed-area table."""
+    s = np.zeros((grid.shape[0] + 1, grid.shape[1] + 1))
+    s[1:, 1:] = grid.cumsum(0).cumsum(1)
+    return s[bh:, bw:] - s[:-bh, bw:] - s[bh:, :-bw] + s[:-bh, :-bw]
+
+
+def crop(image: Image.Image, box: tuple[int, int, int, int], mask: np.ndarray | None = None) -> Image.Image:
+    """The ``box`` of ``image``; with ``mask``, the pixels outside it black (as CARVE's crop).
+
+    >>> img = Image.new("RGB", (4, 2), (200, 100, 50))
+    >>> np.asarray(crop(img, (1, 0, 3, 2), np.array([[0, 1, 0, 0], [0, 0, 0, 0]], bool)))[:, :, 0].tolist()
+    [[200, 0], [0, 0]]
+    """
+    if mask is not None:
+        arr = np.asarray(image.convert("RGB")) * np.asarray(mask, bool)[:, :, None]
+        image = Image.fromarray(arr.astype(np.uint8), "RGB")
+    return image.crop(box)
+
+
+def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` enlarged (LANCZOS) by max(W/w, H/h): one side equals ``size``'s, the other is at
+    least its — CARVE's resize of the crop to the original's scale.
+
+    >>> upscale(Image.new("RGB", (10, 5)), (100, 40)).size
+    (100, 50)
+    """
+    w, h = image.size
+    scale = max(size[0] / w, size[1] / h)
+    return image.resize((int(w * scale), int(h * scale)), Image.Resampling.LANCZOS)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """What :func:`select_regions` chose: the pixel ``mask`` (all True for a window), its ``box`` and
+    the ``crop`` image.
+
+    >>> Regions(np.ones((2, 2), bool), (0, 0, 2, 2), Image.new("RGB", (2, 2))).box
+    (0, 0, 2, 2)
+    """
+
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+    crop: Image.Image
+
+
+def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
+                   grid: np.ndarray | None = None) -> Regions:
+    """Choose regions of ``image`` from ``heat`` (H×W, aligned with it; any scale) by ``config``.
+    The window rule works on ``grid`` (the map on its own cells, laid over the whole image), or on
+    ``heat`` itself when no grid is given.
+
+    >>> from attnprompt.config import RegionConfig
+    >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0  # 8 % of the pixels
+    >>> r = select_regions(heat, Image.new("RGB", (60, 40)), RegionConfig.from_preset(top=0.05))
+    >>> r.box, r.crop.size
+    ((30, 10, 50, 20), (80, 40))
+    """
+    heat = np.asarray(heat, dtype=np.float64)
+    if heat.shape != (image.size[1], image.size[0]):
+        raise ValueError(f"heatmap {heat.shape} does not match the image {image.size[1]}×{image.size[0]} (H×W)")
+    if config.rule == "window":
+        box = window_box(heat if grid is None else grid, image.size, config.window)
+        mask = np.zeros(heat.shape, dtype=bool)
+        mask[box[1] : box[3], box[0] : box[2]] = True
+    else:
+        labels, n = components(top_mask(heat, config.top))
+        mask = select_components(heat, labels, n, config.rule, min_regions=config.min_regions, top=config.top,
+                                 min_size=config.min_size)
+        box = bounding_box(mask)
+    piece = crop(image, box, None if config.keep_outside else mask)
+    if config.upscale:
+        piece = upscale(piece, image.size)
+    return Regions(mask, box, piece)

@@ -1,0 +1,37 @@
+"""``carve``: CARVE's answer (paper: contrastive attention refinement) — the original image and a crop of
+the regions its contrastive map selects, with the question, in one request. For a backend that takes
+one image, the crop alone, said in the step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..types import Result, Sample, Step
+from .api import Api
+
+
+class Carve(Api):
+    """The ``api`` strategy in CARVE's form: ``crop`` (original + crop) and, unless another method is
+    chosen, the ``carve`` map. Any map can crop (``--method api-clip --strategy carve``).
+
+    >>> from attnprompt.api import build_strategy
+    >>> from attnprompt.backends import get_backend
+    >>> from attnprompt.shapes import make_scene
+    >>> r = build_strategy("carve", get_backend("shapes"))(make_scene(7, n_objects=5, size=320).image,
+    ...                                                     "What colour is the circle?")
+    >>> len(r.steps[0].images), r.config["map"]["method"], r.steps[0].annotations[0].box is not None
+    (2, 'carve', True)
+    """
+
+    name = "carve"
+    default_form = "crop"
+    default_method = "carve"
+
+    def run(self, samples: Sequence[Sample]) -> list[Result]:
+        if self.backend.max_images is None or self.backend.max_images > 1:
+            return super().run(samples)
+        annotated = self.annotate(samples)
+        requests = [self.request([a.crop for a in anns], self.prompt(s)) for s, anns in zip(samples, annotated)]
+        detail = {"form": self.form, "images": f"the crop alone: {self.backend.name} takes one image"}
+        return [self.result(s, [Step("answer", r, a, anns, detail=detail)])
+                for s, r, a, anns in zip(samples, requests, self.answer(requests), annotated)]
