@@ -7,7 +7,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -69,8 +69,10 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self.base)
 
 
-def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int) -> dict[str, tuple[float, int]]:
-    """Median seconds and peak extra bytes of each op, interleaved so drift affects all alike.
+def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int,
+            warmup: Iterable[str] | None = None) -> dict[str, tuple[float, int]]:
+    """Median seconds and peak extra bytes of each op, interleaved so drift affects all alike; the ops
+    named in ``warmup`` (default all) run once first, untimed.
 
     >>> r = compare({"a": lambda: sum(range(1000))}, "cpu", 2)
     >>> sorted(r)
@@ -78,8 +80,8 @@ def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int) -> 
     """
     times: dict[str, list[float]] = {k: [] for k in ops}
     peaks = {k: 0 for k in ops}
-    for fn in ops.values():  # warm-up
-        fn()
+    for name in (ops if warmup is None else warmup):
+        ops[name]()
     for _ in range(repeats):
         for name, fn in ops.items():
             with PeakMemory(device) as pm:

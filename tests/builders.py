@@ -162,14 +162,12 @@ def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig as Config
         from transformers import Qwen2_5_VLForConditionalGeneration as Model
-        from transformers import Qwen2_5_VLProcessor as Processor
 
         vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
     else:
         from transformers import Qwen2VLConfig as Config
         from transformers import Qwen2VLForConditionalGeneration as Model
-        from transformers import Qwen2VLProcessor as Processor
 
         vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
                       spatial_merge_size=2,
@@ -178,14 +176,9 @@ def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
     ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2,
                                   temporal_patch_size=2)
 
-    class ImageOnly(Processor):  # the processor insists on a video processor, which needs torchvision
-        def check_argument_for_proper_class(self, name, arg):
-            if name == "video_processor" and arg is None:
-                return None
-            return super().check_argument_for_proper_class(name, arg)
+    from attnprompt.models import image_only_qwen_processor
 
-    ImageOnly.__name__ = Processor.__name__
-    proc = ImageOnly(image_processor=ip, tokenizer=tok, video_processor=None, chat_template=QWEN_TEMPLATE)
+    proc = image_only_qwen_processor(family, ip, tok, QWEN_TEMPLATE)
     return model, proc
 
 

@@ -100,6 +100,16 @@ def test_the_task_and_general_passes_run_as_one_batch_and_the_general_pass_is_ca
     assert attributor.cache_info()["misses"] == 2 and len(calls[2]) == 2
 
 
+def test_a_call_with_more_images_than_the_cache_holds_uses_every_general_pass():
+    attributor = ContrastiveAttributor(fresh("llava"), CarveConfig.from_preset(max_new_tokens=2), cache_size=1)
+    images = [vb.random_image(60, 40, seed) for seed in (1, 2, 3)]
+    maps = attributor.attribute(images, ["what is in the image ?"] * 3)
+    assert attributor.cache_info() == {"hits": 0, "misses": 3, "size": 1}  # the last one kept
+    fresh_cache = ContrastiveAttributor(attributor.inner.vlm, attributor.config)
+    alone = fresh_cache.attribute(images[:1], ["what is in the image ?"])
+    np.testing.assert_allclose(maps[0].raw, alone[0].raw, rtol=1e-5)  # its own general pass, not evicted
+
+
 def test_contrast_weights_and_pairs_steps():
     task = np.ones((3, 2, 4))
     general = np.full((2, 2, 4), 0.5)

@@ -418,7 +418,7 @@ class CarveConfig(MethodConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "carve": {},
-        "vicrop": dict(layers="0.44", steps="first"),
+        "vicrop": dict(layers="0.44", steps="first", max_new_tokens=1),
     }
     DEFAULT_PRESET: ClassVar[str] = "carve"
     METHOD: ClassVar[str] = "carve"

@@ -364,13 +364,21 @@ def _load_processor(name: str, location: str, model_type: str | None) -> Any:
         return _qwen_processor_without_video(name, location, model_type)
 
 
-def _qwen_processor_without_video(name: str, location: str, model_type: str) -> Any:
-    from transformers import AutoImageProcessor, AutoTokenizer
+def image_only_qwen_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
+    """A Qwen2-VL / Qwen2.5-VL processor without a video processor: the stock one insists on one, which
+    needs torchvision; images need none.
 
+    >>> from attnprompt.models import image_only_qwen_processor
+    >>> image_only_qwen_processor("llava", None, None, None)
+    Traceback (most recent call last):
+    attnprompt.errors.UnsupportedModelError: no image-only processor for model_type 'llava'; qwen2_vl or qwen2_5_vl
+    """
     if model_type == "qwen2_vl":
         from transformers import Qwen2VLProcessor as base
-    else:
+    elif model_type == "qwen2_5_vl":
         from transformers import Qwen2_5_VLProcessor as base
+    else:
+        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; qwen2_vl or qwen2_5_vl")
 
     class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
         def check_argument_for_proper_class(self, argument_name, argument):
@@ -379,13 +387,18 @@ def _qwen_processor_without_video(name: str, location: str, model_type: str) -> 
             return super().check_argument_for_proper_class(argument_name, argument)
 
     ImageOnlyProcessor.__name__ = base.__name__
+    return ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                              chat_template=chat_template)
+
+
+def _qwen_processor_without_video(name: str, location: str, model_type: str) -> Any:
+    from transformers import AutoImageProcessor, AutoTokenizer
+
     with _quiet_transformers():
         image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
     template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
-    return ImageOnlyProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=template
-    )
+    return image_only_qwen_processor(model_type, image_processor, tokenizer, template)
 
 
 def _read_chat_template(location: str) -> str | None:

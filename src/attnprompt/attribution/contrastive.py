@@ -73,10 +73,12 @@ class ContrastiveAttributor(Attributor):
                  cache_size: int = 128) -> None:
         self.config = config or CarveConfig.from_preset()
         c = self.config
+        # with the first step only (ViCrop), the prefill is all that is read: generate one token
+        tokens = 1 if c.steps == "first" else c.max_new_tokens
         self.inner = VlmAttributor(
             vlm,
-            VlmConfig(variant=c.variant, layers=c.layers, max_new_tokens=c.max_new_tokens, enhance=0.0, kernel=1,
-                      grid=c.grid, fit=c.fit),
+            VlmConfig(variant=c.variant, layers=c.layers, max_new_tokens=tokens, enhance=0.0, kernel=1, grid=c.grid,
+                      fit=c.fit),
             batch_size=batch_size,
         )
         self.model_id = vlm.model_id
@@ -119,10 +121,12 @@ class ContrastiveAttributor(Attributor):
         suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
         keys = [self._key(img, s) for img, s in zip(images, suffixes)]
         missing: dict[tuple, tuple[Image.Image, str]] = {}
+        general: dict[tuple, TokenAttention] = {}  # this call's general passes, whatever the cache evicts
         for img, s, key in zip(images, suffixes, keys):
             if key in self._general:
                 self._hits += 1
                 self._general.move_to_end(key)
+                general[key] = self._general[key]
             elif key not in missing:
                 missing[key] = (img, s)
                 self._misses += 1
@@ -135,12 +139,12 @@ class ContrastiveAttributor(Attributor):
             suffixes=suffixes + [s for _, s in missing.values()],
         )
         for key, attention in zip(missing, found[len(images):]):
-            self._general[key] = attention
+            general[key] = self._general[key] = attention
         while len(self._general) > self.cache_size:
             self._general.popitem(last=False)
         maps = []
         for task, key in zip(found[: len(images)], keys):
-            values = contrast(task.values, self._general[key].values, steps=self.config.steps,
+            values = contrast(task.values, general[key].values, steps=self.config.steps,
                               epsilon=self.config.epsilon)
             raw = task.layout.gather(values)
             grid = render.postprocess(raw, enhance=self.config.enhance, kernel=self.config.kernel)
@@ -152,5 +156,5 @@ class ContrastiveAttributor(Attributor):
         # and every setting the general pass depends on
         digest = hashlib.sha1(image.tobytes()).hexdigest()
         c = self.config
-        return (digest, image.size, image.mode, self.model_id, c.general, suffix, c.max_new_tokens, c.variant,
-                self.inner.layers, c.grid, c.fit)
+        return (digest, image.size, image.mode, self.model_id, c.general, suffix, self.inner.config.max_new_tokens,
+                c.variant, self.inner.layers, c.grid, c.fit)
