@@ -259,11 +259,13 @@ def build_strategy(
     regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    make_attributor: Any = None,
     **params: Any,
 ) -> Any:
     """The strategy ``strategy`` on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`),
     with its attribution map(s) built as :func:`ask` describes; map settings given to a strategy
-    that shows no annotated image are an error.
+    that shows no annotated image are an error. ``make_attributor`` (default :func:`get_attributor`,
+    same arguments) builds each map's attributor — the evaluation runner passes one that shares them.
 
     >>> from attnprompt.backends import get_backend
     >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
@@ -292,24 +294,24 @@ def build_strategy(
         if sources is None and backend.local_model is None:
             raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
                              "give the sources (--sources api-clip:ID,api-vlm:PATH or sources=[...])")
-        built = [_source(s, backend, preset, map_params, device, dtype)
+        built = [_source(s, backend, preset, map_params, device, dtype, make_attributor or get_attributor)
                  for s in (sources if sources is not None else ("api-clip", "api-vlm"))]
         return cls(backend, sources=built, **common)
-    attributor = get_attributor(method, model=map_model(method, model, backend), preset=preset, device=device,
-                                dtype=dtype, **map_params)
+    attributor = (make_attributor or get_attributor)(method, model=map_model(method, model, backend), preset=preset,
+                                                     device=device, dtype=dtype, **map_params)
     return cls(backend, attributor, **common)
 
 
 def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], device: str | None,
-            dtype: Any) -> Attributor:
+            dtype: Any, make_attributor: Any) -> Attributor:
     """One ensemble source: a built attributor, or "method:model" with the parameters its method has."""
     if isinstance(source, Attributor):
         return source
     method, model = parse_source(source)
     config = METHODS.get(method).config_class
     own = {k: v for k, v in params.items() if k in config.parameter_names()}  # a kernel for all, a variant for one
-    return get_attributor(method, model=map_model(method, model, backend), device=device, dtype=dtype,
-                          preset=preset if preset in config.PRESETS else None, **own)
+    return make_attributor(method, model=map_model(method, model, backend), device=device, dtype=dtype,
+                           preset=preset if preset in config.PRESETS else None, **own)
 
 
 def ask(

@@ -192,6 +192,55 @@ def build_parser() -> argparse.ArgumentParser:
                      "context is checked too")
     _add_device_flags(srv)
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate strategies (or maps) on benchmark tasks; resumable; writes a report",
+        description="Answer every sample of each task with each strategy (map tasks: each method and preset), "
+        "one record per sample in DIR/records.sqlite; rerun the same command to resume. Writes DIR/report.md, "
+        "report.json, report.html and samples.jsonl.",
+    )
+    ev.add_argument("--task", required=True, help="comma-separated tasks: shapes-vqa | shapes-pope | shapes-pointing "
+                    "| path/to/file.py[:NAME] | vqa (a generic task over --data)")
+    ev.add_argument("--out", required=True, help="output directory (records, report); resumable")
+    ev.add_argument("--strategy", default="plain,api", help="comma-separated strategies (default plain,api): "
+                    + " | ".join(STRATEGIES.names()))
+    ev.add_argument("--form", default=None, help="comma-separated visual-prompt forms for strategies that show a map: "
+                    "overlay | crop | both (default: each strategy's)")
+    ev.add_argument("--sources", default=None, help="ensemble: comma-separated method:model sources")
+    ev.add_argument("--limit", type=int, default=None, help="the first N samples of each task")
+    ev.add_argument("--batch-size", type=int, default=8, help="answers per forward on a local VLM (default 8)")
+    ev.add_argument("--concurrency", type=int, default=None, help="requests in flight to a server (default 4)")
+    ev.add_argument("--retry-failed", action="store_true", help="run again the samples whose record is a failure")
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="answer budget (default: each task's own)")
+    ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
+                    "samples of each task, for the report's gallery (default 200; 0: none)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    generic = ev.add_argument_group("generic VQA task (--task vqa)")
+    generic.add_argument("--data", default=None, help="a .jsonl/.json/.csv file, a Hugging Face dataset id, or a "
+                         "save_to_disk directory")
+    generic.add_argument("--columns", default=None, help="role=column,… for image, question, answer, id, category "
+                         "(default: the role names)")
+    generic.add_argument("--metric", default="exact", help="exact | first-word | vqa | yesno (default exact)")
+    generic.add_argument("--split", default=None, help="the dataset's split")
+    generic.add_argument("--suffix", default="", help="answer-format instruction appended to every question")
+    generic.add_argument("--images-root", default=None, help="folder relative image paths start from (default: the "
+                         "data file's)")
+    vlm_eval = ev.add_argument_group("answering VLM")
+    vlm_eval.add_argument("--vlm", default=None, help="hub id, local directory, 'shapes', or an OpenAI-compatible URL "
+                          "(default llava-hf/llava-1.5-7b-hf)")
+    vlm_eval.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
+    vlm_eval.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+    vlm_eval.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
+    _add_method_flags(ev, reserved=ASK_RESERVED, model_defaults="as for ask; --method and --preset take "
+                      "comma-separated lists, crossed with the strategies (map tasks: every preset by default)")
+    _add_region_flags(ev)
+    _add_device_flags(ev)
+
+    rep = sub.add_parser("report", help="write the report of an evaluation directory again",
+                         description="Rebuild DIR/report.md, report.json, report.html and samples.jsonl from "
+                         "DIR/records.sqlite.")
+    rep.add_argument("directory", help="the --out directory of attnprompt eval")
     return parser
 
 
@@ -243,13 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "report":
+            return _report(args)
         parser.error(f"unknown command {args.command}")
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(
-            "interrupted" + ("; rerun the same command to resume" if getattr(args, "batch", None) else ""),
+            "interrupted" + ("; rerun the same command to resume"
+                             if getattr(args, "batch", None) or args.command == "eval" else ""),
             file=sys.stderr,
         )
         return 130
@@ -393,3 +447,37 @@ def _label(result: Any) -> str:
 
 def _shown(result: Any) -> str:
     return result.text if result.answer.ok else "<no answer>"
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .bench.runner import evaluate
+    from .bench.tasks import generic_task
+    from .errors import InputError
+
+    tasks: list[Any] = [t.strip() for t in args.task.split(",") if t.strip()]
+    if "vqa" in tasks:
+        if not args.data:
+            raise InputError("--task vqa is a generic task over your data; give --data FILE.jsonl|.csv|DATASET")
+        tasks[tasks.index("vqa")] = generic_task(args.data, columns=args.columns, metric=args.metric, split=args.split,
+                                                 suffix=args.suffix, images_root=args.images_root)
+    elif args.data:
+        raise InputError("--data is for the generic task; add vqa to --task")
+    run = evaluate(
+        tasks, out=args.out, vlm=args.vlm, strategies=args.strategy, methods=args.method, presets=args.preset,
+        forms=args.form, model=args.model, sources=args.sources.split(",") if args.sources else None,
+        limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
+        max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
+        gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
+        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
+        **_method_params(args, reserved=ASK_RESERVED),
+    )
+    print(run.summary())
+    return EXIT_PARTIAL if run.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .bench.report import write_report
+
+    for path in write_report(args.directory):
+        print(f"wrote {path}")
+    return 0

@@ -42,6 +42,16 @@ class Backend(ABC):
         """
         return None
 
+    def describe(self) -> dict[str, Any]:
+        """What identifies this backend's answers in a run's configuration (its name, and the settings
+        that change what it says).
+
+        >>> from attnprompt.backends.openai_http import OpenAIBackend
+        >>> OpenAIBackend("http://localhost:8000", "m").describe()["temperature"]
+        0.0
+        """
+        return {"name": self.name}
+
     def ask(self, images: Any, prompt: str, *, max_new_tokens: int = 128) -> Answer:
         """One single-turn request: ``images`` (one image, a path, an array, or a sequence) and ``prompt``.
 

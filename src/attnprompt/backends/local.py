@@ -46,6 +46,14 @@ class LocalVLM(Backend):
         """
         return cls(load_vlm(name, device=device, dtype=dtype), batch_size=batch_size)
 
+    def describe(self) -> dict[str, Any]:
+        """The model id and its dtype (half precision can change an answer).
+
+        >>> LocalVLM.from_pretrained("shapes").describe()
+        {'name': 'shapes', 'dtype': 'float32'}
+        """
+        return {"name": self.name, "dtype": str(self.vlm.model.dtype).removeprefix("torch.")}
+
     @property
     def local_model(self) -> LoadedVlm:
         """The loaded model, so api-vlm can read the answering VLM's own attention (g = f).

@@ -252,6 +252,9 @@ class OpenAIBackend(Backend):
         """
         return f"{self.base_url}#{self._model if self._model is not None else '?'}"
 
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "temperature": self.temperature, "max_side": self.max_side}
+
     def resolve_model(self) -> str:
         """The model name, asking ``GET {base_url}/models`` (first id) when none was given.
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bench.metrics import first_word
 from .scenes import (
     COLORS,
     SHAPES,
@@ -336,17 +337,6 @@ def make_questions(
         if kind in kinds:
             out.extend(_MAKERS[kind](scene, rng, per_kind))
     return out
-
-
-def first_word(text: str) -> str:
-    """A reply's first word, lower-cased, without punctuation: what is compared with a
-    :class:`QA`'s one-word answer.
-
-    >>> first_word(" Red. ")
-    'red'
-    """
-    words = text.strip().lower().replace(".", " ").replace(",", " ").replace("!", " ").split()
-    return words[0] if words else ""
 
 
 def accuracy_by_kind(kinds: Sequence[str], replies: Sequence[str], answers: Sequence[str]) -> dict[str, float]:

@@ -57,8 +57,9 @@ class SeedRange:
         return self.start + self.size
 
 
-POINTING = SeedRange("pointing", 100_000, 100_000, "the pointing benchmark (benchmarks/bench_pointing.py)")
-SHAPES_VQA = SeedRange("shapes-vqa", 200_000, 100_000, "the shapes-VQA benchmark (benchmarks/bench_shapes_vqa.py)")
+POINTING = SeedRange("pointing", 100_000, 100_000, "the shapes-pointing task (attnprompt.bench.tasks)")
+SHAPES_VQA = SeedRange("shapes-vqa", 200_000, 100_000, "the shapes-vqa task (attnprompt.bench.tasks)")
+SHAPES_POPE = SeedRange("shapes-pope", 400_000, 100_000, "the shapes-pope task (attnprompt.bench.tasks)")
 TOWER_VALIDATION = SeedRange("tower-validation", 300_000, 100_000,
                              "held-out per-patch accuracy of the vision-tower fine-tune")
 CLIP_RETRIEVAL_EVAL = SeedRange("clip-retrieval-eval", 500_000, 100_000,
@@ -74,7 +75,7 @@ VLM_ANSWER_TEST = SeedRange("vlm-answer-test", 960_000, 40_000,
                             "the test that the shipped VLM answers colour questions on fixed scenes")
 
 HELD_OUT: tuple[SeedRange, ...] = (
-    POINTING, SHAPES_VQA, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
+    POINTING, SHAPES_VQA, SHAPES_POPE, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
     CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST,
 )
 

@@ -69,6 +69,9 @@ class Strategy(ABC):
     default_form: ClassVar[str] = "overlay"
     #: The attribution method used unless the caller chooses.
     default_method: ClassVar[str] = "api-clip"
+    #: Prompt templates the strategy sends besides its ``template``, recorded in its configuration so
+    #: that a run with a changed prompt is a different run.
+    prompts: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -117,6 +120,12 @@ class Strategy(ABC):
         {'strategy': 'plain', 'vlm': 'shapes', 'max_new_tokens': 128}
         """
         d: dict[str, Any] = {"strategy": self.name, "vlm": self.backend.name, "max_new_tokens": self.max_new_tokens}
+        texts = dict(self.prompts)
+        template = getattr(self, "template", "{question}")
+        if template != "{question}":
+            texts["template"] = template
+        if texts:
+            d["prompts"] = texts
         if self.attributor is not None:
             d["map"] = {**self.attributor.describe(), "gray": self.gray, "resample": self.resample}
             d["form"] = self.form

@@ -26,6 +26,7 @@ class ApiEvaluate(Strategy):
     """
 
     name = "api-evaluate"
+    prompts = {"evaluate": EVALUATE}
     needs_map = True
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:

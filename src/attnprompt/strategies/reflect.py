@@ -26,6 +26,7 @@ class SelfReflect(Strategy):
     """
 
     name = "self-reflect"
+    prompts = {"self_reflect": SELF_REFLECT, "final_answer": FINAL_ANSWER}
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         steps: list[list[Step]] = [[] for _ in samples]

@@ -1,0 +1,318 @@
+"""Metrics as pure functions: a prediction and its references → per-sample scores; columns of
+per-sample scores → a corpus value; and the paired bootstrap that puts an interval on a difference.
+
+Per-sample functions take the model's reply and the references and return a number. Corpus
+aggregates take a mapping of score columns (name → 1-D array, one entry per sample) and return one
+number, so that a bootstrap can resample rows by indexing every column at once.
+
+>>> vqa_accuracy("Two", ["2"] * 3 + ["3"] * 7)
+0.9
+>>> pope_metrics({"pred_yes": np.array([1, 1, 0, 0]), "gold_yes": np.array([1, 0, 0, 1])})["f1"]
+0.5
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "BootstrapInterval",
+    "bootstrap",
+    "exact_match",
+    "first_word",
+    "first_word_match",
+    "mean_of",
+    "normalize_answer",
+    "normalize_vqa",
+    "paired_bootstrap",
+    "parse_yes_no",
+    "pope_metrics",
+    "vqa_accuracy",
+    "yes_no_match",
+    "yes_no_scores",
+]
+
+Columns = Mapping[str, np.ndarray]
+
+# -- answer normalisation ---------------------------------------------------------------------------
+
+
+def first_word(text: str) -> str:
+    """A reply's first word, lower-cased, without punctuation around it.
+
+    >>> first_word(" Red. It is red."), first_word("")
+    ('red', '')
+    """
+    words = re.sub(r"[.,!?;:\"'()]", " ", text.strip().lower()).split()
+    return words[0] if words else ""
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, punctuation and the articles a/an/the removed, whitespace collapsed.
+
+    >>> normalize_answer("  The Red  square! ")
+    'red square'
+    """
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+
+
+_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+# The VQA evaluation's punctuation: removed where it touches a space (or the text has a digit,digit),
+# else replaced by a space.
+_VQA_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?",
+              "!")
+_DIGIT_COMMA_DIGIT = re.compile(r"(?<=\d),+(?=\d)")
+_PERIOD = re.compile(r"\.(?!\d)")
+
+
+def _contractions() -> dict[str, str]:
+    # the VQA evaluation restores the apostrophe of common contractions typed without it
+    out = {}
+    for word in ("aint arent cant couldnt didnt doesnt dont hadnt hasnt havent isnt mightnt mustnt neednt oughtnt "
+                 "shant shouldnt wasnt werent wont wouldnt").split():
+        out[word] = word[:-2] + "n't" if word != "cant" else "can't"
+    for word in ("couldve mightve mustve shouldve wouldve whatve whereve whove notve").split():
+        out[word] = word[:-2] + "'ve"
+    for word in "hes hows thats theres whats whens wheres whos whys somebodys someones".split():
+        out[word] = word[:-1] + "'s"
+    for word in "itll howll theyll youll whatll wholl whyll somebodyll someonell somethingll".split():
+        out[word] = word[:-2] + "'ll"
+    for word in "theyre youre whatre whyre therere".split():
+        out[word] = word[:-2] + "'re"
+    for word in "theyve youve weve".split():
+        out[word] = word[:-2] + "'ve"
+    for word in "hed itd theyd youd whod howd whered thered someoned somethingd".split():
+        out[word] = word[:-1] + "'d"
+    out.update({"im": "i'm", "ive": "i've", "maam": "ma'am", "oclock": "o'clock", "yall": "y'all", "twas": "'twas"})
+    return out
+
+
+_CONTRACTIONS = _contractions()
+
+
+def normalize_vqa(text: str) -> str:
+    """An answer normalised as the VQA / TextVQA / VizWiz evaluation does: lower-case; ``,`` ``?``
+    dropped and ``'s`` split off; newlines and tabs to spaces; punctuation removed where it touches a
+    space (or the text holds digit,digit), else turned into a space; a ``.`` not followed by a digit
+    removed; number words zero … ten to digits; articles dropped; common contractions restored.
+
+    >>> normalize_vqa("Two dogs."), normalize_vqa("the cat's toy"), normalize_vqa("dont know"), normalize_vqa("3.5")
+    ('2 dogs', "cat 's toy", "don't know", '3.5')
+    """
+    text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's")
+    text = text.replace("\n", " ").replace("\t", " ").strip()
+    out = text
+    strip_all = _DIGIT_COMMA_DIGIT.search(text) is not None
+    for p in _VQA_PUNCT:
+        if strip_all or p + " " in text or " " + p in text:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    out = _PERIOD.sub("", out)
+    words = [_NUMBER_WORDS.get(w, w) for w in out.split()]
+    words = [_CONTRACTIONS.get(w, w) for w in words if w not in ("a", "an", "the")]
+    return " ".join(words)
+
+
+def parse_yes_no(text: str) -> str:
+    """POPE's reading of a reply (LLaVA's ``eval_pope``): the text before the first ``.``, commas
+    dropped, split into words; "no" or "not" among them (any case) → ``"no"``, else ``"yes"``.
+
+    >>> [parse_yes_no(t) for t in ("Yes, there is.", "No.", "There is not a cat", "I see a dog")]
+    ['yes', 'no', 'no', 'yes']
+    """
+    words = text.split(".")[0].replace(",", "").split()
+    return "no" if any(w in ("No", "not", "no", "NO", "Not", "NOT") for w in words) else "yes"
+
+
+# -- per-sample scores ------------------------------------------------------------------------------
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals a normalised reference (:func:`normalize_answer`).
+
+    >>> exact_match("The cat.", ["cat", "kitten"]), exact_match("a dog", ["cat"])
+    (1.0, 0.0)
+    """
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(r) for r in references))
+
+
+def first_word_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 when the reply's first word (:func:`first_word`) is a reference: the shapes testbed's
+    one-word answers.
+
+    >>> first_word_match("Red. It is red.", ["red"]), first_word_match("It is red", ["red"])
+    (1.0, 0.0)
+    """
+    return float(first_word(prediction) in {r.strip().lower() for r in references})
+
+
+def vqa_accuracy(prediction: str, references: Sequence[str]) -> float:
+    """VQA accuracy: for each reference i, min(1, (number of the other references equal to the
+    prediction) / 3), averaged over i — both sides normalised by :func:`normalize_vqa`. With 10
+    references, an answer 1 annotator gave scores 0.3, 3 gave 0.9, 4 or more 1.0.
+
+    >>> vqa_accuracy("yes", ["yes"] * 10), vqa_accuracy("no", ["yes"] * 10), vqa_accuracy("cat", ["cat"] + ["dog"] * 9)
+    (1.0, 0.0, 0.3)
+    """
+    if not references:
+        raise ValueError("VQA accuracy needs at least one reference answer")
+    pred = normalize_vqa(prediction)
+    refs = [normalize_vqa(r) for r in references]
+    matches = sum(r == pred for r in refs)
+    # leave reference i out: the others that match are matches minus (whether i matched)
+    return float(np.mean([min(1.0, (matches - (r == pred)) / 3.0) for r in refs]))
+
+
+def yes_no_match(prediction: str, references: Sequence[str]) -> float:
+    """1.0 when POPE's reading of the reply (:func:`parse_yes_no`) is the yes/no reference.
+
+    >>> yes_no_match("No, there is none.", ["no"]), yes_no_match("Yes", ["no"])
+    (1.0, 0.0)
+    """
+    return float(parse_yes_no(prediction) == references[0].strip().lower())
+
+
+def yes_no_scores(prediction: str, gold: str) -> dict[str, float]:
+    """POPE's per-question scores: ``correct``, and ``pred_yes`` / ``gold_yes`` (1/0) for
+    :func:`pope_metrics`.
+
+    >>> yes_no_scores("No, there is not.", "yes")
+    {'correct': 0.0, 'pred_yes': 0.0, 'gold_yes': 1.0}
+    """
+    predicted, gold = parse_yes_no(prediction), gold.strip().lower()
+    return {"correct": float(predicted == gold), "pred_yes": float(predicted == "yes"),
+            "gold_yes": float(gold == "yes")}
+
+
+# -- corpus aggregates ------------------------------------------------------------------------------
+
+
+def mean_of(column: str, scale: float = 1.0) -> Callable[[Columns], float]:
+    """The aggregate "mean of one score column" (× ``scale``); NaN for no samples.
+
+    >>> mean_of("correct", 100)({"correct": np.array([1.0, 0.0, 1.0, 1.0])})
+    75.0
+    """
+
+    def aggregate(columns: Columns) -> float:
+        values = np.asarray(columns[column], dtype=float)
+        return float(values.mean() * scale) if values.size else float("nan")
+
+    aggregate.__name__ = f"mean_of_{column}"
+    aggregate.column = column  # type: ignore[attr-defined]  # lets the bootstrap vectorise a plain mean
+    aggregate.scale = scale  # type: ignore[attr-defined]
+    return aggregate
+
+
+def pope_metrics(columns: Columns) -> dict[str, float]:
+    """POPE's figures from the columns ``pred_yes`` and ``gold_yes`` (1/0 per question), "yes" the
+    positive class: accuracy, precision, recall, F1, and yes-ratio = the share of *predicted* yes.
+    Precision is NaN with no predicted yes, recall with no gold yes (F1 then too).
+
+    >>> m = pope_metrics({"pred_yes": np.array([1, 1, 1, 0]), "gold_yes": np.array([1, 1, 0, 0])})
+    >>> m["accuracy"], m["precision"], m["recall"], m["yes_ratio"], round(m["f1"], 4)
+    (0.75, 0.6666666666666666, 1.0, 0.75, 0.8)
+    """
+    pred = np.asarray(columns["pred_yes"], dtype=bool)
+    gold = np.asarray(columns["gold_yes"], dtype=bool)
+    n = pred.size
+    tp, fp, fn = int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = (2 * precision * recall / (precision + recall)) if precision + recall > 0 else (
+        0.0 if np.isfinite(precision) and np.isfinite(recall) else float("nan"))
+    return {
+        "accuracy": float((pred == gold).mean()) if n else float("nan"),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "yes_ratio": float(pred.mean()) if n else float("nan"),
+    }
+
+
+# -- intervals --------------------------------------------------------------------------------------
+
+
+class BootstrapInterval(tuple):
+    """``(estimate, low, high)`` of a bootstrap, with ``.replicates`` (the resampled values).
+
+    >>> BootstrapInterval(1.0, 0.5, 1.5, np.zeros(0))[1:]
+    (0.5, 1.5)
+    """
+
+    replicates: np.ndarray
+
+    def __new__(cls, estimate: float, low: float, high: float, replicates: np.ndarray) -> BootstrapInterval:
+        self = super().__new__(cls, (float(estimate), float(low), float(high)))
+        self.replicates = replicates
+        return self
+
+
+def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: np.ndarray | None) -> float:
+    if index is None:
+        return float(aggregate(columns))
+    return float(aggregate({k: np.asarray(v)[index] for k, v in columns.items()}))
+
+
+def _resample_values(aggregate: Callable[[Columns], float], columns: Columns, indices: np.ndarray) -> np.ndarray:
+    column = getattr(aggregate, "column", None)
+    if column is not None:  # a plain mean: all resamples in one vectorised step
+        values = np.asarray(columns[column], dtype=float)
+        return values[indices].mean(axis=1) * aggregate.scale  # type: ignore[attr-defined]
+    return np.array([_statistic(aggregate, columns, idx) for idx in indices])
+
+
+def _interval(estimate: float, replicates: np.ndarray, level: float) -> BootstrapInterval:
+    finite = replicates[np.isfinite(replicates)]
+    if not finite.size:
+        return BootstrapInterval(estimate, float("nan"), float("nan"), replicates)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(finite, [tail, 1.0 - tail])
+    return BootstrapInterval(estimate, low, high, replicates)
+
+
+def _indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    if n < 1:
+        raise ValueError("a bootstrap needs at least one sample")
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1; got {resamples}")
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap(columns: Columns, aggregate: Callable[[Columns], float], *, resamples: int = 1000, seed: int = 0,
+              level: float = 0.95) -> BootstrapInterval:
+    """A percentile bootstrap interval for ``aggregate`` over the samples (rows of ``columns``).
+
+    >>> est, low, high = bootstrap({"x": np.ones(50)}, mean_of("x"))
+    >>> est, low, high
+    (1.0, 1.0, 1.0)
+    """
+    n = len(next(iter(columns.values())))
+    indices = _indices(n, resamples, seed)
+    return _interval(_statistic(aggregate, columns, None), _resample_values(aggregate, columns, indices), level)
+
+
+def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[[Columns], float], *,
+                     resamples: int = 1000, seed: int = 0, level: float = 0.95) -> BootstrapInterval:
+    """The difference ``aggregate(treatment) − aggregate(baseline)`` with a paired percentile
+    bootstrap interval: row i of both is the same sample, and each resample draws the same rows for
+    both, so what the two share (the sample's difficulty) cancels out.
+
+    >>> t, b = {"c": np.array([1.0, 1.0, 0.0, 1.0])}, {"c": np.array([0.0, 1.0, 0.0, 1.0])}
+    >>> paired_bootstrap(t, b, mean_of("c"))[0]
+    0.25
+    """
+    n = len(next(iter(treatment.values())))
+    if len(next(iter(baseline.values()))) != n:
+        raise ValueError("a paired bootstrap needs the same samples, in the same order, on both sides")
+    indices = _indices(n, resamples, seed)
+    estimate = _statistic(aggregate, treatment, None) - _statistic(aggregate, baseline, None)
+    replicates = _resample_values(aggregate, treatment, indices) - _resample_values(aggregate, baseline, indices)
+    return _interval(estimate, replicates, level)

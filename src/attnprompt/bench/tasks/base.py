@@ -1,0 +1,170 @@
+"""What a benchmark is: a loader of rows, a pure row → sample function, a per-sample score and a
+corpus aggregate, and which of the aggregate's figures is the headline.
+
+A task file (one per benchmark, next to this one) builds one :class:`Task` and names its source in
+the docstring. The loaded rows are never mutated: ``to_sample`` builds a new :class:`EvalSample`.
+
+Two kinds of task: ``answer`` tasks score a strategy's final answer (``score(prediction, sample)``);
+``map`` tasks score attribution maps, one per query of the sample (``score(annotations, sample)``),
+and are run for map methods rather than strategies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ...errors import InputError
+from ...types import Sample
+
+#: The kinds of task: scored on a strategy's answer, or on attribution maps.
+KINDS = ("answer", "map")
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """One evaluation item: a stable ``id`` (unique within its task), the image(s), the question,
+    the answer-format ``suffix`` a strategy places, the ``references`` a metric compares with, the
+    ``category`` (or categories) a report breaks results down by, and ``meta``: anything else the
+    score needs (JSON-able values are recorded with the sample; ``truth`` holds what is not, such
+    as a mask). Map tasks ask one map per entry of ``queries`` (default: the question).
+
+    >>> s = EvalSample("q1", Image.new("RGB", (4, 4)), "What colour is the star?", references=("red",))
+    >>> s.sample().question, s.categories, s.queries
+    ('What colour is the star?', (), ('What colour is the star?',))
+    """
+
+    id: str
+    images: tuple[Image.Image, ...]
+    question: str
+    references: tuple[str, ...] = ()
+    suffix: str = ""
+    category: str | tuple[str, ...] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    queries: tuple[str, ...] = ()
+    truth: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise InputError(f"a sample id is a non-empty string; got {self.id!r}")
+        images = (self.images,) if isinstance(self.images, Image.Image) else tuple(self.images)
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "references", tuple(str(r) for r in self.references))
+        object.__setattr__(self, "queries", tuple(self.queries) or (self.question,))
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The sample's categories (none, one, or several, e.g. MM-Vet's capabilities)."""
+        if self.category is None:
+            return ()
+        return (self.category,) if isinstance(self.category, str) else tuple(self.category)
+
+    def sample(self) -> Sample:
+        """What a strategy answers: the images, the question and the suffix."""
+        return Sample(self.images, self.question, suffix=self.suffix, id=self.id)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able: everything but the pixels and ``truth`` (image sizes instead).
+
+        >>> EvalSample("a", Image.new("RGB", (4, 3)), "q?", ("x",)).describe()["images"]
+        [[4, 3]]
+        """
+        return {"id": self.id, "question": self.question, "suffix": self.suffix, "references": list(self.references),
+                "categories": list(self.categories), "images": [list(i.size) for i in self.images],
+                "queries": list(self.queries), "meta": dict(self.meta)}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark as Python data.
+
+    - ``name``: how it is asked for (``--task NAME``); ``source``: where its data comes from;
+    - ``rows(limit)``: the loaded rows (the first ``limit``, or all); never mutated;
+    - ``to_sample(row)``: a pure function → :class:`EvalSample`;
+    - ``score``: per sample → ``{score name: number}`` — ``(prediction, sample)`` for an ``answer``
+      task, ``(annotations, sample)`` for a ``map`` task (one annotation per query);
+    - ``aggregate(columns)``: score columns (name → array over samples) → ``{metric: value}``;
+    - ``headline``: the metric a report's main table shows; ``correct``: the per-sample score the
+      report's gallery compares between strategies;
+    - ``max_new_tokens``: the answer budget the task needs; ``version``: bump it when rows or scoring
+      change, so no stored record of the old version is reused.
+
+    >>> from attnprompt.bench.metrics import exact_match, mean_of
+    >>> t = Task("tiny", "two rows in code", lambda limit: [{"q": "Colour?", "a": "red"}][:limit],
+    ...          lambda row: EvalSample(row["q"], Image.new("RGB", (4, 4)), row["q"], (row["a"],)),
+    ...          lambda pred, s: {"correct": exact_match(pred, s.references)},
+    ...          lambda cols: {"accuracy": mean_of("correct")(cols)}, headline="accuracy")
+    >>> t.evaluate_predictions({"Colour?": "Red."})
+    {'accuracy': 1.0}
+    """
+
+    name: str
+    source: str
+    rows: Callable[[int | None], Iterable[Mapping[str, Any]]]
+    to_sample: Callable[[Mapping[str, Any]], EvalSample]
+    score: Callable[[Any, EvalSample], Mapping[str, float]]
+    aggregate: Callable[[Mapping[str, np.ndarray]], Mapping[str, float]]
+    headline: str
+    correct: str = "correct"
+    kind: str = "answer"
+    max_new_tokens: int = 128
+    version: str = "1"
+    higher_is_better: bool = True
+    #: Targets or reading notes shown under the task's table in the report.
+    notes: str = ""
+    #: How to build this task again (a registered name, ``path.py:NAME``, or a generic spec); set
+    #: by whoever resolves it, recorded with the run so ``attnprompt report`` finds it.
+    spec: Any = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"task {self.name!r}: kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise InputError("a task needs a name")
+
+    def samples(self, limit: int | None = None) -> list[EvalSample]:
+        """The first ``limit`` samples (all by default), ids checked unique.
+
+        >>> from attnprompt.bench.tasks import get_task
+        >>> [s.id for s in get_task("shapes-vqa").samples(2)]
+        ['200000/color/0', '200000/shape/0']
+        """
+        if limit is not None and (int(limit) != limit or limit < 1):
+            raise InputError(f"limit is {limit!r}; give a whole number of samples, at least 1")
+        out, seen = [], set()
+        for row in self.rows(limit):
+            sample = self.to_sample(row)
+            if sample.id in seen:
+                raise InputError(f"task {self.name!r}: sample id {sample.id!r} occurs twice; ids must be unique")
+            seen.add(sample.id)
+            out.append(sample)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the task's data and scoring in a run's configuration."""
+        return {"name": self.name, "version": self.version, "source": self.source, "kind": self.kind,
+                "headline": self.headline}
+
+    def evaluate_predictions(self, predictions: Mapping[str, str], limit: int | None = None) -> dict[str, float]:
+        """Score ``{sample id: prediction}`` with this task's metric (an answer task), with no model:
+        how a user re-scores outputs they already have. Samples without a prediction are skipped."""
+        if self.kind != "answer":
+            raise InputError(f"task {self.name!r} scores maps, not answers")
+        rows = [dict(self.score(predictions[s.id], s)) for s in self.samples(limit) if s.id in predictions]
+        return dict(self.aggregate(score_columns(rows)))
+
+
+def score_columns(rows: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    """Per-sample score dicts → one array per score name (the form aggregates take).
+
+    >>> score_columns([{"c": 1.0}, {"c": 0.0}])["c"]
+    array([1., 0.])
+    """
+    names = sorted({k for r in rows for k in r})
+    return {k: np.array([float(r.get(k, np.nan)) for r in rows], dtype=float) for k in names}

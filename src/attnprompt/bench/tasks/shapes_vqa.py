@@ -1,0 +1,63 @@
+"""shapes-vqa — the question kinds the shapes VLM was trained on, on held-out scenes.
+
+Source: the offline testbed (:mod:`attnprompt.shapes`): scenes from the ``shapes-vqa`` seed range
+(:data:`attnprompt.shapes.splits.SHAPES_VQA`, never trained on), 4–6 objects at 224 px, one question
+of each kind per scene where the scene supports it — colour of a named shape, shape of a named
+colour, counting, existence (absent objects included), left/right. Scored by exact one-word match
+(the reply's first word); per-kind accuracy is the report's per-category table. No answer-format
+suffix: the shapes VLM knows only its own words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ...shapes import make_questions, make_scene
+from ...shapes.splits import SHAPES_VQA
+from ..metrics import first_word_match, mean_of
+from .base import EvalSample, Task
+
+#: Scenes in the task (about 7 questions each) unless a limit says fewer questions.
+SCENES = 200
+SIZE = 224
+
+
+def _rows(limit: int | None) -> Iterator[dict[str, Any]]:
+    """Each scene's questions in order, scene after scene, until ``limit`` questions."""
+    count = 0
+    for seed in SHAPES_VQA.seeds(SHAPES_VQA.size if limit is not None else SCENES):
+        rng = np.random.default_rng(seed)
+        scene = make_scene(seed, n_objects=int(rng.integers(4, 7)), size=SIZE)
+        seen: dict[str, int] = {}
+        for qa in make_questions(scene, rng, per_kind=1):
+            yield {"seed": seed, "scene": scene, "qa": qa, "k": seen.setdefault(qa.kind, 0)}
+            seen[qa.kind] += 1
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+
+def rows(limit: int | None) -> list[dict[str, Any]]:
+    """The task's rows (a list: the runner knows how many there are, for its progress bar)."""
+    return list(_rows(limit))
+
+
+def to_sample(row: Mapping[str, Any]) -> EvalSample:
+    qa = row["qa"]
+    return EvalSample(f"{row['seed']}/{qa.kind}/{row['k']}", row["scene"].image, qa.question, (qa.answer,),
+                      category=qa.kind, meta={"seed": row["seed"], "targets": list(qa.targets)})
+
+
+def score(prediction: str, sample: EvalSample) -> dict[str, float]:
+    return {"correct": first_word_match(prediction, sample.references)}
+
+
+def aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
+    return {"accuracy": mean_of("correct")(columns)}
+
+
+TASK = Task("shapes-vqa", f"attnprompt.shapes, seeds {SHAPES_VQA.start}… ({SCENES} scenes by default)", rows,
+            to_sample, score, aggregate, headline="accuracy", max_new_tokens=3)
