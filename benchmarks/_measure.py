@@ -101,3 +101,16 @@ def table(title: str, results: dict[str, tuple[float, int]], base: str) -> str:
     for name, (t, m) in results.items():
         lines.append(f"  {name:24s} {t:9.3f} {t / bt:12.2f} {m / 2**20:9.1f} {m / max(bm, 1):12.2f}")
     return "\n".join(lines)
+
+
+def add_device_args(ap) -> None:
+    """``--device`` (default cuda when there is one) and ``--dtype`` (default fp32 on CPU, fp16 on CUDA)."""
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default=None, help="default float32 on CPU, float16 on CUDA")
+
+
+def device_dtype(args) -> torch.dtype:
+    """The chosen dtype; on CPU, also re-runs the script so that peak memory is measurable."""
+    if not args.device.startswith("cuda"):
+        exact_cpu_memory()
+    return getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))

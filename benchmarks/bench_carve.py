@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import compare, exact_cpu_memory, table  # noqa: E402
+from _measure import add_device_args, compare, device_dtype, table  # noqa: E402
 from _models import random_llava, random_qwen2_vl  # noqa: E402
 
 QUESTION = "What colour is the car parked next to the red building?"
@@ -118,12 +118,9 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["llava", "qwen2-vl"], choices=["llava", "qwen2-vl"])
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default=None, help="default float32 on CPU, float16 on CUDA")
+    add_device_args(ap)
     args = ap.parse_args()
-    if not args.device.startswith("cuda"):
-        exact_cpu_memory()
-    dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
+    dtype = device_dtype(args)
     print(f"device {args.device}, dtype {dtype}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"repeats {args.repeats}, image 640x480", flush=True)
     builders = {"llava": lambda: random_llava("small", args.device, dtype),

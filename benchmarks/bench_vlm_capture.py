@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import compare, exact_cpu_memory, table  # noqa: E402
+from _measure import add_device_args, compare, device_dtype, table  # noqa: E402
 from _models import LLAMA_SIZES, random_llava  # noqa: E402
 
 
@@ -35,12 +35,9 @@ def main() -> None:
     ap.add_argument("--size", default="small", choices=list(LLAMA_SIZES))
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default=None, help="default float32 on CPU, float16 on CUDA")
+    add_device_args(ap)
     args = ap.parse_args()
-    if not args.device.startswith("cuda"):
-        exact_cpu_memory()
-    dtype = getattr(torch, args.dtype or ("float16" if args.device.startswith("cuda") else "float32"))
+    dtype = device_dtype(args)
     from attnprompt.attribution.vlm_attention import VlmAttributor
     from attnprompt.config import VlmConfig
     from attnprompt.models import chat_prompt, generate

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any
 
 import numpy as np
@@ -158,6 +159,17 @@ class Task:
             raise InputError(f"task {self.name!r} scores maps, not answers")
         rows = [dict(self.score(predictions[s.id], s)) for s in self.samples(limit) if s.id in predictions]
         return dict(self.aggregate(score_columns(rows)))
+
+
+def rows_from(seeds: Iterable[int], expand: Callable[[int], Iterable[dict[str, Any]]],
+              limit: int | None) -> list[dict[str, Any]]:
+    """The first ``limit`` rows (all by default) of ``expand(seed)`` for seed after seed: a task whose
+    rows come from generated scenes, several per scene.
+
+    >>> rows_from(range(5), lambda s: [{"seed": s, "k": 0}, {"seed": s, "k": 1}], 3)
+    [{'seed': 0, 'k': 0}, {'seed': 0, 'k': 1}, {'seed': 1, 'k': 0}]
+    """
+    return list(islice(chain.from_iterable(expand(seed) for seed in seeds), limit))
 
 
 def score_columns(rows: Sequence[Mapping[str, float]]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ per sample ``two_queries``: both queries' maps peak on their own objects; and, f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,17 +30,16 @@ SCENES = 300
 SIZE = 224
 
 
-def _rows(limit: int | None) -> Iterator[dict[str, Any]]:
-    for seed in POINTING.seeds(limit if limit is not None else SCENES):
-        rng = np.random.default_rng(seed)
-        scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=SIZE)
-        first, second = (int(i) for i in rng.choice(len(scene.objects), 2, replace=False))
-        yield {"seed": seed, "scene": scene, "targets": (first, second)}
+def scene_row(seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    scene = make_scene(seed, n_objects=int(rng.integers(3, 7)), size=SIZE)
+    first, second = (int(i) for i in rng.choice(len(scene.objects), 2, replace=False))
+    return {"seed": seed, "scene": scene, "targets": (first, second)}
 
 
 def rows(limit: int | None) -> list[dict[str, Any]]:
-    """The task's rows (a list: the runner knows how many there are, for its progress bar)."""
-    return list(_rows(limit))
+    """One row per scene: the first ``limit`` scenes (default :data:`SCENES`)."""
+    return [scene_row(seed) for seed in POINTING.seeds(limit if limit is not None else SCENES)]
 
 
 def to_sample(row: Mapping[str, Any]) -> EvalSample:

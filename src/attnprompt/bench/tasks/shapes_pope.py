@@ -33,7 +33,7 @@ import numpy as np
 from ...shapes import make_scene
 from ...shapes.splits import SHAPES_POPE
 from ..metrics import pope_metrics, yes_no_scores
-from .base import EvalSample, Task
+from .base import EvalSample, Task, rows_from
 
 SCENES = 100
 SIZE = 224
@@ -78,26 +78,21 @@ def negatives(present: list[tuple[str, str]], subset: str, rng: np.random.Genera
     return sorted(absent, key=lambda p: (-shared[p], -with_present(p), p))[:k]
 
 
-def _rows(limit: int | None) -> Iterator[dict[str, Any]]:
-    count = 0
-    for seed in SHAPES_POPE.seeds(SHAPES_POPE.size if limit is not None else SCENES):
-        scene, rng = _scene(seed)
-        present = sorted({(o.color, o.shape) for o in scene.objects})
-        yes = [present[i] for i in sorted(rng.choice(len(present), min(PER_SIDE, len(present)), replace=False))]
-        for subset in SUBSETS:
-            questions = [(p, "yes") for p in yes] + [(p, "no") for p in negatives(present, subset, rng, PER_SIDE)]
-            for k in rng.permutation(len(questions)):
-                (color, shape), answer = questions[int(k)]
-                yield {"seed": seed, "scene": scene, "subset": subset, "color": color, "shape": shape,
-                       "answer": answer}
-                count += 1
-                if limit is not None and count >= limit:
-                    return
+def questions(seed: int) -> Iterator[dict[str, Any]]:
+    """One scene's 18 questions: per subset, its three yes and three no in a shuffled order."""
+    scene, rng = _scene(seed)
+    present = sorted({(o.color, o.shape) for o in scene.objects})
+    yes = [present[i] for i in sorted(rng.choice(len(present), min(PER_SIDE, len(present)), replace=False))]
+    for subset in SUBSETS:
+        asked = [(p, "yes") for p in yes] + [(p, "no") for p in negatives(present, subset, rng, PER_SIDE)]
+        for k in rng.permutation(len(asked)):
+            (color, shape), answer = asked[int(k)]
+            yield {"seed": seed, "scene": scene, "subset": subset, "color": color, "shape": shape, "answer": answer}
 
 
 def rows(limit: int | None) -> list[dict[str, Any]]:
-    """The task's rows (a list: the runner knows how many there are, for its progress bar)."""
-    return list(_rows(limit))
+    """The first ``limit`` questions, scene after scene (the default scenes' without a limit)."""
+    return rows_from(SHAPES_POPE.seeds(SHAPES_POPE.size if limit is not None else SCENES), questions, limit)
 
 
 def to_sample(row: Mapping[str, Any]) -> EvalSample:

@@ -18,31 +18,26 @@ import numpy as np
 from ...shapes import make_questions, make_scene
 from ...shapes.splits import SHAPES_VQA
 from ..metrics import first_word_match, mean_of
-from .base import EvalSample, Task
+from .base import EvalSample, Task, rows_from
 
 #: Scenes in the task (about 7 questions each) unless a limit says fewer questions.
 SCENES = 200
 SIZE = 224
 
 
-def _rows(limit: int | None) -> Iterator[dict[str, Any]]:
-    """Each scene's questions in order, scene after scene, until ``limit`` questions."""
-    count = 0
-    for seed in SHAPES_VQA.seeds(SHAPES_VQA.size if limit is not None else SCENES):
-        rng = np.random.default_rng(seed)
-        scene = make_scene(seed, n_objects=int(rng.integers(4, 7)), size=SIZE)
-        seen: dict[str, int] = {}
-        for qa in make_questions(scene, rng, per_kind=1):
-            yield {"seed": seed, "scene": scene, "qa": qa, "k": seen.setdefault(qa.kind, 0)}
-            seen[qa.kind] += 1
-            count += 1
-            if limit is not None and count >= limit:
-                return
+def questions(seed: int) -> Iterator[dict[str, Any]]:
+    """One scene's questions, in order."""
+    rng = np.random.default_rng(seed)
+    scene = make_scene(seed, n_objects=int(rng.integers(4, 7)), size=SIZE)
+    seen: dict[str, int] = {}
+    for qa in make_questions(scene, rng, per_kind=1):
+        yield {"seed": seed, "scene": scene, "qa": qa, "k": seen.setdefault(qa.kind, 0)}
+        seen[qa.kind] += 1
 
 
 def rows(limit: int | None) -> list[dict[str, Any]]:
-    """The task's rows (a list: the runner knows how many there are, for its progress bar)."""
-    return list(_rows(limit))
+    """The first ``limit`` questions, scene after scene (the default scenes' questions without a limit)."""
+    return rows_from(SHAPES_VQA.seeds(SHAPES_VQA.size if limit is not None else SCENES), questions, limit)
 
 
 def to_sample(row: Mapping[str, Any]) -> EvalSample:
