@@ -59,7 +59,7 @@ def test_pope_metrics_on_a_hand_counted_confusion_matrix():
 
 def test_pope_reading_of_replies_and_exact_match():
     assert [metrics.parse_yes_no(t) for t in ("Yes.", "no", "Not at all. Yes", "There is a cat, no doubt", "")] == \
-        ["yes", "no", "no", "no", "yes"]
+        ["yes", "no", "yes", "no", "yes"]  # LLaVA's rule: "Not" is not one of its words
     assert metrics.exact_match("An apple!", ["apple"]) == 1.0 and metrics.exact_match("apples", ["apple"]) == 0.0
     assert metrics.first_word_match("Yes, it is.", ["yes"]) == 1.0
 
@@ -102,9 +102,10 @@ def test_bootstrap_of_a_non_mean_aggregate():
 
 
 def test_registry_is_lazy_and_loud():
-    assert TASKS.names() == ("shapes-vqa", "shapes-pope", "shapes-pointing")
-    with pytest.raises(InputError, match="unknown task 'pope'; valid tasks: shapes-vqa"):
-        get_task("pope")
+    assert TASKS.names() == ("shapes-vqa", "shapes-pope", "shapes-pointing", "mme", "pope", "textvqa", "vizwiz", "mmmu",
+                             "mmvet", "llava-bench")
+    with pytest.raises(InputError, match="unknown task 'popes'; valid tasks: shapes-vqa"):
+        get_task("popes")
 
 
 def test_shapes_vqa_samples_are_a_stable_prefix_with_every_kind():

@@ -216,9 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    generic = ev.add_argument_group("generic VQA task (--task vqa)")
-    generic.add_argument("--data", default=None, help="a .jsonl/.json/.csv file, a Hugging Face dataset id, or a "
-                         "save_to_disk directory")
+    ev.add_argument("--data", default=None, help="where benchmarks' data is: TASK=PATH[,TASK=PATH…] (a save_to_disk "
+                    "folder, parquet files, the original release's folder, or a hub id), or one PATH for a single "
+                    "such task or for --task vqa (a .jsonl/.json/.csv file or a dataset)")
+    judge = ev.add_argument_group("judge (mmvet, llava-bench)")
+    judge.add_argument("--judge", default=None, help="an OpenAI-compatible URL for the GPT judge (without it, judged "
+                       "tasks record their answers and the report says they await a judge)")
+    judge.add_argument("--judge-model", default=None, help="the judge's model (default: the original's: gpt-4-0613 "
+                       "for MM-Vet, gpt-4-0314 for LLaVA-Bench)")
+    judge.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the judge's "
+                       "API key (default OPENAI_API_KEY; the key is never written anywhere)")
+    judge.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
+    generic = ev.add_argument_group("generic VQA task (--task vqa --data FILE)")
     generic.add_argument("--columns", default=None, help="role=column,… for image, question, answer, id, category "
                          "(default: the role names)")
     generic.add_argument("--metric", default="exact", help="exact | first-word | vqa | yesno (default exact)")
@@ -455,24 +464,45 @@ def _eval(args: argparse.Namespace) -> int:
     from .errors import InputError
 
     tasks: list[Any] = [t.strip() for t in args.task.split(",") if t.strip()]
+    data = _data_locations(args.data, tasks)
     if "vqa" in tasks:
-        if not args.data:
+        if "vqa" not in data:
             raise InputError("--task vqa is a generic task over your data; give --data FILE.jsonl|.csv|DATASET")
-        tasks[tasks.index("vqa")] = generic_task(args.data, columns=args.columns, metric=args.metric, split=args.split,
-                                                 suffix=args.suffix, images_root=args.images_root)
-    elif args.data:
-        raise InputError("--data is for the generic task; add vqa to --task")
+        tasks[tasks.index("vqa")] = generic_task(data.pop("vqa"), columns=args.columns, metric=args.metric,
+                                                 split=args.split, suffix=args.suffix, images_root=args.images_root)
     run = evaluate(
         tasks, out=args.out, vlm=args.vlm, strategies=args.strategy, methods=args.method, presets=args.preset,
         forms=args.form, model=args.model, sources=args.sources.split(",") if args.sources else None,
         limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
         max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
         gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
-        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
-        **_method_params(args, reserved=ASK_RESERVED),
+        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, data=data or None,
+        judge=args.judge, judge_model=args.judge_model, judge_key_env=args.judge_key_env,
+        judge_concurrency=args.judge_concurrency, **_method_params(args, reserved=ASK_RESERVED),
     )
     print(run.summary())
     return EXIT_PARTIAL if run.failed else 0
+
+
+def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:
+    """``--data``: ``task=PATH,…``, or one PATH for the one task among ``tasks`` that reads data.
+
+    >>> _data_locations("mme=/d/mme,pope=/d/pope", ["mme", "pope"]), _data_locations("x.jsonl", ["vqa"])
+    ({'mme': '/d/mme', 'pope': '/d/pope'}, {'vqa': 'x.jsonl'})
+    """
+    from .bench.tasks import TASKS, Task
+    from .errors import InputError
+
+    if not value:
+        return {}
+    pairs = [p.partition("=") for p in value.split(",")]
+    if all(sep and name.strip() in tasks for name, sep, _ in pairs):
+        return {name.strip(): path.strip() for name, _, path in pairs}
+    readers = [t for t in tasks if t == "vqa" or (t in TASKS and not isinstance(TASKS.get(t), Task))]
+    if len(readers) != 1:
+        raise InputError(f"--data {value}: say which task each location is for (TASK=PATH,…); tasks that read data: "
+                         f"{', '.join(readers) or 'none'}")
+    return {readers[0]: value}
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -101,12 +101,17 @@ def check_query(query: Any) -> str:
 
 
 def with_suffix(text: str, suffix: str | None) -> str:
-    """``text`` followed by the task's answer-format suffix (if any).
+    """``text`` followed by the task's answer-format suffix (if any): after a space, or as it is when
+    the suffix starts with a line break (MMMU's "\\n\\nAnswer with the option's letter …").
 
     >>> with_suffix("Is there a dog?", "Please answer yes or no."), with_suffix("Is there a dog?", "")
     ('Is there a dog? Please answer yes or no.', 'Is there a dog?')
+    >>> with_suffix("A or B?", "\\n\\nAnswer with the letter.")
+    'A or B?\\n\\nAnswer with the letter.'
     """
-    return f"{text} {suffix}" if suffix else text
+    if not suffix:
+        return text
+    return f"{text}{suffix}" if suffix.startswith("\n") else f"{text} {suffix}"
 
 
 def check_gray(gray: Any) -> float:

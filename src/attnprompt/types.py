@@ -334,7 +334,8 @@ class Sample:
         object.__setattr__(self, "question", check_query(self.question))
         if not isinstance(self.suffix, str):
             raise InputError(f"suffix must be a string; got {type(self.suffix).__name__}")
-        object.__setattr__(self, "suffix", self.suffix.strip())
+        # trailing space never matters; a leading line break is how the suffix is to be joined
+        object.__setattr__(self, "suffix", self.suffix.rstrip().lstrip(" \t"))
 
 
 @dataclass(frozen=True)

@@ -358,6 +358,9 @@ class OpenAIBackend(Backend):
             if turn.role == "assistant":
                 messages.append({"role": "assistant", "content": turn.text})
                 continue
+            if not turn.images:  # text alone as a plain string: what every chat endpoint (and judge) takes
+                messages.append({"role": "user", "content": turn.text})
+                continue
             content: list[dict[str, Any]] = [
                 {"type": "image_url", "image_url": {"url": encode_image(image, self.max_side)}} for image in turn.images
             ]

@@ -120,14 +120,15 @@ def normalize_vqa(text: str) -> str:
 
 
 def parse_yes_no(text: str) -> str:
-    """POPE's reading of a reply (LLaVA's ``eval_pope``): the text before the first ``.``, commas
-    dropped, split into words; "no" or "not" among them (any case) → ``"no"``, else ``"yes"``.
+    """POPE's reading of a reply, exactly LLaVA's ``eval_pope``: the text before the first ``.``,
+    commas dropped, split on single spaces; the word "No", "not" or "no" among them → ``"no"``, else
+    ``"yes"`` — so "NO", "Not" and "nothing" read as yes, as they do there.
 
-    >>> [parse_yes_no(t) for t in ("Yes, there is.", "No.", "There is not a cat", "I see a dog")]
-    ['yes', 'no', 'no', 'yes']
+    >>> [parse_yes_no(t) for t in ("Yes, there is.", "No.", "There is not a cat", "I see a dog", "NO", "Nothing.")]
+    ['yes', 'no', 'no', 'yes', 'yes', 'yes']
     """
-    words = text.split(".")[0].replace(",", "").split()
-    return "no" if any(w in ("No", "not", "no", "NO", "Not", "NOT") for w in words) else "yes"
+    words = text.split(".")[0].replace(",", "").split(" ")
+    return "no" if any(w in ("No", "not", "no") for w in words) else "yes"
 
 
 # -- per-sample scores ------------------------------------------------------------------------------
@@ -261,9 +262,10 @@ def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: n
     return float(aggregate({k: np.asarray(v)[index] for k, v in columns.items()}))
 
 
-def _resample_values(aggregate: Callable[[Columns], float], columns: Columns, indices: np.ndarray) -> np.ndarray:
+def _resample_values(aggregate: Callable[[Columns], float], columns: Columns,
+                     indices: Sequence[np.ndarray]) -> np.ndarray:
     column = getattr(aggregate, "column", None)
-    if column is not None:  # a plain mean: all resamples in one vectorised step
+    if column is not None and isinstance(indices, np.ndarray):  # a plain mean: all resamples in one step
         values = np.asarray(columns[column], dtype=float)
         return values[indices].mean(axis=1) * aggregate.scale  # type: ignore[attr-defined]
     return np.array([_statistic(aggregate, columns, idx) for idx in indices])
@@ -278,32 +280,43 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> Bootstra
     return BootstrapInterval(estimate, low, high, replicates)
 
 
-def _indices(n: int, resamples: int, seed: int) -> np.ndarray:
+def _indices(n: int, resamples: int, seed: int, clusters: np.ndarray | None = None) -> Sequence[np.ndarray]:
+    """Row indices of each resample: rows drawn with replacement, or — with ``clusters`` — whole
+    clusters drawn with replacement (the rows of one image stay together)."""
     if n < 1:
         raise ValueError("a bootstrap needs at least one sample")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1; got {resamples}")
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        return rng.integers(0, n, size=(resamples, n))
+    labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
+    picks = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    return [np.concatenate([members[k] for k in row]) for row in picks]
 
 
 def bootstrap(columns: Columns, aggregate: Callable[[Columns], float], *, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95) -> BootstrapInterval:
-    """A percentile bootstrap interval for ``aggregate`` over the samples (rows of ``columns``).
+              level: float = 0.95, clusters: np.ndarray | None = None) -> BootstrapInterval:
+    """A percentile bootstrap interval for ``aggregate`` over the samples (rows of ``columns``);
+    with ``clusters`` (a label per row), whole clusters are resampled.
 
     >>> est, low, high = bootstrap({"x": np.ones(50)}, mean_of("x"))
     >>> est, low, high
     (1.0, 1.0, 1.0)
     """
     n = len(next(iter(columns.values())))
-    indices = _indices(n, resamples, seed)
+    indices = _indices(n, resamples, seed, clusters)
     return _interval(_statistic(aggregate, columns, None), _resample_values(aggregate, columns, indices), level)
 
 
 def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[[Columns], float], *,
-                     resamples: int = 1000, seed: int = 0, level: float = 0.95) -> BootstrapInterval:
+                     resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                     clusters: np.ndarray | None = None) -> BootstrapInterval:
     """The difference ``aggregate(treatment) − aggregate(baseline)`` with a paired percentile
     bootstrap interval: row i of both is the same sample, and each resample draws the same rows for
-    both, so what the two share (the sample's difficulty) cancels out.
+    both, so what the two share (the sample's difficulty) cancels out. ``clusters``: resample whole
+    clusters (MME scores the two questions of an image together).
 
     >>> t, b = {"c": np.array([1.0, 1.0, 0.0, 1.0])}, {"c": np.array([0.0, 1.0, 0.0, 1.0])}
     >>> paired_bootstrap(t, b, mean_of("c"))[0]
@@ -312,7 +325,7 @@ def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[
     n = len(next(iter(treatment.values())))
     if len(next(iter(baseline.values()))) != n:
         raise ValueError("a paired bootstrap needs the same samples, in the same order, on both sides")
-    indices = _indices(n, resamples, seed)
+    indices = _indices(n, resamples, seed, clusters)
     estimate = _statistic(aggregate, treatment, None) - _statistic(aggregate, baseline, None)
     replicates = _resample_values(aggregate, treatment, indices) - _resample_values(aggregate, baseline, indices)
     return _interval(estimate, replicates, level)

@@ -95,12 +95,35 @@ def build(plan: Mapping[str, Any], given: Mapping[str, Task], store: RunStore, r
         task = _resolve(entry, given)
         ids = entry["samples"]
         conditions = []
+        judge = entry.get("judge")
         for c in entry["conditions"]:
             records = store.records(task.name, c["config_hash"])
             out["configs"][c["config_hash"]] = store.config(c["config_hash"])
+            if task.judge is not None:
+                verdicts = store.judgements(task.name, c["config_hash"], judge["hash"]) if judge else {}
+                records = _with_verdicts(records, verdicts)
             conditions.append({"label": c["label"], "config_hash": c["config_hash"],
                                "_records": {i: records[i] for i in ids if i in records}})
-        out["tasks"].append(_task_numbers(task, ids, conditions, resamples))
+        numbers = _task_numbers(task, ids, conditions, resamples)
+        numbers["judge"] = None if task.judge is None else (judge["describe"] if judge else "none given")
+        out["tasks"].append(numbers)
+    return out
+
+
+def _with_verdicts(records: Mapping[str, Record], verdicts: Mapping[str, Mapping[str, Any]]) -> dict[str, Record]:
+    """Answers with their judge's scores merged in; an answer the judge has not scored has none
+    (``scores`` None: it awaits the judge and is not counted)."""
+    from dataclasses import replace
+
+    out = {}
+    for sid, r in records.items():
+        if r.ok and sid in verdicts:
+            v = verdicts[sid]
+            r = replace(r, scores={**(r.scores or {}), **v["scores"]},
+                        record={**r.record, "judge": {"replies": v["replies"], "error": v["error"]}})
+        elif r.ok:
+            r = replace(r, scores=None)
+        out[sid] = r
     return out
 
 
@@ -123,23 +146,27 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
                          for cat in r.record.get("sample", {}).get("categories", [])})
     for c in conditions:
         records = c["_records"]
-        ok = [records[i] for i in ids if i in records and records[i].ok]
+        ok = [records[i] for i in ids if i in records and _scored(records[i])]
         failed = [records[i] for i in ids if i in records and not records[i].ok]
-        c.update(n=len(ok), failures=len(failed), missing=sum(i not in records for i in ids))
+        c.update(n=len(ok), failures=len(failed), missing=sum(i not in records for i in ids),
+                 unjudged=sum(i in records and records[i].ok and records[i].scores is None for i in ids),
+                 judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
         c["value"] = c["metrics"].get(task.headline, float("nan"))
-        c["interval"] = list(bootstrap(_columns(ok), headline, resamples=resamples)[1:]) if ok else None
+        columns = _columns(ok)
+        clusters = columns.get(task.cluster) if task.cluster else None
+        c["interval"] = list(bootstrap(columns, headline, resamples=resamples, clusters=clusters)[1:]) if ok else None
         c["delta"] = None
         if baseline is not None and c is not baseline:
-            c["delta"] = _delta(ids, records, baseline["_records"], headline, resamples)
+            c["delta"] = _delta(ids, records, baseline["_records"], headline, resamples, task.cluster)
         c["categories"] = {}
         for cat in categories:
             in_cat = [i for i in ids if i in records and cat in records[i].record["sample"].get("categories", [])]
-            ok_cat = [records[i] for i in in_cat if records[i].ok]
+            ok_cat = [records[i] for i in in_cat if _scored(records[i])]
             entry: dict[str, Any] = {"n": len(ok_cat), "value": headline(_columns(ok_cat)) if ok_cat else float("nan")}
             if baseline is not None and c is not baseline:
-                entry["delta"] = _delta(in_cat, records, baseline["_records"], headline, resamples)
+                entry["delta"] = _delta(in_cat, records, baseline["_records"], headline, resamples, task.cluster)
             c["categories"][cat] = entry
     return {"name": task.name, "source": task.source, "kind": task.kind, "headline": task.headline,
             "correct": task.correct, "notes": task.notes, "samples": len(ids), "_ids": ids,
@@ -147,13 +174,18 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
             "conditions": conditions}
 
 
+def _scored(r: Record) -> bool:
+    return r.ok and r.scores is not None
+
+
 def _delta(ids: Sequence[str], treated: Mapping[str, Record], base: Mapping[str, Record],
-           headline: Callable, resamples: int) -> dict[str, Any] | None:
-    both = [i for i in ids if i in treated and i in base and treated[i].ok and base[i].ok]
+           headline: Callable, resamples: int, cluster: str | None = None) -> dict[str, Any] | None:
+    both = [i for i in ids if i in treated and i in base and _scored(treated[i]) and _scored(base[i])]
     if not both:
         return None
-    est, low, high = paired_bootstrap(_columns([treated[i] for i in both]), _columns([base[i] for i in both]),
-                                      headline, resamples=resamples)
+    columns = _columns([treated[i] for i in both])
+    est, low, high = paired_bootstrap(columns, _columns([base[i] for i in both]), headline, resamples=resamples,
+                                      clusters=columns.get(cluster) if cluster else None)
     return {"value": est, "low": low, "high": high, "n": len(both)}
 
 
@@ -196,6 +228,10 @@ def _cell(c: Mapping[str, Any]) -> str:
         parts.append(f"{c['failures']} failed")
     if c["missing"]:
         parts.append(f"{c['missing']} missing")
+    if c.get("judge_failures"):
+        parts.append(f"{c['judge_failures']} judge failures (scored as the original does)")
+    if c.get("unjudged"):
+        parts.append(f"{c['unjudged']} await a judge")
     return " · ".join(parts)
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ class ConditionStats:
     answered: int = 0
     failed: int = 0
     reused: int = 0
+    judged: int = 0
+    judge_failed: int = 0
     scores: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -140,8 +143,9 @@ class EvalRun:
         lines = []
         for task, conditions in self.stats.items():
             for s in conditions.values():
+                judged = f", {s.judged} judged ({s.judge_failed} judge failures)" if s.judged else ""
                 lines.append(f"{task} · {s.label}: {s.answered} answered, {s.reused} already recorded, "
-                             f"{s.failed} failed")
+                             f"{s.failed} failed{judged}")
         hits = sum(c["hits"] for c in self.cache.values())
         misses = sum(c["misses"] for c in self.cache.values())
         lines.append(f"maps: {misses} computed, {hits} reused from the cache; {self.seconds:.0f} s")
@@ -381,6 +385,11 @@ def evaluate(
     vlm_model: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    data: Mapping[str, str] | str | None = None,
+    judge: Any = None,
+    judge_model: str | None = None,
+    judge_key_env: str = "OPENAI_API_KEY",
+    judge_concurrency: int = 4,
     **params: Any,
 ) -> EvalRun:
     """Run ``tasks`` with every strategy (answer tasks) or map method and preset (map tasks), store
@@ -393,6 +402,11 @@ def evaluate(
     ``batch_size``: generations per forward on a local VLM; ``concurrency``: requests in flight on a
     server. ``retry_failed``: run again the samples whose record is a failure. ``gallery``: keep
     pictures of what the VLM was shown for the first N samples of each task, for the report.
+    ``data``: where benchmarks' data is, ``{task: path or hub id}`` (or one location for a single
+    task). ``judge``: an OpenAI-compatible URL (or a built :class:`~attnprompt.bench.judge.Judge`)
+    for the tasks a judge scores (MM-Vet, LLaVA-Bench), ``judge_model`` its model (default the
+    original's), the key read from the environment variable ``judge_key_env``; without a judge their
+    answers are recorded and the report says they await one.
 
     >>> import tempfile
     >>> run = evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=4, out=tempfile.mkdtemp(),
@@ -401,7 +415,7 @@ def evaluate(
     (4, ['report.md', 'report.json', 'report.html', 'samples.jsonl', 'deltas.svg'])
     """
     started = time.perf_counter()
-    task_objects = [get_task(t) for t in _as_list(tasks)]
+    task_objects = _resolve_tasks(_as_list(tasks), data)
     names = [t.name for t in task_objects]
     if len(set(names)) != len(names):
         raise InputError(f"a task is listed twice: {', '.join(names)}")
@@ -423,6 +437,8 @@ def evaluate(
         regions = RegionConfig.from_preset(regions)
     directory = Path(out)
     check_writable(directory / "report.md", "--out")
+    for task in task_objects:  # data that cannot be read is an error before any model loads
+        list(islice(iter(task.rows(1)), 1))
 
     backend = None
     if answer_conditions or vlm is not None:
@@ -437,6 +453,7 @@ def evaluate(
     chunk = chunk_size or (4 * int(getattr(backend, "concurrency", 1) or 1) if http else 4 * int(batch_size))
     runner = Runner(backend, model=model, sources=sources, params=params, max_new_tokens=max_new_tokens, gray=gray,
                     resample=resample, regions=regions, device=device, dtype=dtype)
+    judge_obj = _judge(judge, judge_model, judge_key_env, judge_concurrency)
 
     stats: dict[str, dict[str, ConditionStats]] = {}
     plan: dict[str, Any] = {"tasks": [], "backend": None if backend is None else backend.describe()}
@@ -446,7 +463,12 @@ def evaluate(
             stats[task.name] = {label: s for label, (_, s, _) in units.items()}
             ids = _run_task(task, units, store, limit=limit, chunk=chunk, workers=workers, retry_failed=retry_failed,
                             gallery=gallery, progress=progress)
-            plan["tasks"].append({"name": task.name, "spec": task.spec, "describe": task.describe(), "samples": ids,
+            judged = None
+            if task.judge is not None and judge_obj is not None:
+                judged = {"hash": judge_obj.fingerprint(task.judge), "describe": judge_obj.describe(task.judge)}
+                _judge_task(task, units, store, judge_obj, judged["hash"], ids, retry_failed, progress)
+            plan["tasks"].append({"name": task.name, "spec": task.spec, "describe": task.describe(), "data": task.data,
+                                  "judge": judged, "samples": ids,
                                   "conditions": [{"label": label, "config_hash": s.config_hash}
                                                  for label, (_, s, _) in units.items()]})
         plan["settings"] = {"limit": limit, "batch_size": batch_size, "concurrency": concurrency, "gallery": gallery}
@@ -457,6 +479,57 @@ def evaluate(
 
             written = write_report(directory, tasks=task_objects, store=store)
     return EvalRun(directory, stats, runner.cache_info(), written, time.perf_counter() - started)
+
+
+def _resolve_tasks(names: list[Any], data: Mapping[str, str] | str | None) -> list[Task]:
+    """Tasks by name, each with its data location when ``data`` names one."""
+    from .tasks import TASKS
+
+    if isinstance(data, str):
+        takes = [t for t in names if isinstance(t, str) and t in TASKS and not isinstance(TASKS.get(t), Task)]
+        if len(takes) != 1:
+            raise InputError("one data location for several benchmarks is ambiguous; give task=PATH for each "
+                             f"(tasks that read data here: {', '.join(takes) or 'none'})")
+        data = {takes[0]: data}
+    data = dict(data or {})
+    unknown = [k for k in data if k not in [t for t in names if isinstance(t, str)]]
+    if unknown:
+        raise InputError(f"data given for {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} not "
+                         "among the tasks")
+    return [get_task(t, data=data.get(t)) if isinstance(t, str) else get_task(t) for t in names]
+
+
+def _judge(judge: Any, model: str | None, key_env: str, concurrency: int) -> Any:
+    from .judge import Judge
+
+    if judge is None or isinstance(judge, Judge):
+        return judge
+    return Judge(judge, model, api_key_env=key_env, concurrency=concurrency)
+
+
+def _judge_task(task: Task, units: Mapping[str, tuple[Condition, ConditionStats, Callable]], store: RunStore,
+                judge: Any, judge_hash: str, ids: list[str], retry_failed: bool, progress: bool) -> None:
+    """Judge every answered record of the run's samples that this judge has not judged (and, with
+    ``retry_failed``, those it failed on); each chunk of verdicts is one transaction."""
+    from tqdm.auto import tqdm
+
+    position = {sid: i for i, sid in enumerate(ids)}
+    for label, (_, stat, _) in units.items():
+        records = store.records(task.name, stat.config_hash)
+        verdicts = store.judgements(task.name, stat.config_hash, judge_hash)
+        todo = [r for sid, r in records.items() if sid in position and r.ok and
+                (sid not in verdicts or (retry_failed and not verdicts[sid]["ok"]))]
+        todo.sort(key=lambda r: position[r.sample_id])
+        bar = tqdm(total=len(todo), desc=f"{task.name} judge · {label}", unit="verdict", disable=not progress)
+        for start in range(0, len(todo), 32):
+            chunk = todo[start : start + 32]
+            found = judge.judge(task.judge, [(r.prediction, r.record.get("sample", {})) for r in chunk])
+            store.put_judgements(task.name, stat.config_hash, judge_hash,
+                                 [(r.sample_id, j) for r, j in zip(chunk, found)])
+            stat.judged += len(found)
+            stat.judge_failed += sum(not j.ok for j in found)
+            bar.update(len(found))
+        bar.close()
 
 
 def _made(directory: Path) -> Path:
@@ -596,7 +669,7 @@ def _running(task: Task, units: Mapping[str, tuple[Condition, ConditionStats, Ca
     """The headline so far for each condition (this run's answers), for the progress bar."""
     parts = []
     for label, (_, stat, _) in units.items():
-        if stat.scores:
+        if stat.scores and task.judge is None:  # a judged task has its scores only after the judge
             value = task.aggregate(score_columns(stat.scores)).get(task.headline, float("nan"))
             parts.append(f"{label} {value:.3f}")
     failed = sum(s.failed for _, s, _ in units.values())

@@ -33,6 +33,9 @@ create table if not exists configs (config_hash text primary key, task text not 
 create table if not exists images (task text not null, sample_id text not null, config_hash text not null,
     slot text not null, data blob not null, primary key (task, sample_id, config_hash, slot));
 create table if not exists meta (key text primary key, value text not null);
+create table if not exists judgements (task text not null, sample_id text not null, config_hash text not null,
+    judge_hash text not null, ok integer not null, scores text not null, replies text not null, error text,
+    attempts integer not null, primary key (task, sample_id, config_hash, judge_hash));
 """
 
 
@@ -96,6 +99,20 @@ class RunStore:
         with self.db:
             self.db.executemany("insert or replace into records values (?,?,?,?,?,?,?,?,?,?,?)", rows)
             self.db.executemany("insert or replace into images values (?,?,?,?,?)", list(images))
+
+    def put_judgements(self, task: str, config_hash: str, judge_hash: str, items: Sequence[tuple[str, Any]]) -> None:
+        """Store ``(sample_id, Judgement)`` pairs in one transaction (replacing earlier ones)."""
+        rows = [(task, sample, config_hash, judge_hash, int(j.ok), json.dumps(dict(j.scores)),
+                 json.dumps(list(j.replies)), j.error, j.attempts) for sample, j in items]
+        with self.db:
+            self.db.executemany("insert or replace into judgements values (?,?,?,?,?,?,?,?,?)", rows)
+
+    def judgements(self, task: str, config_hash: str, judge_hash: str) -> dict[str, dict[str, Any]]:
+        """``{sample id: {"ok", "scores", "replies", "error", "attempts"}}`` of one judge's verdicts."""
+        rows = self.db.execute("select sample_id, ok, scores, replies, error, attempts from judgements where task = ? "
+                               "and config_hash = ? and judge_hash = ?", (task, config_hash, judge_hash))
+        return {s: {"ok": bool(ok), "scores": json.loads(sc), "replies": json.loads(rp), "error": err,
+                    "attempts": att} for s, ok, sc, rp, err, att in rows}
 
     def put_config(self, config_hash: str, task: str, condition: str, config: Mapping[str, Any]) -> None:
         with self.db:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np  # noqa: F401  (used by the doctest examples)
 from PIL import Image
 
-from ..config import RegionConfig, check_choice, check_tokens
+from ..config import RegionConfig, check_choice, check_tokens, with_suffix
 from ..errors import InputError
 from ..types import Annotation, Answer, Request, Result, Sample, Step
 
@@ -142,8 +142,7 @@ class Strategy(ABC):
         >>> Strategy.prompt(Sample((), "What colour is the star?", suffix="Answer in one word."))
         'What colour is the star? Answer in one word.'
         """
-        text = sample.question if text is None else text
-        return f"{text} {sample.suffix}" if sample.suffix else text
+        return with_suffix(sample.question if text is None else text, sample.suffix)
 
     def annotate(
         self, samples: Sequence[Sample], attributor: Attributor | None = None

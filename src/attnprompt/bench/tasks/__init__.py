@@ -33,6 +33,13 @@ TASKS = Registry(
         "shapes-vqa": "attnprompt.bench.tasks.shapes_vqa:TASK",
         "shapes-pope": "attnprompt.bench.tasks.shapes_pope:TASK",
         "shapes-pointing": "attnprompt.bench.tasks.shapes_pointing:TASK",
+        "mme": "attnprompt.bench.tasks.mme:make",
+        "pope": "attnprompt.bench.tasks.pope:make",
+        "textvqa": "attnprompt.bench.tasks.textvqa:make",
+        "vizwiz": "attnprompt.bench.tasks.vizwiz:make",
+        "mmmu": "attnprompt.bench.tasks.mmmu:make",
+        "mmvet": "attnprompt.bench.tasks.mmvet:make",
+        "llava-bench": "attnprompt.bench.tasks.llava_bench:make",
     },
 )
 
@@ -54,10 +61,12 @@ def register_task(task: Task) -> Task:
     return task
 
 
-def get_task(spec: Any) -> Task:
+def get_task(spec: Any, *, data: str | None = None) -> Task:
     """A task from a name (built-in or registered), a ``.py`` file (``path.py`` holding one Task,
     or ``path.py:NAME``), a generic spec (``{"generic": {...}}``, see :func:`generic_task`), or a
     :class:`Task`. The task's ``spec`` says how it was found, so a report can find it again.
+    ``data``: where a benchmark's data is (a hub id, a ``save_to_disk`` folder, parquet files, or
+    the original release's folder); default the hub id its file names.
 
     >>> get_task("shapes-vqa").spec
     'shapes-vqa'
@@ -71,6 +80,8 @@ def get_task(spec: Any) -> Task:
         return spec
     if isinstance(spec, Mapping) and "generic" in spec:
         return generic_task(**spec["generic"])
+    if isinstance(spec, Mapping) and "task" in spec:
+        return get_task(spec["task"], data=spec.get("data"))
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"a task is a name, a path/to/file.py[:NAME] or a Task; got {spec!r}")
     spec = spec.strip()
@@ -82,7 +93,13 @@ def get_task(spec: Any) -> Task:
     if spec not in TASKS:
         raise InputError(f"unknown task {spec!r}; valid tasks: {', '.join(TASKS.names() + tuple(_REGISTERED))} "
                          "(or a path/to/file.py defining a Task)")
-    return replace(TASKS.get(spec), spec=spec)
+    target = TASKS.get(spec)
+    if isinstance(target, Task):
+        if data is not None:
+            raise InputError(f"task {spec!r} is generated in code; it reads no data (drop --data for it)")
+        return replace(target, spec=spec)
+    task = target(data=data)  # a benchmark: a function of where its data is
+    return replace(task, spec=spec if data is None else {"task": spec, "data": data})
 
 
 def _task_from_file(path: Path, attr: str | None) -> Task:

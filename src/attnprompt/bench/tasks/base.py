@@ -117,6 +117,14 @@ class Task:
     higher_is_better: bool = True
     #: Targets or reading notes shown under the task's table in the report.
     notes: str = ""
+    #: A score column naming each sample's cluster (MME: the image, whose two questions are scored
+    #: together): bootstrap intervals then resample whole clusters.
+    cluster: str | None = None
+    #: How a judge model scores an answer (:class:`~attnprompt.bench.judge.JudgeSpec`), for tasks
+    #: scored by a GPT judge; their ``score`` gives what needs no judge (often nothing).
+    judge: Any = None
+    #: Where the data was read from (a hub id or a local path), recorded in the report.
+    data: str | None = None
     #: How to build this task again (a registered name, ``path.py:NAME``, or a generic spec); set
     #: by whoever resolves it, recorded with the run so ``attnprompt report`` finds it.
     spec: Any = None
@@ -149,14 +157,16 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         """What identifies the task's data and scoring in a run's configuration."""
+        # not where the data was read from: the same dataset moved elsewhere keeps its records
         return {"name": self.name, "version": self.version, "source": self.source, "kind": self.kind,
                 "headline": self.headline}
 
     def evaluate_predictions(self, predictions: Mapping[str, str], limit: int | None = None) -> dict[str, float]:
         """Score ``{sample id: prediction}`` with this task's metric (an answer task), with no model:
         how a user re-scores outputs they already have. Samples without a prediction are skipped."""
-        if self.kind != "answer":
-            raise InputError(f"task {self.name!r} scores maps, not answers")
+        if self.kind != "answer" or self.judge is not None:
+            raise InputError(f"task {self.name!r} is scored by {'a judge' if self.judge else 'its maps'}, "
+                             "not from the answers alone")
         rows = [dict(self.score(predictions[s.id], s)) for s in self.samples(limit) if s.id in predictions]
         return dict(self.aggregate(score_columns(rows)))
 
