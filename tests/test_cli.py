@@ -304,3 +304,12 @@ def test_very_large_image_is_handled_within_bounded_memory(tmp_path, tiny_clip_d
     assert r.returncode == 0, r.stderr[-2000:]
     peak_mb, seconds = r.stdout.split()
     assert int(peak_mb) < 2000, f"peak RSS {peak_mb} MB"
+
+
+def test_demo_without_gradio_says_how_to_install_it(monkeypatch, capsys):
+    import attnprompt
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed
+    assert attnprompt.ask is not None  # the package imports without it
+    assert main(["demo", "--port", "7999"]) == 2
+    assert "the demo needs Gradio: pip install 'attnprompt[demo]'" in capsys.readouterr().err

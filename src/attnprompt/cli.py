@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_region_flags(ev)
     _add_device_flags(ev)
 
+    demo = sub.add_parser("demo", help="start the web demo (Gradio; pip install 'attnprompt[demo]')",
+                          description="Serve the web demo at http://HOST:PORT: an image, a question, the map, the "
+                          "annotated image, the answers with and without the prompt.")
+    demo.add_argument("--vlm", default="shapes", help="the answering VLM the page starts with (default: the "
+                      "embedded shapes VLM, offline)")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=7860)
+
     rep = sub.add_parser("report", help="write the report of an evaluation directory again",
                          description="Rebuild DIR/report.md, report.json, report.html and samples.jsonl from "
                          "DIR/records.sqlite.")
@@ -305,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "demo":
+            return _demo(args)
         parser.error(f"unknown command {args.command}")
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -503,6 +513,17 @@ def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:
         raise InputError(f"--data {value}: say which task each location is for (TASK=PATH,…); tasks that read data: "
                          f"{', '.join(readers) or 'none'}")
     return {readers[0]: value}
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .backends.server import check_address
+    from .demo.app import _gradio, serve
+
+    _gradio()  # says how to install it, before anything else
+    check_address(args.host, args.port, try_bind=True)
+    print(f"attnprompt demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    serve(args.vlm, args.host, args.port)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -103,6 +103,18 @@ class Annotation:
     def __post_init__(self) -> None:
         object.__setattr__(self, "config", _frozen(self.config))
 
+    def colour_heatmap(self) -> Image.Image:
+        """The heatmap in colour (jet: blue low, red high), the input's size.
+
+        >>> img = Image.new("RGB", (8, 6), "white")
+        >>> a = Annotation(img, np.ones((6, 8), np.float32), AttributionMap(np.ones((2, 2))), {}, img, "q")
+        >>> a.colour_heatmap().size
+        (8, 6)
+        """
+        from .render import colorize
+
+        return colorize(self.heatmap)
+
     def visual(self, *, height: int = 384) -> Image.Image:
         """Side-by-side picture: original | colour heatmap | annotated, titled with the query.
 

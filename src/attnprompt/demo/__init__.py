@@ -1,0 +1,1 @@
+"""The web demo (``attnprompt demo``; needs the ``[demo]`` extra: Gradio)."""

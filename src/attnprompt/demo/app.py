@@ -1,0 +1,235 @@
+"""The web demo: point a VLM at an image and see where the question makes it look.
+
+A Gradio app over the public API only (:func:`attnprompt.ask`): pick an image (or a shapes
+example), type a question, choose the map (method, preset, layers, kernel, enhance, gray), the
+visual-prompt form, the strategy and the answering VLM; see the original, the colour heatmap, the
+annotated image and the crop, every step of the strategy with its answer, the plain answer beside
+it, the configuration, and download the heatmap (``.npy``) and the annotated image (``.png``).
+
+Requests run one at a time (a local model is not shared between threads); others wait in the queue.
+Any failure — not an image, an empty question, a model that cannot be loaded, a server that fails —
+is one message on the page, and the app keeps serving.
+
+    attnprompt demo                      # http://127.0.0.1:7860, the embedded shapes VLM, offline
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import attnprompt
+
+from ..config import METHOD_CONFIGS, STRATEGIES
+
+#: Shapes scenes offered as examples (seed, objects), drawn when the app starts.
+EXAMPLES = ((7, 5, "What colour is the circle?"), (11, 6, "What shape is the red object?"),
+            (42, 4, "Is there a blue star?"))
+METHODS = tuple(METHOD_CONFIGS)
+FORMS = ("overlay", "crop", "both")
+
+
+def _gradio() -> Any:
+    try:
+        import gradio
+    except ImportError:
+        from ..errors import InputError
+
+        raise InputError("the demo needs Gradio: pip install 'attnprompt[demo]'") from None
+    return gradio
+
+
+def example_files(directory: Path) -> list[list[str]]:
+    """The example scenes written as PNG files, with their questions: ``[[path, question], …]``."""
+    from ..shapes import make_scene
+
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for seed, n, question in EXAMPLES:
+        path = directory / f"shapes-{seed}.png"
+        if not path.exists():
+            make_scene(seed, n_objects=n, size=320).image.save(path)
+        out.append([str(path), question])
+    return out
+
+
+def _optional_number(value: Any, kind: type, name: str = "value") -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise attnprompt.InputError(f"{name} is {value!r}; give a number, or leave it blank for the preset's") from None
+    if kind is int and number != int(number):
+        raise attnprompt.InputError(f"{name} is {value!r}; give a whole number")
+    return kind(number)
+
+
+def answer(image_file: Any, question: str, method: str, preset: str, layers: str, kernel: Any, enhance: Any,
+           gray: float, form: str, strategy: str, vlm: str, model: str, max_new_tokens: Any,
+           progress: Any = None) -> tuple:
+    """One request of the page: everything it shows, or the error message and nothing else.
+
+    Returns ``(status, original, heatmap, annotated, crop, answers, steps, config, downloads)``.
+    """
+    empty = (None, None, None, _gradio().update(value=None, visible=False), "", "", None, None)
+    try:
+        if progress is not None:
+            progress(0.05, desc="reading the image")
+        path = getattr(image_file, "name", image_file)
+        if not path:
+            raise attnprompt.InputError("choose an image first (upload one, or click an example)")
+        image = attnprompt.load_image(path, name=Path(str(path)).name)
+        if not question or not question.strip():
+            raise attnprompt.InputError("the question is empty; type what you want to ask about the image")
+        cls = STRATEGIES.get(strategy)
+        kwargs: dict[str, Any] = {"max_new_tokens": _optional_number(max_new_tokens, int, "answer tokens") or 32}
+        if cls.needs_map and not getattr(cls, "multi_source", False):
+            kwargs.update(method=method, preset=preset or None, model=(model or "").strip() or None, gray=float(gray),
+                          form=form)
+            params = {"layers": (layers or "").strip() or None, "kernel": _optional_number(kernel, int, "kernel"),
+                      "enhance": _optional_number(enhance, float, "enhance")}
+            kwargs.update({k: v for k, v in params.items() if v is not None and
+                           k in METHOD_CONFIGS[method].parameter_names()})
+        elif cls.needs_map:
+            kwargs.update(gray=float(gray), form=form)
+        if progress is not None:
+            progress(0.2, desc=f"loading {vlm or 'the VLM'} and asking ({strategy})")
+        result = attnprompt.ask(image, question.strip(), vlm=(vlm or "").strip() or None, strategy=strategy,
+                                compare=strategy != "plain", **kwargs)
+        if progress is not None:
+            progress(0.9, desc="rendering")
+        return ("",) + _shown(image, result)
+    except attnprompt.AttnpromptError as e:
+        return (f"**Error:** {e}",) + empty
+    except Exception as e:  # noqa: BLE001  # the page says what went wrong and the app keeps serving
+        traceback.print_exc(file=sys.stderr)
+        return (f"**Error:** {type(e).__name__}: {e}",) + empty
+
+
+def _shown(image: Any, result: Any) -> tuple:
+    ann = result.annotation
+    lines = [f"**{_label(result)}:** {_text(result)}"]
+    if result.baseline is not None:
+        lines.append(f"**plain:** {_text(result.baseline)}")
+    steps = []
+    for i, step in enumerate(result.steps, 1):
+        said = step.answer.text if step.answer.ok else f"(failed: {step.answer.error})"
+        detail = f" — {json.dumps(dict(step.detail))}" if step.detail else ""
+        steps.append(f"{i}. **{step.name}** ({len(step.images)} image(s)): “{step.prompt}” → **{said}**{detail}")
+    downloads = None
+    if ann is not None:
+        folder = Path(tempfile.mkdtemp(prefix="attnprompt-demo-"))
+        ann.save(folder / "annotated.png", heatmap=folder / "heatmap.npy")
+        downloads = [str(folder / "heatmap.npy"), str(folder / "annotated.png")]
+    crop = None if ann is None else ann.crop
+    return (image, None if ann is None else ann.colour_heatmap(), None if ann is None else ann.image,
+            _gradio().update(value=crop, visible=crop is not None), "\n\n".join(lines), "\n".join(steps),
+            result.to_dict()["config"], downloads)
+
+
+def _label(result: Any) -> str:
+    config = result.config
+    if "maps" in config:
+        return f"{config['strategy']} ({'+'.join(m['method'] for m in config['maps'])})"
+    return f"{config['strategy']} ({config['map']['method']})" if "map" in config else config["strategy"]
+
+
+def _text(result: Any) -> str:
+    return result.text if result.answer.ok else f"(no answer: {result.answer.error})"
+
+
+def presets_for(method: str) -> Any:
+    """The preset choices of ``method`` (a dropdown update)."""
+    gr = _gradio()
+    config = METHOD_CONFIGS.get(method)
+    choices = list(config.PRESETS) if config else []
+    return gr.update(choices=choices, value=config.DEFAULT_PRESET if config else None)
+
+
+def preview(image_file: Any) -> tuple:
+    """Show an uploaded file as the original at once, or say why it is not an image."""
+    path = getattr(image_file, "name", image_file)
+    if not path:
+        return "", None
+    try:
+        return "", attnprompt.load_image(path, name=Path(str(path)).name)
+    except attnprompt.AttnpromptError as e:
+        return f"**Error:** {e}", None
+
+
+def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) -> Any:
+    """The Gradio app (not launched), answering with ``vlm`` unless the page says otherwise.
+
+    >>> import importlib.util
+    >>> app = build_app() if importlib.util.find_spec("gradio") else None
+    """
+    gr = _gradio()
+    folder = Path(examples_dir) if examples_dir else Path(tempfile.gettempdir()) / "attnprompt-demo-examples"
+    with gr.Blocks(title="attnprompt — look where the question points") as app:
+        gr.Markdown("# attnprompt\nAttention Prompting on Image and CARVE: the map a question draws on an image, "
+                    "the image the VLM is shown, and what it answers — with and without the prompt.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image_file = gr.File(label="Image (upload a file, or click an example below)", type="filepath",
+                                     elem_id="image-file")
+                question = gr.Textbox(label="Question", placeholder="What colour is the circle?", elem_id="question")
+                with gr.Row():
+                    method = gr.Dropdown(list(METHODS), value="api-clip", label="Map method", elem_id="method")
+                    preset = gr.Dropdown(list(METHOD_CONFIGS["api-clip"].PRESETS), value="reference",
+                                         label="Preset", elem_id="preset")
+                with gr.Row():
+                    layers = gr.Textbox(label="Layers (blank: the preset's)", placeholder="-2, 0.5 or 20:26",
+                                        elem_id="layers")
+                    kernel = gr.Textbox(label="Kernel (blank: the preset's)", placeholder="1, 3, 5 …", elem_id="kernel")
+                    enhance = gr.Textbox(label="Enhance (blank: the preset's)", placeholder="5", elem_id="enhance")
+                gray = gr.Slider(0, 255, value=0, step=1, label="Gray level of the masked pixels", elem_id="gray")
+                with gr.Row():
+                    form = gr.Radio(list(FORMS), value="overlay", label="Visual prompt", elem_id="form")
+                    strategy = gr.Dropdown(list(STRATEGIES.names()), value="api", label="Strategy",
+                                           elem_id="strategy")
+                with gr.Row():
+                    vlm_box = gr.Textbox(value=vlm, label="Answering VLM (shapes, a hub id, a directory or a URL)",
+                                         elem_id="vlm")
+                    model = gr.Textbox(label="Map model (blank: the method's default)", elem_id="model")
+                tokens = gr.Number(value=32, precision=0, label="Answer tokens", elem_id="tokens")
+                ask = gr.Button("Ask", variant="primary", elem_id="ask")
+                gr.Examples(example_files(folder), inputs=[image_file, question], label="Shapes examples")
+            with gr.Column(scale=2):
+                status = gr.Markdown(elem_id="status")
+                answers = gr.Markdown(elem_id="answer")
+                with gr.Row():
+                    original = gr.Image(label="Original", type="pil", interactive=False, elem_id="original")
+                    heatmap = gr.Image(label="Heatmap", type="pil", interactive=False, elem_id="heatmap")
+                    annotated = gr.Image(label="Annotated (what the VLM saw)", type="pil", interactive=False,
+                                         elem_id="annotated")
+                    crop = gr.Image(label="Crop", type="pil", interactive=False, elem_id="crop", visible=False)
+                steps = gr.Markdown(elem_id="steps")
+                downloads = gr.File(label="Downloads: heatmap (.npy), annotated image (.png)", file_count="multiple",
+                                    interactive=False, elem_id="downloads")
+                config = gr.JSON(label="Configuration used", elem_id="config")
+        def run(*args: Any, progress: Any = gr.Progress()) -> tuple:  # noqa: B008  (how Gradio passes progress)
+            return answer(*args, progress=progress)
+
+        method.change(presets_for, method, preset)
+        image_file.change(preview, image_file, [status, original])
+        # the previous answer goes at once (not queued), so the page never shows an old answer as the new one
+        inputs = [image_file, question, method, preset, layers, kernel, enhance, gray, form, strategy, vlm_box, model,
+                  tokens]
+        outputs = [status, original, heatmap, annotated, crop, answers, steps, config, downloads]
+        cleared = ask.click(lambda: ("", "", ""), None, [status, answers, steps], queue=False)
+        cleared.then(run, inputs, outputs, concurrency_limit=1)
+    return app
+
+
+def serve(vlm: str = "shapes", host: str = "127.0.0.1", port: int = 7860, *, block: bool = True) -> Any:
+    """Build and launch the app (queued: one request at a time, the rest wait)."""
+    app = build_app(vlm)
+    app.queue(default_concurrency_limit=1, max_size=64)
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+               show_error=False)
+    return app
