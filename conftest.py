@@ -31,3 +31,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+# lmms-eval's model class can only be imported with lmms-eval installed (tests/test_lmms.py says how)
+collect_ignore = [] if _importable("lmms_eval") else ["src/attnprompt/integrations/lmms_model.py"]

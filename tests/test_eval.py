@@ -403,3 +403,13 @@ def test_kill_9_mid_run_then_rerun_gives_identical_records_and_report(tmp_path):
     assert set(partial) <= set(resumed)  # what was done before the kill was kept, not redone differently
     for name in ("report.md", "report.json", "samples.jsonl", "report.html"):
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_executor_settings_are_checked_before_any_work(tmp_path):
+    from attnprompt.errors import InputError
+
+    with pytest.raises(InputError, match="executor is 'threads'; valid: local, ray"):
+        evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=1, out=tmp_path, executor="threads")
+    with pytest.raises(InputError, match="for the Ray executor"):
+        evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=1, out=tmp_path, workers=2)
+    assert not (tmp_path / "records.sqlite").exists()

@@ -216,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray_group = ev.add_argument_group("Ray (pip install 'attnprompt[ray]')")
+    ray_group.add_argument("--executor", default="local", choices=("local", "ray"),
+                           help="where the chunks run: this process (default) or a pool of Ray actors, one model "
+                           "replica each; records, resume and the report are the same")
+    ray_group.add_argument("--address", default=None, help="the Ray cluster: auto (ray start --head on this machine), "
+                           "ray://HOST:10001, or default $RAY_ADDRESS, else a local Ray for this run")
+    ray_group.add_argument("--workers", type=int, default=None, help="model replicas (default one per GPU, else one "
+                           "per CPU)")
     ev.add_argument("--data", default=None, help="where benchmarks' data is: TASK=PATH[,TASK=PATH…] (a save_to_disk "
                     "folder, parquet files, the original release's folder, or a hub id), or one PATH for a single "
                     "such task or for --task vqa (a .jsonl/.json/.csv file or a dataset)")
@@ -488,7 +496,8 @@ def _eval(args: argparse.Namespace) -> int:
         gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
         vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, data=data or None,
         judge=args.judge, judge_model=args.judge_model, judge_key_env=args.judge_key_env,
-        judge_concurrency=args.judge_concurrency, **_method_params(args, reserved=ASK_RESERVED),
+        judge_concurrency=args.judge_concurrency, executor=args.executor, address=args.address, workers=args.workers,
+        **_method_params(args, reserved=ASK_RESERVED),
     )
     print(run.summary())
     return EXIT_PARTIAL if run.failed else 0

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,9 @@ def evaluate(
     judge_model: str | None = None,
     judge_key_env: str = "OPENAI_API_KEY",
     judge_concurrency: int = 4,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
     **params: Any,
 ) -> EvalRun:
     """Run ``tasks`` with every strategy (answer tasks) or map method and preset (map tasks), store
@@ -406,7 +410,10 @@ def evaluate(
     task). ``judge``: an OpenAI-compatible URL (or a built :class:`~attnprompt.bench.judge.Judge`)
     for the tasks a judge scores (MM-Vet, LLaVA-Bench), ``judge_model`` its model (default the
     original's), the key read from the environment variable ``judge_key_env``; without a judge their
-    answers are recorded and the report says they await one.
+    answers are recorded and the report says they await one. ``executor="ray"``: the chunks run on a
+    Ray cluster (``address``: ``auto``, ``ray://…``, default ``$RAY_ADDRESS`` or a local Ray), on
+    ``workers`` model replicas (default one per GPU, else one per CPU), each loading the VLM itself;
+    records, resume and the report are the same (:mod:`attnprompt.integrations.ray_executor`).
 
     >>> import tempfile
     >>> run = evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=4, out=tempfile.mkdtemp(),
@@ -440,45 +447,69 @@ def evaluate(
     for task in task_objects:  # data that cannot be read is an error before any model loads
         list(islice(iter(task.rows(1)), 1))
 
-    backend = None
-    if answer_conditions or vlm is not None:
-        from ..backends import get_backend
+    if executor not in ("local", "ray"):
+        raise InputError(f"executor is {executor!r}; valid: local, ray")
+    if executor == "local" and (address is not None or workers is not None):
+        raise InputError("address and workers are for the Ray executor; add executor='ray' (--executor ray)")
+    backend_args = dict(vlm_model=vlm_model, api_key=api_key, timeout=timeout, device=device, dtype=dtype,
+                        concurrency=concurrency)
+    runner_args = dict(model=model, sources=sources, params=params, max_new_tokens=max_new_tokens, gray=gray,
+                       resample=resample, regions=regions, device=device, dtype=dtype)
+    engine = backend = runner = None
+    if executor == "ray":
+        from ..integrations.ray_executor import RayExecutor
 
-        backend = get_backend(vlm, vlm_model=vlm_model, api_key=api_key, timeout=timeout, device=device, dtype=dtype,
-                              concurrency=concurrency)
-        if hasattr(backend, "batch_size") and backend.local_model is not None:
-            backend.batch_size = int(batch_size)
-    http = backend is not None and backend.local_model is None
-    workers = 2 if http else 1
-    chunk = chunk_size or (4 * int(getattr(backend, "concurrency", 1) or 1) if http else 4 * int(batch_size))
-    runner = Runner(backend, model=model, sources=sources, params=params, max_new_tokens=max_new_tokens, gray=gray,
-                    resample=resample, regions=regions, device=device, dtype=dtype)
+        engine = RayExecutor(vlm=vlm if answer_conditions or vlm is not None else None, backend_args=backend_args,
+                             runner_args=runner_args, batch_size=int(batch_size), address=address, workers=workers)
+        http = engine.http
+    else:
+        if answer_conditions or vlm is not None:
+            from ..backends import get_backend
+
+            backend = get_backend(vlm, **backend_args)
+            if hasattr(backend, "batch_size") and backend.local_model is not None:
+                backend.batch_size = int(batch_size)
+        http = backend is not None and backend.local_model is None
+        runner = Runner(backend, **runner_args)
+    in_flight = engine.in_flight if engine is not None else (2 if http else 1)
+    concurrent = int(concurrency or 4) if http else 1
+    chunk = chunk_size or (4 * concurrent if http else 4 * int(batch_size))
     judge_obj = _judge(judge, judge_model, judge_key_env, judge_concurrency)
 
     stats: dict[str, dict[str, ConditionStats]] = {}
-    plan: dict[str, Any] = {"tasks": [], "backend": None if backend is None else backend.describe()}
-    with DirectoryLock(_made(directory)), RunStore(directory) as store:
-        for task in task_objects:
-            units = _prepare(task, answer_conditions if task.kind == "answer" else map_conds, runner, store, backend)
-            stats[task.name] = {label: s for label, (_, s, _) in units.items()}
-            ids = _run_task(task, units, store, limit=limit, chunk=chunk, workers=workers, retry_failed=retry_failed,
-                            gallery=gallery, progress=progress)
-            judged = None
-            if task.judge is not None and judge_obj is not None:
-                judged = {"hash": judge_obj.fingerprint(task.judge), "describe": judge_obj.describe(task.judge)}
-                _judge_task(task, units, store, judge_obj, judged["hash"], ids, retry_failed, progress)
-            plan["tasks"].append({"name": task.name, "spec": task.spec, "describe": task.describe(), "data": task.data,
-                                  "judge": judged, "samples": ids,
-                                  "conditions": [{"label": label, "config_hash": s.config_hash}
-                                                 for label, (_, s, _) in units.items()]})
-        plan["settings"] = {"limit": limit, "batch_size": batch_size, "concurrency": concurrency, "gallery": gallery}
-        store.set_meta("plan", plan)
-        written: list[Path] = []
-        if report:
-            from .report import write_report
+    try:
+        with DirectoryLock(_made(directory)), RunStore(directory) as store:
+            plan: dict[str, Any] = {"tasks": [], "backend": engine.backend_description if engine is not None
+                                    else None if backend is None else backend.describe()}
+            for task in task_objects:
+                conditions = answer_conditions if task.kind == "answer" else map_conds
+                units = engine.prepare(task, conditions, store) if engine is not None else \
+                    _prepare(task, conditions, runner, store, backend)
+                stats[task.name] = {label: s for label, (_, s, _) in units.items()}
+                ids = _run_task(task, units, store, limit=limit, chunk=chunk, workers=in_flight,
+                                retry_failed=retry_failed, gallery=gallery, progress=progress,
+                                submit=engine.submit if engine is not None else None)
+                judged = None
+                if task.judge is not None and judge_obj is not None:
+                    judged = {"hash": judge_obj.fingerprint(task.judge), "describe": judge_obj.describe(task.judge)}
+                    _judge_task(task, units, store, judge_obj, judged["hash"], ids, retry_failed, progress)
+                plan["tasks"].append({"name": task.name, "spec": task.spec, "describe": task.describe(),
+                                      "data": task.data, "judge": judged, "samples": ids,
+                                      "conditions": [{"label": label, "config_hash": s.config_hash}
+                                                     for label, (_, s, _) in units.items()]})
+            plan["settings"] = {"limit": limit, "batch_size": batch_size, "concurrency": concurrency,
+                                "gallery": gallery, "executor": executor}
+            store.set_meta("plan", plan)
+            written: list[Path] = []
+            if report:
+                from .report import write_report
 
-            written = write_report(directory, tasks=task_objects, store=store)
-    return EvalRun(directory, stats, runner.cache_info(), written, time.perf_counter() - started)
+                written = write_report(directory, tasks=task_objects, store=store)
+        cache = engine.cache_info() if engine is not None else runner.cache_info()
+    finally:
+        if engine is not None:
+            engine.close()
+    return EvalRun(directory, stats, cache, written, time.perf_counter() - started)
 
 
 def _resolve_tasks(names: list[Any], data: Mapping[str, str] | str | None) -> list[Task]:
@@ -547,21 +578,26 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
+def plan_condition(task: Task, condition: Condition, runner: Runner, backend: Any) -> tuple[dict[str, Any], Callable]:
+    """One condition of a task: its configuration (what its records' hash is made of) and how to run a
+    chunk of samples under it. The Ray workers call this too, so their hashes are the driver's."""
+    if task.kind == "answer":
+        strategy = runner.strategy(condition, task)
+        config = {"task": task.describe(), "strategy": strategy.describe(), "backend": backend.describe()}
+        return config, _answer_unit(strategy, task)
+    attributor = runner.map_attributor(condition)
+    regions = runner.regions or RegionConfig.from_preset()
+    config = {"task": task.describe(), "map": attributor.describe(), "gray": runner.gray,
+              "resample": runner.resample, "regions": regions.to_dict()}
+    return config, _map_unit(attributor, runner.gray, runner.resample, runner.regions)
+
+
 def _prepare(task: Task, conditions: list[Condition], runner: Runner, store: RunStore,
              backend: Any) -> dict[str, tuple[Condition, ConditionStats, Callable]]:
     """Per condition: its configuration hash (recorded in the store) and how to run a chunk."""
     out = {}
     for condition in conditions:
-        if task.kind == "answer":
-            strategy = runner.strategy(condition, task)
-            config = {"task": task.describe(), "strategy": strategy.describe(), "backend": backend.describe()}
-            run = _answer_unit(strategy, task)
-        else:
-            attributor = runner.map_attributor(condition)
-            regions = runner.regions or RegionConfig.from_preset()
-            config = {"task": task.describe(), "map": attributor.describe(), "gray": runner.gray,
-                      "resample": runner.resample, "regions": regions.to_dict()}
-            run = _map_unit(attributor, runner.gray, runner.resample, runner.regions)
+        config, run = plan_condition(task, condition, runner, backend)
         config_hash = fingerprint(config)
         store.put_config(config_hash, task.name, condition.label, config)
         out[condition.label] = (condition, ConditionStats(condition.label, config_hash), run)
@@ -602,7 +638,9 @@ def _iter_samples(task: Task, limit: int | None, ids: list[str]) -> tuple[Iterat
 
 def _run_task(task: Task, units: dict[str, tuple[Condition, ConditionStats, Callable]], store: RunStore, *,
               limit: int | None, chunk: int, workers: int, retry_failed: bool, gallery: int,
-              progress: bool) -> list[str]:
+              progress: bool, submit: Callable[[Unit, int], Future] | None = None) -> list[str]:
+    """Run every chunk not yet in the store, ``workers`` at a time: inline, on threads (a server
+    backend), or through ``submit`` (the Ray executor); records are written as each chunk returns."""
     from tqdm.auto import tqdm
 
     ids: list[str] = []
@@ -610,7 +648,10 @@ def _run_task(task: Task, units: dict[str, tuple[Condition, ConditionStats, Call
     status = {label: store.status(task.name, s.config_hash) for label, (_, s, _) in units.items()}
     bar = tqdm(total=None if total is None else total * len(units), desc=task.name, unit="answer",
                disable=not progress, dynamic_ncols=True)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="attnprompt-eval") if workers > 1 else None
+    pool = None
+    if submit is None and workers > 1:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="attnprompt-eval")
+        submit = partial(pool.submit, run_unit)
     pending: dict[Future, Unit] = {}
 
     def finish(unit: Unit, records: list[Record], images: list, error: BaseException | None) -> None:
@@ -641,10 +682,10 @@ def _run_task(task: Task, units: dict[str, tuple[Condition, ConditionStats, Call
                 if not todo:
                     continue
                 unit = Unit(task, condition, stat.config_hash, [s for _, s in todo], [i for i, _ in todo], run)
-                if pool is None:
+                if submit is None:
                     finish(unit, *run_unit(unit, gallery))
                     continue
-                pending[pool.submit(run_unit, unit, gallery)] = unit
+                pending[submit(unit, gallery)] = unit
                 while len(pending) >= workers:
                     _collect(pending, finish, FIRST_COMPLETED)
         while pending:

@@ -1,0 +1,226 @@
+"""``attnprompt eval --executor ray``: the evaluation runner's chunks on a pool of Ray actors, one model
+replica each, with the records flowing back to the one run store on the driver.
+
+The driver does what it does without Ray — reads the tasks' rows, decides from the store what is left
+(resume), writes every record as its chunk returns, runs the judge and writes the report — but loads no
+model: each actor builds the backend, the attributors (with their map cache) and the strategies itself,
+and the first actor tells the driver each condition's configuration, so a record's hash is the same
+whichever executor made it. A chunk is sent to the actor with the fewest chunks in flight; each actor
+holds at most two, so a slow replica is not handed more than its share.
+
+- One actor per GPU (``num_gpus=1``) when the cluster has GPUs, else one per CPU (``num_cpus=1``, and
+  torch in the actor uses that one thread); ``workers`` caps or sets the number.
+- ``address``: ``None`` → ``$RAY_ADDRESS`` when set, else a local Ray started for this run (and
+  stopped after it); ``auto`` → the running cluster on this machine (``ray start --head``);
+  ``ray://host:10001`` → a remote cluster. Every node needs attnprompt installed (the same version:
+  a worker whose configuration differs from the driver's refuses the work) and the models it loads.
+- A chunk whose samples all raise is handled as without Ray (each tried alone, failures recorded);
+  an actor that dies (out of memory, a node lost) stops the run with the records so far kept: rerun
+  the same command to resume.
+
+Why actors and not Ray Data's ``map_batches``: the hashes that decide what to skip must be known
+before any work is sent, and Ray Data builds its replicas inside the pipeline; asking them first
+would mean loading the model once more (or on the driver). The chunks are already a bounded stream
+with back-pressure; an actor pool is what ``map_batches`` would run them on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+from ..errors import InputError
+from ..files import fingerprint
+
+
+class WorkerDied(RuntimeError):
+    """A Ray actor died while it held chunks; the records written so far are kept."""
+
+
+def _no_rows(limit: int | None) -> list:
+    raise RuntimeError("a Ray worker never reads a task's rows: the driver sends the samples")
+
+
+def _portable(task: Any) -> Any:
+    """The task without its row loader (the data stays on the driver; the samples travel)."""
+    return replace(task, rows=_no_rows)
+
+
+class _Replica:
+    """What one actor holds: the backend, the runner and, per (task, condition), how to run a chunk."""
+
+    def __init__(self, vlm: Any, backend_args: Mapping[str, Any], runner_args: Mapping[str, Any],
+                 batch_size: int, threads: int | None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        from ..bench.runner import Runner
+
+        self.backend = None
+        if vlm is not None:
+            from ..backends import get_backend
+
+            self.backend = get_backend(vlm, **backend_args)
+            if hasattr(self.backend, "batch_size") and self.backend.local_model is not None:
+                self.backend.batch_size = batch_size
+        self.runner = Runner(self.backend, **runner_args)
+        self.units: dict[tuple[str, str], tuple[str, Any, Any, Any]] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": None if self.backend is None else self.backend.describe(),
+                "http": self.backend is not None and self.backend.local_model is None, "pid": os.getpid()}
+
+    def prepare(self, task: Any, conditions: list[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+        from ..bench.runner import plan_condition
+
+        out = {}
+        for condition in conditions:
+            config, run = plan_condition(task, condition, self.runner, self.backend)
+            config_hash = fingerprint(config)
+            self.units[(task.name, condition.label)] = (config_hash, task, condition, run)
+            out[condition.label] = (config_hash, config)
+        return out
+
+    def run(self, task_name: str, label: str, config_hash: str, samples: list[Any], indices: list[int],
+            gallery: int) -> tuple[list, list, BaseException | None]:
+        from ..bench.runner import Unit, run_unit
+
+        mine, task, condition, run = self.units[(task_name, label)]
+        if mine != config_hash:
+            raise InputError(f"{task_name} · {label}: this worker's configuration ({mine}) differs from the driver's "
+                             f"({config_hash}); install the same attnprompt and models on every node")
+        return run_unit(Unit(task, condition, config_hash, samples, indices, run), gallery)
+
+    def cache_info(self) -> dict[str, dict[str, int]]:
+        return self.runner.cache_info()
+
+
+class RayExecutor:
+    """A pool of Ray actors running the evaluation's chunks (see the module docstring); made by
+    :func:`attnprompt.evaluate` with ``executor="ray"``. Needs ``pip install 'attnprompt[ray]'``."""
+
+    def __init__(self, *, vlm: Any, backend_args: Mapping[str, Any], runner_args: Mapping[str, Any],
+                 batch_size: int, address: str | None = None, workers: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor ray needs Ray: pip install 'attnprompt[ray]'") from None
+        if workers is not None and (int(workers) != workers or workers < 1):
+            raise InputError(f"workers is {workers!r}; give a whole number, at least 1")
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": address} if address else {}
+            if not address and not os.environ.get("RAY_ADDRESS"):
+                kwargs.update(include_dashboard=False)
+                self.started = True
+            try:
+                ray.init(logging_level="ERROR", log_to_driver=False, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise InputError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {e}; "
+                                 "start one with `ray start --head` or leave --address out for a local Ray") from None
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+        per = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
+        available = gpus or cpus
+        count = int(workers) if workers is not None else available
+        if count > available:
+            raise InputError(f"{count} workers asked, but the cluster has {available} "
+                             f"{'GPUs' if gpus else 'CPUs'}: one replica each at most")
+        actor = ray.remote(**per)(_Replica)
+        threads = None if gpus else 1
+        self.actors = [actor.remote(vlm, dict(backend_args), dict(runner_args), batch_size, threads)
+                       for _ in range(count)]
+        self.busy = [0] * count
+        self.lock = threading.Lock()
+        try:
+            info = ray.get(self.actors[0].describe.remote())
+        except ray.exceptions.RayActorError as e:
+            self.close()
+            raise WorkerDied(f"the first Ray worker could not start: {e}") from None
+        except ray.exceptions.RayTaskError as e:
+            self.close()
+            raise e.as_instanceof_cause() from None
+        self.backend_description = info["backend"]
+        self.http = info["http"]
+        self.in_flight = 2 * count
+        self.workers, self.device = count, ("GPU" if gpus else "CPU")
+
+    def prepare(self, task: Any, conditions: list[Any], store: Any) -> dict[str, tuple[Any, Any, Any]]:
+        """Every actor plans the task's conditions; the first one's configurations go to the store.
+        Returns the runner's units (``run`` is None: the actors run them)."""
+        from ..bench.runner import ConditionStats
+
+        portable = _portable(task)
+        plans = self._get([a.prepare.remote(portable, conditions) for a in self.actors])
+        first = plans[0]
+        for other in plans[1:]:
+            if {k: v[0] for k, v in other.items()} != {k: v[0] for k, v in first.items()}:
+                raise InputError(f"{task.name}: the Ray workers disagree on the configuration; install the same "
+                                 "attnprompt and models on every node")
+        out = {}
+        for condition in conditions:
+            config_hash, config = first[condition.label]
+            store.put_config(config_hash, task.name, condition.label, config)
+            out[condition.label] = (condition, ConditionStats(condition.label, config_hash), None)
+        return out
+
+    def submit(self, unit: Any, gallery: int) -> Future:
+        """Send one chunk to the least busy actor; its records come back through the future."""
+        with self.lock:
+            i = min(range(len(self.actors)), key=self.busy.__getitem__)
+            self.busy[i] += 1
+        ref = self.actors[i].run.remote(unit.task.name, unit.condition.label, unit.config_hash, unit.samples,
+                                        unit.indices, gallery)
+        out: Future = Future()
+
+        def done(inner: Future) -> None:
+            with self.lock:
+                self.busy[i] -= 1
+            try:
+                out.set_result(inner.result())
+            except self.ray.exceptions.RayActorError as e:
+                out.set_exception(WorkerDied(f"Ray worker {i} died ({type(e).__name__}); the records so far are "
+                                             "kept: rerun the same command to resume"))
+            except self.ray.exceptions.RayTaskError as e:
+                out.set_exception(e.as_instanceof_cause())
+            except BaseException as e:  # noqa: BLE001  # handed to the runner, which raises it
+                out.set_exception(e)
+
+        ref.future().add_done_callback(done)
+        return out
+
+    def cache_info(self) -> dict[str, dict[str, int]]:
+        """The map caches of all replicas, summed per attributor."""
+        total: dict[str, dict[str, int]] = {}
+        try:
+            infos = self._get([a.cache_info.remote() for a in self.actors])
+        except Exception:  # noqa: BLE001  # statistics only: a dead actor has none to give
+            return total
+        for info in infos:
+            for name, counts in info.items():
+                slot = total.setdefault(name, {})
+                for k, v in counts.items():
+                    slot[k] = slot.get(k, 0) + v
+        return total
+
+    def close(self) -> None:
+        """Stop the actors, and the local Ray if this run started it."""
+        for actor in getattr(self, "actors", []):
+            self.ray.kill(actor)
+        self.actors = []
+        if self.started and self.ray.is_initialized():
+            self.ray.shutdown()
+
+    def _get(self, refs: list[Any]) -> list[Any]:
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        except self.ray.exceptions.RayActorError as e:
+            raise WorkerDied(f"a Ray worker died: {e}") from None
