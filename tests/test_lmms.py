@@ -191,3 +191,12 @@ def test_bad_model_arguments_fail_before_any_request():
         LmmsAdapter(vlm="shapes", strategy="no-such-strategy")
     with pytest.raises(Exception, match="uses no attribution map"):
         LmmsAdapter(vlm="shapes", strategy="plain", kernel=1)
+
+
+def test_a_server_that_cannot_be_reached_is_a_failure_not_an_answer():
+    samples = shapes_samples(2)
+    reqs, task_dict = requests_for(samples)
+    adapter = LmmsAdapter(vlm="http://127.0.0.1:9/v1", vlm_model="m", strategy="plain", timeout=2, progress=False)
+    with pytest.raises(LmmsRequestsFailed, match="2 of 2 requests got no answer") as info:
+        adapter.generate(reqs, task_dict)
+    assert "add store=DIR" in str(info.value)

@@ -203,17 +203,18 @@ class LmmsAdapter:
                  gray: float = 0.0, progress: bool = True, **params: Any) -> None:
         import os
 
-        from ..backends import get_backend
+        from ..backends import get_backend, is_url
         from ..bench.runner import Runner
         from ..config import STRATEGIES
 
         STRATEGIES.get(strategy)  # an unknown name fails here, before any model loads
         if int(batch_size) != batch_size or batch_size < 1:
             raise InputError(f"batch_size is {batch_size!r}; give a whole number, at least 1")
-        key = os.environ.get(api_key_env) if api_key_env else None
-        self.backend = get_backend(vlm, vlm_model=vlm_model, api_key=key if vlm_model or key else None,
-                                   timeout=float(timeout), device=device, dtype=dtype, concurrency=concurrency) \
-            if str(vlm).startswith(("http://", "https://")) else get_backend(vlm, device=device, dtype=dtype)
+        http = is_url(vlm)
+        key = os.environ.get(api_key_env) if http and api_key_env else None
+        # server settings given for a local model are refused by get_backend, with the reason
+        self.backend = get_backend(vlm, vlm_model=vlm_model, api_key=key, timeout=float(timeout), device=device,
+                                   dtype=dtype, concurrency=None if concurrency is None else int(concurrency))
         if self.backend.local_model is not None and hasattr(self.backend, "batch_size"):
             self.backend.batch_size = int(batch_size)
         self.chunk = int(batch_size) if self.backend.local_model is not None else 4 * int(concurrency or 4)
