@@ -12,7 +12,12 @@ size, for a GPU) — times (median of interleaved repeats) and peak extra memory
 
 Every op generates exactly ``--tokens`` tokens (EOS disabled). Target: api-vlm ≤ 1.15× generate.
 
+``--family`` measures, instead, a random-weight model of a newer family at its real decoder depth and image-token
+geometry, with narrow layers so that CPUs can run it (``_models.random_family``): Qwen3-VL, InternVL3, Gemma 3,
+SmolVLM or LLaVA-OneVision (``all`` for each in turn); ``generate`` against ``api-vlm`` only.
+
     python benchmarks/bench_vlm_capture.py [--size small|7b] [--tokens 20] [--repeats 3]
+    python benchmarks/bench_vlm_capture.py --family all [--tokens 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import add_device_args, compare, device_dtype, table  # noqa: E402
-from _models import LLAMA_SIZES, random_llava  # noqa: E402
+from _models import FAMILY_DEPTH, LLAMA_SIZES, random_family, random_llava  # noqa: E402
 
 
 def main() -> None:
@@ -35,9 +40,15 @@ def main() -> None:
     ap.add_argument("--size", default="small", choices=list(LLAMA_SIZES))
     ap.add_argument("--tokens", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--family", default=None, choices=[*FAMILY_DEPTH, "all"],
+                    help="a newer family at its real depth instead of LLaVA-1.5 (all: each in turn)")
     add_device_args(ap)
     args = ap.parse_args()
     dtype = device_dtype(args)
+    if args.family:
+        for family in FAMILY_DEPTH if args.family == "all" else [args.family]:
+            bench_family(family, args, dtype)
+        return
     from attnprompt.attribution.vlm_attention import VlmAttributor
     from attnprompt.config import VlmConfig
     from attnprompt.models import chat_prompt, generate
@@ -87,6 +98,30 @@ def main() -> None:
         {"generate": plain_generate, "api-vlm": api_vlm, "eager+attentions": eager_all}, args.device, args.repeats
     )
     print(table("api-vlm vs plain generation", results, "generate"))
+
+
+def bench_family(family: str, args, dtype) -> None:
+    """Capture cost against plain generation on one newer family's random model (640×480 image)."""
+    from attnprompt.attribution.vlm_attention import VlmAttributor
+    from attnprompt.config import VlmConfig
+    from attnprompt.models import generate
+
+    vlm = random_family(family, args.device, dtype)
+    attributor = VlmAttributor(vlm, VlmConfig.from_preset(max_new_tokens=args.tokens))
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    query = "what is in the image ? describe the red car on the left"
+    request = attributor.request(image, query)
+    out = generate(vlm, [request])
+    n_prompt = out.inputs["input_ids"].shape[1]
+    n_image = int((out.inputs["input_ids"][0] == attributor.image_token_id).sum())
+    n_params = sum(p.numel() for p in vlm.model.parameters())
+    print(f"\n{family}: device {args.device}, dtype {dtype}, {n_params / 1e6:.0f} M parameters, "
+          f"{FAMILY_DEPTH[family]} decoder layers, prompt {n_prompt} tokens ({n_image} image), {args.tokens} new "
+          f"tokens, capture at layer {attributor.layers}, threads {torch.get_num_threads()}, repeats {args.repeats}")
+    ops = {"generate": lambda: generate(vlm, [request]), "api-vlm": lambda: attributor.run([image], [query])}
+    results = compare(ops, args.device, args.repeats)
+    print(table(f"{family}: api-vlm vs plain generation", results, "generate"))
 
 
 if __name__ == "__main__":

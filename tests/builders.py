@@ -84,18 +84,19 @@ QWEN_SPECIALS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video
 FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
 
 
-def make_tokenizer(special, vocab_size=300, template=None):
+def make_tokenizer(special, vocab_size=300, template=None, **named):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    toks = ["<pad>", "<unk>", "<s>", "</s>"] + list(special) + WORDS
+    special = list(special) + [t for t in named.values() if t not in special]
+    toks = ["<pad>", "<unk>", "<s>", "</s>"] + special + WORDS
     toks += [f"w{i}" for i in range(vocab_size - len(toks))]
     tk = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(toks)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tk.decoder = decoders.WordPiece(prefix="##")
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-        additional_special_tokens=list(special), padding_side="left",
+        additional_special_tokens=list(special), padding_side="left", **named,
     )
     fast.chat_template = template
     return fast
@@ -110,6 +111,8 @@ def _text_config(vocab, **extra):
 
 def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
     """(model, processor) of a tiny ``family`` model with random weights."""
+    if family in NEW_FAMILIES:
+        return build_new(family, seed, vocab, attn)
     torch.manual_seed(seed)
     if family in ("llava", "llava_next"):
         tok = make_tokenizer(["<image>"], vocab, LLAVA_TEMPLATE)
@@ -183,6 +186,8 @@ def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
 
 
 def save(family: str, directory: Path, seed: int = 0) -> Path:
+    if family in NEW_FAMILIES:
+        return save_new(family, directory, seed)
     model, proc = build(family, seed)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
@@ -200,3 +205,190 @@ def save(family: str, directory: Path, seed: int = 0) -> Path:
 def random_image(w: int, h: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+# -- the newer families (issue 23): Qwen3-VL, InternVL3, Gemma 3, Idefics3 / SmolVLM, LLaVA-OneVision ----------------
+
+#: Families added by issue 23 (their tests live in tests/test_families.py; FAMILIES above stays as it was).
+NEW_FAMILIES = ("qwen3_vl", "internvl", "gemma3", "idefics3", "smolvlm", "llava_onevision")
+
+INTERNVL_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<IMG_CONTEXT>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<start_of_image>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+IDEFICS3_TEMPLATE = (
+    "<|im_start|>{% for m in messages %}{{ m['role'] | capitalize }}:"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+ONEVISION_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+ROW_COL = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+#: LLaVA-OneVision's any-resolution canvases for 28-px tiles; "anyres_max_4" lets the big ones be pooled.
+ONEVISION_PINPOINTS = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84], [56, 84], [84, 56], [84, 84], [28, 112],
+                       [112, 28], [112, 112]]
+
+
+def build_new(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa", **overrides):
+    """(model, processor) of a tiny model of one of :data:`NEW_FAMILIES` with random weights.
+
+    Tiles and thumbnails are small (28–56 px) so that an 90×50 image already spans several tiles."""
+    torch.manual_seed(seed)
+    from attnprompt.models import image_only_processor
+
+    if family == "qwen3_vl":
+        from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
+        ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+        rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0, "mrope_interleaved": True}
+        text = _text_config(vocab, head_dim=16, rope_parameters=rope)
+        vision = dict(depth=3, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
+                      temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64,
+                      deepstack_visual_indexes=[0, 1])
+        cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                            vision_end_token_id=ids["<|vision_end|>"], attn_implementation=attn)
+        model = Qwen3VLForConditionalGeneration(cfg).eval()
+        ip = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=32 * 32 * 24, patch_size=16, merge_size=2,
+                                      temporal_patch_size=2)
+        return model, image_only_processor(family, ip, tok, QWEN_TEMPLATE)
+    if family == "internvl":
+        from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration
+
+        named = dict(start_image_token="<img>", end_image_token="</img>", context_image_token="<IMG_CONTEXT>",
+                     video_token="<video>")
+        tok = make_tokenizer(["<|im_start|>", "<|im_end|>"], vocab, INTERNVL_TEMPLATE, **named)
+        text = dict(model_type="qwen2", **_text_config(vocab))
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      image_size=[56, 56], patch_size=[7, 7])
+        cfg = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.context_image_token_id,
+                             image_seq_length=16, downsample_ratio=0.5, attn_implementation=attn)
+        model = InternVLForConditionalGeneration(cfg).eval()
+        ip = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1,
+                                      max_patches=overrides.get("max_patches", 6))
+        return model, image_only_processor(family, ip, tok, INTERNVL_TEMPLATE, image_seq_length=16)
+    if family == "gemma3":
+        from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
+
+        named = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
+        tok = make_tokenizer(["<start_of_turn>", "<end_of_turn>"], vocab, GEMMA3_TEMPLATE, **named)
+        text = dict(model_type="gemma3_text", **_text_config(vocab, head_dim=16), query_pre_attn_scalar=16,
+                    sliding_window=24, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+        text["bos_token_id"], text["eos_token_id"] = 2, 3
+        vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, image_size=56, patch_size=7)
+        cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=16,
+                           boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
+                           image_token_index=tok.image_token_id, attn_implementation=attn)
+        model = Gemma3ForConditionalGeneration(cfg).eval()
+        with torch.no_grad():  # initialised to zeros, which would make every image the same to the decoder
+            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.2)
+        ip = Gemma3ImageProcessorPil(size={"height": 56, "width": 56})
+        proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=16, chat_template=GEMMA3_TEMPLATE)
+        if overrides.get("pan_and_scan"):
+            # the processor's own defaults switch pan-and-scan off whatever the image processor says
+            proc.images_kwargs = {**Gemma3Processor.images_kwargs, "do_pan_and_scan": True,
+                                  "pan_and_scan_min_crop_size": 8}
+        return model, proc
+    if family in ("idefics3", "smolvlm"):
+        tok = make_tokenizer(["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
+                              "<|im_start|>"] + ROW_COL, vocab, IDEFICS3_TEMPLATE)
+        text = dict(model_type="llama", **_text_config(vocab))
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=56,
+                      patch_size=7)
+        kw = dict(size={"longest_edge": 56 * 3}, max_image_size={"longest_edge": 56}, do_image_splitting=True)
+        if family == "idefics3":
+            from transformers import Idefics3Config as Config
+            from transformers import Idefics3ForConditionalGeneration as Model
+            from transformers import Idefics3ImageProcessorPil as ImageProcessor
+        else:
+            from transformers import SmolVLMConfig as Config
+            from transformers import SmolVLMForConditionalGeneration as Model
+            from transformers import SmolVLMImageProcessorPil as ImageProcessor
+        cfg = Config(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                     scale_factor=2, attn_implementation=attn)
+        model = Model(cfg).eval()
+        return model, image_only_processor(family, ImageProcessor(**kw), tok, IDEFICS3_TEMPLATE, image_seq_len=16)
+    if family == "llava_onevision":
+        from transformers import (
+            LlavaOnevisionConfig,
+            LlavaOnevisionForConditionalGeneration,
+            LlavaOnevisionImageProcessorPil,
+        )
+
+        tok = make_tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], vocab, ONEVISION_TEMPLATE)
+        text = dict(model_type="qwen2", **_text_config(vocab))
+        vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, image_size=28, patch_size=7)
+        ratio = overrides.get("vision_aspect_ratio", "anyres_max_4")
+        cfg = LlavaOnevisionConfig(vision_config=vision, text_config=text,
+                                   image_token_index=tok.convert_tokens_to_ids("<image>"),
+                                   video_token_index=tok.convert_tokens_to_ids("<video>"),
+                                   image_grid_pinpoints=ONEVISION_PINPOINTS, vision_aspect_ratio=ratio,
+                                   vision_feature_select_strategy="full", vision_feature_layer=-1,
+                                   attn_implementation=attn)
+        model = LlavaOnevisionForConditionalGeneration(cfg).eval()
+        ip = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=ONEVISION_PINPOINTS)
+        return model, image_only_processor(family, ip, tok, ONEVISION_TEMPLATE, num_image_tokens=16,
+                                           vision_feature_select_strategy="full", vision_aspect_ratio=ratio)
+    raise ValueError(f"unknown family {family!r}; valid: {', '.join(FAMILIES + NEW_FAMILIES)}")
+
+
+def save_new(family: str, directory: Path, seed: int = 0) -> Path:
+    """Save a :func:`build_new` model as a checkpoint: model, image processor, tokenizer and chat template, as
+    real checkpoints ship them (loading goes through attnprompt's image-only processor where needed)."""
+    model, proc = build_new(family, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    if family in ("gemma3", "idefics3"):  # processors that need no video processor save whole
+        proc.save_pretrained(directory)
+        return directory
+    proc.image_processor.save_pretrained(directory)
+    proc.tokenizer.save_pretrained(directory)
+    (directory / "chat_template.jinja").write_text(proc.chat_template)
+    return directory
+
+
+def make_vision_local(model) -> None:
+    """Zero the vision tower's attention out-projections: each vision token then depends only on its own
+    pixels, so perturbing a pixel region shows which image tokens belong to it (every family's tower)."""
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            vision = any(k in name for k in ("vision_tower", "vision_model", "visual"))
+            out = name.endswith(("self_attn.out_proj", "attn.proj", "attention.projection_layer"))
+            if vision and out and isinstance(module, torch.nn.Linear):
+                module.weight.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def image_token_embeddings(model, inputs, image_token_id: int) -> torch.Tensor:
+    """The language model's input embeddings at the image-token positions of the first row of ``inputs``."""
+    seen = {}
+    inner = model.model
+    lm = getattr(inner, "language_model", None) or inner.text_model
+
+    def hook(_m, args, kwargs):
+        seen["embeds"] = kwargs["inputs_embeds"].detach().clone()
+
+    h = lm.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        h.remove()
+    positions = (inputs["input_ids"][0] == image_token_id).nonzero().flatten()
+    return seen["embeds"][0, positions]

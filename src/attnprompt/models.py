@@ -34,7 +34,18 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
 
 #: VLM families whose image-token layout api-vlm knows (config ``model_type`` → family).
-VLM_FAMILIES = {"llava": "llava", "llava_next": "llava_next", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_5_vl"}
+VLM_FAMILIES = {
+    "llava": "llava",
+    "llava_next": "llava_next",
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+    "internvl": "internvl",
+    "gemma3": "gemma3",
+    "idefics3": "idefics3",
+    "smolvlm": "idefics3",  # SmolVLM is Idefics3's architecture: same tiles, pixel shuffle and prompt
+    "llava_onevision": "llava_onevision",
+}
 
 #: Models shipped inside the package, selectable by short names; "shapes" means the shapes
 #: model of the kind asked for (the CLIP for api-clip, the VLM for answering and api-vlm).
@@ -351,34 +362,80 @@ class LoadedVlm:
     location: str
 
 
-def _load_processor(name: str, location: str, model_type: str | None) -> Any:
+#: Processors of families whose stock processor insists on a video processor (which needs torchvision):
+#: model_type → the processor class built without one, for images. SmolVLM gets Idefics3's: its own reads the
+#: video processor's settings even in apply_chat_template, and needs num2words; the image prompt (tiles,
+#: row/column tokens, global image) is the same.
+IMAGE_ONLY_PROCESSORS = {
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "qwen3_vl": "Qwen3VLProcessor",
+    "internvl": "InternVLProcessor",
+    "llava_onevision": "LlavaOnevisionProcessor",
+    "smolvlm": "Idefics3Processor",
+    "idefics3": "Idefics3Processor",
+}
+
+
+def _load_processor(name: str, location: str, model_type: str | None, config: Any = None) -> Any:
     from transformers import AutoProcessor
 
     try:
         with _quiet_transformers():
             return AutoProcessor.from_pretrained(location, **_hub_kwargs(name, location, "vlm"))
-    except (AttributeError, ImportError, TypeError) as e:
-        if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+    except (AttributeError, ImportError, TypeError, ValueError, OSError) as e:
+        if model_type not in IMAGE_ONLY_PROCESSORS:
+            if isinstance(e, (ValueError, OSError)):
+                raise
             raise ModelLoadError(f"cannot load the processor of {name!r}: {e}; " + _help("vlm")) from e
-        # Qwen processors insist on a video processor, which needs torchvision; images need none.
-        return _qwen_processor_without_video(name, location, model_type)
+        # The stock processor insists on a video processor (torchvision) or num2words; images need neither.
+        return _image_only_from_checkpoint(name, location, model_type, config)
 
 
-def image_only_qwen_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
-    """A Qwen2-VL / Qwen2.5-VL processor without a video processor: the stock one insists on one, which
-    needs torchvision; images need none.
+def processor_settings(model_type: str, config: Any) -> dict[str, Any]:
+    """The processor arguments a family's model config implies (how many tokens one image or tile becomes),
+    for building a processor when the checkpoint's ``processor_config.json`` is missing or unreadable.
 
-    >>> from attnprompt.models import image_only_qwen_processor
-    >>> image_only_qwen_processor("llava", None, None, None)
-    Traceback (most recent call last):
-    attnprompt.errors.UnsupportedModelError: no image-only processor for model_type 'llava'; qwen2_vl or qwen2_5_vl
+    >>> from types import SimpleNamespace as NS
+    >>> processor_settings("internvl", NS(image_seq_length=256))
+    {'image_seq_length': 256}
+    >>> processor_settings("llava", NS())
+    {}
     """
-    if model_type == "qwen2_vl":
-        from transformers import Qwen2VLProcessor as base
-    elif model_type == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLProcessor as base
-    else:
-        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; qwen2_vl or qwen2_5_vl")
+    if config is None:
+        return {}
+    if model_type == "internvl":
+        return {"image_seq_length": int(config.image_seq_length)}
+    if model_type in ("idefics3", "smolvlm"):
+        vis = config.vision_config
+        side = int(vis.image_size) // int(vis.patch_size) // int(config.scale_factor)
+        return {"image_seq_len": side * side}
+    if model_type == "llava_onevision":
+        vis = config.vision_config
+        return {"num_image_tokens": (int(vis.image_size) // int(vis.patch_size)) ** 2,
+                "vision_feature_select_strategy": config.vision_feature_select_strategy,
+                "vision_aspect_ratio": config.vision_aspect_ratio}
+    return {}
+
+
+def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None,
+                         **settings: Any) -> Any:
+    """A family's processor without a video processor (:data:`IMAGE_ONLY_PROCESSORS`): the stock ones insist on
+    one, which needs torchvision; images need none. SmolVLM gets Idefics3's processor, whose image prompt
+    (tiles, row/column tokens, global image) is the same.
+    ``settings`` are the processor's own arguments (e.g. ``image_seq_length``).
+
+    >>> from attnprompt.models import image_only_processor
+    >>> image_only_processor("llava", None, None, None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.UnsupportedModelError: no image-only processor for model_type 'llava'; valid: idefics3, ...
+    """
+    import transformers
+
+    if model_type not in IMAGE_ONLY_PROCESSORS:
+        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; valid: "
+                                    f"{', '.join(sorted(IMAGE_ONLY_PROCESSORS))}")
+    base = getattr(transformers, IMAGE_ONLY_PROCESSORS[model_type])
 
     class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
         def check_argument_for_proper_class(self, argument_name, argument):
@@ -387,18 +444,46 @@ def image_only_qwen_processor(model_type: str, image_processor: Any, tokenizer: 
             return super().check_argument_for_proper_class(argument_name, argument)
 
     ImageOnlyProcessor.__name__ = base.__name__
-    return ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                              chat_template=chat_template)
+    parts: dict[str, Any] = {"image_processor": image_processor, "tokenizer": tokenizer}
+    if "video_processor" in base.get_attributes():
+        parts["video_processor"] = None
+    return ImageOnlyProcessor(**parts, chat_template=chat_template, **settings)
 
 
-def _qwen_processor_without_video(name: str, location: str, model_type: str) -> Any:
+def image_only_qwen_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
+    """A Qwen2-VL / Qwen2.5-VL processor without a video processor (kept for its callers; see
+    :func:`image_only_processor`, which serves every family).
+
+    >>> from attnprompt.models import image_only_qwen_processor
+    >>> image_only_qwen_processor("llava", None, None, None)
+    Traceback (most recent call last):
+    attnprompt.errors.UnsupportedModelError: no image-only processor for model_type 'llava'; qwen2_vl or qwen2_5_vl
+    """
+    if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; qwen2_vl or qwen2_5_vl")
+    return image_only_processor(model_type, image_processor, tokenizer, chat_template)
+
+
+def _image_only_from_checkpoint(name: str, location: str, model_type: str, config: Any) -> Any:
+    import inspect
+
+    import transformers
     from transformers import AutoImageProcessor, AutoTokenizer
 
     with _quiet_transformers():
         image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
     template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
-    return image_only_qwen_processor(model_type, image_processor, tokenizer, template)
+    settings = processor_settings(model_type, config)
+    saved = Path(location) / "processor_config.json"
+    if saved.is_file():  # the checkpoint's own settings win over what the model config implies
+        accepted = inspect.signature(getattr(transformers, IMAGE_ONLY_PROCESSORS[model_type]).__init__).parameters
+        try:
+            stored = json.loads(saved.read_text())
+        except (OSError, json.JSONDecodeError):
+            stored = {}
+        settings.update({k: v for k, v in stored.items() if k in accepted and k not in ("chat_template",)})
+    return image_only_processor(model_type, image_processor, tokenizer, template, **settings)
 
 
 def _read_chat_template(location: str) -> str | None:
@@ -435,7 +520,7 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
 
         model = from_pretrained(AutoModelForImageTextToText.from_pretrained, name, location, "vlm", dtype=dt)
         model_type = model.config.model_type
-        processor = _load_processor(name, location, model_type)
+        processor = _load_processor(name, location, model_type, model.config)
         tok = getattr(processor, "tokenizer", None)
         if tok is not None:
             tok.padding_side = "left"  # batched generation appends on the right

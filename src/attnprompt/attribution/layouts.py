@@ -82,17 +82,9 @@ def _fit_size(height: int, width: int, target_h: int, target_w: int) -> tuple[in
     return target_h, min(math.ceil(width * scale_h), target_w)
 
 
-def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
-    """LLaVA-NeXT ("anyres"): a base grid over the whole (squashed) image, then the high-res
-    grid assembled from tiles, unpadded to the image's aspect ratio, with one newline token
-    after each of its rows. Returns ``[base, highres]``.
-
-    >>> from types import SimpleNamespace as NS
-    >>> pinpoints = [[336, 672], [672, 336], [672, 672]]
-    >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), image_grid_pinpoints=pinpoints)
-    >>> [g.shape for g in llava_next_layout(576 + 36 * 49, cfg, (480, 640))]
-    [(24, 24), (36, 48)]
-    """
+def _anyres_geometry(config: Any, image_hw: Sequence[int]) -> tuple[int, int, int, int, tuple]:
+    """The unpadded high-res feature grid of an "anyres" image (LLaVA-NeXT, LLaVA-OneVision): the tile side in
+    tokens, its rows × columns, and where the original image lies in it (fractions)."""
     from transformers.image_processing_utils import select_best_resolution
 
     vis = config.vision_config
@@ -110,10 +102,6 @@ def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> li
         pad = (gw - new_w) // 2
         rows, cols = range(gh), range(pad, gw - pad)
     nr, nc = len(rows), len(cols)
-    base_n = side * side
-    _check(n_tokens, base_n + nr * (nc + 1), "llava_next", f"{side}×{side} base + {nr}×{nc} high-res with newlines")
-    base = GridLayout("base", np.arange(base_n).reshape(side, side), FULL)
-    index = base_n + np.arange(nr)[:, None] * (nc + 1) + np.arange(nc)[None, :]
     # The image sits centred in the best-resolution canvas; one feature cell is `patch` canvas px.
     fit_h, fit_w = _fit_size(height, width, best_h, best_w)
     py, px = (best_h - fit_h) // 2, (best_w - fit_w) // 2
@@ -123,7 +111,158 @@ def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> li
         float(np.clip(v, 0.0, 1.0))
         for v in ((px - x0) / fw, (py - y0) / fh, (px + fit_w - x0) / fw, (py + fit_h - y0) / fh)
     )
+    return side, nr, nc, extent
+
+
+def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
+    """LLaVA-NeXT ("anyres"): a base grid over the whole (squashed) image, then the high-res
+    grid assembled from tiles, unpadded to the image's aspect ratio, with one newline token
+    after each of its rows. Returns ``[base, highres]``.
+
+    >>> from types import SimpleNamespace as NS
+    >>> pinpoints = [[336, 672], [672, 336], [672, 672]]
+    >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), image_grid_pinpoints=pinpoints)
+    >>> [g.shape for g in llava_next_layout(576 + 36 * 49, cfg, (480, 640))]
+    [(24, 24), (36, 48)]
+    """
+    side, nr, nc, extent = _anyres_geometry(config, image_hw)
+    base_n = side * side
+    _check(n_tokens, base_n + nr * (nc + 1), "llava_next", f"{side}×{side} base + {nr}×{nc} high-res with newlines")
+    base = GridLayout("base", np.arange(base_n).reshape(side, side), FULL)
+    index = base_n + np.arange(nr)[:, None] * (nc + 1) + np.arange(nc)[None, :]
     return [base, GridLayout("highres", index, extent)]
+
+
+def llava_onevision_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
+    """LLaVA-OneVision: LLaVA-NeXT's layout without a CLS token, where a high-res grid larger than
+    ``anyres_max_N`` tiles is bilinearly shrunk (by the same factor on both sides, so it still covers the
+    unpadded image) before its newline tokens are added. An image of a multi-image prompt is one base grid of
+    the image padded to a square, plus one newline. Returns ``[base, highres]`` (or ``[base]``).
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(vision_config=NS(image_size=384, patch_size=14), vision_aspect_ratio="anyres_max_9",
+    ...          image_grid_pinpoints=[[384, 768], [768, 384], [768, 768]])
+    >>> [g.shape for g in llava_onevision_layout(729 + 40 * 55, cfg, (480, 640))]
+    [(27, 27), (40, 54)]
+    """
+    side = int(config.vision_config.image_size) // int(config.vision_config.patch_size)
+    base_n = side * side
+    base = GridLayout("base", np.arange(base_n).reshape(side, side), FULL)
+    if n_tokens == base_n + 1:  # not tiled (one of several images): padded to a square, centred
+        h, w = (int(v) for v in image_hw)
+        s = max(h, w)
+        return [GridLayout("base", base.index, ((s - w) / 2 / s, (s - h) / 2 / s, (s + w) / 2 / s, (s + h) / 2 / s))]
+    side, nr, nc, extent = _anyres_geometry(config, image_hw)
+    ratio_name = str(getattr(config, "vision_aspect_ratio", "anyres_max_9"))
+    if not ratio_name.startswith("anyres_max_"):
+        raise ProcessorMismatchError(f"llava_onevision: vision_aspect_ratio {ratio_name!r} is not 'anyres_max_N'")
+    most = int(ratio_name[len("anyres_max_"):])
+    ratio = math.sqrt(nr * nc / (most * side * side))
+    if ratio > 1.1:  # the model interpolates the grid down to this size (covering the same area)
+        nr, nc = int(nr // ratio), int(nc // ratio)
+    _check(n_tokens, base_n + nr * (nc + 1), "llava_onevision",
+           f"{side}×{side} base + {nr}×{nc} high-res with newlines")
+    index = base_n + np.arange(nr)[:, None] * (nc + 1) + np.arange(nc)[None, :]
+    return [base, GridLayout("highres", index, extent)]
+
+
+def tiled_layout(n_tokens: int, rows: int, cols: int, side: int, family: str) -> list[GridLayout]:
+    """Tiles plus a thumbnail (InternVL, Idefics3/SmolVLM): ``rows × cols`` tiles of ``side × side`` tokens
+    each, row-major tile after tile and row-major inside a tile, then the thumbnail's ``side × side``. The
+    tiles cover the whole image (resized, neither cropped nor padded), so they stitch into one
+    ``(rows·side) × (cols·side)`` grid. Returns ``[thumbnail, stitched]``, or ``[grid]`` for an untiled image.
+
+    >>> [g.shape for g in tiled_layout(7 * 4, 2, 3, 2, "internvl")]
+    [(2, 2), (4, 6)]
+    >>> tiled_layout(28, 2, 3, 2, "internvl")[1].index[1, 2:4].tolist()  # tile (0, 1), its second row
+    [6, 7]
+    """
+    per_tile = side * side
+    if rows * cols <= 1:
+        _check(n_tokens, per_tile, family, f"one {side}×{side} image, not tiled")
+        return [GridLayout("grid", np.arange(per_tile).reshape(side, side), FULL)]
+    _check(n_tokens, (rows * cols + 1) * per_tile, family, f"{rows}×{cols} tiles of {side}×{side} and a thumbnail")
+    r, c = np.arange(rows * side)[:, None], np.arange(cols * side)[None, :]
+    index = ((r // side) * cols + c // side) * per_tile + (r % side) * side + c % side
+    thumbnail = rows * cols * per_tile + np.arange(per_tile).reshape(side, side)
+    return [GridLayout("thumbnail", thumbnail, FULL), GridLayout("stitched", index, FULL)]
+
+
+def internvl_layout(n_tokens: int, config: Any, image_processor: Any, image_hw: Sequence[int]) -> list[GridLayout]:
+    """InternVL (2.5, 3): the image is resized (aspect distorted) onto the tile canvas whose aspect is closest to
+    the image's (``min_patches``..``max_patches`` tiles), cut into tiles, each tile's patch grid merged 2×2 by
+    pixel shuffle (``downsample_ratio`` 0.5), then a thumbnail of the whole image. See :func:`tiled_layout`.
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(vision_config=NS(image_size=[448, 448], patch_size=[14, 14]), downsample_ratio=0.5)
+    >>> ip = NS(size=NS(height=448, width=448), min_patches=1, max_patches=12, crop_to_patches=True)
+    >>> [g.shape for g in internvl_layout(256 * 4, cfg, ip, (400, 1200))]
+    [(16, 16), (16, 48)]
+    """
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+
+    vis = config.vision_config
+    size, patch = _pair(vis.image_size)[0], _pair(vis.patch_size)[0]
+    side = int(round(size // patch * float(config.downsample_ratio)))
+    tile_h, tile_w = _hw(image_processor.size)
+    cols, rows = 1, 1
+    if n_tokens != side * side:  # tiled (InternVL's processor turns crop_to_patches on whatever its config says)
+        cols, rows = get_optimal_tiled_canvas((int(image_hw[0]), int(image_hw[1])), (tile_h, tile_w),
+                                              int(image_processor.min_patches), int(image_processor.max_patches))
+    return tiled_layout(n_tokens, rows, cols, side, "internvl")
+
+
+def idefics3_layout(n_tokens: int, config: Any, rows: int, cols: int) -> list[GridLayout]:
+    """Idefics3 / SmolVLM: the image is resized to whole tiles (``max_image_size``), cut into ``rows × cols``
+    tiles, then a global image; each tile's patch grid is merged ``scale_factor``² by pixel shuffle. ``rows`` and
+    ``cols`` are read from the prompt's ``<row_r_col_c>`` tokens (0 when the image is not split). See
+    :func:`tiled_layout`.
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(vision_config=NS(image_size=512, patch_size=16), scale_factor=4)
+    >>> [g.shape for g in idefics3_layout(64 * 7, cfg, 2, 3)]
+    [(8, 8), (16, 24)]
+    """
+    vis = config.vision_config
+    side = _pair(vis.image_size)[0] // _pair(vis.patch_size)[0] // int(config.scale_factor)
+    return tiled_layout(n_tokens, rows, cols, side, "idefics3")
+
+
+def gemma3_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
+    """Gemma 3: the image squashed to the vision tower's square and average-pooled to ``mm_tokens_per_image``
+    (16×16 = 256) tokens, row-major. With pan-and-scan, crops follow — equal slices along the longer side, each
+    squashed to the square — and stitch into one grid beside each other. Returns ``[image]`` or
+    ``[image, stitched crops]``.
+
+    >>> from types import SimpleNamespace as NS
+    >>> [g.shape for g in gemma3_layout(256 * 3, NS(mm_tokens_per_image=256), (300, 900))]
+    [(16, 16), (16, 32)]
+    """
+    per = int(config.mm_tokens_per_image)
+    side = math.isqrt(per)
+    if side * side != per:
+        raise ProcessorMismatchError(f"gemma3: mm_tokens_per_image {per} is not a square number")
+    if n_tokens % per:
+        _check(n_tokens, (n_tokens // per + 1) * per, "gemma3", f"whole images of {per} tokens")
+    whole = GridLayout("grid", np.arange(per).reshape(side, side), FULL)
+    crops = n_tokens // per - 1
+    if crops == 0:
+        return [whole]
+    h, w = int(image_hw[0]), int(image_hw[1])
+    rows, cols = (1, crops) if w >= h else (crops, 1)
+    r, c = np.arange(rows * side)[:, None], np.arange(cols * side)[None, :]
+    index = per * (1 + (r // side) * cols + c // side) + (r % side) * side + c % side
+    # the last crop may be a few pixels short of the others (ceil-sized crops); the grid treats them as equal
+    return [whole, GridLayout("crops", index, FULL)]
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
+def _hw(size: Any) -> tuple[int, int]:
+    get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+    return int(get("height")), int(get("width"))
 
 
 def qwen_vl_layout(n_tokens: int, grid_thw: Sequence[int], merge: int) -> list[GridLayout]:

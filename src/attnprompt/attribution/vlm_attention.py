@@ -36,7 +36,16 @@ from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
 from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import AttributionMap, Request
 from .base import Attributor
-from .layouts import GridLayout, llava_layout, llava_next_layout, qwen_vl_layout
+from .layouts import (
+    GridLayout,
+    gemma3_layout,
+    idefics3_layout,
+    internvl_layout,
+    llava_layout,
+    llava_next_layout,
+    llava_onevision_layout,
+    qwen_vl_layout,
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,9 @@ def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant:
 
 
 class VlmAttributor(Attributor):
-    """API-VLM on a stock ``transformers`` LLaVA-1.5, LLaVA-NeXT, Qwen2-VL or Qwen2.5-VL.
+    """API-VLM on a stock ``transformers`` LLaVA-1.5, LLaVA-NeXT, LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
+    InternVL (2.5, 3), Gemma 3, Idefics3 or SmolVLM (see docs/families.md). Tiled families map the high-res grid
+    stitched from their tiles (``grid="highres"``, the default) or their thumbnail / base image (``grid="base"``).
 
     >>> from attnprompt.shapes import make_scene
     >>> attributor = VlmAttributor.from_pretrained("shapes")
@@ -112,6 +123,14 @@ class VlmAttributor(Attributor):
         self.layers = parse_layers(self.config.layers, self.depth, allow_fraction=True)
         cfg = self.model.config
         self.image_token_id = int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
+        self._row_col: dict[int, tuple[int, int]] = {}
+        if vlm.family == "idefics3":  # tiles are named in the prompt by <row_r_col_c> tokens
+            tok = getattr(self.processor, "tokenizer", None)
+            for r in range(1, 7):
+                for c in range(1, 7):
+                    i = tok.convert_tokens_to_ids(f"<row_{r}_col_{c}>") if tok is not None else None
+                    if isinstance(i, int) and i != tok.unk_token_id:
+                        self._row_col[i] = (r, c)
 
     @classmethod
     def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
@@ -165,15 +184,32 @@ class VlmAttributor(Attributor):
         """
         return Request.single(self.prepare(image)[0], query, max_new_tokens=self.config.max_new_tokens)
 
-    def _layouts(self, n_tokens: int, b: int, inputs: Any, extent: tuple) -> list[GridLayout]:
+    def _layouts(self, n_tokens: int, b: int, inputs: Any, extent: tuple,
+                 image_hw: Sequence[int] | None = None) -> list[GridLayout]:
+        """Row ``b``'s image-token layouts, ``[base, …, highres]``; ``image_hw`` is the (prepared) image's
+        (height, width), needed where the processor's outputs do not carry it (InternVL, Gemma 3 crops)."""
         family, cfg = self.vlm.family, self.model.config
         if family == "llava":
             return llava_layout(n_tokens, cfg, extent)
-        if family == "llava_next":
+        if family in ("llava_next", "llava_onevision"):
             hw = [int(v) for v in inputs["image_sizes"][b]]
-            return llava_next_layout(n_tokens, cfg, hw)
-        merge = int(cfg.vision_config.spatial_merge_size)
-        return qwen_vl_layout(n_tokens, [int(v) for v in inputs["image_grid_thw"][b]], merge)
+            return (llava_next_layout if family == "llava_next" else llava_onevision_layout)(n_tokens, cfg, hw)
+        if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+            merge = int(cfg.vision_config.spatial_merge_size)
+            return qwen_vl_layout(n_tokens, [int(v) for v in inputs["image_grid_thw"][b]], merge)
+        if family == "idefics3":
+            ids = inputs["input_ids"][b].tolist()
+            tiles = [self._row_col[i] for i in ids if i in self._row_col]
+            rows, cols = (max(r for r, _ in tiles), max(c for _, c in tiles)) if tiles else (0, 0)
+            return idefics3_layout(n_tokens, cfg, rows, cols)
+        if image_hw is None:
+            raise InputError(f"{family}: the image's (height, width) is needed to lay its tokens out")
+        if family == "internvl":
+            return internvl_layout(n_tokens, cfg, self.processor.image_processor, image_hw)
+        if family == "gemma3":
+            return gemma3_layout(n_tokens, cfg, image_hw)
+        raise UnsupportedModelError(f"no image-token layout for family {family!r}; supported: "
+                                    f"{', '.join(sorted(set(VLM_FAMILIES.values())))}")
 
     # -- attribution -------------------------------------------------------------------------
 
@@ -206,7 +242,8 @@ class VlmAttributor(Attributor):
 
     def _token_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[TokenAttention]:
         with torch.no_grad():
-            extents = [self.prepare(img)[1] for img in images]
+            prepared = [self.prepare(img) for img in images]
+            extents = [e for _, e in prepared]
             out = generate(self.vlm, [self.request(img, p) for img, p in zip(images, prompts)], capture=self.layers)
             results = []
             for b, n_steps in enumerate(out.steps):
@@ -220,7 +257,8 @@ class VlmAttributor(Attributor):
                     torch.stack([image_span_attention(r, positions.to(r.device), self.config.variant) for r in step])
                     for step in rows
                 ])  # steps × layers × image tokens
-                layouts = self._layouts(len(positions), b, out.inputs, extents[b])
+                size = prepared[b][0].size
+                layouts = self._layouts(len(positions), b, out.inputs, extents[b], (size[1], size[0]))
                 layout = layouts[-1] if self.config.grid == "highres" else layouts[0]
                 results.append(TokenAttention(values.double().cpu().numpy(), layout, out.texts[b]))
         return results
