@@ -413,3 +413,16 @@ def test_executor_settings_are_checked_before_any_work(tmp_path):
     with pytest.raises(InputError, match="for the Ray executor"):
         evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=1, out=tmp_path, workers=2)
     assert not (tmp_path / "records.sqlite").exists()
+
+
+def test_a_ray_address_nothing_answers_on_is_an_error_at_once():
+    from attnprompt.errors import InputError
+    from attnprompt.integrations.ray_executor import _check_reachable
+
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="nothing answers on 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(InputError, match="give auto, HOST:PORT"):
+        _check_reachable("nowhere")
+    assert time.perf_counter() - start < 30  # ray.init would wait without end
+    _check_reachable("auto")  # left to Ray, which says clearly when no cluster runs

@@ -193,10 +193,29 @@ def test_bad_model_arguments_fail_before_any_request():
         LmmsAdapter(vlm="shapes", strategy="plain", kernel=1)
 
 
-def test_a_server_that_cannot_be_reached_is_a_failure_not_an_answer():
-    samples = shapes_samples(2)
+def test_a_server_that_cannot_be_reached_is_a_failure_not_an_answer_and_stops_after_the_first_batch():
+    samples = shapes_samples(8)
     reqs, task_dict = requests_for(samples)
-    adapter = LmmsAdapter(vlm="http://127.0.0.1:9/v1", vlm_model="m", strategy="plain", timeout=2, progress=False)
-    with pytest.raises(LmmsRequestsFailed, match="2 of 2 requests got no answer") as info:
+    adapter = LmmsAdapter(vlm="http://127.0.0.1:9/v1", vlm_model="m", strategy="plain", timeout=2, concurrency=1,
+                          progress=False)
+    assert adapter.chunk == 4
+    with pytest.raises(LmmsRequestsFailed, match=r"every request of the first batch \(4\) failed") as info:
         adapter.generate(reqs, task_dict)
-    assert "add store=DIR" in str(info.value)
+    assert len(info.value.failures) == 4  # the other four were never sent
+    assert "connection refused" in str(info.value) and "add store=DIR" in str(info.value)
+
+
+def test_the_answering_vlm_must_be_named():
+    with pytest.raises(Exception, match=r"give the answering VLM: vlm=… in --model_args"):
+        LmmsAdapter(strategy="plain")
+
+
+@needs_lmms
+def test_model_args_parsed_by_lmms_eval_keep_negative_layer_indices():
+    from attnprompt.integrations.lmms_model import AttnPrompt
+
+    # lmms-eval's parser reads "-1" as the float -1.0; layer -1 must stay an index
+    model = AttnPrompt.create_from_arg_string("vlm=shapes,strategy=api,method=api-vlm,layers=-1",
+                                              {"batch_size": 2, "device": None})
+    described = model.adapter.describe()
+    assert described["map"]["method"] == "api-vlm" and model.adapter.backend.batch_size == 2

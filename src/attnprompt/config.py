@@ -357,6 +357,9 @@ class ClipConfig(MethodConfig):
         object.__setattr__(self, "layers", _layers_value(self.layers))
 
 
+GRID_HELP = "tiled families: highres (the grid stitched from the tiles) | base (the thumbnail or global image)"
+
+
 @dataclasses.dataclass(frozen=True)
 class VlmConfig(MethodConfig):
     """Hyper-parameters of API-VLM (paper §3.2). The defaults are the ``reference`` preset: the
@@ -385,7 +388,7 @@ class VlmConfig(MethodConfig):
     enhance: float = param(5.0, ENHANCE_HELP, cli=float)
     kernel: int = param(3, KERNEL_HELP, cli=int)
     renormalize: bool = param(False, "min-max the map again after the filter", cli=bool)
-    grid: str = param("highres", "tiled families: the high-res grid stitched from the tiles | the base/thumbnail grid")
+    grid: str = param("highres", GRID_HELP)
     fit: str = param(
         "pad",
         "LLaVA-1.5: pad to a square with the mean colour first (nothing cropped) | processor (its own resize and crop)",
@@ -440,7 +443,7 @@ class CarveConfig(MethodConfig):
                                   "reference (softmax over the image tokens)")
     enhance: float = param(0.0, ENHANCE_HELP, cli=float)
     kernel: int = param(1, KERNEL_HELP, cli=int)
-    grid: str = param("highres", "tiled families: the high-res grid stitched from the tiles | the base/thumbnail grid")
+    grid: str = param("highres", GRID_HELP)
     fit: str = param("pad", "LLaVA-1.5: pad to a square first (nothing cropped) | processor")
 
     def __post_init__(self) -> None:

@@ -450,7 +450,9 @@ def evaluate(
     if executor not in ("local", "ray"):
         raise InputError(f"executor is {executor!r}; valid: local, ray")
     if executor == "local" and (address is not None or workers is not None):
-        raise InputError("address and workers are for the Ray executor; add executor='ray' (--executor ray)")
+        given = [n for n, v in (("address", address), ("workers", workers)) if v is not None]
+        raise InputError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for the Ray executor; add "
+                         "--executor ray (executor='ray' in Python)")
     backend_args = dict(vlm_model=vlm_model, api_key=api_key, timeout=timeout, device=device, dtype=dtype,
                         concurrency=concurrency)
     runner_args = dict(model=model, sources=sources, params=params, max_new_tokens=max_new_tokens, gray=gray,
@@ -499,6 +501,8 @@ def evaluate(
                                                      for label, (_, s, _) in units.items()]})
             plan["settings"] = {"limit": limit, "batch_size": batch_size, "concurrency": concurrency,
                                 "gallery": gallery, "executor": executor}
+            if engine is not None:
+                plan["settings"]["workers"] = f"{engine.workers} ({engine.device})"
             store.set_meta("plan", plan)
             written: list[Path] = []
             if report:

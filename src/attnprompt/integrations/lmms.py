@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import InputError
+from ..errors import InputError, ModelLoadError
 from ..files import fingerprint
 from ..types import Result, Sample
 
@@ -57,10 +57,13 @@ class LmmsRequestsFailed(RuntimeError):
     'attnprompt: 1 of 10 requests got no answer, so none is returned to lmms-eval for scoring'
     """
 
-    def __init__(self, failures: Sequence[str], total: int, store: str | None) -> None:
+    def __init__(self, failures: Sequence[str], total: int, store: str | None, first: bool = False) -> None:
         self.failures = list(failures)
-        lines = [f"attnprompt: {len(failures)} of {total} requests got no answer, so none is returned to lmms-eval "
-                 "for scoring", *[f"  {f}" for f in failures[:5]]]
+        head = (f"attnprompt: every request of the first batch ({total}) failed — a server or setting problem, not "
+                "the data's; stopped before the rest" if first else
+                f"attnprompt: {len(failures)} of {total} requests got no answer, so none is returned to lmms-eval "
+                "for scoring")
+        lines = [head, *[f"  {f}" for f in failures[:5]]]
         if len(failures) > 5:
             lines.append(f"  … and {len(failures) - 5} more")
         lines.append(f"the answers that succeeded are kept in {store}; run the same command again to retry only the "
@@ -68,6 +71,12 @@ class LmmsRequestsFailed(RuntimeError):
                      "add store=DIR to --model_args to keep the answers that succeeded, so a rerun retries only the "
                      "failed requests")
         super().__init__("\n".join(lines))
+
+
+def _in_model_args(error: ModelLoadError) -> ModelLoadError:
+    """A load error's advice in lmms-eval's terms (its ``--model`` is lmms-eval's own flag)."""
+    return type(error)(f"{error} — in lmms-eval, pass vlm=… (answering) and model=… (the map's model) in "
+                       "--model_args")
 
 
 def split_context(context: str, extra: Sequence[str] = ()) -> tuple[str, str]:
@@ -161,8 +170,12 @@ def trace_of(result: Result) -> dict[str, Any]:
               **({"detail": dict(s.detail)} if s.detail else {}),
               **({"boxes": [list(a.box) if a.box is not None else None for a in s.annotations]}
                  if s.annotations else {})} for s in result.steps]
-    return {"strategy": result.config.get("strategy"), "answer": result.answer.text, "ok": result.answer.ok,
-            "steps": steps}
+    out = {"strategy": result.config.get("strategy"), "answer": result.answer.text, "ok": result.answer.ok,
+           "steps": steps}
+    shown = result.config.get("map")
+    if isinstance(shown, Mapping):
+        out["map"] = {k: shown[k] for k in ("method", "model", "preset") if k in shown}
+    return out
 
 
 @dataclass
@@ -195,7 +208,7 @@ class LmmsAdapter:
     'plain'
     """
 
-    def __init__(self, vlm: str = "shapes", strategy: str = "api", *, method: str | None = None,
+    def __init__(self, vlm: str | None = None, strategy: str = "api", *, method: str | None = None,
                  preset: str | None = None, form: str | None = None, model: str | None = None,
                  vlm_model: str | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 8,
                  concurrency: int | None = None, max_new_tokens: int | None = None, device: str | None = None,
@@ -207,14 +220,20 @@ class LmmsAdapter:
         from ..bench.runner import Runner
         from ..config import STRATEGIES
 
+        if not vlm:
+            raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
+                             "the small offline testbed model, or an OpenAI-compatible URL with vlm_model=…)")
         STRATEGIES.get(strategy)  # an unknown name fails here, before any model loads
         if int(batch_size) != batch_size or batch_size < 1:
             raise InputError(f"batch_size is {batch_size!r}; give a whole number, at least 1")
         http = is_url(vlm)
         key = os.environ.get(api_key_env) if http and api_key_env else None
         # server settings given for a local model are refused by get_backend, with the reason
-        self.backend = get_backend(vlm, vlm_model=vlm_model, api_key=key, timeout=float(timeout), device=device,
-                                   dtype=dtype, concurrency=None if concurrency is None else int(concurrency))
+        try:
+            self.backend = get_backend(vlm, vlm_model=vlm_model, api_key=key, timeout=float(timeout), device=device,
+                                       dtype=dtype, concurrency=None if concurrency is None else int(concurrency))
+        except ModelLoadError as e:
+            raise _in_model_args(e) from None
         if self.backend.local_model is not None and hasattr(self.backend, "batch_size"):
             self.backend.batch_size = int(batch_size)
         self.chunk = int(batch_size) if self.backend.local_model is not None else 4 * int(concurrency or 4)
@@ -225,7 +244,11 @@ class LmmsAdapter:
         self.store_dir, self.progress = store, progress
         self.runner = Runner(self.backend, device=device, dtype=dtype)
         self.strategies: dict[int, Any] = {}
-        self.strategy(DEFAULT_MAX_NEW_TOKENS)  # bad map settings fail now, not at the first request
+        try:
+            self.strategy(DEFAULT_MAX_NEW_TOKENS)  # bad map settings fail now, not at the first request
+        except ModelLoadError as e:
+            raise _in_model_args(e) from None
+        self.answered = 0  # answers so far (stored ones too): a first batch that all fails stops the run
         self._warned_sampling = False
 
     def strategy(self, budget: int) -> Any:
@@ -347,6 +370,7 @@ class LmmsAdapter:
                         if record is not None and record.ok:
                             job.raw, job.text = record.prediction, cut_at_stops(record.prediction, job.until)
                             job.trace = {**record.record.get("trace", {}), "reused": True}
+                            self.answered += 1
                             bar.update(1)
                         else:
                             fresh.append(job)
@@ -357,6 +381,12 @@ class LmmsAdapter:
                             store.put_config(config_hash, "lmms", config["strategy"], config)
                             store.put([self._record(j, config_hash, config["strategy"]) for j in chunk])
                         bar.update(len(chunk))
+                        self.answered += sum(j.text is not None for j in chunk)
+                        if self.answered == 0 and all(j.text is None and j.sample is not None for j in chunk):
+                            # nothing has ever been answered and a whole batch failed: the server or a setting,
+                            # not the data — say so now rather than after every request of the task
+                            raise LmmsRequestsFailed([f"{j.where}: {j.error}" for j in chunk], len(chunk),
+                                                     self.store_dir, first=True)
         finally:
             if store is not None:
                 store.close()

@@ -50,6 +50,8 @@ class AttnPrompt(lmms):
             kwargs["batch_size"] = int(size)
         if kwargs.get("device") is None:
             kwargs.pop("device", None)
+        # lmms-eval reads "-2" as the float -2.0 ("-2".isnumeric() is false): give integers back (layers=-2)
+        kwargs = {k: int(v) if isinstance(v, float) and v.is_integer() and v < 0 else v for k, v in kwargs.items()}
         self.adapter = LmmsAdapter(**kwargs)
 
     def generate_until(self, requests: list[Any]) -> list[Any]:

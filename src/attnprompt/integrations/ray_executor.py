@@ -100,6 +100,25 @@ class _Replica:
         return self.runner.cache_info()
 
 
+def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
+    """A ``host:port`` or ``ray://host:port`` address that nothing answers on is an error now: ``ray.init``
+    would wait for it without end."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    import socket
+
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"Ray address {address!r}: give auto, HOST:PORT (the head's GCS, default port 6379) or "
+                         "ray://HOST:10001")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as e:
+        raise InputError(f"cannot reach the Ray cluster at {address}: nothing answers on {host}:{port} ({e}); start "
+                         "one with `ray start --head`, or leave --address out for a local Ray") from None
+
+
 class RayExecutor:
     """A pool of Ray actors running the evaluation's chunks (see the module docstring); made by
     :func:`attnprompt.evaluate` with ``executor="ray"``. Needs ``pip install 'attnprompt[ray]'``."""
@@ -115,6 +134,7 @@ class RayExecutor:
         self.ray = ray
         self.started = False
         if not ray.is_initialized():
+            _check_reachable(address or os.environ.get("RAY_ADDRESS"))
             kwargs: dict[str, Any] = {"address": address} if address else {}
             if not address and not os.environ.get("RAY_ADDRESS"):
                 kwargs.update(include_dashboard=False)
@@ -122,8 +142,9 @@ class RayExecutor:
             try:
                 ray.init(logging_level="ERROR", log_to_driver=False, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise InputError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: {e}; "
-                                 "start one with `ray start --head` or leave --address out for a local Ray") from None
+                raise InputError(f"cannot reach the Ray cluster at {address or os.environ.get('RAY_ADDRESS')}: "
+                                 f"{str(e).rstrip('.')}; start one with `ray start --head`, or leave --address out "
+                                 "for a local Ray") from None
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         per = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
@@ -182,6 +203,8 @@ class RayExecutor:
         def done(inner: Future) -> None:
             with self.lock:
                 self.busy[i] -= 1
+            if out.done():  # cancelled by the runner (an interrupt or another chunk's error): nothing to hand over
+                return
             try:
                 out.set_result(inner.result())
             except self.ray.exceptions.RayActorError as e:
