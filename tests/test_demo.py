@@ -78,13 +78,22 @@ SHOWN = ("(((document.querySelector('#answer .prose') || {}).innerText || '') + 
          "((document.querySelector('#status .prose') || {}).innerText || ''))")
 
 
+#: Notes in ``window.__cleared`` the moment the answer and status boxes are both empty.
+WATCH_CLEARED = ("() => { const shown = () => " + SHOWN + "; window.__cleared = false;"
+                 " if (window.__observer) window.__observer.disconnect();"
+                 " window.__observer = new MutationObserver(() => {"
+                 " if (shown().trim().length == 0) window.__cleared = true; });"
+                 " window.__observer.observe(document.body, {subtree: true, childList: true, characterData: true}); }")
+
+
 def ask(page, question: str, timeout: float = 120_000) -> str:
-    """Click Ask and wait until this request's answer (or error) is on the page: the page clears the
-    previous one at the click."""
+    """Click Ask and wait until this request's answer (or error) is on the page. The page clears the
+    previous one at the click; a fast reply (an error offline) can replace it before a poll sees the
+    empty page, so an observer installed before the click notes the moment it was empty."""
     page.fill("#question textarea", question)
+    page.evaluate(WATCH_CLEARED)
     page.click("#ask")
-    page.wait_for_function(f"{SHOWN}.trim().length == 0", timeout=timeout)
-    page.wait_for_function(f"{SHOWN}.trim().length > 0", timeout=timeout)
+    page.wait_for_function(f"window.__cleared && {SHOWN}.trim().length > 0", timeout=timeout)
     return page.inner_text("#answer .prose")
 
 
