@@ -392,3 +392,38 @@ def image_token_embeddings(model, inputs, image_token_id: int) -> torch.Tensor:
         h.remove()
     positions = (inputs["input_ids"][0] == image_token_id).nonzero().flatten()
     return seen["embeds"][0, positions]
+
+
+def plant_attention(monkeypatch, tokens) -> None:
+    """Every step's attention all on the image tokens ``tokens`` (indices into the image span): api-vlm's
+    reading of the attention is replaced for the rest of the test."""
+    from attnprompt.attribution import vlm_attention
+
+    def planted(scores, positions, variant):
+        v = torch.zeros(len(positions))
+        v[tokens] = 1.0
+        return v
+
+    monkeypatch.setattr(vlm_attention, "image_span_attention", planted)
+
+
+def assert_capture_left_nothing(model, registered: int, hooks: int) -> None:
+    """After an attention capture: no watched module, SDPA back, the attention registry and the hooks as
+    they were (``registered`` implementations, ``hooks`` hooks before) — also after a block that raises."""
+    import pytest
+    from transformers import AttentionInterface
+
+    from attnprompt.attribution import capture
+    from attnprompt.attribution.capture import AttentionCapture
+
+    def clean() -> None:
+        assert capture._WATCHED == {}
+        assert model.config.get_text_config()._attn_implementation == "sdpa"
+        assert len(AttentionInterface._global_mapping) == registered
+        assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
+
+    clean()
+    with pytest.raises(RuntimeError, match="boom"):
+        with AttentionCapture(model, [0]):
+            raise RuntimeError("boom")
+    clean()

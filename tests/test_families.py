@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from attnprompt.attribution import capture as capture_mod
 from attnprompt.attribution import vlm_attention
 from attnprompt.attribution.capture import AttentionCapture
 from attnprompt.attribution.layouts import gemma3_layout
@@ -115,12 +114,7 @@ def test_planted_attention_peak_lands_on_its_image_region(family, size, grid, wh
         tiles = {int(i) // (side * side) for i in hit}
         assert len(tiles) >= 2, "the region must cross a tile boundary for this case to mean something"
 
-    def planted(scores, positions, variant):
-        v = torch.zeros(len(positions))
-        v[changed] = 1.0
-        return v
-
-    monkeypatch.setattr(vlm_attention, "image_span_attention", planted)
+    vb.plant_attention(monkeypatch, changed)
     [m], _ = attributor.run([Image.fromarray(base)], ["what is in the image ?"])
     assert m.grid.shape == (layouts[-1] if grid == "highres" else layouts[0]).shape
     heat = upsample(m.grid, (w, h), extent=m.extent, resample="nearest")
@@ -190,14 +184,7 @@ def test_capture_is_removed_after_use(family):
         with AttentionCapture(model, [0, 2]) as cap:
             out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
         assert torch.equal(out, plain) and len(cap.scores[2]) == 3
-    assert capture_mod._WATCHED == {}
-    assert model.config.get_text_config()._attn_implementation == "sdpa"
-    assert len(AttentionInterface._global_mapping) == registered
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
-    with pytest.raises(RuntimeError, match="boom"):
-        with AttentionCapture(model, [0]):
-            raise RuntimeError("boom")
-    assert capture_mod._WATCHED == {} and model.config.get_text_config()._attn_implementation == "sdpa"
+    vb.assert_capture_left_nothing(model, registered, hooks)
 
 
 @pytest.mark.parametrize("family", ALL_FAMILIES)

@@ -8,8 +8,6 @@ import pytest
 import torch
 from PIL import Image
 
-from attnprompt.attribution import capture as capture_mod
-from attnprompt.attribution import vlm_attention
 from attnprompt.attribution.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
 from attnprompt.attribution.vlm_attention import VlmAttributor, image_span_attention
 from attnprompt.config import VlmConfig
@@ -136,12 +134,7 @@ def test_planted_attention_peak_lands_on_its_image_region(family, size, grid, wh
     changed = ((e0 - e1).abs().amax(-1) > 1e-6).nonzero().flatten().tolist()
     assert changed, "the probe must find the tokens of the perturbed region"
 
-    def planted(scores, positions, variant):
-        v = torch.zeros(len(positions))
-        v[changed] = 1.0
-        return v
-
-    monkeypatch.setattr(vlm_attention, "image_span_attention", planted)
+    vb.plant_attention(monkeypatch, changed)
     [m], _ = attributor.run([Image.fromarray(base)], ["what is in the image ?"])
     from attnprompt.render import upsample
 
@@ -171,16 +164,8 @@ def test_capture_is_removed_after_use_and_does_not_leak():
         with AttentionCapture(model, [1]) as cap:
             out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
         assert torch.equal(out, plain) and len(cap.scores[1]) == 3
-    assert capture_mod._WATCHED == {}
-    assert model.config.get_text_config()._attn_implementation == "sdpa"
     assert model.config.vision_config._attn_implementation == "sdpa"
-    assert len(AttentionInterface._global_mapping) == registered
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks
-    # also when the block raises
-    with pytest.raises(RuntimeError, match="boom"):
-        with AttentionCapture(model, [0]):
-            raise RuntimeError("boom")
-    assert capture_mod._WATCHED == {} and model.config.get_text_config()._attn_implementation == "sdpa"
+    vb.assert_capture_left_nothing(model, registered, hooks)
 
 
 def test_only_watched_layers_record_and_vision_is_untouched():
