@@ -219,3 +219,29 @@ def test_model_args_parsed_by_lmms_eval_keep_negative_layer_indices():
                                               {"batch_size": 2, "device": None})
     described = model.adapter.describe()
     assert described["map"]["method"] == "api-vlm" and model.adapter.backend.batch_size == 2
+
+
+def test_answering_through_an_openai_compatible_server_equals_the_local_model():
+    """vlm=URL: the map is made in this process (API-CLIP on the shapes CLIP), the answer comes from the
+    server (here `attnprompt serve`'s handler over the shapes VLM); the answers equal the local ones."""
+    import threading
+
+    from attnprompt.backends.local import LocalVLM
+    from attnprompt.backends.server import make_server
+
+    server = make_server(LocalVLM.from_pretrained("shapes"), "127.0.0.1", 0, max_parallel=None)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        samples = shapes_samples(4)
+        reqs, task_dict = requests_for(samples)
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        remote = LmmsAdapter(vlm=url, vlm_model="shapes", strategy="api", method="api-clip", model="shapes",
+                             concurrency=2, progress=False).generate(reqs, task_dict)
+        local = LmmsAdapter(vlm="shapes", strategy="api", method="api-clip", model="shapes",
+                            progress=False).generate(reqs, task_dict)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [a for a, _ in remote] == [a for a, _ in local] and all(a for a, _ in remote)
+    assert remote[0][1]["map"]["method"] == "api-clip"
