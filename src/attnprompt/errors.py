@@ -78,3 +78,21 @@ class BackendError(AttnpromptError, RuntimeError):
     >>> BackendError("timed out").args[0]
     'timed out'
     """
+
+
+def import_optional(module: str, extra: str, purpose: str, name: str | None = None):
+    """``module``, imported; when it is not installed, an :class:`InputError` naming what needs it
+    (``name``, default the module's) and the extra that installs it.
+
+    >>> import_optional("json", "eval", "reading").__name__
+    'json'
+    >>> import_optional("no_such_module_here", "demo", "the demo")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: the demo needs no_such_module_here: pip install 'attnprompt[demo]'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InputError(f"{purpose} needs {name or module}: pip install 'attnprompt[{extra}]'") from None

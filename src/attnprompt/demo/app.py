@@ -34,13 +34,9 @@ FORMS = ("overlay", "crop", "both")
 
 
 def _gradio() -> Any:
-    try:
-        import gradio
-    except ImportError:
-        from ..errors import InputError
+    from ..errors import import_optional
 
-        raise InputError("the demo needs Gradio: pip install 'attnprompt[demo]'") from None
-    return gradio
+    return import_optional("gradio", "demo", "the demo", "Gradio")
 
 
 def example_files(directory: Path) -> list[list[str]]:

@@ -33,7 +33,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, import_optional
 from ..files import fingerprint
 
 
@@ -125,10 +125,7 @@ class RayExecutor:
 
     def __init__(self, *, vlm: Any, backend_args: Mapping[str, Any], runner_args: Mapping[str, Any],
                  batch_size: int, address: str | None = None, workers: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise InputError("--executor ray needs Ray: pip install 'attnprompt[ray]'") from None
+        ray = import_optional("ray", "ray", "--executor ray", "Ray")
         if workers is not None and (int(workers) != workers or workers < 1):
             raise InputError(f"workers is {workers!r}; give a whole number, at least 1")
         self.ray = ray

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...errors import InputError
+from ...errors import InputError, import_optional
 from ..metrics import exact_match, first_word_match, mean_of, pope_metrics, vqa_accuracy, yes_no_scores
 from .base import EvalSample, Task
+from .sources import SAVED
 
 #: Column roles and the column each is read from unless ``columns`` says otherwise.
 DEFAULT_COLUMNS = {"image": "image", "question": "question", "answer": "answer", "id": "id", "category": "category"}
@@ -167,14 +168,10 @@ def _jsonl_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
 
 
 def _hf_rows(data: str, split: str | None, limit: int | None) -> Any:
+    datasets = import_optional("datasets", "eval", f"{data!r}, not a .jsonl/.json/.csv file, is read as a Hugging "
+                               "Face dataset, which", "the datasets package")
     try:
-        import datasets
-    except ImportError:
-        raise InputError(f"{data!r} is not a .jsonl/.json/.csv file, so it would be a Hugging Face dataset, which "
-                         "needs the datasets package: pip install 'attnprompt[eval]'") from None
-    try:
-        saved = ("dataset_info.json", "state.json", "dataset_dict.json")  # what save_to_disk writes
-        if Path(data).is_dir() and any((Path(data) / f).exists() for f in saved):
+        if Path(data).is_dir() and any((Path(data) / f).exists() for f in SAVED):
             ds = datasets.load_from_disk(data)
         else:
             ds = datasets.load_dataset(data, split=split) if split else datasets.load_dataset(data)

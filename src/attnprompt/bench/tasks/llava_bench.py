@@ -30,7 +30,7 @@ import numpy as np
 from ..judge import JudgeSpec
 from ..prompts import LLAVA_BENCH_RULE, LLAVA_BENCH_SYSTEM
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/llava-bench-in-the-wild"
 SPLIT = "train"
@@ -106,12 +106,10 @@ def aggregate(columns: Mapping[str, Any]) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("llava-bench", data, hub_id=HUB_ID, split=SPLIT, original=original, limit=limit)
-
-    return Task("llava-bench", f"LLaVA-Bench in the wild ({data or HUB_ID}, {SPLIT}); GPT-judged", rows, to_sample,
-                score, aggregate, headline="relative", correct="score", max_new_tokens=1024, judge=JUDGE,
-                data=data or HUB_ID,
-                notes="relative: mean(answer score) / mean(GPT-4 reference score) × 100; answer_score and "
-                "reference_score: the means × 10 (the original's later summary); an unreadable verdict scores "
-                "−1, −1 and is counted in the means, as the original.")
+    return benchmark_task(
+        "llava-bench", "LLaVA-Bench in the wild", data, hub_id=HUB_ID, split=SPLIT, original=original,
+        to_sample=to_sample, score=score, aggregate=aggregate, headline="relative", correct="score",
+        max_new_tokens=1024, judge=JUDGE,
+        notes="relative: mean(answer score) / mean(GPT-4 reference score) × 100; answer_score and "
+        "reference_score: the means × 10 (the original's later summary); an unreadable verdict scores "
+        "−1, −1 and is counted in the means, as the original.")

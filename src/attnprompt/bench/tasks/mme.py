@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/MME"
 SPLIT = "test"
@@ -92,10 +92,8 @@ def aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("mme", data, hub_id=HUB_ID, split=SPLIT, limit=limit)
-
-    return Task("mme", f"MME ({data or HUB_ID}, {SPLIT})", rows, to_sample, score, aggregate, headline="perception",
-                max_new_tokens=16, cluster="image", data=data or HUB_ID,
-                notes="perception and cognition: sums of per-category accuracy·100 + accuracy⁺·100 (max 2000 / 800); "
-                "accuracy: per question ×100 (the paper's MME column).")
+    return benchmark_task(
+        "mme", "MME", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score, aggregate=aggregate,
+        headline="perception", max_new_tokens=16, cluster="image",
+        notes="perception and cognition: sums of per-category accuracy·100 + accuracy⁺·100 (max 2000 / 800); "
+        "accuracy: per question ×100 (the paper's MME column).")

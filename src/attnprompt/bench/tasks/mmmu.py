@@ -37,7 +37,7 @@ import numpy as np
 
 from ..metrics import mean_of
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/MMMU"
 SPLIT = "validation"
@@ -212,9 +212,7 @@ def aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("mmmu", data, hub_id=HUB_ID, split=SPLIT, limit=limit)
-
-    return Task("mmmu", f"MMMU ({data or HUB_ID}, {SPLIT})", rows, to_sample, score, aggregate, headline="accuracy",
-                max_new_tokens=128, data=data or HUB_ID,
-                notes="Categories: the 30 subjects and the 6 disciplines; overall accuracy is over all questions.")
+    return benchmark_task(
+        "mmmu", "MMMU", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score, aggregate=aggregate,
+        headline="accuracy", max_new_tokens=128,
+        notes="Categories: the 30 subjects and the 6 disciplines; overall accuracy is over all questions.")

@@ -27,7 +27,7 @@ from ..judge import JudgeSpec
 from ..metrics import mean_of
 from ..prompts import MMVET_PROMPT, MMVET_RETRY
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/MMVet"
 SPLIT = "test"
@@ -89,10 +89,8 @@ def aggregate(columns: Mapping[str, Sequence[float]]) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("mmvet", data, hub_id=HUB_ID, split=SPLIT, original=original, limit=limit)
-
-    return Task("mmvet", f"MM-Vet ({data or HUB_ID}, {SPLIT}); GPT-judged", rows, to_sample, score, aggregate,
-                headline="score", correct="score", max_new_tokens=1024, judge=JUDGE, data=data or HUB_ID,
-                notes="score: the judge's mean × 100 (per capability in the categories); judge failures score "
-                "0.0, as the original.")
+    return benchmark_task(
+        "mmvet", "MM-Vet", data, hub_id=HUB_ID, split=SPLIT, original=original, to_sample=to_sample, score=score,
+        aggregate=aggregate, headline="score", correct="score", max_new_tokens=1024, judge=JUDGE,
+        notes="score: the judge's mean × 100 (per capability in the categories); judge failures score 0.0, as the "
+        "original.")

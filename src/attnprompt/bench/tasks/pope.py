@@ -21,7 +21,7 @@ from typing import Any
 
 from ..metrics import pope_metrics, yes_no_scores
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/POPE"
 SPLIT = "test"
@@ -41,9 +41,6 @@ def score(prediction: str, sample: EvalSample) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("pope", data, hub_id=HUB_ID, split=SPLIT, limit=limit)
-
-    return Task("pope", f"POPE ({data or HUB_ID}, {SPLIT})", rows, to_sample, score, pope_metrics, headline="f1",
-                max_new_tokens=16, data=data or HUB_ID,
-                notes="yes_ratio: the share of answers read as yes (LLaVA's definition).")
+    return benchmark_task(
+        "pope", "POPE", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score, aggregate=pope_metrics,
+        headline="f1", max_new_tokens=16, notes="yes_ratio: the share of answers read as yes (LLaVA's definition).")

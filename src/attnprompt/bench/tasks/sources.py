@@ -12,18 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...errors import InputError
+from ...errors import InputError, import_optional
 
 #: Files ``save_to_disk`` writes: a folder holding one of them is a saved dataset.
 SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 
 def _datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("benchmark data is read with the datasets package: pip install 'attnprompt[eval]'") from None
-    return datasets
+    return import_optional("datasets", "eval", "reading benchmark data", "the datasets package")
 
 
 def load_rows(
@@ -79,6 +75,28 @@ def load_rows(
             return list(rows)[:limit]
     raise InputError(f"{task}: {data} is neither a save_to_disk folder nor parquet files"
                      + (" nor the original release's layout" if original else "") + f"; give {where}")
+
+
+def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, split: str,
+                   original: Callable[[Path], Sequence[Mapping[str, Any]] | None] | None = None,
+                   **task: Any) -> Any:
+    """A benchmark's :class:`~attnprompt.bench.tasks.base.Task` reading its rows with :func:`load_rows`
+    from ``data`` (default the hub copy ``hub_id``); ``task`` holds the rest of the Task's fields
+    (``to_sample``, ``score``, ``aggregate``, ``headline`` …). Its source names the title, where the data
+    is and the split, and says when a judge scores it.
+
+    >>> t = benchmark_task("tiny", "Tiny", "/d/tiny", hub_id="org/tiny", split="test", to_sample=None,
+    ...                    score=None, aggregate=None, headline="accuracy")
+    >>> t.source, t.data
+    ('Tiny (/d/tiny, test)', '/d/tiny')
+    """
+    from .base import Task
+
+    def rows(limit: int | None) -> Any:
+        return load_rows(name, data, hub_id=hub_id, split=split, original=original, limit=limit)
+
+    judged = "; GPT-judged" if task.get("judge") is not None else ""
+    return Task(name, f"{title} ({data or hub_id}, {split}){judged}", rows, data=data or hub_id, **task)
 
 
 def _looks_local(data: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..metrics import mean_of, vqa_accuracy
 from .base import EvalSample, Task
-from .sources import load_rows
+from .sources import benchmark_task
 
 HUB_ID = "lmms-lab/textvqa"
 SPLIT = "validation"
@@ -41,8 +41,6 @@ def aggregate(columns: Mapping[str, Any]) -> dict[str, float]:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("textvqa", data, hub_id=HUB_ID, split=SPLIT, limit=limit)
-
-    return Task("textvqa", f"TextVQA ({data or HUB_ID}, {SPLIT})", rows, to_sample, score, aggregate,
-                headline="accuracy", max_new_tokens=16, data=data or HUB_ID)
+    return benchmark_task(
+        "textvqa", "TextVQA", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score,
+        aggregate=aggregate, headline="accuracy", max_new_tokens=16)

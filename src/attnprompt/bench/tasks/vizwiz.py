@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Task
-from .sources import load_rows
+from .sources import benchmark_task
 from .textvqa import aggregate, score
 from .textvqa import to_sample as _textvqa_sample
 
@@ -31,8 +31,6 @@ def to_sample(row: Any) -> Any:
 
 
 def make(data: str | None = None) -> Task:
-    def rows(limit: int | None) -> Any:
-        return load_rows("vizwiz", data, hub_id=HUB_ID, split=SPLIT, limit=limit)
-
-    return Task("vizwiz", f"VizWiz-VQA ({data or HUB_ID}, {SPLIT})", rows, to_sample, score, aggregate,
-                headline="accuracy", max_new_tokens=16, data=data or HUB_ID)
+    return benchmark_task(
+        "vizwiz", "VizWiz-VQA", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score,
+        aggregate=aggregate, headline="accuracy", max_new_tokens=16)
