@@ -311,19 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        if args.command == "annotate":
-            return _annotate(args)
-        if args.command == "ask":
-            return _ask(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "eval":
-            return _eval(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "demo":
-            return _demo(args)
-        parser.error(f"unknown command {args.command}")
+        commands = {"annotate": _annotate, "ask": _ask, "serve": _serve, "eval": _eval, "report": _report,
+                    "demo": _demo}
+        if args.command not in commands:
+            parser.error(f"unknown command {args.command}")
+        return commands[args.command](args)
     except AttnpromptError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

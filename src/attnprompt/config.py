@@ -357,6 +357,18 @@ class ClipConfig(MethodConfig):
         object.__setattr__(self, "layers", _layers_value(self.layers))
 
 
+def _check_attention_fields(config: Any) -> None:
+    """The fields api-vlm and the contrastive maps share (they read the same attention): checked and
+    normalised in place on the frozen ``config``."""
+    check_choice("variant", config.variant, ("reference", "paper"))
+    check_choice("grid", config.grid, ("highres", "base"))
+    check_choice("fit", config.fit, ("pad", "processor"))
+    object.__setattr__(config, "max_new_tokens", check_tokens("max_new_tokens", config.max_new_tokens))
+    object.__setattr__(config, "kernel", check_kernel(config.kernel))
+    object.__setattr__(config, "enhance", check_enhance(config.enhance))
+    object.__setattr__(config, "layers", _layers_value(config.layers))
+
+
 GRID_HELP = "tiled families: highres (the grid stitched from the tiles) | base (the thumbnail or global image)"
 
 
@@ -395,13 +407,7 @@ class VlmConfig(MethodConfig):
     )
 
     def __post_init__(self) -> None:
-        check_choice("variant", self.variant, ("reference", "paper"))
-        check_choice("grid", self.grid, ("highres", "base"))
-        check_choice("fit", self.fit, ("pad", "processor"))
-        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
-        object.__setattr__(self, "kernel", check_kernel(self.kernel))
-        object.__setattr__(self, "enhance", check_enhance(self.enhance))
-        object.__setattr__(self, "layers", _layers_value(self.layers))
+        _check_attention_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,9 +454,7 @@ class CarveConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         check_choice("steps", self.steps, ("all", "first"))
-        check_choice("variant", self.variant, ("paper", "reference"))
-        check_choice("grid", self.grid, ("highres", "base"))
-        check_choice("fit", self.fit, ("pad", "processor"))
+        _check_attention_fields(self)
         if not isinstance(self.general, str) or not self.general.strip():
             raise InputError(
                 "general must be a non-empty instruction, like 'Write a general description of the image.'"
@@ -462,10 +466,6 @@ class CarveConfig(MethodConfig):
         if not 0 <= eps < float("inf"):
             raise InputError(f"epsilon must be a finite number ≥ 0; got {self.epsilon!r}")
         object.__setattr__(self, "epsilon", eps)
-        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
-        object.__setattr__(self, "kernel", check_kernel(self.kernel))
-        object.__setattr__(self, "enhance", check_enhance(self.enhance))
-        object.__setattr__(self, "layers", _layers_value(self.layers))
 
 
 @dataclasses.dataclass(frozen=True)
