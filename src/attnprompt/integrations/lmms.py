@@ -312,10 +312,9 @@ class LmmsAdapter:
                 if terminal:
                     s["done"] = True
                     continue
-                job = s["job"]
-                images = images_of(visuals, job.where)
-                s["job"] = self._make_job(job.index, f"{s['where']} round {round_idx}", None, context, s["gen"],
-                                          images, split=s["base"], doc_id=f"r{round_idx}")
+                # a later round's key: the first round's plus the round (its context holds earlier answers)
+                s["job"] = self._make_job(s["job"].index, f"{s['where']} round {round_idx}", s["base"],
+                                          f"r{round_idx}", context, s["gen"], lambda v=visuals: v)
         jobs = [s["job"] for s in states]
         self._raise_failures(jobs)
         return [(list(s["rounds"]), {"rounds": s["traces"]}) for s in states]
@@ -324,15 +323,16 @@ class LmmsAdapter:
 
     def _job(self, index: int, args: tuple, task_dict: Mapping[str, Any]) -> _Job:
         context, gen_kwargs, doc_to_visual, doc_id, task, split = args
-        where = f"{task}/{split}/{doc_id}"
+        return self._make_job(index, f"{task}/{split}/{doc_id}", split, doc_id, context, gen_kwargs,
+                              lambda: doc_to_visual(task_dict[task][split][doc_id]))
+
+    def _make_job(self, index: int, where: str, split: str, doc_id: Any, context: str, gen_kwargs: Any,
+                  visuals: Any) -> _Job:
+        """The job for one request; ``visuals()`` gives what the task shows (a bad one is this job's error)."""
         try:
-            images = images_of(doc_to_visual(task_dict[task][split][doc_id]), where)
+            images = images_of(visuals(), where)
         except InputError as e:
             return _Job(index, where, f"{split}/{doc_id}", None, 0, None, error=str(e))
-        return self._make_job(index, where, None, context, gen_kwargs, images, split=split, doc_id=doc_id)
-
-    def _make_job(self, index: int, where: str, key: str | None, context: str, gen_kwargs: Any,
-                  images: tuple[Image.Image, ...], split: str = "", doc_id: Any = None) -> _Job:
         gen = dict(gen_kwargs or {})
         budget = int(self.max_new_tokens or gen.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
         if not self._warned_sampling and (gen.get("do_sample") or float(gen.get("temperature") or 0) > 0):
@@ -340,7 +340,7 @@ class LmmsAdapter:
                         {k: gen[k] for k in ("do_sample", "temperature", "top_p") if k in gen})
             self._warned_sampling = True
         until = gen.get("until")
-        key = key or request_key(split, doc_id, context, until, images)
+        key = request_key(split, doc_id, context, until, images)
         try:
             question, suffix = split_context(context, self.suffixes)
             sample = Sample(images, question, suffix=suffix, id=key)
