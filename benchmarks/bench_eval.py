@@ -25,9 +25,9 @@ from pathlib import Path
 
 from attnprompt.backends.base import Backend
 from attnprompt.backends.local import LocalVLM
-from attnprompt.backends.server import make_server
-from attnprompt.bench.runner import evaluate
-from attnprompt.bench.tasks import get_task
+from attnprompt.evaluation.runner import evaluate
+from attnprompt.evaluation.tasks import get_task
+from attnprompt.serve import make_server
 from attnprompt.types import Answer, Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,7 +75,7 @@ def overhead(args) -> str:
     results = compare({"bare loop": bare, "evaluate": runner}, "cpu", args.repeats)
     out = Path(tempfile.mkdtemp())
     evaluate(task, vlm=backend, strategies="plain", out=out, batch_size=args.batch_size, progress=False, report=False)
-    from attnprompt.bench.report import write_report
+    from attnprompt.evaluation.report import write_report
 
     t0 = time.perf_counter()
     write_report(out, tasks=[task])

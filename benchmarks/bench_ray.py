@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnprompt.bench.runner import conditions_for, evaluate
-from attnprompt.bench.tasks import get_task
+from attnprompt.evaluation.runner import conditions_for, evaluate
+from attnprompt.evaluation.tasks import get_task
 
 
 def records(directory: Path) -> list[tuple]:
@@ -55,7 +55,7 @@ def startup(workers: int) -> float:
     engine = RayExecutor(vlm="shapes", backend_args={}, runner_args={}, batch_size=4, workers=workers)
     try:
         store = tempfile.mkdtemp(prefix="bench-ray-store-")
-        from attnprompt.bench.store import RunStore
+        from attnprompt.evaluation.store import RunStore
 
         with RunStore(store) as s:
             engine.prepare(get_task("shapes-vqa"), conditions_for(["plain", "api"]), s)

@@ -413,8 +413,8 @@ def assert_capture_left_nothing(model, registered: int, hooks: int) -> None:
     import pytest
     from transformers import AttentionInterface
 
-    from attnprompt.attribution import capture
-    from attnprompt.attribution.capture import AttentionCapture
+    from attnprompt import capture
+    from attnprompt.capture import AttentionCapture
 
     def clean() -> None:
         assert capture._WATCHED == {}

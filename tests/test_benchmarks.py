@@ -11,16 +11,16 @@ import pytest
 
 import bench_data
 from attnprompt.backends.base import Backend
-from attnprompt.backends.server import make_server
-from attnprompt.bench import metrics
-from attnprompt.bench.judge import Judge
-from attnprompt.bench.prompts import MMVET_RETRY
-from attnprompt.bench.runner import evaluate
-from attnprompt.bench.tasks import get_task
-from attnprompt.bench.tasks.mme import parse as mme_parse
-from attnprompt.bench.tasks.mmmu import open_correct, parse_open
 from attnprompt.cli import main
 from attnprompt.errors import InputError
+from attnprompt.evaluation import metrics
+from attnprompt.evaluation.judge import Judge
+from attnprompt.evaluation.prompts import MMVET_RETRY
+from attnprompt.evaluation.runner import evaluate
+from attnprompt.evaluation.tasks import get_task
+from attnprompt.evaluation.tasks.mme import parse as mme_parse
+from attnprompt.evaluation.tasks.mmmu import open_correct, parse_open
+from attnprompt.serve import make_server
 from attnprompt.types import Answer
 
 datasets = pytest.importorskip("datasets", reason="the benchmark tasks read data with the datasets package")
@@ -213,8 +213,8 @@ def judge_server():
 
 
 def test_mmvet_judge_prompt_is_the_originals(data):
-    from attnprompt.bench.prompts import MMVET_PROMPT
-    from attnprompt.bench.tasks.mmvet import judge_prompt
+    from attnprompt.evaluation.prompts import MMVET_PROMPT
+    from attnprompt.evaluation.tasks.mmvet import judge_prompt
 
     sample = task("mmvet", data).samples()[0].describe()
     assert sample["categories"] == ["ocr", "math"]

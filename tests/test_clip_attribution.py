@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from attnprompt.attribution.capture import capture_outputs
 from attnprompt.attribution.clip import ClipAttributor, TruncationWarning, cls_contributions
+from attnprompt.capture import capture_outputs
 from attnprompt.config import ClipConfig
 from attnprompt.errors import InputError
 from attnprompt.models import load_clip

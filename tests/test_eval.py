@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 
 from attnprompt.backends.base import Backend
-from attnprompt.bench import metrics
-from attnprompt.bench.runner import conditions_for, evaluate, map_conditions
-from attnprompt.bench.tasks import TASKS, generic_task, get_task
-from attnprompt.bench.tasks.shapes_pope import SUBSETS
 from attnprompt.cli import main
 from attnprompt.errors import InputError
+from attnprompt.evaluation import metrics
+from attnprompt.evaluation.runner import conditions_for, evaluate, map_conditions
+from attnprompt.evaluation.tasks import TASKS, generic_task, get_task
+from attnprompt.evaluation.tasks.shapes_pope import SUBSETS
 from attnprompt.types import Answer
 
 # -- metrics ----------------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_shapes_vqa_samples_are_a_stable_prefix_with_every_kind():
 
 
 def test_shapes_pope_follows_popes_construction():
-    from attnprompt.bench.tasks.shapes_pope import statistics
+    from attnprompt.evaluation.tasks.shapes_pope import statistics
 
     samples = get_task("shapes-pope").samples(3 * 18)  # three scenes
     frequency, _ = statistics()
@@ -173,8 +173,8 @@ def test_generic_task_over_a_hugging_face_dataset_saved_to_disk(tmp_path):
 USER_TASK = '''
 """A user's task: colour names of flat images."""
 from PIL import Image
-from attnprompt.bench.metrics import exact_match, mean_of
-from attnprompt.bench.tasks.base import EvalSample, Task
+from attnprompt.evaluation.metrics import exact_match, mean_of
+from attnprompt.evaluation.tasks.base import EvalSample, Task
 
 COLOURS = ["red", "green", "blue", "white"]
 
@@ -314,7 +314,7 @@ def test_eval_through_an_openai_compatible_server(tmp_path):
     import threading
 
     from attnprompt.backends.local import LocalVLM
-    from attnprompt.backends.server import make_server
+    from attnprompt.serve import make_server
 
     server = make_server(LocalVLM.from_pretrained("shapes"), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -353,7 +353,7 @@ def test_cli_eval_and_its_errors(tmp_path, capsys):
 KILLABLE = '''
 import sys, time
 from attnprompt.backends.local import LocalVLM
-from attnprompt.bench.runner import evaluate
+from attnprompt.evaluation.runner import evaluate
 
 class Slow(LocalVLM):
     """The shapes VLM, slowed down so that a kill lands mid-run."""

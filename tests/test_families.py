@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from attnprompt.attribution import vlm_attention
-from attnprompt.attribution.capture import AttentionCapture
 from attnprompt.attribution.layouts import gemma3_layout
 from attnprompt.attribution.vlm_attention import VlmAttributor
+from attnprompt.capture import AttentionCapture
 from attnprompt.config import VlmConfig
 from attnprompt.errors import ProcessorMismatchError
 from attnprompt.models import VLM_FAMILIES, LoadedVlm, chat_prompt, generate, load_vlm

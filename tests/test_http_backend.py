@@ -22,8 +22,8 @@ from PIL import Image
 
 from attnprompt.backends.base import Backend
 from attnprompt.backends.openai_http import OpenAIBackend, normalise_base_url
-from attnprompt.backends.server import ChatCompletionsHandler, make_server
 from attnprompt.errors import InputError
+from attnprompt.serve import ChatCompletionsHandler, make_server
 from attnprompt.types import Answer, Request
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "white": (255, 255, 255), "black": (0, 0, 0)}
@@ -127,7 +127,7 @@ def recording_handler(mode: str = "ok", failures: int = 1):
                 self.wfile.write(raw)
                 return None
             # Already read: hand the body to the normal path without reading it twice.
-            from attnprompt.backends.server import BadRequest, parse_chat_request
+            from attnprompt.serve import BadRequest, parse_chat_request
 
             try:
                 request = parse_chat_request(body)

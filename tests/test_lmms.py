@@ -62,7 +62,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def shapes_samples(n: int):
-    from attnprompt.bench.tasks import get_task
+    from attnprompt.evaluation.tasks import get_task
 
     task = get_task("shapes-vqa")
     return [task.to_sample(r) for r in itertools.islice(task.rows(n), n)]
@@ -88,7 +88,7 @@ def shapes_dataset(tmp_path_factory) -> Path:
 @needs_lmms
 def test_lmms_eval_scores_equal_attnprompt_eval(shapes_dataset, tmp_path):
     from attnprompt import evaluate
-    from attnprompt.bench.tasks.generic import generic_task
+    from attnprompt.evaluation.tasks.generic import generic_task
 
     tasks = tmp_path / "tasks"
     tasks.mkdir()
@@ -227,7 +227,7 @@ def test_answering_through_an_openai_compatible_server_equals_the_local_model():
     import threading
 
     from attnprompt.backends.local import LocalVLM
-    from attnprompt.backends.server import make_server
+    from attnprompt.serve import make_server
 
     server = make_server(LocalVLM.from_pretrained("shapes"), "127.0.0.1", 0, max_parallel=None)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

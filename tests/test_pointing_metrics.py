@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attnprompt.bench.pointing import cell_coverage, centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
+from attnprompt.evaluation.pointing import cell_coverage, centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
 from attnprompt.shapes import make_scene
 
 

@@ -87,8 +87,8 @@ def _large_object_scenes():
 
 @needs_clip
 def test_cli_annotate_with_shapes_runs_offline_and_peaks_on_the_named_object(tmp_path):
-    from attnprompt.bench.pointing import in_box, peak
     from attnprompt.cli import main
+    from attnprompt.evaluation.pointing import in_box, peak
 
     hits = []
     for k, (scene, idx) in enumerate(_large_object_scenes()):
@@ -120,7 +120,7 @@ def test_different_queries_on_one_scene_peak_on_their_own_objects():
     """examples/scene.png: each object of at least 12.5% of the side, named in turn, gets the
     grounding map's peak (the default preset does not reliably: see the pointing benchmark)."""
     from attnprompt.api import annotate
-    from attnprompt.bench.pointing import in_box, peak
+    from attnprompt.evaluation.pointing import in_box, peak
 
     scene = make_scene(7, n_objects=5, size=320)
     targets = [i for i, o in enumerate(scene.objects) if o.size >= 0.125 * 320]

@@ -297,7 +297,7 @@ def test_multi_turn_and_multi_image_strategies_speak_openai_chat(tiny_clip_dir):
 
     from attnprompt.api import build_strategy
     from attnprompt.backends.openai_http import OpenAIBackend
-    from attnprompt.backends.server import ChatCompletionsHandler, make_server
+    from attnprompt.serve import ChatCompletionsHandler, make_server
 
     posts = []
 
@@ -305,7 +305,7 @@ def test_multi_turn_and_multi_image_strategies_speak_openai_chat(tiny_clip_dir):
         def do_POST(self):
             body = self.read_body()
             posts.append(json.loads(body))
-            from attnprompt.backends.server import parse_chat_request
+            from attnprompt.serve import parse_chat_request
 
             self.send_json(*self.complete(parse_chat_request(body)))
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from attnprompt.attribution.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
 from attnprompt.attribution.vlm_attention import VlmAttributor, image_span_attention
+from attnprompt.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
 from attnprompt.config import VlmConfig
 from attnprompt.errors import InputError, UnsupportedModelError
 from attnprompt.models import LoadedVlm, chat_prompt, load_vlm

@@ -195,7 +195,15 @@ def run_batch(
     from tqdm.auto import tqdm
 
     from .api import check_rendering, get_attributor
-    from .files import array_file, atomic_write_all, check_writable, config_changes, fingerprint, image_file, save_json
+    from .files import (
+        array_file,
+        atomic_write_all,
+        check_writable,
+        config_changes,
+        config_hash_of,
+        image_file,
+        save_json,
+    )
     from .images import load_image
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -203,7 +211,7 @@ def run_batch(
     gray = check_rendering(gray, resample)
     t0 = time.perf_counter()
     settings = batch_settings(method, model, preset, params or {}, gray, resample)  # bad settings fail here
-    key = fingerprint(settings)
+    key = config_hash_of(settings)
     items, problems = read_batch(batch_file)
     directory = Path(out_dir)
     if directory.exists() and not directory.is_dir():

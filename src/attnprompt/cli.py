@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
-    from .backends.server import Limits
+    from .serve import Limits
 
     limits = Limits()
     srv.add_argument("--max-body-mb", type=float, default=limits.max_body / 2**20,
@@ -333,8 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .backends.local import LocalVLM
-    from .backends.server import Limits, check_address, serve
     from .errors import InputError
+    from .serve import Limits, check_address, serve
 
     for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-images", args.max_images),
                         ("--max-image-mpx", args.max_image_mpx), ("--max-prompt-chars", args.max_prompt_chars)):
@@ -469,9 +469,9 @@ def _shown(result: Any) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .bench.runner import evaluate
-    from .bench.tasks import generic_task
     from .errors import InputError
+    from .evaluation.runner import evaluate
+    from .evaluation.tasks import generic_task
 
     tasks: list[Any] = [t.strip() for t in args.task.split(",") if t.strip()]
     data = _data_locations(args.data, tasks)
@@ -501,8 +501,8 @@ def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:
     >>> _data_locations("mme=/d/mme,pope=/d/pope", ["mme", "pope"]), _data_locations("x.jsonl", ["vqa"])
     ({'mme': '/d/mme', 'pope': '/d/pope'}, {'vqa': 'x.jsonl'})
     """
-    from .bench.tasks import TASKS, Task
     from .errors import InputError
+    from .evaluation.tasks import TASKS, Task
 
     if not value:
         return {}
@@ -517,8 +517,8 @@ def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .backends.server import check_address
     from .demo.app import _gradio, serve
+    from .serve import check_address
 
     _gradio()  # says how to install it, before anything else
     check_address(args.host, args.port, try_bind=True)
@@ -528,7 +528,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .bench.report import write_report
+    from .evaluation.report import write_report
 
     for path in write_report(args.directory):
         print(f"wrote {path}")

@@ -309,11 +309,11 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> None:
             pass
 
 
-def fingerprint(settings: Mapping[str, Any]) -> str:
+def config_hash_of(settings: Mapping[str, Any]) -> str:
     """A short, stable digest of a configuration (JSON with sorted keys): what a finished item
     records, so that a rerun reuses it only when its configuration is the same.
 
-    >>> fingerprint({"b": 1, "a": [2, 3]}) == fingerprint({"a": (2, 3), "b": 1})
+    >>> config_hash_of({"b": 1, "a": [2, 3]}) == config_hash_of({"a": (2, 3), "b": 1})
     True
     """
     text = json.dumps(settings, sort_keys=True, default=_json_default)

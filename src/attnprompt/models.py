@@ -651,7 +651,7 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     the text) or at its own ``max_new_tokens``.
 
     ``capture`` lists language-model layers whose last-row attention scores are recorded at every
-    step (:class:`~attnprompt.attribution.capture.AttentionCapture`: SDPA and the KV cache stay).
+    step (:class:`~attnprompt.capture.AttentionCapture`: SDPA and the KV cache stay).
 
     A prompt that does not fit the model's context (:func:`context_length`), its images' tokens
     included, is a :class:`PromptTooLongError` before any model work; an answer budget that would run
@@ -695,7 +695,7 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
     scores: dict[int, list[Any]] = {}
     if capture:
-        from .attribution.capture import AttentionCapture
+        from .capture import AttentionCapture
 
         watch: Any = AttentionCapture(vlm.model, capture)
     else:

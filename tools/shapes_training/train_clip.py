@@ -176,7 +176,7 @@ def patch_labels(scene, grid: int) -> np.ndarray:
     >>> labels.shape, int(labels.min()) >= -1, int(labels.max()) < len(COLOR_NAMES) * len(SHAPES)
     ((12, 12), True, True)
     """
-    from attnprompt.bench.pointing import cell_coverage
+    from attnprompt.evaluation.pointing import cell_coverage
 
     best = np.zeros((grid, grid))
     labels = np.full((grid, grid), -1, np.int16)
@@ -297,7 +297,7 @@ def _normalise(images_u8: np.ndarray):
 def early_cls_modules(model, readout: int) -> dict[str, Any]:
     """The attention and MLP modules of every vision block but the last ``readout`` ones, by name:
     the cls token's updates in them are what :func:`train`'s read-out regulariser penalises
-    (capture them with :func:`attnprompt.attribution.capture.capture_outputs`).
+    (capture them with :func:`attnprompt.capture.capture_outputs`).
     """
     layers = list(model.vision_model.encoder.layers)
     early = layers[: max(0, len(layers) - readout)]
@@ -449,8 +449,8 @@ def pointing_accuracy(model, tokenizer, seeds: Sequence[int], *, size: int = 224
     peaks inside the box of the object the query names.
     """
     from attnprompt.attribution.clip import ClipAttributor
-    from attnprompt.bench.pointing import in_box, peak
     from attnprompt.config import ClipConfig
+    from attnprompt.evaluation.pointing import in_box, peak
     from attnprompt.models import LoadedClip
     from attnprompt.render import upsample
     from attnprompt.shapes import pointing_query
@@ -490,7 +490,7 @@ def train(cfg: TrainConfig, log=print) -> dict[str, Any]:
     """Train and save; returns the record written to ``training.json``."""
     import torch
 
-    from attnprompt.attribution.capture import capture_outputs
+    from attnprompt.capture import capture_outputs
 
     from .subset_tokenizer import build_subset_tokenizer
 

@@ -45,12 +45,12 @@ import torch
 from PIL import Image
 
 from .. import render
+from ..capture import capture_outputs
 from ..config import ClipConfig, check_kernel, check_query, parse_layers
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
 from .base import Attributor
-from .capture import capture_outputs
 
 
 class TruncationWarning(UserWarning):

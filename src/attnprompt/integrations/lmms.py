@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import InputError, ModelLoadError
-from ..files import fingerprint
+from ..files import config_hash_of
 from ..types import Result, Sample
 
 LOG = logging.getLogger("attnprompt.lmms")
@@ -217,8 +217,8 @@ class LmmsAdapter:
         import os
 
         from ..backends import get_backend, is_url
-        from ..bench.runner import Runner
         from ..config import STRATEGIES
+        from ..evaluation.runner import Runner
 
         if not vlm:
             raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
@@ -362,7 +362,7 @@ class LmmsAdapter:
                 for budget, group in by_budget.items():
                     strategy = self.strategy(budget)
                     config = self.describe(budget)
-                    config_hash = fingerprint(config)
+                    config_hash = config_hash_of(config)
                     kept = store.records("lmms", config_hash) if store is not None else {}
                     fresh = []
                     for job in group:
@@ -413,7 +413,7 @@ class LmmsAdapter:
                 job.error = f"{result.answer.failure or 'error'}: {result.answer.error or 'no answer'}"
 
     def _record(self, job: _Job, config_hash: str, condition: str) -> Any:
-        from ..bench.store import Record
+        from ..evaluation.store import Record
 
         ok = job.text is not None
         return Record("lmms", job.key, config_hash, condition, ok, job.raw if ok else "", job.error,
@@ -422,7 +422,7 @@ class LmmsAdapter:
     def _open_store(self) -> Any:
         if not self.store_dir:
             return None
-        from ..bench.store import RunStore
+        from ..evaluation.store import RunStore
 
         return RunStore(self.store_dir)
 

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import InputError, import_optional
-from ..files import fingerprint
+from ..files import config_hash_of
 
 
 class WorkerDied(RuntimeError):
@@ -59,7 +59,7 @@ class _Replica:
             import torch
 
             torch.set_num_threads(threads)
-        from ..bench.runner import Runner
+        from ..evaluation.runner import Runner
 
         self.backend = None
         if vlm is not None:
@@ -76,19 +76,19 @@ class _Replica:
                 "http": self.backend is not None and self.backend.local_model is None, "pid": os.getpid()}
 
     def prepare(self, task: Any, conditions: list[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-        from ..bench.runner import plan_condition
+        from ..evaluation.runner import plan_condition
 
         out = {}
         for condition in conditions:
             config, run = plan_condition(task, condition, self.runner, self.backend)
-            config_hash = fingerprint(config)
+            config_hash = config_hash_of(config)
             self.units[(task.name, condition.label)] = (config_hash, task, condition, run)
             out[condition.label] = (config_hash, config)
         return out
 
     def run(self, task_name: str, label: str, config_hash: str, samples: list[Any], indices: list[int],
             gallery: int) -> tuple[list, list, BaseException | None]:
-        from ..bench.runner import Unit, run_unit
+        from ..evaluation.runner import Unit, run_unit
 
         mine, task, condition, run = self.units[(task_name, label)]
         if mine != config_hash:
@@ -172,7 +172,7 @@ class RayExecutor:
     def prepare(self, task: Any, conditions: list[Any], store: Any) -> dict[str, tuple[Any, Any, Any]]:
         """Every actor plans the task's conditions; the first one's configurations go to the store.
         Returns the runner's units (``run`` is None: the actors run them)."""
-        from ..bench.runner import ConditionStats
+        from ..evaluation.runner import ConditionStats
 
         portable = _portable(task)
         plans = self._get([a.prepare.remote(portable, conditions) for a in self.actors])

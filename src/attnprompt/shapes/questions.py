@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bench.metrics import first_word
+from ..text import first_word
 from .scenes import (
     COLORS,
     SHAPES,

@@ -57,9 +57,9 @@ class SeedRange:
         return self.start + self.size
 
 
-POINTING = SeedRange("pointing", 100_000, 100_000, "the shapes-pointing task (attnprompt.bench.tasks)")
-SHAPES_VQA = SeedRange("shapes-vqa", 200_000, 100_000, "the shapes-vqa task (attnprompt.bench.tasks)")
-SHAPES_POPE = SeedRange("shapes-pope", 400_000, 100_000, "the shapes-pope task (attnprompt.bench.tasks)")
+POINTING = SeedRange("pointing", 100_000, 100_000, "the shapes-pointing task (attnprompt.evaluation.tasks)")
+SHAPES_VQA = SeedRange("shapes-vqa", 200_000, 100_000, "the shapes-vqa task (attnprompt.evaluation.tasks)")
+SHAPES_POPE = SeedRange("shapes-pope", 400_000, 100_000, "the shapes-pope task (attnprompt.evaluation.tasks)")
 TOWER_VALIDATION = SeedRange("tower-validation", 300_000, 100_000,
                              "held-out per-patch accuracy of the vision-tower fine-tune")
 CLIP_RETRIEVAL_EVAL = SeedRange("clip-retrieval-eval", 500_000, 100_000,

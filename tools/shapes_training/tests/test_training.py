@@ -113,7 +113,7 @@ def test_value_paths_are_each_tokens_value_through_the_out_projection(tmp_path):
     with torch.no_grad():  # transformers installs its own output-capturing hooks on first use
         model.vision_model(pixel_values=x, output_hidden_states=True)
     before = {id(m): len(m._forward_hooks) for m in model.modules()}
-    from attnprompt.attribution.capture import capture_outputs
+    from attnprompt.capture import capture_outputs
 
     with torch.no_grad(), capture_outputs({l: layers[l].self_attn.v_proj for l in (0, len(layers) - 1)}) as values:
         hidden = model.vision_model(pixel_values=x, output_hidden_states=True).hidden_states

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..text import first_word
+
 __all__ = [
     "BootstrapInterval",
     "bootstrap",
@@ -38,16 +40,6 @@ __all__ = [
 Columns = Mapping[str, np.ndarray]
 
 # -- answer normalisation ---------------------------------------------------------------------------
-
-
-def first_word(text: str) -> str:
-    """A reply's first word, lower-cased, without punctuation around it.
-
-    >>> first_word(" Red. It is red."), first_word("")
-    ('red', '')
-    """
-    words = re.sub(r"[.,!?;:\"'()]", " ", text.strip().lower()).split()
-    return words[0] if words else ""
 
 
 def normalize_answer(text: str) -> str:

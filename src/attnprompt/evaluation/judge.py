@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..files import fingerprint
+from ..files import config_hash_of
 from ..types import Request, Turn
 
 
@@ -90,8 +90,8 @@ class Judge:
                      max_tokens=spec.max_tokens)
         return d
 
-    def fingerprint(self, spec: JudgeSpec) -> str:
-        return fingerprint(self.describe(spec))
+    def config_hash_of(self, spec: JudgeSpec) -> str:
+        return config_hash_of(self.describe(spec))
 
     def _backend(self, temperature: float, model: str) -> Any:
         from ..backends.openai_http import OpenAIBackend

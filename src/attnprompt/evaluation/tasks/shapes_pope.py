@@ -15,7 +15,7 @@ subsets that differ in how the absent objects are drawn:
   shape (a "red square" beside a red circle and a blue square), then by co-occurrence counts.
 
 The yes questions are the same in all three subsets, as in POPE. Replies are read as LLaVA's
-``eval_pope`` does (:func:`~attnprompt.bench.metrics.parse_yes_no`); accuracy, precision, recall,
+``eval_pope`` does (:func:`~attnprompt.evaluation.metrics.parse_yes_no`); accuracy, precision, recall,
 F1 and the yes-ratio (predicted yes / N) per subset (the report's categories) and overall; F1 is
 the headline.
 """

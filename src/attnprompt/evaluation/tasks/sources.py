@@ -80,7 +80,7 @@ def load_rows(
 def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, split: str,
                    original: Callable[[Path], Sequence[Mapping[str, Any]] | None] | None = None,
                    **task: Any) -> Any:
-    """A benchmark's :class:`~attnprompt.bench.tasks.base.Task` reading its rows with :func:`load_rows`
+    """A benchmark's :class:`~attnprompt.evaluation.tasks.base.Task` reading its rows with :func:`load_rows`
     from ``data`` (default the hub copy ``hub_id``); ``task`` holds the rest of the Task's fields
     (``to_sample``, ``score``, ``aggregate``, ``headline`` …). Its source names the title, where the data
     is and the split, and says when a judge scores it.

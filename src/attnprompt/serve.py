@@ -24,11 +24,11 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import InputError
-from ..images import load_image
-from ..types import Request, Turn
-from .base import Backend
-from .openai_http import EMPTY_ANSWER
+from .backends.base import Backend
+from .backends.openai_http import EMPTY_ANSWER
+from .errors import InputError
+from .images import load_image
+from .types import Request, Turn
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ files of that layout.
 Prompt: the question, then "\\nAnswer the question using a single word or phrase." (the paper's
 suffix; no OCR tokens — the paper's 48.3 for LLaVA-1.5-13B is the setting without them). VQA
 accuracy as the EvalAI evaluation: prediction and every reference normalised
-(:func:`~attnprompt.bench.metrics.normalize_vqa`), then the mean over references i of
+(:func:`~attnprompt.evaluation.metrics.normalize_vqa`), then the mean over references i of
 min(1, #{j ≠ i: reference j = prediction} / 3); reported as a fraction.
 """
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ..config import METHOD_CONFIGS, STRATEGIES, RegionConfig
 from ..errors import InputError
-from ..files import DirectoryLock, check_writable, fingerprint
+from ..files import DirectoryLock, check_writable, config_hash_of
 from .store import Record, RunStore
 from .tasks import Task, get_task
 from .tasks.base import EvalSample, score_columns
@@ -212,7 +212,7 @@ class Runner:
                                dtype=self.dtype, **own)
 
     def cache_info(self) -> dict[str, dict[str, int]]:
-        return {f"{a.method} {fingerprint(a.describe())}": a.info() for a in self.attributors.values()}
+        return {f"{a.method} {config_hash_of(a.describe())}": a.info() for a in self.attributors.values()}
 
 
 # -- one unit of work: a chunk of samples under one condition ------------------------------------------
@@ -407,7 +407,7 @@ def evaluate(
     server. ``retry_failed``: run again the samples whose record is a failure. ``gallery``: keep
     pictures of what the VLM was shown for the first N samples of each task, for the report.
     ``data``: where benchmarks' data is, ``{task: path or hub id}`` (or one location for a single
-    task). ``judge``: an OpenAI-compatible URL (or a built :class:`~attnprompt.bench.judge.Judge`)
+    task). ``judge``: an OpenAI-compatible URL (or a built :class:`~attnprompt.evaluation.judge.Judge`)
     for the tasks a judge scores (MM-Vet, LLaVA-Bench), ``judge_model`` its model (default the
     original's), the key read from the environment variable ``judge_key_env``; without a judge their
     answers are recorded and the report says they await one. ``executor="ray"``: the chunks run on a
@@ -493,7 +493,7 @@ def evaluate(
                                 submit=engine.submit if engine is not None else None)
                 judged = None
                 if task.judge is not None and judge_obj is not None:
-                    judged = {"hash": judge_obj.fingerprint(task.judge), "describe": judge_obj.describe(task.judge)}
+                    judged = {"hash": judge_obj.config_hash_of(task.judge), "describe": judge_obj.describe(task.judge)}
                     _judge_task(task, units, store, judge_obj, judged["hash"], ids, retry_failed, progress)
                 plan["tasks"].append({"name": task.name, "spec": task.spec, "describe": task.describe(),
                                       "data": task.data, "judge": judged, "samples": ids,
@@ -602,7 +602,7 @@ def _prepare(task: Task, conditions: list[Condition], runner: Runner, store: Run
     out = {}
     for condition in conditions:
         config, run = plan_condition(task, condition, runner, backend)
-        config_hash = fingerprint(config)
+        config_hash = config_hash_of(config)
         store.put_config(config_hash, task.name, condition.label, config)
         out[condition.label] = (condition, ConditionStats(condition.label, config_hash), run)
     return out

@@ -94,7 +94,7 @@ class Task:
     - ``max_new_tokens``: the answer budget the task needs; ``version``: bump it when rows or scoring
       change, so no stored record of the old version is reused.
 
-    >>> from attnprompt.bench.metrics import exact_match, mean_of
+    >>> from attnprompt.evaluation.metrics import exact_match, mean_of
     >>> t = Task("tiny", "two rows in code", lambda limit: [{"q": "Colour?", "a": "red"}][:limit],
     ...          lambda row: EvalSample(row["q"], Image.new("RGB", (4, 4)), row["q"], (row["a"],)),
     ...          lambda pred, s: {"correct": exact_match(pred, s.references)},
@@ -120,7 +120,7 @@ class Task:
     #: A score column naming each sample's cluster (MME: the image, whose two questions are scored
     #: together): bootstrap intervals then resample whole clusters.
     cluster: str | None = None
-    #: How a judge model scores an answer (:class:`~attnprompt.bench.judge.JudgeSpec`), for tasks
+    #: How a judge model scores an answer (:class:`~attnprompt.evaluation.judge.JudgeSpec`), for tasks
     #: scored by a GPT judge; their ``score`` gives what needs no judge (often nothing).
     judge: Any = None
     #: Where the data was read from (a hub id or a local path), recorded in the report.
@@ -138,7 +138,7 @@ class Task:
     def samples(self, limit: int | None = None) -> list[EvalSample]:
         """The first ``limit`` samples (all by default), ids checked unique.
 
-        >>> from attnprompt.bench.tasks import get_task
+        >>> from attnprompt.evaluation.tasks import get_task
         >>> [s.id for s in get_task("shapes-vqa").samples(2)]
         ['200000/color/0', '200000/shape/0']
         """

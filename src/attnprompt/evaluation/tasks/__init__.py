@@ -30,16 +30,16 @@ __all__ = ["GENERIC_METRICS", "TASKS", "EvalSample", "Task", "generic_task", "ge
 TASKS = Registry(
     "task",
     {
-        "shapes-vqa": "attnprompt.bench.tasks.shapes_vqa:TASK",
-        "shapes-pope": "attnprompt.bench.tasks.shapes_pope:TASK",
-        "shapes-pointing": "attnprompt.bench.tasks.shapes_pointing:TASK",
-        "mme": "attnprompt.bench.tasks.mme:make",
-        "pope": "attnprompt.bench.tasks.pope:make",
-        "textvqa": "attnprompt.bench.tasks.textvqa:make",
-        "vizwiz": "attnprompt.bench.tasks.vizwiz:make",
-        "mmmu": "attnprompt.bench.tasks.mmmu:make",
-        "mmvet": "attnprompt.bench.tasks.mmvet:make",
-        "llava-bench": "attnprompt.bench.tasks.llava_bench:make",
+        "shapes-vqa": "attnprompt.evaluation.tasks.shapes_vqa:TASK",
+        "shapes-pope": "attnprompt.evaluation.tasks.shapes_pope:TASK",
+        "shapes-pointing": "attnprompt.evaluation.tasks.shapes_pointing:TASK",
+        "mme": "attnprompt.evaluation.tasks.mme:make",
+        "pope": "attnprompt.evaluation.tasks.pope:make",
+        "textvqa": "attnprompt.evaluation.tasks.textvqa:make",
+        "vizwiz": "attnprompt.evaluation.tasks.vizwiz:make",
+        "mmmu": "attnprompt.evaluation.tasks.mmmu:make",
+        "mmvet": "attnprompt.evaluation.tasks.mmvet:make",
+        "llava-bench": "attnprompt.evaluation.tasks.llava_bench:make",
     },
 )
 
