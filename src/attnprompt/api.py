@@ -13,7 +13,7 @@ from typing import Any
 
 from . import render
 from .attribution.base import Attributor
-from .config import METHODS, STRATEGIES, RegionConfig, check_gray, check_query
+from .config import METHODS, STRATEGIES, RegionConfig, check_gray, check_pairs, check_query
 from .errors import InputError
 from .images import ImageLike, load_image
 from .types import Annotation, AttributionMap, Result, Sample
@@ -183,10 +183,8 @@ def annotate_batch(
     >>> [a.query for a in anns]
     ['the star', 'the circle']
     """
-    if len(images) != len(queries):
-        raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
+    queries, _ = check_pairs(images, queries)
     check_rendering(gray, resample)
-    queries = [check_query(q) for q in queries]
     loaded: dict[Any, Any] = {}
     rgb = []
     for img in images:  # images and queries first: a bad one fails before a model loads

@@ -100,6 +100,25 @@ def check_query(query: Any) -> str:
     return q
 
 
+def check_pairs(images: Sequence[Any], queries: Sequence[Any],
+                suffixes: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """One query per image and one answer-format suffix per query: the queries checked
+    (:func:`check_query`) and the suffixes (``""`` each when none are given).
+
+    >>> check_pairs(["img"], [" the star "])
+    (['the star'], [''])
+    >>> check_pairs(["a", "b"], ["q"])
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: got 2 images but 1 queries; give one query per image
+    """
+    if len(images) != len(queries):
+        raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
+    suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
+    if len(suffixes) != len(queries):
+        raise InputError(f"got {len(suffixes)} suffixes for {len(queries)} queries; give one per query")
+    return [check_query(q) for q in queries], suffixes
+
+
 def with_suffix(text: str, suffix: str | None) -> str:
     """``text`` followed by the task's answer-format suffix (if any): after a space, or as it is when
     the suffix starts with a line break (MMMU's "\\n\\nAnswer with the option's letter …").

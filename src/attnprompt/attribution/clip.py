@@ -46,7 +46,7 @@ from PIL import Image
 
 from .. import render
 from ..capture import capture_outputs
-from ..config import ClipConfig, check_kernel, check_query, parse_layers
+from ..config import ClipConfig, check_kernel, check_pairs, parse_layers
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
@@ -298,9 +298,7 @@ class ClipAttributor(Attributor):
         >>> bool((a.raw != b.raw).any())
         True
         """
-        if len(images) != len(queries):
-            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
-        queries = [check_query(q) for q in queries]
+        queries, _ = check_pairs(images, queries, suffixes)
         if not queries:
             return []
         unique_q = list(dict.fromkeys(queries))

@@ -27,8 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .. import render
-from ..config import CarveConfig, VlmConfig, check_query
-from ..errors import InputError
+from ..config import CarveConfig, VlmConfig, check_pairs
 from ..models import LoadedVlm
 from ..types import AttributionMap
 from .base import Attributor
@@ -115,10 +114,7 @@ class ContrastiveAttributor(Attributor):
     ) -> list[AttributionMap]:
         """Contrastive maps for the pairs ``(images[i], queries[i])``: the task passes and the general
         passes not yet cached run as one batched generation."""
-        if len(images) != len(queries):
-            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
-        queries = [check_query(q) for q in queries]
-        suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
+        queries, suffixes = check_pairs(images, queries, suffixes)
         keys = [self._key(img, s) for img, s in zip(images, suffixes)]
         missing: dict[tuple, tuple[Image.Image, str]] = {}
         general: dict[tuple, TokenAttention] = {}  # this call's general passes, whatever the cache evicts

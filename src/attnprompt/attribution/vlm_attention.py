@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .. import render
-from ..config import VlmConfig, check_query, parse_layers, with_suffix
+from ..config import VlmConfig, check_pairs, parse_layers, with_suffix
 from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
 from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import AttributionMap, Request
@@ -229,12 +229,8 @@ class VlmAttributor(Attributor):
         >>> t.values.shape, t.layout.shape, t.answer
         ((2, 1, 256), (16, 16), 'green')
         """
-        if len(images) != len(queries):
-            raise InputError(f"got {len(images)} images but {len(queries)} queries; give one query per image")
-        suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
-        if len(suffixes) != len(queries):
-            raise InputError(f"got {len(suffixes)} suffixes for {len(queries)} queries; give one per query")
-        prompts = [with_suffix(check_query(q), s) for q, s in zip(queries, suffixes)]
+        queries, suffixes = check_pairs(images, queries, suffixes)
+        prompts = [with_suffix(q, s) for q, s in zip(queries, suffixes)]
         out: list[TokenAttention] = []
         for start in range(0, len(images), self.batch_size):
             out += self._token_batch(images[start : start + self.batch_size], prompts[start : start + self.batch_size])
