@@ -72,7 +72,7 @@ def build(size: str, directory: Path, device: str, dtype: torch.dtype):
 
 def measure(size: str, args, image, query: str, dtype) -> str:
     """Time and memory rows for one CLIP size (the model lives only inside this call)."""
-    from attnprompt.api import render_annotation
+    from attnprompt.annotation import render_annotation
 
     with tempfile.TemporaryDirectory() as d:
         attributor = build(size, Path(d), args.device, dtype)

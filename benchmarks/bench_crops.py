@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from attnprompt.api import build_strategy, get_attributor, render_annotation
+from attnprompt.annotation import render_annotation
+from attnprompt.api import build_strategy, get_attributor
 from attnprompt.backends.local import LocalVLM
 from attnprompt.config import RegionConfig
 from attnprompt.files import atomic_write

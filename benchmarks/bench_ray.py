@@ -49,10 +49,11 @@ def timed_run(samples: int, repeats: int, **kwargs) -> tuple[float, list[tuple]]
 
 
 def startup(workers: int) -> float:
-    from attnprompt.integrations.ray_executor import RayExecutor
+    from attnprompt.evaluation.ray_executor import RayExecutor
+    from attnprompt.evaluation.runner import BackendOptions
 
     start = time.perf_counter()
-    engine = RayExecutor(vlm="shapes", backend_args={}, runner_args={}, batch_size=4, workers=workers)
+    engine = RayExecutor(backend=BackendOptions(vlm="shapes", batch_size=4), runner_args={}, workers=workers)
     try:
         store = tempfile.mkdtemp(prefix="bench-ray-store-")
         from attnprompt.evaluation.store import RunStore

@@ -417,7 +417,7 @@ def test_executor_settings_are_checked_before_any_work(tmp_path):
 
 def test_a_ray_address_nothing_answers_on_is_an_error_at_once():
     from attnprompt.errors import InputError
-    from attnprompt.integrations.ray_executor import _check_reachable
+    from attnprompt.evaluation.ray_executor import _check_reachable
 
     start = time.perf_counter()
     with pytest.raises(InputError, match="nothing answers on 127.0.0.1:1"):

@@ -11,115 +11,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from . import render
-from .attribution.base import Attributor
-from .config import METHODS, STRATEGIES, RegionConfig, check_gray, check_pairs, check_query
-from .errors import InputError
+from .annotation import annotate_images, check_rendering, region_config
+from .attribution import get_attributor
+from .config import STRATEGIES, check_pairs
 from .images import ImageLike, load_image
-from .types import Annotation, AttributionMap, Result, Sample
+from .strategies.build import build_strategy
+from .types import Annotation, Result, Sample
 
-
-def get_attributor(
-    method: str = "api-clip",
-    *,
-    model: Any = None,
-    device: str | None = None,
-    dtype: Any = None,
-    preset: str | None = None,
-    **params: Any,
-) -> Attributor:
-    """Build (or pass through) an attributor; the underlying model is loaded once and cached.
-
-    ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``), an
-    already loaded model, or a built attributor (returned as it is).
-
-    >>> get_attributor("api-clip", model="shapes", kernel=1).config.kernel
-    1
-    """
-    if isinstance(model, Attributor):
-        if params or preset:
-            raise InputError(
-                f"parameters {sorted(params) + (['preset'] if preset else [])} were given with an already built "
-                "attributor; give them when building it instead"
-            )
-        return model
-    cls = METHODS.get(method)
-    return cls.from_pretrained(model, device=device, dtype=dtype, preset=preset, **params)
-
-
-def render_annotation(
-    image: Any, query: str, amap: AttributionMap, config: dict[str, Any], *, gray: float = 0.0,
-    resample: str = "bilinear", regions: RegionConfig | None = None,
-) -> Annotation:
-    """Grid map → heatmap aligned with ``image`` → annotated image (pure rendering step); with
-    ``regions``, also the regions chosen from the map and their crop (:mod:`attnprompt.regions`),
-    on the map's ``parts["selection"]`` when it has one (CARVE's unnormalised contrast), else on
-    the heatmap.
-
-    >>> import numpy as np
-    >>> from PIL import Image
-    >>> a = render_annotation(Image.new("RGB", (8, 8), "white"), "q", AttributionMap(np.ones((2, 2))), {})
-    >>> a.heatmap.shape, a.crop
-    ((8, 8), None)
-    """
-    heatmap = render.upsample(amap.grid, image.size, extent=amap.extent, resample=resample)
-    annotated = render.overlay(image, heatmap, gray=gray)
-    full = dict(config)
-    full.update(gray=float(gray), resample=resample, image_size=list(image.size), grid_shape=list(amap.shape))
-    crop = box = None
-    if regions is not None:
-        from .regions import select_regions
-
-        selection = amap.parts.get("selection")
-        heat = heatmap if selection is None else render.upsample(selection, image.size, extent=amap.extent,
-                                                                 resample="bilinear", clip=False)
-        chosen = select_regions(heat, image, regions, grid=_image_grid(heat, amap.shape))
-        crop, box = chosen.crop, chosen.box
-        full.update(regions=regions.to_dict(), box=list(box))
-    return Annotation(image=annotated, heatmap=heatmap, attribution=amap, config=full, original=image, query=query,
-                      crop=crop, box=box)
-
-
-def _image_grid(heat: Any, shape: tuple[int, int]) -> Any:
-    """The pixel map averaged back onto a grid of the map's size laid over the image alone (the window
-    rule's cells), whatever part of the model's frame the image filled."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F")
-    return np.asarray(pixels.resize((shape[1], shape[0]), Image.Resampling.BOX), dtype=np.float64)
-
-
-def check_rendering(gray: Any, resample: Any) -> float:
-    """Validate the rendering settings; returns ``gray`` as a float.
-
-    >>> check_rendering(128, "bilinear")
-    128.0
-    """
-    if resample not in render.RESAMPLE:
-        raise InputError(f"resample must be one of {', '.join(render.RESAMPLE)}; got {resample!r}")
-    return check_gray(gray)
-
-
-def annotate_images(
-    attributor: Attributor, images: Sequence[Any], queries: Sequence[str], *, gray: float = 0.0,
-    resample: str = "bilinear", suffixes: Sequence[str] | None = None, regions: RegionConfig | None = None,
-) -> list[Annotation]:
-    """Annotate loaded RGB images with a built attributor: one batched attribution, then rendering
-    (with ``regions``, a crop too; ``suffixes``: the task's answer formats, for methods that answer).
-
-    >>> from attnprompt.shapes import make_scene
-    >>> image = make_scene(7, n_objects=5, size=320).image
-    >>> [a] = annotate_images(get_attributor(model="shapes"), [image], ["the circle"], gray=128)
-    >>> a.image.size, a.config["gray"]
-    ((320, 320), 128.0)
-    """
-    gray = check_rendering(gray, resample)
-    queries = [check_query(q) for q in queries]
-    maps = attributor.attribute(list(images), queries, suffixes=suffixes)
-    config = attributor.describe()
-    return [render_annotation(img, q, m, config, gray=gray, resample=resample, regions=regions)
-            for img, q, m in zip(images, queries, maps)]
+__all__ = ["annotate", "annotate_batch", "ask", "build_strategy", "get_attributor"]
 
 
 def annotate(
@@ -195,121 +94,8 @@ def annotate_batch(
     attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
     chosen = None
     if regions is not None and regions is not False:
-        from .strategies.base import region_config
-
         chosen = region_config(None if regions is True else regions, attributor)
     return annotate_images(attributor, rgb, queries, gray=gray, resample=resample, regions=chosen)
-
-
-def map_model(method: str, model: Any, backend: Any) -> Any:
-    """The attribution model to use when ``model`` is not given: for a method that reads a VLM's
-    attention (api-vlm, carve) the answering VLM itself (g = f; it must run locally), for api-clip
-    the shapes CLIP beside the shapes VLM; otherwise the method's own default (``None``).
-
-    >>> from attnprompt.backends import get_backend
-    >>> map_model("api-clip", None, get_backend("shapes"))
-    'shapes'
-    """
-    if model is not None:
-        return model
-    from .models import is_embedded_location
-
-    local = backend.local_model
-    if METHODS.get(method).model_kind == "vlm":
-        if local is None:
-            raise InputError(
-                f"{method} reads a VLM's attention, and the answering VLM is a server; pass the attribution model "
-                "(--model ID|PATH, a local LLaVA/Qwen2-VL checkpoint) or use --method api-clip"
-            )
-        return local
-    if method == "api-clip" and local is not None and is_embedded_location(local.location, "vlm"):
-        return "shapes"
-    return None
-
-
-def parse_source(source: str) -> tuple[str, str | None]:
-    """``"method:model"`` → (method, model); ``"method"`` alone → (method, None: its default model).
-
-    >>> parse_source("api-clip:openai/clip-vit-large-patch14-336"), parse_source("api-vlm")
-    (('api-clip', 'openai/clip-vit-large-patch14-336'), ('api-vlm', None))
-    """
-    if not isinstance(source, str) or not source.strip():
-        raise InputError(f"an attribution source is 'method:model' (or 'method'); got {source!r}")
-    method, sep, model = source.strip().partition(":")
-    if method not in METHODS:
-        raise InputError(f"attribution source {source!r}: unknown method {method!r}; valid methods: "
-                         f"{', '.join(METHODS.names())}")
-    return method, (model.strip() or None) if sep else None
-
-
-def build_strategy(
-    strategy: str,
-    backend: Any,
-    *,
-    method: str | None = None,
-    model: Any = None,
-    preset: str | None = None,
-    sources: Sequence[Any] | None = None,
-    max_new_tokens: int = 128,
-    gray: float = 0.0,
-    resample: str = "bilinear",
-    form: str | None = None,
-    regions: Any = None,
-    device: str | None = None,
-    dtype: Any = None,
-    make_attributor: Any = None,
-    **params: Any,
-) -> Any:
-    """The strategy ``strategy`` on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`),
-    with its attribution map(s) built as :func:`ask` describes; map settings given to a strategy
-    that shows no annotated image are an error. ``make_attributor`` (default :func:`get_attributor`,
-    same arguments) builds each map's attributor — the evaluation runner passes one that shares them.
-
-    >>> from attnprompt.backends import get_backend
-    >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
-    1
-    """
-    cls = STRATEGIES.get(strategy)
-    method = method or cls.default_method
-    map_params = {k.removeprefix("map_"): v for k, v in params.items()}
-    common: dict[str, Any] = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
-    if sources is not None and not getattr(cls, "multi_source", False):
-        raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
-                         "method and model")
-    if not cls.needs_map:
-        if model is not None or preset is not None or map_params:
-            given = sorted(map_params) + [k for k, v in (("model", model), ("preset", preset)) if v is not None]
-            annotating = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs_map]
-            raise InputError(
-                f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
-                f"drop them, or pick a strategy that annotates ({', '.join(annotating)})"
-            )
-        if form not in (None, "overlay") or regions is not None:
-            raise InputError(f"strategy {strategy!r} shows no annotated image, so it has no visual-prompt form")
-        return cls(backend, **common)
-    common.update(form=form, regions=regions)
-    if getattr(cls, "multi_source", False):
-        if sources is None and backend.local_model is None:
-            raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
-                             "give the sources (--sources api-clip:ID,api-vlm:PATH or sources=[...])")
-        built = [_source(s, backend, preset, map_params, device, dtype, make_attributor or get_attributor)
-                 for s in (sources if sources is not None else ("api-clip", "api-vlm"))]
-        return cls(backend, sources=built, **common)
-    attributor = (make_attributor or get_attributor)(method, model=map_model(method, model, backend), preset=preset,
-                                                     device=device, dtype=dtype, **map_params)
-    return cls(backend, attributor, **common)
-
-
-def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], device: str | None,
-            dtype: Any, make_attributor: Any) -> Attributor:
-    """One ensemble source: a built attributor, or "method:model" with the parameters its method has."""
-    if isinstance(source, Attributor):
-        return source
-    method, model = parse_source(source)
-    config = METHODS.get(method).config_class
-    own = {k: v for k, v in params.items() if k in config.parameter_names()}  # a kernel for all, a variant for one
-    return make_attributor(method, model=map_model(method, model, backend), device=device, dtype=dtype,
-                           preset=preset if preset in config.PRESETS else None, **own)
 
 
 def ask(
@@ -359,16 +145,15 @@ def ask(
     ('green', 'green', True)
     """
     from .backends import get_backend
-    from .strategies.plain import Plain
 
-    cls = STRATEGIES.get(strategy)
+    STRATEGIES.get(strategy)  # an unknown name fails before anything loads
     sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, device=device, dtype=dtype)
     chosen = build_strategy(strategy, backend, method=method, model=model, preset=preset, sources=sources,
                             max_new_tokens=max_new_tokens, gray=gray, resample=resample, form=form, regions=regions,
                             device=device, dtype=dtype, **params)
     result = chosen.run([sample])[0]
-    if compare and cls is not Plain:
-        baseline = Plain(backend, max_new_tokens=max_new_tokens).run([sample])[0]
+    if compare and strategy != "plain":
+        baseline = build_strategy("plain", backend, max_new_tokens=max_new_tokens).run([sample])[0]
         result = dataclasses.replace(result, baseline=baseline)
     return result

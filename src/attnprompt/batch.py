@@ -194,7 +194,8 @@ def run_batch(
     """
     from tqdm.auto import tqdm
 
-    from .api import check_rendering, get_attributor
+    from .annotation import check_rendering
+    from .attribution import get_attributor
     from .files import (
         array_file,
         atomic_write_all,
@@ -336,7 +337,7 @@ def _flatten(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _annotate(attributor: Any, ready: list, report: BatchReport, gray: float, resample: str) -> list:
     """Annotate a chunk in one forward; if that fails, retry item by item to isolate the bad one."""
-    from .api import annotate_images
+    from .annotation import annotate_images
 
     if not ready:
         return []

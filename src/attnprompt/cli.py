@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .config import METHODS, STRATEGIES, RegionConfig, cli_parameters
+from .config import FORMS, METHODS, STRATEGIES, RegionConfig, cli_parameters
 from .errors import EXIT_ERROR, AttnpromptError
 
 EXIT_PARTIAL = 1
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
                      "(default api)")
-    ask.add_argument("--form", default=None, choices=("overlay", "crop", "both"),
+    ask.add_argument("--form", default=None, choices=FORMS,
                      help="the visual prompt of strategies that show a map: overlay (the paper's blend) | crop (the "
                      "original and a crop of the map's regions) | both (the blend and the crop); default the "
                      "strategy's (crop for carve, else overlay)")
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strategy", default="plain,api", help="comma-separated strategies (default plain,api): "
                     + " | ".join(STRATEGIES.names()))
     ev.add_argument("--form", default=None, help="comma-separated visual-prompt forms for strategies that show a map: "
-                    "overlay | crop | both (default: each strategy's)")
+                    + " | ".join(FORMS) + " (default: each strategy's)")
     ev.add_argument("--sources", default=None, help="ensemble: comma-separated method:model sources")
     ev.add_argument("--limit", type=int, default=None, help="the first N samples of each task")
     ev.add_argument("--batch-size", type=int, default=8, help="answers per forward on a local VLM (default 8)")
@@ -413,7 +413,7 @@ def _ask(args: argparse.Namespace) -> int:
     from .errors import InputError
 
     strategy = STRATEGIES.get(args.strategy)
-    if args.save_annotated and not strategy.needs_map:
+    if args.save_annotated and not strategy.needs.map:
         raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
     from .config import check_query
     from .files import check_writable

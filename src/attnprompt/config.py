@@ -60,14 +60,17 @@ def check_enhance(enhance: Any) -> float:
     return e
 
 
-def check_tokens(name: str, value: Any) -> int:
-    """A token budget: a whole number ≥ 1.
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (a token budget, a batch size, a limit …), by its name.
 
-    >>> check_tokens("max_new_tokens", 20)
-    20
+    >>> check_count("max_new_tokens", 20), check_count("gallery", 0, minimum=0)
+    (20, 0)
+    >>> check_count("batch_size", 2.5)
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: batch_size must be an integer ≥ 1; got 2.5
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"{name} must be an integer ≥ 1; got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer ≥ {minimum}; got {value!r}")
     return int(value)
 
 
@@ -245,6 +248,11 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
     raise bad(f"unsupported type {type(spec).__name__}")
 
 
+#: Visual-prompt forms of the strategies that show a map: the paper's blend, the original and a crop
+#: of the map's regions (CARVE's and ViCrop's form), or the blend and the crop.
+FORMS = ("overlay", "crop", "both")
+
+
 # -- configs -------------------------------------------------------------------------------
 
 
@@ -382,7 +390,7 @@ def _check_attention_fields(config: Any) -> None:
     check_choice("variant", config.variant, ("reference", "paper"))
     check_choice("grid", config.grid, ("highres", "base"))
     check_choice("fit", config.fit, ("pad", "processor"))
-    object.__setattr__(config, "max_new_tokens", check_tokens("max_new_tokens", config.max_new_tokens))
+    object.__setattr__(config, "max_new_tokens", check_count("max_new_tokens", config.max_new_tokens))
     object.__setattr__(config, "kernel", check_kernel(config.kernel))
     object.__setattr__(config, "enhance", check_enhance(config.enhance))
     object.__setattr__(config, "layers", _layers_value(config.layers))
@@ -532,8 +540,8 @@ class RegionConfig(MethodConfig):
             if not low < v <= high and not (name == "min_size" and v == 0):
                 raise InputError(f"{name} must be a number in (0, 1]; got {value!r}")
             object.__setattr__(self, name, v)
-        object.__setattr__(self, "min_regions", check_tokens("min_regions", self.min_regions))
-        object.__setattr__(self, "window", check_tokens("window", self.window))
+        object.__setattr__(self, "min_regions", check_count("min_regions", self.min_regions))
+        object.__setattr__(self, "window", check_count("window", self.window))
 
 
 # -- registries ----------------------------------------------------------------------------

@@ -213,11 +213,11 @@ class Request:
     system: str | None = None
 
     def __post_init__(self) -> None:
-        from .config import check_tokens
+        from .config import check_count
 
         turns = (self.turns,) if isinstance(self.turns, Turn) else tuple(self.turns)
         object.__setattr__(self, "turns", turns)
-        object.__setattr__(self, "max_new_tokens", check_tokens("max_new_tokens", self.max_new_tokens))
+        object.__setattr__(self, "max_new_tokens", check_count("max_new_tokens", self.max_new_tokens))
         if not turns:
             raise InputError("a request needs at least one user turn")
         expected = tuple(ROLES[i % 2] for i in range(len(turns)))

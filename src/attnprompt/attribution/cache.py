@@ -36,7 +36,7 @@ class MapCache(Attributor):
     """Wraps ``inner``; :meth:`attribute` computes only the pairs it has not seen (up to
     ``max_entries`` kept, least recently used dropped). ``info()`` counts hits and misses.
 
-    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.shapes import make_scene
     >>> cached = MapCache(get_attributor(model="shapes"))
     >>> image = make_scene(7, n_objects=5, size=320).image

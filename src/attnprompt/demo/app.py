@@ -24,13 +24,12 @@ from typing import Any
 
 import attnprompt
 
-from ..config import METHOD_CONFIGS, STRATEGIES
+from ..config import FORMS, METHOD_CONFIGS, STRATEGIES
 
 #: Shapes scenes offered as examples (seed, objects), drawn when the app starts.
 EXAMPLES = ((7, 5, "What colour is the circle?"), (11, 6, "What shape is the red object?"),
             (42, 4, "Is there a blue star?"))
 METHODS = tuple(METHOD_CONFIGS)
-FORMS = ("overlay", "crop", "both")
 
 
 def _gradio() -> Any:
@@ -82,17 +81,14 @@ def answer(image_file: Any, question: str, method: str, preset: str, layers: str
         image = attnprompt.load_image(path, name=Path(str(path)).name)
         if not question or not question.strip():
             raise attnprompt.InputError("the question is empty; type what you want to ask about the image")
-        cls = STRATEGIES.get(strategy)
-        kwargs: dict[str, Any] = {"max_new_tokens": _optional_number(max_new_tokens, int, "answer tokens") or 32}
-        if cls.needs_map and not getattr(cls, "multi_source", False):
-            kwargs.update(method=method, preset=preset or None, model=(model or "").strip() or None, gray=float(gray),
-                          form=form)
-            params = {"layers": (layers or "").strip() or None, "kernel": _optional_number(kernel, int, "kernel"),
-                      "enhance": _optional_number(enhance, float, "enhance")}
-            kwargs.update({k: v for k, v in params.items() if v is not None and
-                           k in METHOD_CONFIGS[method].parameter_names()})
-        elif cls.needs_map:
-            kwargs.update(gray=float(gray), form=form)
+        method_params = {"layers": (layers or "").strip() or None, "kernel": _optional_number(kernel, int, "kernel"),
+                         "enhance": _optional_number(enhance, float, "enhance")}
+        settings: dict[str, Any] = dict(method=method, preset=preset or None, model=(model or "").strip() or None,
+                                        gray=float(gray), form=form)
+        settings.update({k: v for k, v in method_params.items() if v is not None and
+                         k in METHOD_CONFIGS[method].parameter_names()})
+        kwargs = STRATEGIES.get(strategy).needs.select(settings)  # what this strategy takes of the page's settings
+        kwargs["max_new_tokens"] = _optional_number(max_new_tokens, int, "answer tokens") or 32
         if progress is not None:
             progress(0.2, desc=f"loading {vlm or 'the VLM'} and asking ({strategy})")
         result = attnprompt.ask(image, question.strip(), vlm=(vlm or "").strip() or None, strategy=strategy,

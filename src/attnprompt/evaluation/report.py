@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError
 from ..files import atomic_write_all
 from .metrics import bootstrap, paired_bootstrap
-from .store import Record, RunStore
+from .store import FILENAME, Record, RunStore
 from .tasks import Task, get_task
 from .tasks.base import score_columns
 
@@ -46,8 +46,8 @@ def write_report(directory: str | Path, *, tasks: Sequence[Task] | None = None, 
     directory = Path(directory)
     own = store is None
     if own:
-        if not (directory / "records.sqlite").exists():
-            raise InputError(f"{directory} holds no evaluation (no records.sqlite); run attnprompt eval --out "
+        if not (directory / FILENAME).exists():
+            raise InputError(f"{directory} holds no evaluation (no {FILENAME}); run attnprompt eval --out "
                              f"{directory} first")
         store = RunStore(directory)
     try:
@@ -313,7 +313,7 @@ def markdown(data: Mapping[str, Any]) -> str:
         if any(c["errors"] for c in t["conditions"]):
             lines.append("")
     lines += ["## Configuration", "", "Each condition's full configuration (its hash keys its records in "
-              "`records.sqlite`):", ""]
+              f"`{FILENAME}`):", ""]
     for t in data["tasks"]:
         for c in t["conditions"]:
             lines += [f"<details><summary>{t['name']} · {c['label']} · {c['config_hash']}</summary>", "",

@@ -1,5 +1,5 @@
-"""attnprompt inside other tools: lmms-eval (a model plugin, :mod:`.lmms`) and Ray (the evaluation
-runner on a cluster, :mod:`.ray_executor`). Neither tool is imported until it is used.
+"""attnprompt inside other tools: lmms-eval (a model plugin, :mod:`.lmms`), imported only when used. (Ray
+runs the evaluation's units as one of the harness's executors: :mod:`attnprompt.evaluation.ray_executor`.)
 """
 
 from __future__ import annotations

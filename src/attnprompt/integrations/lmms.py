@@ -31,6 +31,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..config import check_count
 from ..errors import InputError, ModelLoadError
 from ..files import config_hash_of
 from ..types import Result, Sample
@@ -218,14 +219,13 @@ class LmmsAdapter:
 
         from ..backends import get_backend, is_url
         from ..config import STRATEGIES
-        from ..evaluation.runner import Runner
+        from ..evaluation.units import Runner
 
         if not vlm:
             raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
                              "the small offline testbed model, or an OpenAI-compatible URL with vlm_model=…)")
         STRATEGIES.get(strategy)  # an unknown name fails here, before any model loads
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise InputError(f"batch_size is {batch_size!r}; give a whole number, at least 1")
+        check_count("batch_size", batch_size)
         http = is_url(vlm)
         key = os.environ.get(api_key_env) if http and api_key_env else None
         # server settings given for a local model are refused by get_backend, with the reason
@@ -253,7 +253,7 @@ class LmmsAdapter:
 
     def strategy(self, budget: int) -> Any:
         """The strategy answering with ``budget`` new tokens (one per budget, sharing their maps)."""
-        from ..api import build_strategy
+        from ..strategies.build import build_strategy
 
         if budget not in self.strategies:
             self.strategies[budget] = build_strategy(
@@ -392,15 +392,11 @@ class LmmsAdapter:
                 store.close()
 
     def _run_chunk(self, strategy: Any, chunk: list[_Job]) -> None:
-        try:
-            results = strategy.run([j.sample for j in chunk])
-        except Exception:  # noqa: BLE001  # one bad sample must not sink the chunk: try each alone
-            results = []
-            for job in chunk:
-                try:
-                    results.extend(strategy.run([job.sample]))
-                except Exception as e:  # noqa: BLE001  # recorded as this request's failure, never answered
-                    results.append(e)
+        """The chunk through the harness's policy (one batched call; each request alone if that raises,
+        so one bad request fails alone, recorded as its failure and never answered)."""
+        from ..evaluation.units import run_chunk
+
+        results, _ = run_chunk(lambda jobs: strategy.run([j.sample for j in jobs]), chunk)
         for job, result in zip(chunk, results):
             if isinstance(result, Exception):
                 job.error = f"{type(result).__name__}: {result}"

@@ -4,7 +4,7 @@ Strategies are looked up by name in :data:`attnprompt.config.STRATEGIES` (lazily
 name is an error that lists the valid ones).
 
 >>> from attnprompt.config import STRATEGIES
->>> STRATEGIES.get("api").needs_map
+>>> STRATEGIES.get("api").needs.map
 True
 """
 

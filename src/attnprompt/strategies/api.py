@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..types import Result, Sample, Step
-from .base import Strategy
+from .base import Needs, Strategy
 
 
 class Api(Strategy):
@@ -14,7 +14,7 @@ class Api(Strategy):
     the paper's g = f case. ``form`` chooses the visual prompt: the blend (``overlay``, the paper's),
     the original with a crop of the map's regions (``crop``), or the blend with the crop (``both``).
 
-    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.shapes import make_scene
     >>> r = Api(get_backend("shapes"), get_attributor(model="shapes"))(
@@ -24,7 +24,7 @@ class Api(Strategy):
     """
 
     name = "api"
-    needs_map = True
+    needs = Needs(map=True)
     #: What the VLM is asked about the annotated image (``{question}`` is the question with the suffix).
     template = "{question}"
 

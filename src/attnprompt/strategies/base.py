@@ -10,35 +10,71 @@ local backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np  # noqa: F401  (used by the doctest examples)
 from PIL import Image
 
-from ..config import RegionConfig, check_choice, check_tokens, with_suffix
+from ..annotation import annotate_images, check_rendering, region_config
+from ..config import FORMS, RegionConfig, check_choice, check_count, with_suffix
 from ..errors import InputError
 from ..types import Annotation, Answer, Request, Result, Sample, Step
 
-#: Visual-prompt forms of the strategies that show a map: the paper's blend, the original and a crop
-#: of the map's regions (CARVE's and ViCrop's form), or the blend and the crop.
-FORMS = ("overlay", "crop", "both")
 
+@dataclass(frozen=True)
+class Needs:
+    """What a strategy takes besides its backend and answer budget, declared once on its class
+    (``needs = Needs(map=True)``): the builder, the harness, the CLI and the demo ask it rather than
+    branch on the strategy's kind.
 
-def region_config(regions: RegionConfig | str | None, attributor: Any = None) -> RegionConfig:
-    """A :class:`~attnprompt.config.RegionConfig`: as given, a preset by name, or the one the map's
-    method suggests (ViCrop's window for the ``vicrop`` preset of carve), else CARVE's.
+    - ``map``: it shows images annotated with an attribution map, so it takes the map's method,
+      model, preset and parameters, the rendering (``gray``, ``resample``) and a visual-prompt
+      ``form`` with its ``regions``;
+    - ``sources``: it shows one map per attribution source (``sources=``), not one method and model.
 
-    >>> region_config("vicrop").rule, region_config(None).rule
-    ('window', 'attention')
+    >>> Needs(map=True).crossed, Needs(map=True, sources=True).crossed, Needs().crossed
+    (True, False, False)
     """
-    if isinstance(regions, RegionConfig):
-        return regions
-    if regions is None:
-        # a method preset named after a region preset (carve's vicrop) chooses its crops that way
-        preset = getattr(getattr(attributor, "config", None), "preset", None)
-        regions = preset if preset in RegionConfig.PRESETS else RegionConfig.DEFAULT_PRESET
-    return RegionConfig.from_preset(regions)
+
+    map: bool = False
+    sources: bool = False
+
+    @property
+    def crossed(self) -> bool:
+        """Whether the harness runs it once per map method, preset and form (one map per image)."""
+        return self.map and not self.sources
+
+    def select(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Of the keyword arguments of :func:`~attnprompt.strategies.build.build_strategy`, those this
+        strategy takes (the harness and the demo hold one set of settings for every strategy; a method
+        parameter is anything that is not a build setting).
+
+        >>> Needs().select({"method": "api-clip", "kernel": 1, "max_new_tokens": 8})
+        {'max_new_tokens': 8}
+        >>> sorted(Needs(map=True, sources=True).select({"method": "api-clip", "sources": ["api-clip"], "kernel": 1}))
+        ['kernel', 'sources']
+        """
+        out = {}
+        for key, value in settings.items():
+            if key in ALWAYS:
+                out[key] = value
+            elif not self.map:
+                continue
+            elif key == "sources":
+                if self.sources:
+                    out[key] = value
+            elif key in ("method", "model"):
+                if not self.sources:
+                    out[key] = value
+            else:  # preset, rendering, form, regions, the method's parameters
+                out[key] = value
+        return out
+
+
+#: Build settings every strategy takes.
+ALWAYS = frozenset({"max_new_tokens", "device", "dtype", "make_attributor"})
 
 if TYPE_CHECKING:
     from ..attribution.base import Attributor
@@ -46,8 +82,8 @@ if TYPE_CHECKING:
 
 
 class Strategy(ABC):
-    """How a question is asked. Subclasses set ``name`` (and ``needs_map`` if they show an
-    annotated image) and implement :meth:`run`; the shared steps are :meth:`annotate`,
+    """How a question is asked. Subclasses set ``name`` (and ``needs`` if they show an annotated
+    image) and implement :meth:`run`; the shared steps are :meth:`annotate`,
     :meth:`request`, :meth:`answer` and :meth:`result`.
 
     ``max_new_tokens`` is the budget of every answer; ``gray`` and ``resample`` render the maps.
@@ -61,10 +97,8 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
-    #: Whether the strategy shows an annotated image (and so needs an attributor).
-    needs_map: ClassVar[bool] = False
-    #: Whether it takes several attribution sources (``sources=``) rather than one attributor.
-    multi_source: ClassVar[bool] = False
+    #: What it takes besides the backend: an attribution map, several sources (:class:`Needs`).
+    needs: ClassVar[Needs] = Needs()
     #: The visual prompt shown unless the caller chooses (:data:`FORMS`).
     default_form: ClassVar[str] = "overlay"
     #: The attribution method used unless the caller chooses.
@@ -84,23 +118,21 @@ class Strategy(ABC):
         form: str | None = None,
         regions: RegionConfig | str | None = None,
     ) -> None:
-        from ..api import check_rendering
-
-        if self.needs_map and attributor is None:
+        if self.needs.map and attributor is None:
             raise InputError(f"strategy {self.name!r} shows an annotated image; give it an attribution method")
-        if not self.needs_map and attributor is not None:
+        if not self.needs.map and attributor is not None:
             raise InputError(f"strategy {self.name!r} shows no annotated image; it takes no attribution method")
-        if not self.needs_map and (form not in (None, "overlay") or regions is not None):
+        if not self.needs.map and (form not in (None, "overlay") or regions is not None):
             raise InputError(f"strategy {self.name!r} shows no annotated image, so it has no visual-prompt form")
         self.backend = backend
         self.attributor = attributor
-        self.max_new_tokens = check_tokens("max_new_tokens", max_new_tokens)
+        self.max_new_tokens = check_count("max_new_tokens", max_new_tokens)
         self.gray = check_rendering(gray, resample)
         self.resample = resample
         self.form = form or self.default_form
         check_choice("form", self.form, FORMS)
         self.regions = None
-        if self.needs_map and self.form != "overlay":
+        if self.needs.map and self.form != "overlay":
             self.regions = region_config(regions, attributor)
 
     @abstractmethod
@@ -151,7 +183,7 @@ class Strategy(ABC):
         the strategy's attributor, or the one given).
 
         >>> from attnprompt.backends import get_backend
-        >>> from attnprompt.api import get_attributor
+        >>> from attnprompt.attribution import get_attributor
         >>> from attnprompt.strategies.api import Api
         >>> from attnprompt.shapes import make_scene
         >>> api = Api(get_backend("shapes"), get_attributor(model="shapes"))
@@ -159,8 +191,6 @@ class Strategy(ABC):
         >>> a.query, a.image.size
         ('the circle', (320, 320))
         """
-        from ..api import annotate_images
-
         attributor = attributor or self.attributor
         if attributor is None:
             raise InputError(f"strategy {self.name!r} has no attribution method to annotate with")
@@ -183,7 +213,7 @@ class Strategy(ABC):
         >>> img = Image.new("RGB", (8, 8)); crop = Image.new("RGB", (4, 4))
         >>> a = Annotation(img, np.ones((8, 8)), AttributionMap(np.ones((2, 2))), {}, img, "q", crop, (0, 0, 4, 4))
         >>> from attnprompt.backends import get_backend
-        >>> from attnprompt.api import get_attributor
+        >>> from attnprompt.attribution import get_attributor
         >>> from attnprompt.strategies.api import Api
         >>> [i.size for i in Api(get_backend("shapes"), get_attributor(model="shapes"), form="crop").shown([a])]
         [(8, 8), (4, 4)]

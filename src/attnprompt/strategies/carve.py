@@ -14,7 +14,7 @@ class Carve(Api):
     """The ``api`` strategy in CARVE's form: ``crop`` (original + crop) and, unless another method is
     chosen, the ``carve`` map. Any map can crop (``--method api-clip --strategy carve``).
 
-    >>> from attnprompt.api import build_strategy
+    >>> from attnprompt.strategies.build import build_strategy
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.shapes import make_scene
     >>> r = build_strategy("carve", get_backend("shapes"))(make_scene(7, n_objects=5, size=320).image,

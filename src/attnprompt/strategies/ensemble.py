@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..types import Result, Sample, Step
-from .base import Strategy
+from .base import Needs, Strategy
 
 if TYPE_CHECKING:
     from ..attribution.base import Attributor
@@ -19,7 +19,7 @@ class Ensemble(Strategy):
     """Each source annotates every image (one batched attribution per source); the VLM then sees all
     the annotated images, in the order of ``sources``, with the question (and suffix) as it is.
 
-    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.shapes import make_scene
     >>> backend = get_backend("shapes")
@@ -30,8 +30,7 @@ class Ensemble(Strategy):
     """
 
     name = "ensemble"
-    needs_map = True
-    multi_source = True
+    needs = Needs(map=True, sources=True)
 
     def __init__(self, backend: Backend, attributor: Attributor | None = None, *,
                  sources: Sequence[Attributor] = (), **kwargs: Any) -> None:
@@ -44,7 +43,7 @@ class Ensemble(Strategy):
     def describe(self) -> dict[str, Any]:
         """The configuration, with every source's map.
 
-        >>> from attnprompt.api import get_attributor
+        >>> from attnprompt.attribution import get_attributor
         >>> from attnprompt.backends import get_backend
         >>> clip = get_attributor(model="shapes")
         >>> [m["method"] for m in Ensemble(get_backend("shapes"), sources=[clip, clip]).describe()["maps"]]

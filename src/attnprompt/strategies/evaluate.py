@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..types import Result, Sample, Step
-from .base import Strategy
+from .base import Needs, Strategy
 from .prompts import EVALUATE, parse_verdict
 
 
@@ -16,7 +16,7 @@ class ApiEvaluate(Strategy):
     """Two batched calls: every sample's evaluation, then every sample's answer on the image its
     verdict chose. A failed evaluation call fails the result (an empty reply is unparseable).
 
-    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.shapes import make_scene
     >>> r = ApiEvaluate(get_backend("shapes"), get_attributor(model="shapes"))(
@@ -27,7 +27,7 @@ class ApiEvaluate(Strategy):
 
     name = "api-evaluate"
     prompts = {"evaluate": EVALUATE}
-    needs_map = True
+    needs = Needs(map=True)
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)

@@ -10,7 +10,7 @@ from .prompts import REEMPHASIZE
 class ApiReemphasize(Api):
     """API, with a hint that the answer lies in the regions the annotation leaves visible.
 
-    >>> from attnprompt.api import get_attributor
+    >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.shapes import make_scene
     >>> r = ApiReemphasize(get_backend("shapes"), get_attributor(model="shapes"))(

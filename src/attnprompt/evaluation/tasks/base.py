@@ -11,7 +11,7 @@ and are run for map methods rather than strategies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ...config import check_count
 from ...errors import InputError
 from ...types import Sample
 
@@ -142,18 +143,36 @@ class Task:
         >>> [s.id for s in get_task("shapes-vqa").samples(2)]
         ['200000/color/0', '200000/shape/0']
         """
-        if limit is not None and (int(limit) != limit or limit < 1):
-            raise InputError(f"limit is {limit!r}; give a whole number of samples, at least 1")
-        out, seen = [], set()
-        for row in self.rows(limit):
-            sample = self.to_sample(row)
-            if sample.id in seen:
-                raise InputError(f"task {self.name!r}: sample id {sample.id!r} occurs twice; ids must be unique")
-            seen.add(sample.id)
-            out.append(sample)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        return list(self.stream(limit)[0])
+
+    def stream(self, limit: int | None = None) -> tuple[Iterator[EvalSample], int | None]:
+        """The first ``limit`` samples one at a time (a large dataset is never all in memory; ids checked
+        unique as they come), and how many there are when the rows can say (``None`` otherwise).
+
+        >>> from attnprompt.evaluation.tasks import get_task
+        >>> samples, total = get_task("shapes-vqa").stream(3)
+        >>> total, next(samples).id
+        (3, '200000/color/0')
+        """
+        if limit is not None:
+            check_count("limit", limit)
+        rows = self.rows(limit)
+        total = len(rows) if hasattr(rows, "__len__") else None  # type: ignore[arg-type]
+        if total is not None and limit is not None:
+            total = min(total, limit)
+
+        def each() -> Iterator[EvalSample]:
+            seen: set[str] = set()
+            for row in rows:
+                sample = self.to_sample(row)
+                if sample.id in seen:
+                    raise InputError(f"task {self.name!r}: sample id {sample.id!r} occurs twice; ids must be unique")
+                seen.add(sample.id)
+                yield sample
+                if limit is not None and len(seen) >= limit:
+                    return
+
+        return each(), total
 
     def describe(self) -> dict[str, Any]:
         """What identifies the task's data and scoring in a run's configuration."""

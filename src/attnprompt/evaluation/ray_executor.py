@@ -33,8 +33,10 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
+from ..config import check_count
 from ..errors import InputError, import_optional
-from ..files import config_hash_of
+from .executors import record_plans
+from .units import ConditionStats, Plan, Runner, Unit, run_unit
 
 
 class WorkerDied(RuntimeError):
@@ -53,21 +55,13 @@ def _portable(task: Any) -> Any:
 class _Replica:
     """What one actor holds: the backend, the runner and, per (task, condition), how to run a chunk."""
 
-    def __init__(self, vlm: Any, backend_args: Mapping[str, Any], runner_args: Mapping[str, Any],
-                 batch_size: int, threads: int | None) -> None:
+    def __init__(self, backend: Any, runner_args: Mapping[str, Any], threads: int | None) -> None:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        from ..evaluation.runner import Runner
-
-        self.backend = None
-        if vlm is not None:
-            from ..backends import get_backend
-
-            self.backend = get_backend(vlm, **backend_args)
-            if hasattr(self.backend, "batch_size") and self.backend.local_model is not None:
-                self.backend.batch_size = batch_size
+        # the backend options travel, and each replica builds its own backend (and loads its model) from them
+        self.backend = None if backend is None else backend.build()
         self.runner = Runner(self.backend, **runner_args)
         self.units: dict[tuple[str, str], tuple[str, Any, Any, Any]] = {}
 
@@ -76,20 +70,15 @@ class _Replica:
                 "http": self.backend is not None and self.backend.local_model is None, "pid": os.getpid()}
 
     def prepare(self, task: Any, conditions: list[Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-        from ..evaluation.runner import plan_condition
-
         out = {}
         for condition in conditions:
-            config, run = plan_condition(task, condition, self.runner, self.backend)
-            config_hash = config_hash_of(config)
-            self.units[(task.name, condition.label)] = (config_hash, task, condition, run)
-            out[condition.label] = (config_hash, config)
+            plan = self.runner.plan(task, condition)
+            self.units[(task.name, condition.label)] = (plan.config_hash, task, condition, plan.run)
+            out[condition.label] = (plan.config_hash, plan.config)
         return out
 
     def run(self, task_name: str, label: str, config_hash: str, samples: list[Any], indices: list[int],
             gallery: int) -> tuple[list, list, BaseException | None]:
-        from ..evaluation.runner import Unit, run_unit
-
         mine, task, condition, run = self.units[(task_name, label)]
         if mine != config_hash:
             raise InputError(f"{task_name} · {label}: this worker's configuration ({mine}) differs from the driver's "
@@ -121,13 +110,16 @@ def _check_reachable(address: str | None, seconds: float = 5.0) -> None:
 
 class RayExecutor:
     """A pool of Ray actors running the evaluation's chunks (see the module docstring); made by
-    :func:`attnprompt.evaluate` with ``executor="ray"``. Needs ``pip install 'attnprompt[ray]'``."""
+    :func:`attnprompt.evaluate` with ``executor="ray"`` (an :class:`~attnprompt.evaluation.executors.Executor`).
+    Needs ``pip install 'attnprompt[ray]'``."""
 
-    def __init__(self, *, vlm: Any, backend_args: Mapping[str, Any], runner_args: Mapping[str, Any],
-                 batch_size: int, address: str | None = None, workers: int | None = None) -> None:
+    def __init__(self, *, backend: Any, runner_args: Mapping[str, Any], address: str | None = None,
+                 workers: int | None = None) -> None:
+        """``backend``: the :class:`~attnprompt.evaluation.runner.BackendOptions` each replica builds its
+        backend from (``None``: no VLM); ``runner_args``: its :class:`~attnprompt.evaluation.units.Runner`'s."""
         ray = import_optional("ray", "ray", "--executor ray", "Ray")
-        if workers is not None and (int(workers) != workers or workers < 1):
-            raise InputError(f"workers is {workers!r}; give a whole number, at least 1")
+        if workers is not None:
+            check_count("workers", workers)
         self.ray = ray
         self.started = False
         if not ray.is_initialized():
@@ -152,8 +144,7 @@ class RayExecutor:
                              f"{'GPUs' if gpus else 'CPUs'}: one replica each at most")
         actor = ray.remote(**per)(_Replica)
         threads = None if gpus else 1
-        self.actors = [actor.remote(vlm, dict(backend_args), dict(runner_args), batch_size, threads)
-                       for _ in range(count)]
+        self.actors = [actor.remote(backend, dict(runner_args), threads) for _ in range(count)]
         self.busy = [0] * count
         self.lock = threading.Lock()
         try:
@@ -169,11 +160,9 @@ class RayExecutor:
         self.in_flight = 2 * count
         self.workers, self.device = count, ("GPU" if gpus else "CPU")
 
-    def prepare(self, task: Any, conditions: list[Any], store: Any) -> dict[str, tuple[Any, Any, Any]]:
+    def prepare(self, task: Any, conditions: list[Any], store: Any) -> dict[str, Plan]:
         """Every actor plans the task's conditions; the first one's configurations go to the store.
-        Returns the runner's units (``run`` is None: the actors run them)."""
-        from ..evaluation.runner import ConditionStats
-
+        The plans' ``run`` is None: the actors run them."""
         portable = _portable(task)
         plans = self._get([a.prepare.remote(portable, conditions) for a in self.actors])
         first = plans[0]
@@ -181,12 +170,8 @@ class RayExecutor:
             if {k: v[0] for k, v in other.items()} != {k: v[0] for k, v in first.items()}:
                 raise InputError(f"{task.name}: the Ray workers disagree on the configuration; install the same "
                                  "attnprompt and models on every node")
-        out = {}
-        for condition in conditions:
-            config_hash, config = first[condition.label]
-            store.put_config(config_hash, task.name, condition.label, config)
-            out[condition.label] = (condition, ConditionStats(condition.label, config_hash), None)
-        return out
+        plans = [Plan(c, first[c.label][1], ConditionStats(c.label, first[c.label][0])) for c in conditions]
+        return record_plans(plans, task, store)
 
     def submit(self, unit: Any, gallery: int) -> Future:
         """Send one chunk to the least busy actor; its records come back through the future."""
@@ -214,6 +199,10 @@ class RayExecutor:
 
         ref.future().add_done_callback(done)
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """What the run's plan records of the executor: the replicas and what each holds."""
+        return {"workers": f"{self.workers} ({self.device})"}
 
     def cache_info(self) -> dict[str, dict[str, int]]:
         """The map caches of all replicas, summed per attributor."""

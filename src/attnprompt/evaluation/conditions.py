@@ -1,0 +1,86 @@
+"""The rows of a report: a strategy with its map settings (answer tasks), or a map method with a
+preset (map tasks) — which strategies are crossed with which methods, presets and forms is each
+strategy's :class:`~attnprompt.strategies.base.Needs`' to say."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..config import METHOD_CONFIGS, STRATEGIES
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One row of the report: a strategy with its map settings (``answer`` tasks), or a map method
+    with a preset (``map`` tasks).
+
+    >>> Condition("answer", "api", "api-clip", None, "crop").label
+    'api (api-clip, crop)'
+    >>> Condition("map", None, "api-clip", "grounding").label
+    'api-clip (grounding)'
+    """
+
+    kind: str
+    strategy: str | None = None
+    method: str | None = None
+    preset: str | None = None
+    form: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == "map":
+            return f"{self.method} ({self.preset})"
+        extra = [p for p in (None if self.method == self.strategy else self.method, self.preset, self.form) if p]
+        return f"{self.strategy} ({', '.join(extra)})" if extra else str(self.strategy)
+
+
+def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = None,
+                   presets: Sequence[str] | None = None, forms: Sequence[str] | None = None) -> list[Condition]:
+    """Every strategy; each one that shows a map crossed with the given methods (default its own),
+    presets and visual-prompt forms.
+
+    >>> [c.label for c in conditions_for(["plain", "api"], methods=["api-clip", "api-vlm"])]
+    ['plain', 'api (api-clip)', 'api (api-vlm)']
+    """
+    out = []
+    for name in strategies:
+        cls = STRATEGIES.get(name)
+        if not cls.needs.crossed:
+            out.append(Condition("answer", name, preset=None))
+            continue
+        for method in methods or [cls.default_method]:
+            for preset in presets or [None]:
+                for form in forms or [None]:
+                    out.append(Condition("answer", name, method, preset, form))
+    return _unique(out)
+
+
+def map_conditions(methods: Sequence[str] | None = None, presets: Sequence[str] | None = None) -> list[Condition]:
+    """Map methods (default api-clip) crossed with presets (default every preset of each method; a
+    preset only for the methods that have it).
+
+    >>> [c.label for c in map_conditions()]
+    ['api-clip (reference)', 'api-clip (paper)', 'api-clip (grounding)']
+    """
+    out = []
+    for method in methods or ["api-clip"]:
+        if method not in METHOD_CONFIGS:
+            raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_CONFIGS)}")
+        own = METHOD_CONFIGS[method].PRESETS
+        out += [Condition("map", None, method, p) for p in (presets or own) if p in own]
+    for p in presets or ():
+        if not any(p in METHOD_CONFIGS[m].PRESETS for m in methods or ["api-clip"]):
+            valid = {m: list(METHOD_CONFIGS[m].PRESETS) for m in methods or ["api-clip"]}
+            raise InputError(f"no chosen method has a preset {p!r}; presets: {valid}")
+    return _unique(out)
+
+
+def _unique(items: list[Condition]) -> list[Condition]:
+    seen: dict[str, Condition] = {}
+    for c in items:
+        seen.setdefault(c.label, c)
+    return list(seen.values())
+
+
