@@ -75,7 +75,7 @@ def random_qwen2_vl(size: str, device: str, dtype: torch.dtype):
     special tokens, as a :class:`attnprompt.models.LoadedVlm`; end-of-sequence off, as :func:`random_llava`."""
     from transformers import CLIPTokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
-    from attnprompt.models import LoadedVlm, image_only_qwen_processor
+    from attnprompt.models import LoadedVlm, image_only_processor
 
     tok = CLIPTokenizer.from_pretrained(str(CLIP_BPE), model_max_length=32768, padding_side="left")
     tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS})
@@ -98,7 +98,7 @@ def random_qwen2_vl(size: str, device: str, dtype: torch.dtype):
     model.generation_config.eos_token_id = None
     ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=448 * 448, patch_size=14, merge_size=2,
                                   temporal_patch_size=2)
-    proc = image_only_qwen_processor("qwen2_vl", ip, tok, QWEN_TEMPLATE)
+    proc = image_only_processor("qwen2_vl", ip, tok, QWEN_TEMPLATE)
     return LoadedVlm(model, proc, "qwen2_vl", f"random-qwen2-vl-{size}", "")
 
 
@@ -141,7 +141,8 @@ def random_family(family: str, device: str, dtype: torch.dtype):
     sequence off, as :func:`random_llava`."""
     import transformers as tf
 
-    from attnprompt.models import VLM_FAMILIES, LoadedVlm, image_only_processor
+    from attnprompt.families import family_of
+    from attnprompt.models import LoadedVlm, image_only_processor
 
     depth = FAMILY_DEPTH[family]
     text = dict(num_hidden_layers=depth, max_position_embeddings=32768, pad_token_id=0, bos_token_id=2,
@@ -213,4 +214,4 @@ def random_family(family: str, device: str, dtype: torch.dtype):
     with torch.device(device):
         model = model_cls(cfg).to(dtype).eval()
     model.generation_config.eos_token_id = None
-    return LoadedVlm(model, make(), VLM_FAMILIES[family], f"random-{family}", "")
+    return LoadedVlm(model, make(), family_of(family).name, f"random-{family}", "")

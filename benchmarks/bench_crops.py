@@ -29,8 +29,9 @@ from attnprompt.backends.local import LocalVLM
 from attnprompt.config import RegionConfig
 from attnprompt.files import atomic_write
 from attnprompt.models import load_vlm
-from attnprompt.shapes import QUESTION_KINDS, accuracy_by_kind, make_questions, make_scene
+from attnprompt.shapes import QUESTION_KINDS, make_questions, make_scene
 from attnprompt.shapes.splits import SHAPES_VQA
+from attnprompt.text import first_word
 from attnprompt.types import Request, Sample
 
 
@@ -100,7 +101,9 @@ def main() -> None:
     kinds, answers = [qa.kind for _, qa in items], [qa.answer for _, qa in items]
 
     def add_row(label: str, replies: list[str]) -> None:
-        acc = accuracy_by_kind(kinds, replies, answers)
+        hits = np.array([first_word(r) == a for r, a in zip(replies, answers)])
+        acc = {k: float(hits[[q == k for q in kinds]].mean()) for k in QUESTION_KINDS}
+        acc["all"] = float(hits.mean())
         row = f"| {label} | " + " | ".join(f"{acc[k]:.3f}" for k in list(QUESTION_KINDS) + ["all"]) + " |"
         print(row, flush=True)
         lines.append(row)

@@ -1,9 +1,10 @@
 """Tiny random-weight models built in code and saved like checkpoints — the one place tests get them.
 
 - CLIPs of two shapes (:func:`build_tiny_clip`), with OpenAI CLIP's real tokenizer (``data/clip-bpe``);
-- VLMs of each supported family (:func:`build`, :func:`save`): LLaVA-1.5, LLaVA-NeXT, Qwen2-VL and
-  Qwen2.5-VL with 3-layer GQA language models, 2-layer vision towers, a WordLevel tokenizer with
-  a chat template, and the family's own processor.
+- VLMs of every model_type in the family registry (:data:`BUILDERS`, :func:`build`, :func:`save`,
+  :func:`loaded`): 3-layer GQA language models, 2-layer vision towers, a WordLevel tokenizer with a chat
+  template, and the family's own processor. A new family needs a builder here: a test checks that every
+  registered model_type has one.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ QWEN_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 QWEN_SPECIALS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
+#: The first four families, whose saved checkpoints conftest's ``vlm_dirs`` holds (the registry has more).
 FAMILIES = ("llava", "llava_next", "qwen2_vl", "qwen2_5_vl")
 
 
@@ -109,108 +111,10 @@ def _text_config(vocab, **extra):
     )
 
 
-def build(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa"):
-    """(model, processor) of a tiny ``family`` model with random weights."""
-    if family in NEW_FAMILIES:
-        return build_new(family, seed, vocab, attn)
-    torch.manual_seed(seed)
-    if family in ("llava", "llava_next"):
-        tok = make_tokenizer(["<image>"], vocab, LLAVA_TEMPLATE)
-        img_id = tok.convert_tokens_to_ids("<image>")
-        text = dict(model_type="llama", **_text_config(vocab))
-        if family == "llava":
-            from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-            vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, image_size=56, patch_size=14, projection_dim=32)
-            cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=img_id, image_seq_length=16,
-                              vision_feature_layer=-2, vision_feature_select_strategy="default",
-                              attn_implementation=attn)
-            model = LlavaForConditionalGeneration(cfg).eval()
-            ip = CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
-            proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=14,
-                                  vision_feature_select_strategy="default",
-                                  num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
-        else:
-            from transformers import (
-                LlavaNextConfig,
-                LlavaNextForConditionalGeneration,
-                LlavaNextImageProcessorPil,
-                LlavaNextProcessor,
-            )
-
-            pin = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]]
-            vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, image_size=28, patch_size=7, projection_dim=32)
-            cfg = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=img_id,
-                                  image_grid_pinpoints=pin, image_seq_length=16, vision_feature_layer=-2,
-                                  vision_feature_select_strategy="default",
-                                  attn_implementation=attn)
-            model = LlavaNextForConditionalGeneration(cfg).eval()
-            ip = LlavaNextImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
-                                            image_grid_pinpoints=pin)
-            proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=7,
-                                      vision_feature_select_strategy="default",
-                                      num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
-        return model, proc
-    from transformers import Qwen2VLImageProcessorPil
-
-    tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
-    text = _text_config(vocab, rope_parameters=rope)
-    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-                  attn_implementation=attn)
-    if family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLConfig as Config
-        from transformers import Qwen2_5_VLForConditionalGeneration as Model
-
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14, spatial_merge_size=2,
-                      temporal_patch_size=2, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
-    else:
-        from transformers import Qwen2VLConfig as Config
-        from transformers import Qwen2VLForConditionalGeneration as Model
-
-        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
-                      spatial_merge_size=2,
-                      temporal_patch_size=2)
-    model = Model(Config(text_config=text, vision_config=vision, **common)).eval()
-    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2,
-                                  temporal_patch_size=2)
-
-    from attnprompt.models import image_only_qwen_processor
-
-    proc = image_only_qwen_processor(family, ip, tok, QWEN_TEMPLATE)
-    return model, proc
-
-
-def save(family: str, directory: Path, seed: int = 0) -> Path:
-    if family in NEW_FAMILIES:
-        return save_new(family, directory, seed)
-    model, proc = build(family, seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    if family.startswith("qwen"):
-        # A processor without a video processor cannot save itself; save its parts as real
-        # Qwen checkpoints ship them (loading goes through attnprompt's image-only fallback).
-        proc.image_processor.save_pretrained(directory)
-        proc.tokenizer.save_pretrained(directory)
-        (directory / "chat_template.jinja").write_text(proc.chat_template)
-    else:
-        proc.save_pretrained(directory)
-    return directory
-
-
 def random_image(w: int, h: int, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
 
-
-# -- the newer families (issue 23): Qwen3-VL, InternVL3, Gemma 3, Idefics3 / SmolVLM, LLaVA-OneVision ----------------
-
-#: Families added by issue 23 (their tests live in tests/test_families.py; FAMILIES above stays as it was).
-NEW_FAMILIES = ("qwen3_vl", "internvl", "gemma3", "idefics3", "smolvlm", "llava_onevision")
 
 INTERNVL_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -241,119 +145,258 @@ ONEVISION_PINPOINTS = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84], [56, 84
                        [112, 28], [112, 112]]
 
 
-def build_new(family: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa", **overrides):
-    """(model, processor) of a tiny model of one of :data:`NEW_FAMILIES` with random weights.
 
-    Tiles and thumbnails are small (28–56 px) so that an 90×50 image already spans several tiles."""
-    torch.manual_seed(seed)
+# -- one builder per model_type: (model, processor) with random weights; tiles and thumbnails are small (28–56 px)
+#    so that a 90×50 image already spans several tiles ------------------------------------------------------------
+
+
+def _llava(vocab: int, attn: str):
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    tok = make_tokenizer(["<image>"], vocab, LLAVA_TEMPLATE)
+    text = dict(model_type="llama", **_text_config(vocab))
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=56, patch_size=14, projection_dim=32)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      image_seq_length=16, vision_feature_layer=-2, vision_feature_select_strategy="default",
+                      attn_implementation=attn)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=14, vision_feature_select_strategy="default",
+                          num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    return model, proc
+
+
+def _llava_next(vocab: int, attn: str):
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessorPil,
+        LlavaNextProcessor,
+    )
+
+    tok = make_tokenizer(["<image>"], vocab, LLAVA_TEMPLATE)
+    text = dict(model_type="llama", **_text_config(vocab))
+    pin = [[28, 56], [56, 28], [56, 56], [84, 28], [28, 84]]
+    vision = dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=7, projection_dim=32)
+    cfg = LlavaNextConfig(vision_config=vision, text_config=text,
+                          image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pin,
+                          image_seq_length=16, vision_feature_layer=-2, vision_feature_select_strategy="default",
+                          attn_implementation=attn)
+    model = LlavaNextForConditionalGeneration(cfg).eval()
+    ip = LlavaNextImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                    image_grid_pinpoints=pin)
+    proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=7, vision_feature_select_strategy="default",
+                              num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    return model, proc
+
+
+def _qwen2(model_type: str, vocab: int, attn: str):
+    """Qwen2-VL and Qwen2.5-VL: the same tokenizer, text model and image processor; their own vision towers."""
+    from transformers import Qwen2VLImageProcessorPil
+
     from attnprompt.models import image_only_processor
 
-    if family == "qwen3_vl":
-        from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+    text = _text_config(vocab, rope_parameters=rope)
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+                  attn_implementation=attn)
+    if model_type == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
 
-        tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
-        ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
-        rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0, "mrope_interleaved": True}
-        text = _text_config(vocab, head_dim=16, rope_parameters=rope)
-        vision = dict(depth=3, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
-                      temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64,
-                      deepstack_visual_indexes=[0, 1])
-        cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-                            video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                            vision_end_token_id=ids["<|vision_end|>"], attn_implementation=attn)
-        model = Qwen3VLForConditionalGeneration(cfg).eval()
-        ip = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=32 * 32 * 24, patch_size=16, merge_size=2,
-                                      temporal_patch_size=2)
-        return model, image_only_processor(family, ip, tok, QWEN_TEMPLATE)
-    if family == "internvl":
-        from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1])
+    else:
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
 
-        named = dict(start_image_token="<img>", end_image_token="</img>", context_image_token="<IMG_CONTEXT>",
-                     video_token="<video>")
-        tok = make_tokenizer(["<|im_start|>", "<|im_end|>"], vocab, INTERNVL_TEMPLATE, **named)
-        text = dict(model_type="qwen2", **_text_config(vocab))
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      image_size=[56, 56], patch_size=[7, 7])
-        cfg = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.context_image_token_id,
-                             image_seq_length=16, downsample_ratio=0.5, attn_implementation=attn)
-        model = InternVLForConditionalGeneration(cfg).eval()
-        ip = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1,
-                                      max_patches=overrides.get("max_patches", 6))
-        return model, image_only_processor(family, ip, tok, INTERNVL_TEMPLATE, image_seq_length=16)
-    if family == "gemma3":
-        from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
-
-        named = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
-        tok = make_tokenizer(["<start_of_turn>", "<end_of_turn>"], vocab, GEMMA3_TEMPLATE, **named)
-        text = dict(model_type="gemma3_text", **_text_config(vocab, head_dim=16), query_pre_attn_scalar=16,
-                    sliding_window=24, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
-        text["bos_token_id"], text["eos_token_id"] = 2, 3
-        vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, image_size=56, patch_size=7)
-        cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=16,
-                           boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
-                           image_token_index=tok.image_token_id, attn_implementation=attn)
-        model = Gemma3ForConditionalGeneration(cfg).eval()
-        with torch.no_grad():  # initialised to zeros, which would make every image the same to the decoder
-            model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.2)
-        ip = Gemma3ImageProcessorPil(size={"height": 56, "width": 56})
-        proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=16, chat_template=GEMMA3_TEMPLATE)
-        if overrides.get("pan_and_scan"):
-            # the processor's own defaults switch pan-and-scan off whatever the image processor says
-            proc.images_kwargs = {**Gemma3Processor.images_kwargs, "do_pan_and_scan": True,
-                                  "pan_and_scan_min_crop_size": 8}
-        return model, proc
-    if family in ("idefics3", "smolvlm"):
-        tok = make_tokenizer(["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
-                              "<|im_start|>"] + ROW_COL, vocab, IDEFICS3_TEMPLATE)
-        text = dict(model_type="llama", **_text_config(vocab))
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=56,
-                      patch_size=7)
-        kw = dict(size={"longest_edge": 56 * 3}, max_image_size={"longest_edge": 56}, do_image_splitting=True)
-        if family == "idefics3":
-            from transformers import Idefics3Config as Config
-            from transformers import Idefics3ForConditionalGeneration as Model
-            from transformers import Idefics3ImageProcessorPil as ImageProcessor
-        else:
-            from transformers import SmolVLMConfig as Config
-            from transformers import SmolVLMForConditionalGeneration as Model
-            from transformers import SmolVLMImageProcessorPil as ImageProcessor
-        cfg = Config(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                     scale_factor=2, attn_implementation=attn)
-        model = Model(cfg).eval()
-        return model, image_only_processor(family, ImageProcessor(**kw), tok, IDEFICS3_TEMPLATE, image_seq_len=16)
-    if family == "llava_onevision":
-        from transformers import (
-            LlavaOnevisionConfig,
-            LlavaOnevisionForConditionalGeneration,
-            LlavaOnevisionImageProcessorPil,
-        )
-
-        tok = make_tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], vocab, ONEVISION_TEMPLATE)
-        text = dict(model_type="qwen2", **_text_config(vocab))
-        vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, image_size=28, patch_size=7)
-        ratio = overrides.get("vision_aspect_ratio", "anyres_max_4")
-        cfg = LlavaOnevisionConfig(vision_config=vision, text_config=text,
-                                   image_token_index=tok.convert_tokens_to_ids("<image>"),
-                                   video_token_index=tok.convert_tokens_to_ids("<video>"),
-                                   image_grid_pinpoints=ONEVISION_PINPOINTS, vision_aspect_ratio=ratio,
-                                   vision_feature_select_strategy="full", vision_feature_layer=-1,
-                                   attn_implementation=attn)
-        model = LlavaOnevisionForConditionalGeneration(cfg).eval()
-        ip = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=ONEVISION_PINPOINTS)
-        return model, image_only_processor(family, ip, tok, ONEVISION_TEMPLATE, num_image_tokens=16,
-                                           vision_feature_select_strategy="full", vision_aspect_ratio=ratio)
-    raise ValueError(f"unknown family {family!r}; valid: {', '.join(FAMILIES + NEW_FAMILIES)}")
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2)
+    model = Model(Config(text_config=text, vision_config=vision, **common)).eval()
+    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2,
+                                  temporal_patch_size=2)
+    return model, image_only_processor(model_type, ip, tok, QWEN_TEMPLATE)
 
 
-def save_new(family: str, directory: Path, seed: int = 0) -> Path:
-    """Save a :func:`build_new` model as a checkpoint: model, image processor, tokenizer and chat template, as
-    real checkpoints ship them (loading goes through attnprompt's image-only processor where needed)."""
-    model, proc = build_new(family, seed)
+def _qwen2_vl(vocab: int, attn: str):
+    return _qwen2("qwen2_vl", vocab, attn)
+
+
+def _qwen2_5_vl(vocab: int, attn: str):
+    return _qwen2("qwen2_5_vl", vocab, attn)
+
+
+def _qwen3_vl(vocab: int, attn: str):
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from attnprompt.models import image_only_processor
+
+    tok = make_tokenizer(QWEN_SPECIALS, vocab, QWEN_TEMPLATE)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0, "mrope_interleaved": True}
+    text = _text_config(vocab, head_dim=16, rope_parameters=rope)
+    vision = dict(depth=3, hidden_size=32, intermediate_size=64, num_heads=4, patch_size=16, spatial_merge_size=2,
+                  temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64,
+                  deepstack_visual_indexes=[0, 1])
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], attn_implementation=attn)
+    model = Qwen3VLForConditionalGeneration(cfg).eval()
+    ip = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=32 * 32 * 24, patch_size=16, merge_size=2,
+                                  temporal_patch_size=2)
+    return model, image_only_processor("qwen3_vl", ip, tok, QWEN_TEMPLATE)
+
+
+def _internvl(vocab: int, attn: str, max_patches: int = 6):
+    from transformers import GotOcr2ImageProcessorPil, InternVLConfig, InternVLForConditionalGeneration
+
+    from attnprompt.models import image_only_processor
+
+    named = dict(start_image_token="<img>", end_image_token="</img>", context_image_token="<IMG_CONTEXT>",
+                 video_token="<video>")
+    tok = make_tokenizer(["<|im_start|>", "<|im_end|>"], vocab, INTERNVL_TEMPLATE, **named)
+    text = dict(model_type="qwen2", **_text_config(vocab))
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=[56, 56], patch_size=[7, 7])
+    cfg = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.context_image_token_id,
+                         image_seq_length=16, downsample_ratio=0.5, attn_implementation=attn)
+    model = InternVLForConditionalGeneration(cfg).eval()
+    ip = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=True, min_patches=1,
+                                  max_patches=max_patches)
+    return model, image_only_processor("internvl", ip, tok, INTERNVL_TEMPLATE, image_seq_length=16)
+
+
+def _gemma3(vocab: int, attn: str, pan_and_scan: bool = False):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
+
+    named = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
+    tok = make_tokenizer(["<start_of_turn>", "<end_of_turn>"], vocab, GEMMA3_TEMPLATE, **named)
+    text = dict(model_type="gemma3_text", **_text_config(vocab, head_dim=16), query_pre_attn_scalar=16,
+                sliding_window=24, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+    text["bos_token_id"], text["eos_token_id"] = 2, 3
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=56, patch_size=7)
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=16,
+                       boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
+                       image_token_index=tok.image_token_id, attn_implementation=attn)
+    model = Gemma3ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # initialised to zeros, which would make every image the same to the decoder
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.2)
+    ip = Gemma3ImageProcessorPil(size={"height": 56, "width": 56})
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=16, chat_template=GEMMA3_TEMPLATE)
+    if pan_and_scan:
+        # the processor's own defaults switch pan-and-scan off whatever the image processor says
+        proc.images_kwargs = {**Gemma3Processor.images_kwargs, "do_pan_and_scan": True,
+                              "pan_and_scan_min_crop_size": 8}
+    return model, proc
+
+
+def _idefics3_like(model_type: str, vocab: int, attn: str):
+    """Idefics3 and SmolVLM: one architecture, built by each one's transformers classes."""
+    from attnprompt.models import image_only_processor
+
+    tok = make_tokenizer(["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
+                          "<|im_start|>"] + ROW_COL, vocab, IDEFICS3_TEMPLATE)
+    text = dict(model_type="llama", **_text_config(vocab))
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=56,
+                  patch_size=7)
+    kw = dict(size={"longest_edge": 56 * 3}, max_image_size={"longest_edge": 56}, do_image_splitting=True)
+    if model_type == "idefics3":
+        from transformers import Idefics3Config as Config
+        from transformers import Idefics3ForConditionalGeneration as Model
+        from transformers import Idefics3ImageProcessorPil as ImageProcessor
+    else:
+        from transformers import SmolVLMConfig as Config
+        from transformers import SmolVLMForConditionalGeneration as Model
+        from transformers import SmolVLMImageProcessorPil as ImageProcessor
+    cfg = Config(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                 scale_factor=2, attn_implementation=attn)
+    model = Model(cfg).eval()
+    return model, image_only_processor(model_type, ImageProcessor(**kw), tok, IDEFICS3_TEMPLATE, image_seq_len=16)
+
+
+def _idefics3(vocab: int, attn: str):
+    return _idefics3_like("idefics3", vocab, attn)
+
+
+def _smolvlm(vocab: int, attn: str):
+    return _idefics3_like("smolvlm", vocab, attn)
+
+
+def _llava_onevision(vocab: int, attn: str, vision_aspect_ratio: str = "anyres_max_4"):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    from attnprompt.models import image_only_processor
+
+    tok = make_tokenizer(["<image>", "<video>", "<|im_start|>", "<|im_end|>"], vocab, ONEVISION_TEMPLATE)
+    text = dict(model_type="qwen2", **_text_config(vocab))
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=28, patch_size=7)
+    cfg = LlavaOnevisionConfig(vision_config=vision, text_config=text,
+                               image_token_index=tok.convert_tokens_to_ids("<image>"),
+                               video_token_index=tok.convert_tokens_to_ids("<video>"),
+                               image_grid_pinpoints=ONEVISION_PINPOINTS, vision_aspect_ratio=vision_aspect_ratio,
+                               vision_feature_select_strategy="full", vision_feature_layer=-1, attn_implementation=attn)
+    model = LlavaOnevisionForConditionalGeneration(cfg).eval()
+    ip = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=ONEVISION_PINPOINTS)
+    return model, image_only_processor("llava_onevision", ip, tok, ONEVISION_TEMPLATE, num_image_tokens=16,
+                                       vision_feature_select_strategy="full", vision_aspect_ratio=vision_aspect_ratio)
+
+
+#: model_type → its builder, ``(vocab, attn, **overrides) → (model, processor)``; one per model_type in
+#: :data:`attnprompt.families.FAMILIES` (tests/test_family_registry.py checks).
+BUILDERS = {
+    "llava": _llava,
+    "llava_next": _llava_next,
+    "qwen2_vl": _qwen2_vl,
+    "qwen2_5_vl": _qwen2_5_vl,
+    "qwen3_vl": _qwen3_vl,
+    "internvl": _internvl,
+    "gemma3": _gemma3,
+    "idefics3": _idefics3,
+    "smolvlm": _smolvlm,
+    "llava_onevision": _llava_onevision,
+}
+
+#: Processors saved whole (they need no video processor); the others are saved as their parts, as real
+#: checkpoints ship them, and load through attnprompt's image-only processor.
+SAVED_WHOLE = ("llava", "llava_next", "gemma3", "idefics3")
+
+
+def build(model_type: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa", **overrides):
+    """(model, processor) of a tiny ``model_type`` model with random weights (seeded); ``overrides`` are the
+    builder's own options (``pan_and_scan=True`` for Gemma 3, ``vision_aspect_ratio=`` for OneVision …)."""
+    if model_type not in BUILDERS:
+        raise ValueError(f"no tiny-model builder for model_type {model_type!r}; valid: {', '.join(BUILDERS)}")
+    torch.manual_seed(seed)
+    return BUILDERS[model_type](vocab, attn, **overrides)
+
+
+def loaded(model_type: str, **overrides):
+    """An uncached :class:`attnprompt.models.LoadedVlm` of a tiny ``model_type`` model (tests edit weights)."""
+    from attnprompt.families import family_of
+    from attnprompt.models import LoadedVlm
+
+    model, proc = build(model_type, **overrides)
+    return LoadedVlm(model, proc, family_of(model_type).name, f"tiny-{model_type}", "")
+
+
+def save(model_type: str, directory: Path, seed: int = 0) -> Path:
+    """Save a :func:`build` model as a checkpoint: the model, and the processor whole or as its parts (image
+    processor, tokenizer, chat template; :data:`SAVED_WHOLE`)."""
+    model, proc = build(model_type, seed)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
-    if family in ("gemma3", "idefics3"):  # processors that need no video processor save whole
+    if model_type in SAVED_WHOLE:
         proc.save_pretrained(directory)
         return directory
     proc.image_processor.save_pretrained(directory)

@@ -11,13 +11,10 @@ from PIL import Image
 
 from attnprompt.attribution.contrastive import ContrastiveAttributor, contrast
 from attnprompt.config import CarveConfig, RegionConfig
-from attnprompt.models import VLM_FAMILIES, LoadedVlm, chat_prompt, end_of_sequence_ids
+from attnprompt.models import chat_prompt, end_of_sequence_ids
 from attnprompt.regions import bounding_box, components, select_components, select_regions, top_mask, window_box
 
-
-def fresh(family: str) -> LoadedVlm:
-    model, proc = vb.build(family)
-    return LoadedVlm(model, proc, VLM_FAMILIES[family], f"tiny-{family}", "")
+fresh = vb.loaded  # an uncached model
 
 
 def straightforward_pass(attributor: ContrastiveAttributor, image: Image.Image, prompt: str) -> np.ndarray:

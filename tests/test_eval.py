@@ -102,8 +102,10 @@ def test_bootstrap_of_a_non_mean_aggregate():
 
 
 def test_registry_is_lazy_and_loud():
-    assert TASKS.names() == ("shapes-vqa", "shapes-pope", "shapes-pointing", "mme", "pope", "textvqa", "vizwiz", "mmmu",
-                             "mmvet", "llava-bench")
+    # membership, not the whole list: a new task is one file and one registry line
+    assert {"shapes-vqa", "shapes-pope", "shapes-pointing", "mme", "pope", "textvqa", "vizwiz", "mmmu", "mmvet",
+            "llava-bench"} <= set(TASKS.names())
+    assert TASKS.names()[0] == "shapes-vqa"
     with pytest.raises(InputError, match="unknown task 'popes'; valid tasks: shapes-vqa"):
         get_task("popes")
 

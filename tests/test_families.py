@@ -17,35 +17,35 @@ import torch
 from PIL import Image
 
 from attnprompt.attribution import vlm_attention
-from attnprompt.attribution.layouts import gemma3_layout
 from attnprompt.attribution.vlm_attention import VlmAttributor
 from attnprompt.capture import AttentionCapture
 from attnprompt.config import VlmConfig
 from attnprompt.errors import ProcessorMismatchError
-from attnprompt.models import VLM_FAMILIES, LoadedVlm, chat_prompt, generate, load_vlm
+from attnprompt.families import FAMILIES as REGISTRY
+from attnprompt.families import family_of
+from attnprompt.families.gemma3 import gemma3_layout
+from attnprompt.models import LoadedVlm, chat_prompt, generate, load_vlm
 from attnprompt.render import upsample
 from attnprompt.types import Request
 
-FAMILIES = vb.NEW_FAMILIES
+#: The families added after the first four (tests/test_vlm_attention.py covers those in more detail).
+FAMILIES = tuple(t for t in REGISTRY.names() if t not in vb.FAMILIES)
 #: Tiled families: the image becomes tiles plus a thumbnail (or a base image), stitched into one map.
 TILED = ("internvl", "idefics3", "smolvlm", "llava_onevision")
 
 
-def fresh(family: str, **overrides) -> LoadedVlm:
-    """An uncached model (tests edit weights)."""
-    model, proc = vb.build_new(family, **overrides)
-    return LoadedVlm(model, proc, VLM_FAMILIES[family], f"tiny-{family}", "")
+fresh = vb.loaded  # an uncached model (tests edit weights)
 
 
-#: Every family api-vlm supports: the answering, multi-image and CARVE tests run on all of them.
-ALL_FAMILIES = (*vb.FAMILIES, *FAMILIES)
+#: Every model_type api-vlm supports: the answering, multi-image and CARVE tests run on all of them.
+ALL_FAMILIES = tuple(REGISTRY.names())
 
 
 @pytest.fixture(scope="module")
 def new_dirs(tmp_path_factory):
     """{family: path}: a saved tiny checkpoint of every family (model, image processor, tokenizer, template)."""
     root = tmp_path_factory.mktemp("new-vlms")
-    dirs = {f: vb.save_new(f, root / f, seed=i) for i, f in enumerate(FAMILIES)}
+    dirs = {f: vb.save(f, root / f, seed=i) for i, f in enumerate(FAMILIES)}
     dirs.update({f: vb.save(f, root / f, seed=i) for i, f in enumerate(vb.FAMILIES)})
     return dirs
 
@@ -194,7 +194,7 @@ def test_answering_through_the_local_backend_with_one_and_several_images(family,
     from attnprompt.backends.local import LocalVLM
 
     vlm = load_vlm(str(new_dirs[family]), device="cpu")
-    assert vlm.family == VLM_FAMILIES[family]
+    assert vlm.family == family_of(family).name
     backend = LocalVLM(vlm, batch_size=4)
     one = Request.single(vb.random_image(90, 50, 0), "what is in the image ?", max_new_tokens=4)
     two = Request.single([vb.random_image(90, 50, 1), vb.random_image(40, 70, 2)], "which is red ?",
@@ -234,7 +234,7 @@ def test_carve_returns_a_map_of_the_image_size(family, new_dirs):
     img = vb.random_image(150, 90, 5)
     ann = annotate(img, "what is in the image ?", method="carve", model=str(new_dirs[family]), max_new_tokens=3,
                    regions=True)
-    assert ann.config["method"] == "carve" and ann.config["family"] == VLM_FAMILIES[family]
+    assert ann.config["method"] == "carve" and ann.config["family"] == family_of(family).name
     assert ann.heatmap.shape == (90, 150) and np.isfinite(ann.heatmap).all() and ann.heatmap.max() > 0
     x0, y0, x1, y1 = ann.box
     assert 0 <= x0 < x1 <= 150 and 0 <= y0 < y1 <= 90

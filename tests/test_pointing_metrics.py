@@ -1,37 +1,9 @@
 """Pointing-game metrics: exact values on hand-made heatmaps and on generated scenes."""
 
 import numpy as np
-import pytest
 
-from attnprompt.evaluation.pointing import cell_coverage, centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
+from attnprompt.evaluation.pointing import centre_hits, in_box, mass_in_mask, peak, uniform_hit_rate
 from attnprompt.shapes import make_scene
-
-
-def test_cell_coverage_at_pixel_resolution_is_the_mask_itself():
-    scene = make_scene(3, n_objects=4, size=64)
-    for obj in scene.objects:
-        np.testing.assert_array_equal(cell_coverage(obj.mask, 64), obj.mask.astype(float))
-
-
-@pytest.mark.parametrize("side, grid", [(224, 24), (192, 24), (100, 7)])
-def test_cell_coverage_conserves_the_object_area_on_uneven_cells(side, grid):
-    # 224 px on a 24-cell grid gives cells of 9 and 10 px: weighting each cell's fraction by its
-    # own area must give back the object's pixel count exactly.
-    scene = make_scene(11, n_objects=5, size=side)
-    edges = np.linspace(0, side, grid + 1).round().astype(int)
-    area = np.outer(np.diff(edges), np.diff(edges))
-    for obj in scene.objects:
-        cov = cell_coverage(obj.mask, grid)
-        assert cov.shape == (grid, grid)
-        assert 0.0 <= cov.min() and cov.max() <= 1.0
-        assert (cov * area).sum() == pytest.approx(obj.mask.sum(), abs=1e-6)
-
-
-def test_cell_coverage_rejects_non_square_masks_and_too_fine_grids():
-    with pytest.raises(ValueError, match="square"):
-        cell_coverage(np.zeros((4, 6), bool), 2)
-    with pytest.raises(ValueError, match="grid <= 4"):
-        cell_coverage(np.zeros((4, 4), bool), 8)
 
 
 def test_peak_of_a_plateau_is_its_middle_not_the_top_left_corner():

@@ -12,19 +12,12 @@ from attnprompt.attribution.vlm_attention import VlmAttributor, image_span_atten
 from attnprompt.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
 from attnprompt.config import VlmConfig
 from attnprompt.errors import InputError, UnsupportedModelError
+from attnprompt.families import FAMILIES
 from attnprompt.models import LoadedVlm, chat_prompt, load_vlm
 
-FAMILIES = vb.FAMILIES
-#: The exactness tests run on every family (the newer ones have their own file for the rest).
-ALL_FAMILIES = (*vb.FAMILIES, *vb.NEW_FAMILIES)
-
-
-def fresh(family: str) -> LoadedVlm:
-    """An uncached model (some tests edit weights)."""
-    model, proc = vb.build(family) if family in vb.FAMILIES else vb.build_new(family)
-    from attnprompt.models import VLM_FAMILIES
-
-    return LoadedVlm(model, proc, VLM_FAMILIES[family], f"tiny-{family}", "")
+#: The exactness tests run on every registered model_type (tests/test_families.py has the rest).
+ALL_FAMILIES = FAMILIES.names()
+fresh = vb.loaded  # an uncached model (some tests edit weights)
 
 
 def inputs_for(vlm: LoadedVlm, images, prompts):

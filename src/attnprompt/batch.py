@@ -196,6 +196,7 @@ def run_batch(
 
     from .annotation import check_rendering
     from .attribution import get_attributor
+    from .config import check_count
     from .files import (
         array_file,
         atomic_write_all,
@@ -207,8 +208,7 @@ def run_batch(
     )
     from .images import load_image
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}")
+    check_count("batch_size", batch_size)
     gray = check_rendering(gray, resample)
     t0 = time.perf_counter()
     settings = batch_settings(method, model, preset, params or {}, gray, resample)  # bad settings fail here

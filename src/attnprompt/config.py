@@ -5,8 +5,8 @@ default (the default preset), named presets change some of them, and unknown key
 The CLI derives its flags from these fields (:func:`cli_parameters`), so a default is written
 once. Nothing here imports torch: ``attnprompt --help`` stays instant.
 
->>> METHODS.names()
-('api-clip', 'api-vlm', 'carve')
+>>> "api-vlm" in METHODS, METHODS.get("carve").__name__
+(True, 'ContrastiveAttributor')
 >>> ClipConfig.from_preset("paper", kernel=5).to_dict()["kernel"]
 5
 """
@@ -77,7 +77,9 @@ def check_count(name: str, value: Any, minimum: int = 1) -> int:
 def check_choice(name: str, value: Any, valid: Sequence[str]) -> None:
     """Raise a clear error unless ``value`` is one of ``valid``.
 
-    >>> check_choice("parts", "cls", ("both", "cls", "comp"))
+    >>> check_choice("parts", "all", ("both", "cls", "comp"))
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: parts must be one of both, cls, comp; got 'all'
     """
     if value not in valid:
         raise InputError(f"{name} must be one of {', '.join(valid)}; got {value!r}")

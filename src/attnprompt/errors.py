@@ -14,9 +14,6 @@ EXIT_ERROR = 2
 
 class AttnpromptError(Exception):
     """Base class for every error this package raises on purpose.
-
-    >>> isinstance(InputError("bad"), AttnpromptError)
-    True
     """
 
 
@@ -39,36 +36,24 @@ class ModelLoadError(AttnpromptError, OSError):
 
 class MissingChatTemplateError(ModelLoadError):
     """A VLM's processor has no chat template, so no prompt can be built for it.
-
-    >>> isinstance(MissingChatTemplateError("no template"), ModelLoadError)
-    True
     """
 
 
 class ProcessorMismatchError(ModelLoadError):
     """A processor's output does not fit its model (image tokens, grid), e.g. one saved with
     another checkpoint.
-
-    >>> isinstance(ProcessorMismatchError("576 image tokens, expected 256"), ModelLoadError)
-    True
     """
 
 
 class UnsupportedModelError(ModelLoadError):
     """The model loads, but a method cannot use it (api-vlm on a family whose image-token layout
     it does not know, a CLIP where a VLM is needed …).
-
-    >>> isinstance(UnsupportedModelError("api-vlm cannot read 'idefics3'"), ModelLoadError)
-    True
     """
 
 
 class OutputError(AttnpromptError, OSError):
     """An output file or directory cannot be written (missing permission, a directory in the way,
     a full disk); nothing half-written is left behind.
-
-    >>> isinstance(OutputError("cannot write out.png"), OSError)
-    True
     """
 
 

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, MissingChatTemplateError, ModelLoadError, UnsupportedModelError
+from .families import FAMILIES, family_of
 
 if TYPE_CHECKING:
+    from .families import Family
     from .types import Request
 
 #: The CLIP the paper used for API-CLIP (ViT-L/14 at 336 px).
@@ -32,20 +34,6 @@ DEFAULT_CLIP = "openai/clip-vit-large-patch14-336"
 
 #: The VLM used by default for api-vlm attribution and for answering (LLaVA-1.5, HF format).
 DEFAULT_VLM = "llava-hf/llava-1.5-7b-hf"
-
-#: VLM families whose image-token layout api-vlm knows (config ``model_type`` → family).
-VLM_FAMILIES = {
-    "llava": "llava",
-    "llava_next": "llava_next",
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_5_vl",
-    "qwen3_vl": "qwen3_vl",
-    "internvl": "internvl",
-    "gemma3": "gemma3",
-    "idefics3": "idefics3",
-    "smolvlm": "idefics3",  # SmolVLM is Idefics3's architecture: same tiles, pixel shuffle and prompt
-    "llava_onevision": "llava_onevision",
-}
 
 #: Models shipped inside the package, selectable by short names; "shapes" means the shapes
 #: model of the kind asked for (the CLIP for api-clip, the VLM for answering and api-vlm).
@@ -298,8 +286,9 @@ def pick_dtype(dtype: Any) -> Any:
 class LoadedClip:
     """A CLIP checkpoint ready for attribution: model (eval mode), tokenizer, image statistics.
 
-    >>> LoadedClip.__dataclass_fields__.keys() >= {"model", "tokenizer", "image_mean"}
-    True
+    >>> clip = load_clip("shapes")
+    >>> clip.model.training, len(clip.image_mean)
+    (False, 3)
     """
 
     model: Any
@@ -348,11 +337,12 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
 class LoadedVlm:
     """A vision-language model ready to generate: model (eval mode), processor, family.
 
-    ``family`` is one of :data:`VLM_FAMILIES`' values, or ``None`` for a model that can answer
-    but whose image-token layout api-vlm does not know.
+    ``family`` is the name of its :mod:`attnprompt.families` family (what configurations record), or ``None``
+    for a model that can answer but whose image-token layout api-vlm does not know.
 
-    >>> LoadedVlm.__dataclass_fields__.keys() >= {"model", "processor", "family"}
-    True
+    >>> vlm = load_vlm("shapes")
+    >>> vlm.family, vlm.family_info.native_side(vlm.model.config, vlm.processor)
+    ('llava', 128)
     """
 
     model: Any
@@ -361,20 +351,16 @@ class LoadedVlm:
     model_id: str
     location: str
 
+    @property
+    def family_info(self) -> Family | None:
+        """Everything attnprompt knows about the model's family (:class:`attnprompt.families.Family`), found by
+        its config's ``model_type`` (else by ``family``, a name that is also a model_type); ``None`` for a model
+        api-vlm cannot lay out.
 
-#: Processors of families whose stock processor insists on a video processor (which needs torchvision):
-#: model_type → the processor class built without one, for images. SmolVLM gets Idefics3's: its own reads the
-#: video processor's settings even in apply_chat_template, and needs num2words; the image prompt (tiles,
-#: row/column tokens, global image) is the same.
-IMAGE_ONLY_PROCESSORS = {
-    "qwen2_vl": "Qwen2VLProcessor",
-    "qwen2_5_vl": "Qwen2_5_VLProcessor",
-    "qwen3_vl": "Qwen3VLProcessor",
-    "internvl": "InternVLProcessor",
-    "llava_onevision": "LlavaOnevisionProcessor",
-    "smolvlm": "Idefics3Processor",
-    "idefics3": "Idefics3Processor",
-}
+        >>> load_vlm("shapes").family_info.name
+        'llava'
+        """
+        return family_of(getattr(self.model.config, "model_type", None)) or family_of(self.family)
 
 
 def _load_processor(name: str, location: str, model_type: str | None, config: Any = None) -> Any:
@@ -384,7 +370,8 @@ def _load_processor(name: str, location: str, model_type: str | None, config: An
         with _quiet_transformers():
             return AutoProcessor.from_pretrained(location, **_hub_kwargs(name, location, "vlm"))
     except (AttributeError, ImportError, TypeError, ValueError, OSError) as e:
-        if model_type not in IMAGE_ONLY_PROCESSORS:
+        family = family_of(model_type)
+        if family is None or family.image_only_processor is None:
             if isinstance(e, (ValueError, OSError)):
                 raise
             raise ModelLoadError(f"cannot load the processor of {name!r}: {e}; " + _help("vlm")) from e
@@ -392,37 +379,15 @@ def _load_processor(name: str, location: str, model_type: str | None, config: An
         return _image_only_from_checkpoint(name, location, model_type, config)
 
 
-def processor_settings(model_type: str, config: Any) -> dict[str, Any]:
-    """The processor arguments a family's model config implies (how many tokens one image or tile becomes),
-    for building a processor when the checkpoint's ``processor_config.json`` is missing or unreadable.
-
-    >>> from types import SimpleNamespace as NS
-    >>> processor_settings("internvl", NS(image_seq_length=256))
-    {'image_seq_length': 256}
-    >>> processor_settings("llava", NS())
-    {}
-    """
-    if config is None:
-        return {}
-    if model_type == "internvl":
-        return {"image_seq_length": int(config.image_seq_length)}
-    if model_type in ("idefics3", "smolvlm"):
-        vis = config.vision_config
-        side = int(vis.image_size) // int(vis.patch_size) // int(config.scale_factor)
-        return {"image_seq_len": side * side}
-    if model_type == "llava_onevision":
-        vis = config.vision_config
-        return {"num_image_tokens": (int(vis.image_size) // int(vis.patch_size)) ** 2,
-                "vision_feature_select_strategy": config.vision_feature_select_strategy,
-                "vision_aspect_ratio": config.vision_aspect_ratio}
-    return {}
+def _image_only_types() -> list[str]:
+    return sorted(t for t in FAMILIES.names() if family_of(t).image_only_processor)
 
 
 def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None,
                          **settings: Any) -> Any:
-    """A family's processor without a video processor (:data:`IMAGE_ONLY_PROCESSORS`): the stock ones insist on
-    one, which needs torchvision; images need none. SmolVLM gets Idefics3's processor, whose image prompt
-    (tiles, row/column tokens, global image) is the same.
+    """A family's processor without a video processor (its ``Family.image_only_processor``): the stock ones
+    insist on one, which needs torchvision; images need none. SmolVLM gets Idefics3's processor, whose image
+    prompt (tiles, row/column tokens, global image) is the same.
     ``settings`` are the processor's own arguments (e.g. ``image_seq_length``).
 
     >>> from attnprompt.models import image_only_processor
@@ -432,10 +397,11 @@ def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, 
     """
     import transformers
 
-    if model_type not in IMAGE_ONLY_PROCESSORS:
+    family = family_of(model_type)
+    if family is None or family.image_only_processor is None:
         raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; valid: "
-                                    f"{', '.join(sorted(IMAGE_ONLY_PROCESSORS))}")
-    base = getattr(transformers, IMAGE_ONLY_PROCESSORS[model_type])
+                                    f"{', '.join(_image_only_types())}")
+    base = getattr(transformers, family.image_only_processor)
 
     class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
         def check_argument_for_proper_class(self, argument_name, argument):
@@ -450,20 +416,6 @@ def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, 
     return ImageOnlyProcessor(**parts, chat_template=chat_template, **settings)
 
 
-def image_only_qwen_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None) -> Any:
-    """A Qwen2-VL / Qwen2.5-VL processor without a video processor (kept for its callers; see
-    :func:`image_only_processor`, which serves every family).
-
-    >>> from attnprompt.models import image_only_qwen_processor
-    >>> image_only_qwen_processor("llava", None, None, None)
-    Traceback (most recent call last):
-    attnprompt.errors.UnsupportedModelError: no image-only processor for model_type 'llava'; qwen2_vl or qwen2_5_vl
-    """
-    if model_type not in ("qwen2_vl", "qwen2_5_vl"):
-        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; qwen2_vl or qwen2_5_vl")
-    return image_only_processor(model_type, image_processor, tokenizer, chat_template)
-
-
 def _image_only_from_checkpoint(name: str, location: str, model_type: str, config: Any) -> Any:
     import inspect
 
@@ -474,10 +426,11 @@ def _image_only_from_checkpoint(name: str, location: str, model_type: str, confi
         image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
     template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
-    settings = processor_settings(model_type, config)
+    family = family_of(model_type)
+    settings = family.processor_settings(config) if config is not None else {}
     saved = Path(location) / "processor_config.json"
     if saved.is_file():  # the checkpoint's own settings win over what the model config implies
-        accepted = inspect.signature(getattr(transformers, IMAGE_ONLY_PROCESSORS[model_type]).__init__).parameters
+        accepted = inspect.signature(getattr(transformers, family.image_only_processor).__init__).parameters
         try:
             stored = json.loads(saved.read_text())
         except (OSError, json.JSONDecodeError):
@@ -525,7 +478,8 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
         if tok is not None:
             tok.padding_side = "left"  # batched generation appends on the right
         model.eval().to(dev)
-        return LoadedVlm(model, processor, VLM_FAMILIES.get(model_type), name, location)
+        family = family_of(model_type)
+        return LoadedVlm(model, processor, family.name if family else None, name, location)
 
     return _cached(("vlm", location, dev, str(dt)), build)
 
@@ -538,22 +492,17 @@ def _cached(key: tuple, build: Callable[[], Any]) -> Any:
         return _CACHE[key]
 
 
-def clear_cache() -> None:
-    """Forget every loaded model (frees memory once nothing else refers to them).
-
-    >>> clear_cache()
-    """
-    with _LOCK:
-        _CACHE.clear()
-
-
 # -- generation ------------------------------------------------------------------------------
 
 
 def require_chat_template(vlm: LoadedVlm, purpose: str) -> None:
     """Raise :class:`MissingChatTemplateError` unless ``vlm``'s processor has a chat template.
 
-    >>> require_chat_template(load_vlm("shapes"), "answering")
+    >>> from dataclasses import replace
+    >>> from types import SimpleNamespace as NS
+    >>> require_chat_template(replace(load_vlm("shapes"), processor=NS(chat_template=None)), "api-vlm")
+    Traceback (most recent call last):
+    attnprompt.errors.MissingChatTemplateError: 'shapes' has no chat template, so api-vlm cannot build its prompts; save one with the checkpoint (chat_template.jinja) or pass a model whose processor has one
     """
     if getattr(vlm.processor, "chat_template", None) is None:
         raise MissingChatTemplateError(
@@ -595,11 +544,7 @@ def end_of_sequence_ids(vlm: LoadedVlm) -> frozenset[int]:
 
 
 class PromptTooLongError(InputError):
-    """A prompt (its images' tokens included) does not fit in the model's context.
-
-    >>> isinstance(PromptTooLongError("too long"), InputError)
-    True
-    """
+    """A prompt (its images' tokens included) does not fit in the model's context."""
 
 
 def context_length(vlm: LoadedVlm) -> int | None:

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .backends.base import Backend
 from .backends.openai_http import EMPTY_ANSWER
+from .config import check_count
 from .errors import InputError
 from .images import load_image
 from .types import Request, Turn
@@ -52,9 +53,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in ("max_body", "max_images", "max_image_pixels", "max_prompt_chars"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a whole number ≥ 1; got {value!r}")
+            check_count(name, getattr(self, name))
 
 
 class BadRequest(Exception):
@@ -96,9 +95,6 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
 
     Subclass it to change behaviour (tests simulate failures that way) and pass the subclass
     to :func:`make_server` as ``handler``.
-
-    >>> issubclass(ChatCompletionsHandler, BaseHTTPRequestHandler)
-    True
     """
 
     server: BackendServer
@@ -249,8 +245,10 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
     max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens", 128))
     if max_tokens is None:
         max_tokens = 128
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise BadRequest(f"max_tokens is {max_tokens!r}; give a positive whole number")
+    try:
+        check_count("max_tokens", max_tokens)
+    except InputError as e:  # the client's mistake: a 400, not a server error
+        raise BadRequest(str(e)) from None
     limits = limits or Limits()
     system: list[str] = []
     turns: list[tuple[str, list[str], list[Image.Image]]] = []  # role, texts, images

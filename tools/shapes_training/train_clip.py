@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from attnprompt.shapes import COLORS, PLURALS, SHAPES, make_scene
-from attnprompt.shapes.splits import CLIP_POINTING_EVAL, CLIP_RETRIEVAL_EVAL, training_seeds
+from attnprompt.shapes.splits import CLIP_POINTING_EVAL, CLIP_RETRIEVAL_EVAL
 
 from .common import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
+from .testbed import training_seeds
 
 #: Sizes scenes are rendered at before being resized to the model input (scale augmentation).
 RENDER_SIZES = (192, 224, 256)
@@ -176,7 +177,7 @@ def patch_labels(scene, grid: int) -> np.ndarray:
     >>> labels.shape, int(labels.min()) >= -1, int(labels.max()) < len(COLOR_NAMES) * len(SHAPES)
     ((12, 12), True, True)
     """
-    from attnprompt.evaluation.pointing import cell_coverage
+    from .testbed import cell_coverage
 
     best = np.zeros((grid, grid))
     labels = np.full((grid, grid), -1, np.int16)

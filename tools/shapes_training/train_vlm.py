@@ -37,10 +37,11 @@ import numpy as np
 
 from attnprompt.config import parse_layers
 from attnprompt.errors import InputError
-from attnprompt.shapes import COLORS, PLURALS, SHAPES, accuracy_by_kind, make_questions, make_scene
-from attnprompt.shapes.splits import TRAINING_START, VLM_EVAL, training_seeds
+from attnprompt.shapes import COLORS, PLURALS, SHAPES, make_questions, make_scene
+from attnprompt.shapes.splits import TRAINING_START, VLM_EVAL
 
 from .common import Resumable, run_training, save_directory, training_record, usable_cpus, warmup_cosine
+from .testbed import accuracy_by_kind, training_seeds
 from .train_clip import MEAN, STD
 
 CHAT_TEMPLATE = (

@@ -20,9 +20,11 @@ class Attributor(ABC):
     raw grid (before normalisation) and the final one, post-processed by
     :func:`attnprompt.render.postprocess`.
 
-    >>> from attnprompt.config import METHODS
-    >>> issubclass(METHODS.get("api-clip"), Attributor)
-    True
+    >>> from attnprompt.attribution import get_attributor
+    >>> from PIL import Image
+    >>> [m.grid.ndim for m in get_attributor("api-clip", model="shapes").attribute([Image.new("RGB", (64, 64))],
+    ...                                                                             ["the circle"])]
+    [2]
     """
 
     method: ClassVar[str] = ""

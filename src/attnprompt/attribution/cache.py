@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from PIL import Image
@@ -30,6 +30,50 @@ def image_digest(image: Image.Image) -> str:
     h = hashlib.sha1(image.tobytes())
     h.update(f"{image.size}{image.mode}".encode())
     return h.hexdigest()
+
+
+class LRU:
+    """A bounded store that forgets the least recently used entry, counting what it answered (``hits``)
+    and what had to be computed (``misses``) — the map cache's and CARVE's general-pass cache's.
+
+    >>> cache = LRU(2)
+    >>> found, missing = cache.lookup(["a", "b", "a"]); missing
+    ['a', 'b']
+    >>> cache.store({"a": 1, "b": 2}); cache.lookup(["a", "c"])[0], cache.info()
+    ({'a': 1}, {'hits': 2, 'misses': 3, 'size': 2})
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = int(max_entries)
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def lookup(self, keys: Sequence[Any]) -> tuple[dict[Any, Any], list[Any]]:
+        """The entries held for ``keys`` (each made most recent), and the keys missing, each once (a key
+        asked twice in one call is computed once: the second asking counts as a hit)."""
+        found: dict[Any, Any] = {}
+        missing: dict[Any, None] = {}
+        for key in keys:
+            if key in self._items:
+                self._items.move_to_end(key)
+                found[key] = self._items[key]
+                self.hits += 1
+            elif key in missing:
+                self.hits += 1
+            else:
+                missing[key] = None
+                self.misses += 1
+        return found, list(missing)
+
+    def store(self, items: Mapping[Any, Any]) -> None:
+        """Keep ``items``, forgetting the least recently used beyond ``max_entries``."""
+        self._items.update(items)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+    def info(self) -> dict[str, int]:
+        """Answered from the store (``hits``), computed (``misses``), kept (``size``)."""
+        return {"hits": self.hits, "misses": self.misses, "size": len(self._items)}
 
 
 class MapCache(Attributor):
@@ -51,10 +95,8 @@ class MapCache(Attributor):
         self.model_kind = inner.model_kind  # type: ignore[misc]
         self.config = inner.config
         self.model_id = inner.model_id
-        self.max_entries = int(max_entries)
-        self._maps: OrderedDict[tuple, AttributionMap] = OrderedDict()
+        self._maps = LRU(max_entries)
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
     @classmethod
     def load(cls, model: Any, *, device: str | None = None, dtype: Any = None) -> Any:
@@ -65,7 +107,7 @@ class MapCache(Attributor):
 
     def info(self) -> dict[str, int]:
         """Maps answered from the cache (``hits``), computed (``misses``), kept (``size``)."""
-        return {"hits": self.hits, "misses": self.misses, "size": len(self._maps)}
+        return self._maps.info()
 
     def __getattr__(self, name: str) -> Any:
         # anything else the wrapped method offers (its grid, layers, cache_info …)
@@ -79,24 +121,13 @@ class MapCache(Attributor):
         suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
         keys = [(image_digest(i), q, s) for i, q, s in zip(images, queries, suffixes)]
         with self._lock:
-            found: dict[tuple, AttributionMap] = {}
-            todo: dict[tuple, int] = {}
-            for index, key in enumerate(keys):
-                if key in self._maps:
-                    self._maps.move_to_end(key)
-                    found[key] = self._maps[key]
-                    self.hits += 1
-                elif key in todo:
-                    self.hits += 1  # asked twice in one call: computed once
-                else:
-                    todo[key] = index
-                    self.misses += 1
-            if todo:
-                picked = list(todo.values())
+            found, missing = self._maps.lookup(keys)
+            if missing:
+                first = {key: keys.index(key) for key in missing}
+                picked = [first[key] for key in missing]
                 maps = self.inner.attribute([images[i] for i in picked], [queries[i] for i in picked],
                                             suffixes=[suffixes[i] for i in picked])
-                for key, m in zip(todo, maps):
-                    found[key] = self._maps[key] = m
-                while len(self._maps) > self.max_entries:
-                    self._maps.popitem(last=False)
+                made = dict(zip(missing, maps))
+                found.update(made)
+                self._maps.store(made)
             return [found[k] for k in keys]

@@ -18,8 +18,6 @@ many questions about one image pay for it once.
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -31,7 +29,8 @@ from ..config import CarveConfig, VlmConfig, check_pairs
 from ..models import LoadedVlm
 from ..types import AttributionMap
 from .base import Attributor
-from .vlm_attention import TokenAttention, VlmAttributor
+from .cache import LRU, image_digest
+from .vlm_attention import VlmAttributor
 
 
 def contrast(task: np.ndarray, general: np.ndarray, *, steps: str = "all", epsilon: float = 1e-8) -> np.ndarray:
@@ -81,9 +80,7 @@ class ContrastiveAttributor(Attributor):
             batch_size=batch_size,
         )
         self.model_id = vlm.model_id
-        self.cache_size = int(cache_size)
-        self._general: OrderedDict[tuple, TokenAttention] = OrderedDict()
-        self._hits = self._misses = 0
+        self._general = LRU(cache_size)
 
     @classmethod
     def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
@@ -107,7 +104,7 @@ class ContrastiveAttributor(Attributor):
 
     def cache_info(self) -> dict[str, int]:
         """General passes answered from the cache (``hits``), computed (``misses``) and kept (``size``)."""
-        return {"hits": self._hits, "misses": self._misses, "size": len(self._general)}
+        return self._general.info()
 
     def attribute(
         self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
@@ -116,28 +113,16 @@ class ContrastiveAttributor(Attributor):
         passes not yet cached run as one batched generation."""
         queries, suffixes = check_pairs(images, queries, suffixes)
         keys = [self._key(img, s) for img, s in zip(images, suffixes)]
-        missing: dict[tuple, tuple[Image.Image, str]] = {}
-        general: dict[tuple, TokenAttention] = {}  # this call's general passes, whatever the cache evicts
-        for img, s, key in zip(images, suffixes, keys):
-            if key in self._general:
-                self._hits += 1
-                self._general.move_to_end(key)
-                general[key] = self._general[key]
-            elif key not in missing:
-                missing[key] = (img, s)
-                self._misses += 1
-            else:
-                self._hits += 1  # asked twice in this call: computed once
-        general_images = [img for img, _ in missing.values()]
+        general, missing = self._general.lookup(keys)  # this call's general passes, whatever the cache evicts
+        first = {key: keys.index(key) for key in missing}
         found = self.inner.token_attention(
-            list(images) + general_images,
+            list(images) + [images[first[k]] for k in missing],
             list(queries) + [self.config.general] * len(missing),
-            suffixes=suffixes + [s for _, s in missing.values()],
+            suffixes=suffixes + [suffixes[first[k]] for k in missing],
         )
-        for key, attention in zip(missing, found[len(images):]):
-            general[key] = self._general[key] = attention
-        while len(self._general) > self.cache_size:
-            self._general.popitem(last=False)
+        made = dict(zip(missing, found[len(images):]))
+        general.update(made)
+        self._general.store(made)
         maps = []
         for task, key in zip(found[: len(images)], keys):
             values = contrast(task.values, general[key].values, steps=self.config.steps,
@@ -150,7 +135,6 @@ class ContrastiveAttributor(Attributor):
     def _key(self, image: Image.Image, suffix: str) -> tuple:
         # the image's pixels (not the object: the same picture loaded twice is one entry), the model
         # and every setting the general pass depends on
-        digest = hashlib.sha1(image.tobytes()).hexdigest()
         c = self.config
-        return (digest, image.size, image.mode, self.model_id, c.general, suffix, self.inner.config.max_new_tokens,
+        return (image_digest(image), self.model_id, c.general, suffix, self.inner.config.max_new_tokens,
                 c.variant, self.inner.layers, c.grid, c.fit)

@@ -11,7 +11,7 @@ average over heads and steps, and lay the result out on the image-token grid:
 
 Capture keeps SDPA and the KV cache (see :class:`~attnprompt.capture.AttentionCapture`).
 Image-token positions come from ``input_ids == image_token_id`` and the grid from the model config
-and the processor's outputs (see :mod:`~attnprompt.attribution.layouts`).
+and the processor's outputs, as the model's family says (:mod:`attnprompt.families`).
 
 Generation is :func:`attnprompt.models.generate`, the routine that also answers questions, with
 the chosen layers captured. Post-processing (:func:`attnprompt.render.postprocess`): ``reference``
@@ -33,19 +33,11 @@ from PIL import Image
 from .. import render
 from ..config import VlmConfig, check_pairs, parse_layers, with_suffix
 from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
-from ..models import VLM_FAMILIES, LoadedVlm, generate, load_vlm, require_chat_template
+from ..families import ImageSpan, family_names
+from ..families.grid import GridLayout
+from ..models import LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import AttributionMap, Request
 from .base import Attributor
-from .layouts import (
-    GridLayout,
-    gemma3_layout,
-    idefics3_layout,
-    internvl_layout,
-    llava_layout,
-    llava_next_layout,
-    llava_onevision_layout,
-    qwen_vl_layout,
-)
 
 
 @dataclass(frozen=True)
@@ -64,11 +56,7 @@ class TokenAttention:
 
 
 class KernelNarrowedWarning(UserWarning):
-    """The mean filter was wider than an image's token grid and was narrowed to fit it.
-
-    >>> issubclass(KernelNarrowedWarning, UserWarning)
-    True
-    """
+    """The mean filter was wider than an image's token grid and was narrowed to fit it."""
 
 
 def image_span_attention(scores: torch.Tensor, positions: torch.Tensor, variant: str) -> torch.Tensor:
@@ -107,13 +95,15 @@ class VlmAttributor(Attributor):
     model_kind: ClassVar[str] = "vlm"
 
     def __init__(self, vlm: LoadedVlm, config: VlmConfig | None = None, *, batch_size: int = 4) -> None:
-        if vlm.family is None:
+        family = vlm.family_info if vlm.family is not None else None
+        if family is None:
             raise UnsupportedModelError(
                 f"api-vlm cannot read the image-token layout of {vlm.model_id!r} (model_type "
-                f"{vlm.model.config.model_type!r}); supported: {', '.join(sorted(set(VLM_FAMILIES.values())))}"
+                f"{vlm.model.config.model_type!r}); supported: {', '.join(family_names())}"
             )
         require_chat_template(vlm, "api-vlm")
         self.vlm = vlm
+        self.family = family
         self.model = vlm.model
         self.processor = vlm.processor
         self.config = config or VlmConfig.from_preset()
@@ -121,16 +111,7 @@ class VlmAttributor(Attributor):
         self.batch_size = int(batch_size)
         self.depth = int(self.model.config.get_text_config().num_hidden_layers)
         self.layers = parse_layers(self.config.layers, self.depth, allow_fraction=True)
-        cfg = self.model.config
-        self.image_token_id = int(getattr(cfg, "image_token_id", None) or cfg.image_token_index)
-        self._row_col: dict[int, tuple[int, int]] = {}
-        if vlm.family == "idefics3":  # tiles are named in the prompt by <row_r_col_c> tokens
-            tok = getattr(self.processor, "tokenizer", None)
-            for r in range(1, 7):
-                for c in range(1, 7):
-                    i = tok.convert_tokens_to_ids(f"<row_{r}_col_{c}>") if tok is not None else None
-                    if isinstance(i, int) and i != tok.unk_token_id:
-                        self._row_col[i] = (r, c)
+        self.image_token_id = family.image_token_id(self.model.config)
 
     @classmethod
     def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
@@ -161,19 +142,15 @@ class VlmAttributor(Attributor):
     # -- inputs ------------------------------------------------------------------------------
 
     def prepare(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
-        """The image as the VLM should see it, and where the original lies in it: LLaVA-1.5 with
-        ``fit="pad"`` is padded to a square with the processor's mean colour (so its centre crop
-        loses nothing); other families take the image as it is.
+        """The image as the VLM should see it, and where the original lies in it, as its family says
+        (``Family.prepare``): LLaVA-1.5 with ``fit="pad"`` is padded to a square with the processor's mean colour
+        (so its centre crop loses nothing); other families take the image as it is.
 
         >>> from PIL import Image
         >>> VlmAttributor.from_pretrained("shapes").prepare(Image.new("RGB", (20, 10)))[1]
         (0.0, 0.25, 1.0, 0.75)
         """
-        if self.vlm.family == "llava" and self.config.fit == "pad":
-            ip = self.processor.image_processor
-            fill = tuple(int(round(255 * m)) for m in ip.image_mean)
-            return render.fit_square(image, max(image.size), fit="pad", fill=fill)
-        return image, (0.0, 0.0, 1.0, 1.0)
+        return self.family.prepare(image, self.processor, self.config.fit)
 
     def request(self, image: Image.Image, query: str) -> Request:
         """The request whose greedy answer is read: the prepared image, then the query.
@@ -186,30 +163,11 @@ class VlmAttributor(Attributor):
 
     def _layouts(self, n_tokens: int, b: int, inputs: Any, extent: tuple,
                  image_hw: Sequence[int] | None = None) -> list[GridLayout]:
-        """Row ``b``'s image-token layouts, ``[base, …, highres]``; ``image_hw`` is the (prepared) image's
-        (height, width), needed where the processor's outputs do not carry it (InternVL, Gemma 3 crops)."""
-        family, cfg = self.vlm.family, self.model.config
-        if family == "llava":
-            return llava_layout(n_tokens, cfg, extent)
-        if family in ("llava_next", "llava_onevision"):
-            hw = [int(v) for v in inputs["image_sizes"][b]]
-            return (llava_next_layout if family == "llava_next" else llava_onevision_layout)(n_tokens, cfg, hw)
-        if family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
-            merge = int(cfg.vision_config.spatial_merge_size)
-            return qwen_vl_layout(n_tokens, [int(v) for v in inputs["image_grid_thw"][b]], merge)
-        if family == "idefics3":
-            ids = inputs["input_ids"][b].tolist()
-            tiles = [self._row_col[i] for i in ids if i in self._row_col]
-            rows, cols = (max(r for r, _ in tiles), max(c for _, c in tiles)) if tiles else (0, 0)
-            return idefics3_layout(n_tokens, cfg, rows, cols)
-        if image_hw is None:
-            raise InputError(f"{family}: the image's (height, width) is needed to lay its tokens out")
-        if family == "internvl":
-            return internvl_layout(n_tokens, cfg, self.processor.image_processor, image_hw)
-        if family == "gemma3":
-            return gemma3_layout(n_tokens, cfg, image_hw)
-        raise UnsupportedModelError(f"no image-token layout for family {family!r}; supported: "
-                                    f"{', '.join(sorted(set(VLM_FAMILIES.values())))}")
+        """Row ``b``'s image-token layouts, ``[base, …, highres]`` (``Family.layouts``); ``image_hw`` is the
+        (prepared) image's (height, width), needed where the processor's outputs do not carry it."""
+        hw = (int(image_hw[0]), int(image_hw[1])) if image_hw is not None else None
+        return self.family.layouts(ImageSpan(n_tokens, inputs, b, hw, tuple(extent)), self.model.config,
+                                   self.processor)
 
     # -- attribution -------------------------------------------------------------------------
 
@@ -291,7 +249,7 @@ class VlmAttributor(Attributor):
         """Per-token values → the map on ``layout``'s grid: raw, and post-processed.
 
         >>> import numpy as np
-        >>> from attnprompt.attribution.layouts import GridLayout
+        >>> from attnprompt.families.grid import GridLayout
         >>> a = VlmAttributor.from_pretrained("shapes", kernel=1, enhance=0)
         >>> a.to_map(np.array([1.0, 3.0]), GridLayout("g", np.array([[1, 0]]))).grid.tolist()
         [[1.0, 0.0]]

@@ -17,9 +17,6 @@ class Backend(ABC):
 
     A request is a conversation (:class:`~attnprompt.types.Request`: images and user/assistant
     turns); every backend takes several images and several turns.
-
-    >>> issubclass(Backend, ABC)
-    True
     """
 
     #: A short id recorded with every result (model id or URL + model name).
@@ -63,7 +60,4 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional: most backends hold nothing to release)
         """Release resources (threads, connections); the default has none.
-
-        >>> from attnprompt.backends.local import LocalVLM
-        >>> LocalVLM.from_pretrained("shapes").close()
         """

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..config import check_count
 from ..errors import BackendError, InputError
 from ..types import Answer, Request
 from .base import Backend
@@ -215,12 +216,9 @@ class OpenAIBackend(Backend):
             raise InputError(f"timeout is {timeout}; give a positive number of seconds")
         if not retry_wait >= 0:
             raise InputError(f"retry_wait is {retry_wait}; give zero or a positive number of seconds")
-        if int(concurrency) != concurrency or concurrency < 1:
-            raise InputError(f"concurrency is {concurrency}; give a whole number of at least 1")
-        if max_side is not None and (int(max_side) != max_side or max_side < 1):
-            raise InputError(f"max_side is {max_side}; give a whole number of pixels of at least 1, or None")
-        if max_images is not None and (int(max_images) != max_images or max_images < 1):
-            raise InputError(f"max_images is {max_images}; give a whole number of at least 1, or None")
+        concurrency = check_count("concurrency", concurrency)
+        max_side = None if max_side is None else check_count("max_side", max_side)
+        max_images = None if max_images is None else check_count("max_images", max_images)
         self.max_images = max_images
         self._model = model
         self.api_key = api_key if api_key is not None else (os.environ.get("OPENAI_API_KEY") or None)
@@ -307,8 +305,6 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         """Stop the worker threads (after the requests in flight); ``answer`` starts new ones.
-
-        >>> OpenAIBackend("http://localhost:8000", "m").close()
         """
         with self._lock:
             pool, self._pool = self._pool, None

@@ -158,7 +158,10 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
     """The Gradio app (not launched), answering with ``vlm`` unless the page says otherwise.
 
     >>> import importlib.util
-    >>> app = build_app() if importlib.util.find_spec("gradio") else None
+    >>> labels = {getattr(b, "label", None) for b in build_app().blocks.values()} if importlib.util.find_spec(
+    ...     "gradio") else {"Strategy"}
+    >>> "Strategy" in labels
+    True
     """
     gr = _gradio()
     folder = Path(examples_dir) if examples_dir else Path(tempfile.gettempdir()) / "attnprompt-demo-examples"

@@ -41,17 +41,6 @@ def in_box(point: tuple[int, int], box: Sequence[int]) -> bool:
     return x0 <= x < x1 and y0 <= y < y1
 
 
-def cell_centre(index: int, side: int, size: int) -> tuple[int, int]:
-    """(x, y) pixel at the centre of cell ``index`` of a row-major ``side``×``side`` grid laid over a
-    ``size``×``size`` image (how image tokens map to pixels).
-
-    >>> cell_centre(0, 16, 224), cell_centre(17, 16, 224)
-    ((7, 7), (21, 21))
-    """
-    cell = size / side
-    return int((index % side + 0.5) * cell), int((index // side + 0.5) * cell)
-
-
 def mass_in_mask(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the heatmap's mass on ``mask`` (0 for an all-zero heatmap).
 
@@ -82,20 +71,3 @@ def centre_hits(box: Sequence[int], size: tuple[int, int]) -> bool:
     """
     w, h = size
     return in_box((w // 2, h // 2), box)
-
-
-def cell_coverage(mask: np.ndarray, grid: int) -> np.ndarray:
-    """Fraction of each cell of a ``grid``×``grid`` partition of a square ``mask`` that is True —
-    the object's footprint on a model's patch grid (cell edges rounded as a resize would).
-
-    >>> cell_coverage(np.array([[True, True, False, False]] * 4), 2).tolist()
-    [[1.0, 0.0], [1.0, 0.0]]
-    """
-    m = np.asarray(mask, dtype=np.float64)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"cell_coverage needs a square 2-D mask, got shape {m.shape}")
-    edges = np.linspace(0, m.shape[0], grid + 1).round().astype(int)
-    if np.any(np.diff(edges) == 0):
-        raise ValueError(f"a {m.shape[0]}-pixel mask cannot be split into {grid} cells; use grid <= {m.shape[0]}")
-    sums = np.add.reduceat(np.add.reduceat(m, edges[:-1], 0), edges[:-1], 1)
-    return sums / np.outer(np.diff(edges), np.diff(edges))

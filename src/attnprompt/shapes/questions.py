@@ -32,7 +32,6 @@ __all__ = [
     "PLURALS",
     "QA",
     "QUESTION_KINDS",
-    "accuracy_by_kind",
     "caption",
     "caption_templates",
     "describe",
@@ -336,20 +335,4 @@ def make_questions(
     for kind in QUESTION_KINDS:
         if kind in kinds:
             out.extend(_MAKERS[kind](scene, rng, per_kind))
-    return out
-
-
-def accuracy_by_kind(kinds: Sequence[str], replies: Sequence[str], answers: Sequence[str]) -> dict[str, float]:
-    """Accuracy per question kind and overall (``"all"``): a reply is right when its
-    :func:`first_word` is the answer. A kind with no question is NaN.
-
-    >>> accuracy_by_kind(["color", "color", "count"], ["Red.", "blue", "2"], ["red", "red", "2"])["color"]
-    0.5
-    """
-    hits = [first_word(t) == a for t, a in zip(replies, answers)]
-    out: dict[str, float] = {}
-    for kind in QUESTION_KINDS:
-        idx = [i for i, k in enumerate(kinds) if k == kind]
-        out[kind] = float(np.mean([hits[i] for i in idx])) if idx else float("nan")
-    out["all"] = float(np.mean(hits)) if hits else float("nan")
     return out

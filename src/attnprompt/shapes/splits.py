@@ -2,13 +2,11 @@
 is held out for their evaluation, the benchmarks and the tests.
 
 A scene is ``make_scene(seed, …)``, so a seed range is a set of scenes. Training draws from seeds
-≥ :data:`TRAINING_START`; every held-out range lies below it and no two overlap (tested), so no
-evaluation scene was ever trained on.
+≥ :data:`TRAINING_START` (``tools/shapes_training/testbed.py`` says where); every held-out range lies
+below it and no two overlap (tested), so no evaluation scene was ever trained on.
 
 >>> VLM_EVAL.seeds(3)
 range(700000, 700003)
->>> training_seeds("vlm", run_seed=0, n=2)
-[51000000, 51000001]
 """
 
 from __future__ import annotations
@@ -17,10 +15,6 @@ from dataclasses import dataclass
 
 #: Seeds at and above this are for training only.
 TRAINING_START = 1_000_000
-#: Where each shipped model's training scenes start, above :data:`TRAINING_START`; a training run
-#: with seed ``s`` takes ``n`` consecutive scenes from ``start + s · RUN_STRIDE``.
-TRAINING_OFFSETS = {"clip": 0, "vlm": 50_000_000}
-RUN_STRIDE = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -78,17 +72,3 @@ HELD_OUT: tuple[SeedRange, ...] = (
     POINTING, SHAPES_VQA, SHAPES_POPE, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
     CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST,
 )
-
-
-def training_seeds(model: str, run_seed: int, n: int) -> list[int]:
-    """The ``n`` training scenes of the shipped ``model`` ("clip" or "vlm") for a run with ``run_seed``.
-
-    >>> training_seeds("clip", run_seed=1, n=2)
-    [11000000, 11000001]
-    """
-    if model not in TRAINING_OFFSETS:
-        raise ValueError(f"model must be one of {', '.join(TRAINING_OFFSETS)}; got {model!r}")
-    if not 0 <= n <= RUN_STRIDE:
-        raise ValueError(f"a training run takes 0 to {RUN_STRIDE} scenes; got {n}")
-    start = TRAINING_START + TRAINING_OFFSETS[model] + int(run_seed) * RUN_STRIDE
-    return list(range(start, start + n))

@@ -1,0 +1,81 @@
+"""LLaVA-1.5 (``LlavaForConditionalGeneration``, model_type ``llava``; also the embedded shapes VLM).
+
+One CLIP tile: ``image_size / patch_size`` squared patch tokens, row-major, after a CLS token when the
+vision features keep it (``vision_feature_select_strategy="full"``). The processor resizes the short side
+and centre-crops, so api-vlm pads the image to a square first (``fit="pad"``) and the crop loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import FULL, Family, ImageSpan
+from .grid import GridLayout, check_token_count, pair
+
+
+def llava_layout(n_tokens: int, config: Any, extent: Sequence[float] = FULL) -> list[GridLayout]:
+    """LLaVA-1.5: one side×side grid, row-major (side = image_size / patch_size).
+
+    >>> from types import SimpleNamespace as NS
+    >>> cfg = NS(vision_config=NS(image_size=336, patch_size=14), vision_feature_select_strategy="default")
+    >>> llava_layout(576, cfg)[0].shape
+    (24, 24)
+    """
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    extra = 1 if getattr(config, "vision_feature_select_strategy", "default") == "full" else 0
+    check_token_count(n_tokens, side * side + extra, "llava", f"a {side}×{side} patch grid")
+    return [GridLayout("grid", np.arange(extra, extra + side * side).reshape(side, side), tuple(extent))]
+
+
+@dataclass(frozen=True)
+class Llava(Family):
+    """LLaVA-1.5: one square grid; ``fit="pad"`` pads the image to a square in the processor's mean colour.
+
+    >>> from PIL import Image
+    >>> from types import SimpleNamespace as NS
+    >>> processor = NS(image_processor=NS(image_mean=[0.5, 0.5, 0.5]))
+    >>> LLAVA.prepare(Image.new("RGB", (20, 10)), processor, "pad")[1]
+    (0.0, 0.25, 1.0, 0.75)
+    """
+
+    def prepare(self, image: Any, processor: Any, fit: str) -> tuple[Any, tuple[float, ...]]:
+        """Padded to a square with the processor's mean colour for ``fit="pad"`` (so its centre crop loses
+        nothing), else as it is.
+
+        >>> from PIL import Image
+        >>> LLAVA.prepare(Image.new("RGB", (20, 10)), None, "processor")[1]
+        (0.0, 0.0, 1.0, 1.0)
+        """
+        if fit != "pad":
+            return image, FULL
+        from ..render import fit_square
+
+        fill = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
+        return fit_square(image, max(image.size), fit="pad", fill=fill)
+
+    def layouts(self, span: ImageSpan, config: Any, processor: Any) -> list[GridLayout]:
+        """One grid (:func:`llava_layout`) over the prepared image, the original at ``span.extent``.
+
+        >>> from types import SimpleNamespace as NS
+        >>> cfg = NS(vision_config=NS(image_size=56, patch_size=14))
+        >>> [g.shape for g in LLAVA.layouts(ImageSpan(16, {}, 0, extent=(0, 0.25, 1, 0.75)), cfg, None)]
+        [(4, 4)]
+        """
+        return llava_layout(span.n_tokens, config, span.extent)
+
+    def native_side(self, config: Any, processor: Any) -> int:
+        """The vision tower's ``vision_config.image_size``: 336 for LLaVA-1.5 (CLIP ViT-L/14-336), 128 for the
+        embedded shapes VLM.
+
+        >>> from types import SimpleNamespace as NS
+        >>> LLAVA.native_side(NS(vision_config=NS(image_size=336, patch_size=14)), None)
+        336
+        """
+        return pair(config.vision_config.image_size)[0]
+
+
+LLAVA = Llava("llava", "LlavaForConditionalGeneration")
