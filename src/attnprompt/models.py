@@ -501,8 +501,9 @@ def require_chat_template(vlm: LoadedVlm, purpose: str) -> None:
     >>> from dataclasses import replace
     >>> from types import SimpleNamespace as NS
     >>> require_chat_template(replace(load_vlm("shapes"), processor=NS(chat_template=None)), "api-vlm")
+    ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    attnprompt.errors.MissingChatTemplateError: 'shapes' has no chat template, so api-vlm cannot build its prompts; save one with the checkpoint (chat_template.jinja) or pass a model whose processor has one
+    attnprompt.errors.MissingChatTemplateError: 'shapes' has no chat template, so api-vlm cannot build its prompts; ...
     """
     if getattr(vlm.processor, "chat_template", None) is None:
         raise MissingChatTemplateError(
