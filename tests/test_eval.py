@@ -296,7 +296,12 @@ def test_two_strategies_sharing_a_map_compute_it_once(tmp_path):
 
 def test_conditions_cross_strategies_methods_presets_and_forms():
     labels = [c.label for c in conditions_for(["plain", "api", "carve"], presets=["paper"], forms=["crop"])]
-    assert labels == ["plain", "api (api-clip, paper, crop)", "carve (paper, crop)"]
+    # a preset goes only with the methods that have it (carve has no "paper"; it keeps its default)
+    assert labels == ["plain", "api (api-clip, paper, crop)", "carve (crop)"]
+    assert [c.label for c in conditions_for(["plain", "api", "carve"], presets=["vicrop"])] == [
+        "plain", "api (api-clip)", "carve (vicrop)"]
+    with pytest.raises(InputError, match="no chosen method has the preset"):
+        conditions_for(["api"], presets=["vicrop"])
     assert [c.label for c in map_conditions(["api-clip", "api-vlm"], ["grounding"])] == ["api-clip (grounding)"]
     with pytest.raises(InputError, match="no chosen method has a preset 'vicrop'"):
         map_conditions(["api-clip"], ["vicrop"])

@@ -29,20 +29,22 @@ def check_rendering(gray: Any, resample: Any) -> float:
     return check_gray(gray)
 
 
-def region_config(regions: RegionConfig | str | None, attributor: Any = None) -> RegionConfig:
+def region_config(regions: RegionConfig | str | None, attributor: Any = None,
+                  native_side: int | None = None) -> RegionConfig:
     """A :class:`~attnprompt.config.RegionConfig`: as given, a preset by name, or the one the map's
-    method suggests (ViCrop's window for the ``vicrop`` preset of carve), else CARVE's.
+    method suggests (ViCrop's window for the ``vicrop`` preset of carve), else CARVE's; its window
+    resolved to the answering VLM's ``native_side`` where none is set (:meth:`RegionConfig.for_side`).
 
-    >>> region_config("vicrop").rule, region_config(None).rule
-    ('window', 'attention')
+    >>> region_config("vicrop").rule, region_config(None).rule, region_config("vicrop", native_side=128).window
+    ('window', 'attention', 128)
     """
-    if isinstance(regions, RegionConfig):
-        return regions
-    if regions is None:
-        # a method preset named after a region preset (carve's vicrop) chooses its crops that way
-        preset = getattr(getattr(attributor, "config", None), "preset", None)
-        regions = preset if preset in RegionConfig.PRESETS else RegionConfig.DEFAULT_PRESET
-    return RegionConfig.from_preset(regions)
+    if not isinstance(regions, RegionConfig):
+        if regions is None:
+            # a method preset named after a region preset (carve's vicrop) chooses its crops that way
+            preset = getattr(getattr(attributor, "config", None), "preset", None)
+            regions = preset if preset in RegionConfig.PRESETS else RegionConfig.DEFAULT_PRESET
+        regions = RegionConfig.from_preset(regions)
+    return regions.for_side(native_side)
 
 
 def render_annotation(

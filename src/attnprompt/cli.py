@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     vlm_args.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
     vlm_args.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+    vlm_args.add_argument("--native-side", type=int, default=None,
+                          help="a server's model input side in pixels (ViCrop's default crop window; a local "
+                               "model's family says it: 336 LLaVA-1.5, 224 Qwen-VL, 128 shapes)")
     vlm_args.add_argument("--timeout", type=float, default=60.0,
                           help="seconds per HTTP request (one retry after a wait)")
     _add_method_flags(ask, reserved=ASK_RESERVED, model_defaults="the paper's CLIP for api-clip (the shapes CLIP "
@@ -248,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default llava-hf/llava-1.5-7b-hf)")
     vlm_eval.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
     vlm_eval.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+    vlm_eval.add_argument("--native-side", type=int, default=None,
+                          help="a server's model input side in pixels (ViCrop's default crop window; a local "
+                               "model's family says it: 336 LLaVA-1.5, 224 Qwen-VL, 128 shapes)")
     vlm_eval.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
     _add_method_flags(ev, reserved=ASK_RESERVED, model_defaults="as for ask; --method and --preset take "
                       "comma-separated lists, crossed with the strategies (map tasks: every preset by default)")
@@ -430,6 +436,7 @@ def _ask(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         device=args.device,
         dtype=args.dtype,
+        native_side=args.native_side,
     )
     result = ask(
         image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
@@ -486,7 +493,8 @@ def _eval(args: argparse.Namespace) -> int:
         limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
         max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
         gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
-        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, data=data or None,
+        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, native_side=args.native_side,
+        data=data or None,
         judge=args.judge, judge_model=args.judge_model, judge_key_env=args.judge_key_env,
         judge_concurrency=args.judge_concurrency, executor=args.executor, address=args.address, workers=args.workers,
         **_method_params(args, reserved=ASK_RESERVED),

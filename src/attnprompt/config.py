@@ -251,8 +251,12 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
 
 
 #: Visual-prompt forms of the strategies that show a map: the paper's blend, the original and a crop
-#: of the map's regions (CARVE's and ViCrop's form), or the blend and the crop.
-FORMS = ("overlay", "crop", "both")
+#: of the map's regions (CARVE's and ViCrop's form), the blend and the crop, or the crop alone as the one
+#: image (``zoom``: V*/ZoomEye-style, and for VLMs that answer one image best).
+FORMS = ("overlay", "crop", "both", "zoom")
+
+#: ViCrop's window base when no answering VLM says its input side (LLaVA-1.5's 336, the paper's).
+FALLBACK_WINDOW = 336
 
 
 # -- configs -------------------------------------------------------------------------------
@@ -530,7 +534,12 @@ class RegionConfig(MethodConfig):
     keep_outside: bool = param(False, "keep the pixels outside the kept regions in the crop (CARVE zeroes them)",
                                cli=bool)
     upscale: bool = param(True, "upscale the crop by max(W/w, H/h) with LANCZOS, as CARVE", cli=bool)
-    window: int = param(336, "window rule: the base side in pixels (ViCrop: 336 for LLaVA, 224 for Qwen)", cli=int)
+    window: int | None = param(None, "window rule: the base side in pixels; default the answering VLM's native "
+                                     "input side (336 LLaVA-1.5, 224 Qwen-VL, 128 the shapes VLM; 336 if unknown)",
+                               cli=int)
+    max_share: float = param(1.0, "ours, not CARVE's: a box over this share of the image is cut down to a "
+                                  "square around the kept region with the most attention, so the crop stays a "
+                                  "zoom (1 = off, CARVE's behaviour)", cli=float)
 
     def __post_init__(self) -> None:
         check_choice("rule", self.rule, ("attention", "size", "remove-small", "window"))
@@ -543,7 +552,34 @@ class RegionConfig(MethodConfig):
                 raise InputError(f"{name} must be a number in (0, 1]; got {value!r}")
             object.__setattr__(self, name, v)
         object.__setattr__(self, "min_regions", check_count("min_regions", self.min_regions))
-        object.__setattr__(self, "window", check_count("window", self.window))
+        if self.window is not None:
+            object.__setattr__(self, "window", check_count("window", self.window))
+        try:
+            share = float(self.max_share)
+        except (TypeError, ValueError):
+            share = -1.0
+        if not 0.0 < share <= 1.0:
+            raise InputError(f"max_share must be a number in (0, 1]; got {self.max_share!r}")
+        object.__setattr__(self, "max_share", share)
+
+    def for_side(self, native_side: int | None) -> RegionConfig:
+        """This configuration with its window resolved: as set, else the answering VLM's ``native_side``
+        (for the window rule), else :data:`FALLBACK_WINDOW`.
+
+        >>> RegionConfig.from_preset("vicrop").for_side(128).window, RegionConfig().for_side(128).window
+        (128, 336)
+        """
+        if self.window is not None:
+            return self
+        side = native_side if self.rule == "window" and native_side else FALLBACK_WINDOW
+        return dataclasses.replace(self, window=int(side))
+
+    def to_dict(self) -> dict[str, Any]:
+        # max_share at its default (off) is left out so that runs stored before it existed keep their hashes
+        d = super().to_dict()
+        if d.get("max_share") == 1.0:
+            d.pop("max_share")
+        return d
 
 
 # -- registries ----------------------------------------------------------------------------
@@ -627,6 +663,9 @@ STRATEGIES = Registry(
         "self-reflect": "attnprompt.strategies.reflect:SelfReflect",
         "ensemble": "attnprompt.strategies.ensemble:Ensemble",
         "carve": "attnprompt.strategies.carve:Carve",
+        # rows for scale on tasks that know where the answer lies (they read ground truth)
+        "zoom-oracle": "attnprompt.strategies.zoom_reference:ZoomOracle",
+        "zoom-centre": "attnprompt.strategies.zoom_reference:ZoomCentre",
     },
     plural="strategies",
 )

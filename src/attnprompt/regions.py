@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from .config import FALLBACK_WINDOW
+
 if TYPE_CHECKING:
     from .config import RegionConfig
 
@@ -166,6 +168,47 @@ def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize((int(w * scale), int(h * scale)), Image.Resampling.LANCZOS)
 
 
+def box_share(box: tuple[int, int, int, int], size: tuple[int, int]) -> float:
+    """The share of the image (``size`` = W, H) a box covers.
+
+    >>> box_share((0, 0, 50, 20), (100, 40))
+    0.25
+    """
+    return (box[2] - box[0]) * (box[3] - box[1]) / float(size[0] * size[1])
+
+
+def keep_a_zoom(heat: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+                max_share: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Ours, not CARVE's: when the kept components' box covers more than ``max_share`` of the image (regions
+    spread over a large image make a "crop" that is most of it), keep only the kept component with the
+    largest attention sum; if its own box is still over the share, a square of ``max_share`` of the image
+    (at most) centred on that component's attention-weighted centre, moved inside the image.
+
+    >>> heat = np.zeros((10, 10)); heat[0, 0] = heat[8:10, 8:10] = 1.0
+    >>> labels, _ = components(heat > 0)
+    >>> m, box = keep_a_zoom(heat, labels, heat > 0, 0.5)
+    >>> box, int(m.sum())
+    ((8, 8, 10, 10), 4)
+    """
+    kept = np.unique(labels[mask & (labels > 0)])
+    sums = [float(heat[labels == k].sum()) for k in kept]
+    best = labels == kept[int(np.argmax(sums))]
+    box = bounding_box(best)
+    h, w = heat.shape
+    if box_share(box, (w, h)) <= max_share:
+        return best, box
+    side = max(1, int(np.sqrt(max_share * w * h)))
+    sw, sh = min(side, w), min(side, h)
+    ys, xs = np.nonzero(best)
+    weights = heat[ys, xs] + 1e-12
+    cx, cy = float(np.average(xs, weights=weights)), float(np.average(ys, weights=weights))
+    x0 = int(np.clip(round(cx - sw / 2), 0, w - sw))
+    y0 = int(np.clip(round(cy - sh / 2), 0, h - sh))
+    out = np.zeros_like(mask)
+    out[y0 : y0 + sh, x0 : x0 + sw] = True
+    return out & mask, (x0, y0, x0 + sw, y0 + sh)  # CARVE's zeroing of what is not kept, inside the square
+
+
 @dataclass(frozen=True)
 class Regions:
     """What :func:`select_regions` chose: the pixel ``mask`` (all True for a window), its ``box`` and
@@ -196,7 +239,7 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
     if heat.shape != (image.size[1], image.size[0]):
         raise ValueError(f"heatmap {heat.shape} does not match the image {image.size[1]}×{image.size[0]} (H×W)")
     if config.rule == "window":
-        box = window_box(heat if grid is None else grid, image.size, config.window)
+        box = window_box(heat if grid is None else grid, image.size, config.window or FALLBACK_WINDOW)
         mask = np.zeros(heat.shape, dtype=bool)
         mask[box[1] : box[3], box[0] : box[2]] = True
     else:
@@ -204,6 +247,8 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
         mask = select_components(heat, labels, n, config.rule, min_regions=config.min_regions, top=config.top,
                                  min_size=config.min_size)
         box = bounding_box(mask)
+        if box_share(box, image.size) > config.max_share:
+            mask, box = keep_a_zoom(heat, labels, mask, config.max_share)
     piece = crop(image, box, None if config.keep_outside else mask)
     if config.upscale:
         piece = upscale(piece, image.size)

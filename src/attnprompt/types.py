@@ -338,6 +338,9 @@ class Sample:
     question: str
     suffix: str = ""
     id: str | None = None
+    #: Where the answer lies in the first image, ``(x0, y0, x1, y1)``, when a task knows it (shapes-detail's
+    #: scene); only the reference strategies (``zoom-oracle``, ``zoom-centre``) read it.
+    region: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         from .config import check_query

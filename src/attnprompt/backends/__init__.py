@@ -32,10 +32,12 @@ def get_backend(
     device: str | None = None,
     dtype: Any = None,
     concurrency: int | None = None,
+    native_side: int | None = None,
 ) -> Backend:
     """A backend from a spec: an http(s) URL → OpenAI-compatible client (``vlm_model`` = the
     server's model name, default its first; ``api_key`` default ``$OPENAI_API_KEY``; ``concurrency``
-    requests in flight, default 4); anything
+    requests in flight, default 4; ``native_side`` = the served model's input side in pixels, ViCrop's
+    default crop window, which a server does not say); anything
     else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B); a Backend passes through.
 
     >>> get_backend("http://127.0.0.1:8000/v1", vlm_model="llava").name
@@ -46,13 +48,13 @@ def get_backend(
     if spec is not None and is_url(spec):
         from .openai_http import OpenAIBackend
 
-        return OpenAIBackend(spec, vlm_model, api_key=api_key, timeout=timeout,
+        return OpenAIBackend(spec, vlm_model, api_key=api_key, timeout=timeout, native_side=native_side,
                              **({} if concurrency is None else {"concurrency": concurrency}))
     from ..errors import InputError
 
-    if vlm_model is not None or api_key is not None or concurrency is not None:
-        raise InputError(f"vlm_model, api_key and concurrency are for a server URL; {spec!r} is a local model "
-                         "(for a local model, batch_size sets how many answers run at once)")
+    if vlm_model is not None or api_key is not None or concurrency is not None or native_side is not None:
+        raise InputError(f"vlm_model, api_key, concurrency and native_side are for a server URL; {spec!r} is a "
+                         "local model (its family says its input side; batch_size sets how many answers run at once)")
     from .local import LocalVLM
 
     return LocalVLM.from_pretrained(spec, device=device, dtype=dtype)

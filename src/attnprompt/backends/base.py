@@ -39,6 +39,19 @@ class Backend(ABC):
         """
         return None
 
+    def native_side(self) -> int | None:
+        """The side in pixels of the image the answering model sees natively (ViCrop's default crop window):
+        a local model's family says it (:meth:`attnprompt.families.Family.native_side`); a server's model has
+        no processor here, so an HTTP backend says only what it was given (``native_side=``); None if unknown.
+
+        >>> from attnprompt.backends.local import LocalVLM
+        >>> LocalVLM.from_pretrained("shapes").native_side()
+        128
+        """
+        vlm = self.local_model
+        family = vlm.family_info if vlm is not None else None
+        return None if family is None else int(family.native_side(vlm.model.config, vlm.processor))
+
     def describe(self) -> dict[str, Any]:
         """What identifies this backend's answers in a run's configuration (its name, and the settings
         that change what it says).

@@ -208,6 +208,7 @@ class OpenAIBackend(Backend):
         max_side: int | None = 2048,
         temperature: float = 0.0,
         max_images: int | None = None,
+        native_side: int | None = None,
     ):
         self.base_url = normalise_base_url(base_url)
         if model is not None and not str(model).strip():
@@ -220,6 +221,8 @@ class OpenAIBackend(Backend):
         max_side = None if max_side is None else check_count("max_side", max_side)
         max_images = None if max_images is None else check_count("max_images", max_images)
         self.max_images = max_images
+        # the served model's input side (ViCrop's crop window); a server does not say it
+        self._native_side = None if native_side is None else check_count("native_side", native_side)
         self._model = model
         self.api_key = api_key if api_key is not None else (os.environ.get("OPENAI_API_KEY") or None)
         self.timeout = float(timeout)
@@ -231,6 +234,14 @@ class OpenAIBackend(Backend):
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+
+    def native_side(self) -> int | None:
+        """The served model's input side as given (``native_side=``, the CLI's ``--native-side``), else None.
+
+        >>> OpenAIBackend("http://localhost:8000", "m", native_side=336).native_side()
+        336
+        """
+        return self._native_side
 
     @property
     def model(self) -> str | None:

@@ -185,7 +185,8 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                 gray = gr.Slider(0, 255, value=0, step=1, label="Gray level of the masked pixels", elem_id="gray")
                 with gr.Row():
                     form = gr.Radio(list(FORMS), value="overlay", label="Visual prompt", elem_id="form")
-                    strategy = gr.Dropdown(list(STRATEGIES.names()), value="api", label="Strategy",
+                    strategy = gr.Dropdown([n for n in STRATEGIES.names() if not STRATEGIES.get(n).needs.truth],
+                                           value="api", label="Strategy",
                                            elem_id="strategy")
                 with gr.Row():
                     vlm_box = gr.Textbox(value=vlm, label="Answering VLM (shapes, a hub id, a directory or a URL)",

@@ -39,21 +39,35 @@ class Condition:
 def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = None,
                    presets: Sequence[str] | None = None, forms: Sequence[str] | None = None) -> list[Condition]:
     """Every strategy; each one that shows a map crossed with the given methods (default its own),
-    presets and visual-prompt forms.
+    presets and visual-prompt forms. A preset goes only with the methods that have it (a method with
+    none of them keeps its default), so ``--strategy plain,api,carve --preset vicrop`` is API-CLIP's
+    ``api`` beside ViCrop's crop; a preset no crossed method has is an error.
 
     >>> [c.label for c in conditions_for(["plain", "api"], methods=["api-clip", "api-vlm"])]
     ['plain', 'api (api-clip)', 'api (api-vlm)']
+    >>> [c.label for c in conditions_for(["api", "carve"], presets=["vicrop"])]
+    ['api (api-clip)', 'carve (vicrop)']
     """
     out = []
+    used: set[str] = set()
+    crossed: set[str] = set()
     for name in strategies:
         cls = STRATEGIES.get(name)
         if not cls.needs.crossed:
             out.append(Condition("answer", name, preset=None))
             continue
         for method in methods or [cls.default_method]:
-            for preset in presets or [None]:
+            crossed.add(method)
+            own = METHOD_CONFIGS[method].PRESETS if method in METHOD_CONFIGS else {}
+            fitting = [p for p in presets or () if p in own]
+            used.update(fitting)
+            for preset in fitting or [None]:
                 for form in forms or [None]:
                     out.append(Condition("answer", name, method, preset, form))
+    unused = [p for p in presets or () if p not in used]
+    if unused and crossed:
+        valid = {m: list(METHOD_CONFIGS[m].PRESETS) for m in sorted(crossed) if m in METHOD_CONFIGS}
+        raise InputError(f"no chosen method has the preset(s) {', '.join(map(repr, unused))}; presets: {valid}")
     return _unique(out)
 
 

@@ -152,6 +152,7 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
                  unjudged=sum(i in records and records[i].ok and records[i].scores is None for i in ids),
                  judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
+        c["crops"] = crop_stats(ok)
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
         c["value"] = c["metrics"].get(task.headline, float("nan"))
         columns = _columns(ok)
@@ -172,6 +173,36 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
             "correct": task.correct, "notes": task.notes, "samples": len(ids), "_ids": ids,
             "baseline": BASELINE if baseline is not None else None, "labels": labels, "categories": categories,
             "conditions": conditions}
+
+
+def crop_stats(records: Sequence[Record]) -> dict[str, Any] | None:
+    """How large the crops a condition showed were: the mean share of the image the crop box covers, and
+    — on tasks whose samples say where the answer lies (``meta["box"]``, shapes-detail) — how often the box
+    holds that object whole. ``None`` for a condition that cropped nothing.
+
+    >>> r = Record("t", "s", "h", "c", True, "red", scores={"correct": 1.0}, record={"sample": {"images": [[100, 100]],
+    ...     "meta": {"box": [10, 10, 20, 20]}}, "steps": [{"annotations": [{"box": [0, 0, 50, 50]}]}]})
+    >>> crop_stats([r])
+    {'n': 1, 'box_share': 0.25, 'holds_object': 1.0}
+    """
+    shares, holds = [], []
+    for r in records:
+        sample = r.record.get("sample", {})
+        steps = r.record.get("steps", [])
+        boxes = [a.get("box") for s in steps[-1:] for a in s.get("annotations", []) if a.get("box")]
+        if not boxes or not sample.get("images"):
+            continue
+        (x0, y0, x1, y1), (w, h) = boxes[0], sample["images"][0]
+        shares.append((x1 - x0) * (y1 - y0) / float(w * h))
+        target = sample.get("meta", {}).get("box")
+        if target:
+            holds.append(float(x0 <= target[0] and y0 <= target[1] and target[2] <= x1 and target[3] <= y1))
+    if not shares:
+        return None
+    out: dict[str, Any] = {"n": len(shares), "box_share": float(np.mean(shares))}
+    if holds:
+        out["holds_object"] = float(np.mean(holds))
+    return out
 
 
 def _scored(r: Record) -> bool:
@@ -307,6 +338,14 @@ def markdown(data: Mapping[str, Any]) -> str:
         lines += _md_table(*_metric_rows(t)) + [""]
         if t["categories"]:
             lines += [f"{t['headline']} per category:", ""] + _md_table(*_category_rows(t)) + [""]
+        cropped = [c for c in t["conditions"] if c.get("crops")]
+        if cropped:
+            lines += ["Crops (the last answer's first image): mean share of the image the crop box covers, and how "
+                      "often it holds the named object whole where the task knows it:", ""]
+            lines += _md_table(["condition", "n", "box share", "holds the object"],
+                               [[c["label"], str(c["crops"]["n"]), f"{c['crops']['box_share']:.3f}",
+                                 f"{c['crops']['holds_object']:.3f}" if "holds_object" in c["crops"] else "–"]
+                                for c in cropped]) + [""]
         for c in t["conditions"]:
             for error in c["errors"]:
                 lines.append(f"- {c['label']} failed: {error}")

@@ -43,7 +43,8 @@ class BackendOptions:
     """Who answers: ``vlm`` (hub id, local path, ``shapes``, an http(s) URL of an OpenAI-compatible server,
     or a built backend); a server's ``vlm_model``, ``api_key`` and ``timeout`` (seconds per request);
     a local model's ``device``, ``dtype`` (the maps' models use them too) and ``batch_size``
-    (generations per forward); a server's ``concurrency`` (requests in flight, default 4)."""
+    (generations per forward); a server's ``concurrency`` (requests in flight, default 4) and ``native_side``
+    (its model's input side in pixels: ViCrop's default crop window, which a server does not say)."""
 
     vlm: Any = None
     vlm_model: str | None = None
@@ -53,6 +54,7 @@ class BackendOptions:
     dtype: Any = None
     batch_size: int = 8
     concurrency: int | None = None
+    native_side: int | None = None
 
     def __post_init__(self) -> None:
         check_count("batch_size", self.batch_size)
@@ -62,7 +64,8 @@ class BackendOptions:
         from ..backends import get_backend
 
         backend = get_backend(self.vlm, vlm_model=self.vlm_model, api_key=self.api_key, timeout=self.timeout,
-                              device=self.device, dtype=self.dtype, concurrency=self.concurrency)
+                              device=self.device, dtype=self.dtype, concurrency=self.concurrency,
+                              native_side=self.native_side)
         if hasattr(backend, "batch_size") and backend.local_model is not None:
             backend.batch_size = int(self.batch_size)
         return backend

@@ -60,6 +60,8 @@ CLIP_RETRIEVAL_EVAL = SeedRange("clip-retrieval-eval", 500_000, 100_000,
                                 "held-out retrieval precision printed while the shapes CLIP trains")
 CLIP_POINTING_EVAL = SeedRange("clip-pointing-eval", 600_000, 100_000,
                                "held-out pointing printed while the shapes CLIP trains")
+SHAPES_DETAIL = SeedRange("shapes-detail", 800_000, 100_000,
+                          "the shapes-detail tasks: scenes pasted into larger canvases (attnprompt.evaluation.tasks)")
 VLM_EVAL = SeedRange("vlm-eval", 700_000, 100_000,
                      "held-out accuracy per question kind printed while the shapes VLM trains")
 CLIP_RETRIEVAL_TEST = SeedRange("clip-retrieval-test", 900_000, 50_000,
@@ -70,5 +72,6 @@ VLM_ANSWER_TEST = SeedRange("vlm-answer-test", 960_000, 40_000,
 
 HELD_OUT: tuple[SeedRange, ...] = (
     POINTING, SHAPES_VQA, SHAPES_POPE, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
+    SHAPES_DETAIL,
     CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST,
 )

@@ -40,6 +40,9 @@ class Needs:
 
     map: bool = False
     sources: bool = False
+    #: It reads the task's ground truth (``Sample.region``): a row for scale, not a way to ask (the demo and
+    #: ``ask`` leave it out).
+    truth: bool = False
 
     @property
     def crossed(self) -> bool:
@@ -133,7 +136,7 @@ class Strategy(ABC):
         check_choice("form", self.form, FORMS)
         self.regions = None
         if self.needs.map and self.form != "overlay":
-            self.regions = region_config(regions, attributor)
+            self.regions = region_config(regions, attributor, backend.native_side())
 
     @abstractmethod
     def run(self, samples: Sequence[Sample]) -> list[Result]:
@@ -207,7 +210,7 @@ class Strategy(ABC):
     def shown(self, annotations: Sequence[Annotation]) -> list[Image.Image]:
         """The images a request shows for these annotations, in the strategy's visual-prompt form:
         ``overlay`` the annotated images; ``crop`` each original followed by its crop (CARVE's and
-        ViCrop's form); ``both`` each annotated image followed by its crop.
+        ViCrop's form); ``both`` each annotated image followed by its crop; ``zoom`` the crop alone.
 
         >>> from attnprompt.types import AttributionMap
         >>> img = Image.new("RGB", (8, 8)); crop = Image.new("RGB", (4, 4))
@@ -222,6 +225,8 @@ class Strategy(ABC):
         for a in annotations:
             if self.form == "overlay":
                 out.append(a.image)
+            elif self.form == "zoom":
+                out.append(a.crop)
             else:
                 out += [a.original if self.form == "crop" else a.image, a.crop]
         return out

@@ -33,6 +33,8 @@ TASKS = Registry(
         "shapes-vqa": "attnprompt.evaluation.tasks.shapes_vqa:TASK",
         "shapes-pope": "attnprompt.evaluation.tasks.shapes_pope:TASK",
         "shapes-pointing": "attnprompt.evaluation.tasks.shapes_pointing:TASK",
+        "shapes-detail": "attnprompt.evaluation.tasks.shapes_detail:TASK",
+        "shapes-detail-4x": "attnprompt.evaluation.tasks.shapes_detail:TASK_4X",
         "mme": "attnprompt.evaluation.tasks.mme:make",
         "pope": "attnprompt.evaluation.tasks.pope:make",
         "textvqa": "attnprompt.evaluation.tasks.textvqa:make",

@@ -67,7 +67,17 @@ class EvalSample:
 
     def sample(self) -> Sample:
         """What a strategy answers: the images, the question and the suffix."""
-        return Sample(self.images, self.question, suffix=self.suffix, id=self.id)
+        return Sample(self.images, self.question, suffix=self.suffix, id=self.id, region=self.region)
+
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """Where the answer lies in the first image (``meta["scene_box"]``), for the reference strategies.
+
+        >>> EvalSample("a", Image.new("RGB", (4, 4)), "q?", meta={"scene_box": [0, 0, 2, 2]}).region
+        (0, 0, 2, 2)
+        """
+        region = self.meta.get("scene_box")
+        return None if region is None else tuple(int(v) for v in region)  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:
         """JSON-able: everything but the pixels and ``truth`` (image sizes instead).
