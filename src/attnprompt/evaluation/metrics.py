@@ -248,19 +248,29 @@ class BootstrapInterval(tuple):
         return self
 
 
-def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: np.ndarray | None) -> float:
+def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: np.ndarray | None,
+               relabel: tuple[str, np.ndarray] | None = None) -> float:
     if index is None:
         return float(aggregate(columns))
-    return float(aggregate({k: np.asarray(v)[index] for k, v in columns.items()}))
+    drawn = {k: np.asarray(v)[index] for k, v in columns.items()}
+    if relabel is not None:
+        # a cluster drawn twice is two clusters: give each draw its own label, or an aggregate that
+        # groups by the cluster column (MME's acc+) would merge the copies into one bigger cluster
+        drawn[relabel[0]] = relabel[1]
+    return float(aggregate(drawn))
 
 
 def _resample_values(aggregate: Callable[[Columns], float], columns: Columns,
-                     indices: Sequence[np.ndarray]) -> np.ndarray:
+                     indices: Sequence[np.ndarray], relabels: Sequence[np.ndarray] | None = None,
+                     cluster_column: str | None = None) -> np.ndarray:
     column = getattr(aggregate, "column", None)
     if column is not None and isinstance(indices, np.ndarray):  # a plain mean: all resamples in one step
         values = np.asarray(columns[column], dtype=float)
         return values[indices].mean(axis=1) * aggregate.scale  # type: ignore[attr-defined]
-    return np.array([_statistic(aggregate, columns, idx) for idx in indices])
+    if relabels is None or cluster_column is None:
+        return np.array([_statistic(aggregate, columns, idx) for idx in indices])
+    return np.array([_statistic(aggregate, columns, idx, (cluster_column, labels))
+                     for idx, labels in zip(indices, relabels)])
 
 
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> BootstrapInterval:
@@ -272,43 +282,60 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> Bootstra
     return BootstrapInterval(estimate, low, high, replicates)
 
 
-def _indices(n: int, resamples: int, seed: int, clusters: np.ndarray | None = None) -> Sequence[np.ndarray]:
+def _indices(n: int, resamples: int, seed: int,
+             clusters: np.ndarray | None = None) -> tuple[Sequence[np.ndarray], list[np.ndarray] | None]:
     """Row indices of each resample: rows drawn with replacement, or — with ``clusters`` — whole
-    clusters drawn with replacement (the rows of one image stay together)."""
+    clusters drawn with replacement (the rows of one image stay together). With clusters, also the
+    draw number of every drawn row (0 … clusters−1), so that copies of one cluster stay apart."""
     if n < 1:
         raise ValueError("a bootstrap needs at least one sample")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1; got {resamples}")
     rng = np.random.default_rng(seed)
     if clusters is None:
-        return rng.integers(0, n, size=(resamples, n))
+        return rng.integers(0, n, size=(resamples, n)), None
     labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
     members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
     picks = rng.integers(0, len(labels), size=(resamples, len(labels)))
-    return [np.concatenate([members[k] for k in row]) for row in picks]
+    indices = [np.concatenate([members[k] for k in row]) for row in picks]
+    draws = [np.concatenate([np.full(len(members[k]), d, dtype=float) for d, k in enumerate(row)]) for row in picks]
+    return indices, draws
+
+
+def _clusters(columns: Columns, clusters: str | np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    if isinstance(clusters, str):
+        if clusters not in columns:
+            raise ValueError(f"clusters names the column {clusters!r}, which the scores lack; columns: "
+                             f"{sorted(columns)}")
+        return np.asarray(columns[clusters]), clusters
+    return clusters, None
 
 
 def bootstrap(columns: Columns, aggregate: Callable[[Columns], float], *, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95, clusters: np.ndarray | None = None) -> BootstrapInterval:
+              level: float = 0.95, clusters: str | np.ndarray | None = None) -> BootstrapInterval:
     """A percentile bootstrap interval for ``aggregate`` over the samples (rows of ``columns``);
-    with ``clusters`` (a label per row), whole clusters are resampled.
+    with ``clusters`` (a label per row, or the name of the column holding them), whole clusters are
+    resampled. Named by its column, each draw of a cluster gets its own label in that column, so an
+    aggregate that groups by it sees a cluster drawn twice as two clusters (MME's acc⁺ per image).
 
     >>> est, low, high = bootstrap({"x": np.ones(50)}, mean_of("x"))
     >>> est, low, high
     (1.0, 1.0, 1.0)
     """
     n = len(next(iter(columns.values())))
-    indices = _indices(n, resamples, seed, clusters)
-    return _interval(_statistic(aggregate, columns, None), _resample_values(aggregate, columns, indices), level)
+    labels, column = _clusters(columns, clusters)
+    indices, draws = _indices(n, resamples, seed, labels)
+    return _interval(_statistic(aggregate, columns, None),
+                     _resample_values(aggregate, columns, indices, draws, column), level)
 
 
 def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[[Columns], float], *,
                      resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                     clusters: np.ndarray | None = None) -> BootstrapInterval:
+                     clusters: str | np.ndarray | None = None) -> BootstrapInterval:
     """The difference ``aggregate(treatment) − aggregate(baseline)`` with a paired percentile
     bootstrap interval: row i of both is the same sample, and each resample draws the same rows for
     both, so what the two share (the sample's difficulty) cancels out. ``clusters``: resample whole
-    clusters (MME scores the two questions of an image together).
+    clusters (MME scores the two questions of an image together), as in :func:`bootstrap`.
 
     >>> t, b = {"c": np.array([1.0, 1.0, 0.0, 1.0])}, {"c": np.array([0.0, 1.0, 0.0, 1.0])}
     >>> paired_bootstrap(t, b, mean_of("c"))[0]
@@ -317,7 +344,9 @@ def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[
     n = len(next(iter(treatment.values())))
     if len(next(iter(baseline.values()))) != n:
         raise ValueError("a paired bootstrap needs the same samples, in the same order, on both sides")
-    indices = _indices(n, resamples, seed, clusters)
+    labels, column = _clusters(treatment, clusters)
+    indices, draws = _indices(n, resamples, seed, labels)
     estimate = _statistic(aggregate, treatment, None) - _statistic(aggregate, baseline, None)
-    replicates = _resample_values(aggregate, treatment, indices) - _resample_values(aggregate, baseline, indices)
+    replicates = (_resample_values(aggregate, treatment, indices, draws, column)
+                  - _resample_values(aggregate, baseline, indices, draws, column))
     return _interval(estimate, replicates, level)

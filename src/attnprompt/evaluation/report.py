@@ -145,17 +145,19 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
     categories = sorted({cat for c in conditions for r in c["_records"].values()
                          for cat in r.record.get("sample", {}).get("categories", [])})
     for c in conditions:
-        records = c["_records"]
+        records = c["_records"] = _whole_groups(task, ids, c["_records"])
         ok = [records[i] for i in ids if i in records and _scored(records[i])]
         failed = [records[i] for i in ids if i in records and not records[i].ok]
         c.update(n=len(ok), failures=len(failed), missing=sum(i not in records for i in ids),
-                 unjudged=sum(i in records and records[i].ok and records[i].scores is None for i in ids),
+                 partial=sum(1 for r in records.values() if r.failure == PARTIAL),
+                 unjudged=sum(i in records and records[i].ok and records[i].scores is None
+                              and records[i].failure != PARTIAL for i in ids),
                  judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
         c["value"] = c["metrics"].get(task.headline, float("nan"))
         columns = _columns(ok)
-        clusters = columns.get(task.cluster) if task.cluster else None
+        clusters = task.cluster if task.cluster in columns else None
         c["interval"] = list(bootstrap(columns, headline, resamples=resamples, clusters=clusters)[1:]) if ok else None
         c["delta"] = None
         if baseline is not None and c is not baseline:
@@ -174,6 +176,23 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
             "conditions": conditions}
 
 
+#: The failure a record gets when another sample of its group failed (it is kept, unscored).
+PARTIAL = "partial group"
+
+
+def _whole_groups(task: Task, ids: Sequence[str], records: Mapping[str, Record]) -> dict[str, Record]:
+    """The records with every sample of a group that holds a failure made unscored (``scores`` None,
+    ``failure`` :data:`PARTIAL`): a task whose original scores a group only whole (MME's image) is
+    never partly scored."""
+    from dataclasses import replace
+
+    if task.group_of is None:
+        return dict(records)
+    broken = {task.group_of(i) for i in ids if i in records and not records[i].ok}
+    return {i: replace(r, scores=None, failure=PARTIAL) if r.ok and task.group_of(i) in broken else r
+            for i, r in records.items()}
+
+
 def _scored(r: Record) -> bool:
     return r.ok and r.scores is not None
 
@@ -185,7 +204,7 @@ def _delta(ids: Sequence[str], treated: Mapping[str, Record], base: Mapping[str,
         return None
     columns = _columns([treated[i] for i in both])
     est, low, high = paired_bootstrap(columns, _columns([base[i] for i in both]), headline, resamples=resamples,
-                                      clusters=columns.get(cluster) if cluster else None)
+                                      clusters=cluster if cluster in columns else None)
     return {"value": est, "low": low, "high": high, "n": len(both)}
 
 
@@ -228,6 +247,8 @@ def _cell(c: Mapping[str, Any]) -> str:
         parts.append(f"{c['failures']} failed")
     if c["missing"]:
         parts.append(f"{c['missing']} missing")
+    if c.get("partial"):
+        parts.append(f"{c['partial']} unscored with a failed partner")
     if c.get("judge_failures"):
         parts.append(f"{c['judge_failures']} judge failures (scored as the original does)")
     if c.get("unjudged"):

@@ -121,6 +121,10 @@ class Task:
     #: A score column naming each sample's cluster (MME: the image, whose two questions are scored
     #: together): bootstrap intervals then resample whole clusters.
     cluster: str | None = None
+    #: Sample id → the group it is scored with, for tasks whose original scores a group only whole
+    #: (MME: both questions of an image, or neither): a failure in a group removes the whole group
+    #: from every metric, and the report counts the samples so removed.
+    group_of: Callable[[str], str] | None = None
     #: How a judge model scores an answer (:class:`~attnprompt.evaluation.judge.JudgeSpec`), for tasks
     #: scored by a GPT judge; their ``score`` gives what needs no judge (often nothing).
     judge: Any = None

@@ -1,0 +1,86 @@
+"""Issue 29: scores as the original scorers aggregate them — intervals over the right unit with each
+draw its own cluster, groups scored only whole, judge failures unscored, references read as the
+originals read them. All on hand-built records and columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attnprompt.evaluation import metrics, report
+from attnprompt.evaluation.store import Record
+from attnprompt.evaluation.tasks import get_task
+from attnprompt.evaluation.tasks import mme as mme_task
+
+# -- 1. MME: a bootstrap draw of an image twice is two images ---------------------------------------------
+
+
+def _mme_columns(n_images: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    correct = (rng.random(2 * n_images) < 0.7).astype(float)
+    image = np.repeat(np.arange(n_images, dtype=float), 2)  # sorted: np.unique keeps this order
+    return {"correct": correct, "image": image, "category": np.zeros(2 * n_images)}
+
+
+def _straightforward_mme(correct: np.ndarray, n_images: int, resamples: int, seed: int) -> np.ndarray:
+    # the resampler written out: draw images, score each draw as its own image, as calculation.py would
+    pairs = correct.reshape(n_images, 2)
+    picks = np.random.default_rng(seed).integers(0, n_images, size=(resamples, n_images))
+    drawn = pairs[picks]  # resamples × images × 2
+    return drawn.mean(axis=2).mean(axis=1) * 100 + (drawn.sum(axis=2) == 2).mean(axis=1) * 100
+
+
+def test_mme_bootstrap_keeps_copies_of_an_image_apart():
+    n = 60
+    cols = _mme_columns(n, 3)
+    headline = lambda c: mme_task.aggregate(c)["perception"]  # noqa: E731
+    b = metrics.bootstrap(cols, headline, resamples=300, seed=5, clusters="image")
+    expected = _straightforward_mme(cols["correct"], n, 300, 5)
+    np.testing.assert_allclose(b.replicates, expected)
+    low, high = np.quantile(expected, [0.025, 0.975])
+    assert b[1:] == pytest.approx((low, high))
+
+
+def test_mme_paired_delta_interval_contains_its_estimate():
+    n = 60
+    base = _mme_columns(n, 1)
+    treated = dict(base, correct=np.maximum(base["correct"], (np.random.default_rng(2).random(2 * n) < 0.6)))
+    headline = lambda c: mme_task.aggregate(c)["perception"]  # noqa: E731
+    est, low, high = d = metrics.paired_bootstrap(treated, base, headline, resamples=300, seed=0, clusters="image")
+    expected = (_straightforward_mme(treated["correct"], n, 300, 0) - _straightforward_mme(base["correct"], n, 300, 0))
+    np.testing.assert_allclose(d.replicates, expected)
+    assert low <= est <= high
+
+
+def test_a_cluster_column_the_scores_lack_is_named():
+    with pytest.raises(ValueError, match="'image'"):
+        metrics.bootstrap({"c": np.ones(3)}, metrics.mean_of("c"), clusters="image")
+
+
+# -- 2. MME: an image with a failed question leaves every metric --------------------------------------------
+
+
+def _record(sid: str, ok: bool, scores=None) -> Record:
+    return Record("mme", sid, "h", "plain", ok, "Yes" if ok else "", error=None if ok else "boom",
+                  failure=None if ok else "error", scores=scores, record={"sample": {"categories": ["count"]}})
+
+
+def test_mme_image_with_one_failed_question_is_not_scored():
+    t = get_task("mme", data="/nonexistent/mme")
+    cat = float(mme_task.CATEGORIES.index("count"))
+
+    def scores(qid, right):
+        return {"correct": float(right), "image": mme_task.image_key(qid), "category": cat}
+
+    records = {
+        "a.png|Q1": _record("a.png|Q1", True, scores("a.png", 1)),
+        "a.png|Q2": _record("a.png|Q2", True, scores("a.png", 1)),
+        "b.png|Q1": _record("b.png|Q1", True, scores("b.png", 1)),
+        "b.png|Q2": _record("b.png|Q2", False),  # b's partner failed: b is not scored at all
+    }
+    ids = list(records)
+    out = report._task_numbers(t, ids, [{"label": "plain", "_records": records}], resamples=20)
+    c = out["conditions"][0]
+    assert c["metrics"]["count"] == 200.0  # a only; with b's half: acc 75 + acc+ 50 = 125
+    assert (c["n"], c["failures"], c["partial"], c["unjudged"]) == (2, 1, 1, 0)
+    assert c["metrics"]["accuracy"] == 100.0
