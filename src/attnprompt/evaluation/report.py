@@ -110,14 +110,23 @@ def build(plan: Mapping[str, Any], given: Mapping[str, Task], store: RunStore, r
     return out
 
 
+#: The failure of an answer the judge gave no reply on (unscored; the next run asks again).
+NO_REPLY = "no reply from the judge"
+
+
 def _with_verdicts(records: Mapping[str, Record], verdicts: Mapping[str, Mapping[str, Any]]) -> dict[str, Record]:
     """Answers with their judge's scores merged in; an answer the judge has not scored has none
-    (``scores`` None: it awaits the judge and is not counted)."""
+    (``scores`` None: it awaits the judge and is not counted); one the judge gave no reply on has none
+    either, and the failure :data:`NO_REPLY` (counted and listed; the next run asks again)."""
     from dataclasses import replace
 
     out = {}
     for sid, r in records.items():
-        if r.ok and sid in verdicts:
+        if r.ok and sid in verdicts and not verdicts[sid]["ok"]:
+            v = verdicts[sid]
+            r = replace(r, scores=None, failure=NO_REPLY,
+                        record={**r.record, "judge": {"replies": v["replies"], "error": v["error"]}})
+        elif r.ok and sid in verdicts:
             v = verdicts[sid]
             r = replace(r, scores={**(r.scores or {}), **v["scores"]},
                         record={**r.record, "judge": {"replies": v["replies"], "error": v["error"]}})
@@ -150,10 +159,13 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
         failed = [records[i] for i in ids if i in records and not records[i].ok]
         c.update(n=len(ok), failures=len(failed), missing=sum(i not in records for i in ids),
                  partial=sum(1 for r in records.values() if r.failure == PARTIAL),
+                 judge_errors=sum(1 for r in records.values() if r.failure == NO_REPLY),
                  unjudged=sum(i in records and records[i].ok and records[i].scores is None
-                              and records[i].failure != PARTIAL for i in ids),
+                              and records[i].failure not in (PARTIAL, NO_REPLY) for i in ids),
                  judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
+        c["judge_error_texts"] = sorted({(r.record.get("judge") or {}).get("error") or "" for r in records.values()
+                                         if r.failure == NO_REPLY})[:3]
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
         c["value"] = c["metrics"].get(task.headline, float("nan"))
         columns = _columns(ok)
@@ -249,8 +261,10 @@ def _cell(c: Mapping[str, Any]) -> str:
         parts.append(f"{c['missing']} missing")
     if c.get("partial"):
         parts.append(f"{c['partial']} unscored with a failed partner")
+    if c.get("judge_errors"):
+        parts.append(f"{c['judge_errors']} judge failures (no reply; unscored, the next run asks again)")
     if c.get("judge_failures"):
-        parts.append(f"{c['judge_failures']} judge failures (scored as the original does)")
+        parts.append(f"{c['judge_failures']} unreadable verdicts (scored as the original does)")
     if c.get("unjudged"):
         parts.append(f"{c['unjudged']} await a judge")
     return " · ".join(parts)
@@ -331,7 +345,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         for c in t["conditions"]:
             for error in c["errors"]:
                 lines.append(f"- {c['label']} failed: {error}")
-        if any(c["errors"] for c in t["conditions"]):
+            for error in c.get("judge_error_texts", []):
+                lines.append(f"- {c['label']} judge failed (unscored): {error}")
+        if any(c["errors"] or c.get("judge_error_texts") for c in t["conditions"]):
             lines.append("")
     lines += ["## Configuration", "", "Each condition's full configuration (its hash keys its records in "
               f"`{FILENAME}`):", ""]

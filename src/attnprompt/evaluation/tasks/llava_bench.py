@@ -16,6 +16,13 @@ helpful and precise assistant for checking the quality of the answer.", the user
 made spaces, split on single spaces, must be exactly two numbers (reference, answer); else both are
 −1 and, as the original, enter the means. Relative score per category and over all: mean(answer) /
 mean(reference) × 100, each mean rounded to 3 decimals first (the original then rounds to 1).
+
+Judge failures: only an unreadable reply scores −1/−1 (the report counts these as unreadable). A
+judge call that got no reply is no verdict — the original retries until it gets one — so the answer
+is left unscored, counted and listed, and the next run asks again.
+
+Where we differ from the original: a call with no reply is retried by the next run rather than
+forever within this one.
 """
 
 from __future__ import annotations
