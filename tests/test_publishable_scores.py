@@ -84,3 +84,20 @@ def test_mme_image_with_one_failed_question_is_not_scored():
     assert c["metrics"]["count"] == 200.0  # a only; with b's half: acc 75 + acc+ 50 = 125
     assert (c["n"], c["failures"], c["partial"], c["unjudged"]) == (2, 1, 1, 0)
     assert c["metrics"]["accuracy"] == 100.0
+
+
+# -- 4. MMMU: an answer stored as the string of a list is the list ----------------------------------------
+
+
+def test_mmmu_list_answer_scores_any_of_its_items():
+    from attnprompt.evaluation.tasks import mmmu
+
+    row = {"id": "validation_Math_15", "question": "<image 1> The ratio?", "options": "[]", "answer": "['24/7', '3.429']",
+           "question_type": "open", "image_1": None}
+    sample = mmmu.to_sample(row)
+    assert sample.references == ("24/7", "3.429")
+    assert mmmu.score("The answer is 3.429", sample)["correct"] == 1.0
+    assert mmmu.score("So it is 24/7", sample)["correct"] == 1.0
+    row["answer"] = "['$MgS$', 'MgS']"
+    assert mmmu.score("The product is MgS", mmmu.to_sample(row))["correct"] == 1.0
+    assert get_task("mmmu", data="/nonexistent/mmmu").describe()["version"] == "2"
