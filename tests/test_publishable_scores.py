@@ -92,8 +92,8 @@ def test_mme_image_with_one_failed_question_is_not_scored():
 def test_mmmu_list_answer_scores_any_of_its_items():
     from attnprompt.evaluation.tasks import mmmu
 
-    row = {"id": "validation_Math_15", "question": "<image 1> The ratio?", "options": "[]", "answer": "['24/7', '3.429']",
-           "question_type": "open", "image_1": None}
+    row = {"id": "validation_Math_15", "question": "<image 1> The ratio?", "options": "[]",
+           "answer": "['24/7', '3.429']", "question_type": "open", "image_1": None}
     sample = mmmu.to_sample(row)
     assert sample.references == ("24/7", "3.429")
     assert mmmu.score("The answer is 3.429", sample)["correct"] == 1.0
@@ -101,3 +101,16 @@ def test_mmmu_list_answer_scores_any_of_its_items():
     row["answer"] = "['$MgS$', 'MgS']"
     assert mmmu.score("The product is MgS", mmmu.to_sample(row))["correct"] == 1.0
     assert get_task("mmmu", data="/nonexistent/mmmu").describe()["version"] == "2"
+
+
+# -- 5. the generic vqa metric with fewer than 10 references ----------------------------------------------
+
+
+def test_vqa_with_fewer_than_ten_references_drops_the_leave_one_out():
+    assert metrics.vqa_accuracy("cat", ["cat"]) == pytest.approx(1 / 3)  # was 0.0
+    assert metrics.vqa_accuracy("cat", ["cat"] * 3) == 1.0  # was 0.667
+    assert metrics.vqa_accuracy("cat", ["cat", "dog"]) == pytest.approx(1 / 3)
+    assert metrics.vqa_accuracy("cat", ["cat"] * 3 + ["dog"] * 7) == pytest.approx(0.9)  # 10: as VQA
+    from attnprompt.evaluation.tasks.generic import METRICS
+
+    assert "none with fewer" in METRICS["vqa"][3]
