@@ -114,3 +114,29 @@ def test_vqa_with_fewer_than_ten_references_drops_the_leave_one_out():
     from attnprompt.evaluation.tasks.generic import METRICS
 
     assert "none with fewer" in METRICS["vqa"][3]
+
+
+# -- 8. normalisation: the VQA contraction table, VizWiz's references ---------------------------------------
+
+
+def test_vqa_contractions_are_the_originals_table():
+    from attnprompt.evaluation.metrics import _CONTRACTIONS
+
+    assert len(_CONTRACTIONS) == 120
+    assert [metrics.normalize_vqa(t) for t in ("couldnt've", "wouldn'tve", "dont", "im", "ive")] == \
+        ["couldn't've", "wouldn't've", "don't", "im", "ive"]  # Im / Ive are capitalised there: never matched
+    assert metrics.normalize_vqa("somebody'd") == "somebodyd"
+
+
+def test_vizwiz_normalises_the_prediction_not_the_references():
+    from PIL import Image
+
+    from attnprompt.evaluation.tasks import textvqa, vizwiz
+    from attnprompt.evaluation.tasks.base import EvalSample
+
+    s = EvalSample("q", Image.new("RGB", (2, 2)), "What is this?", ("two dollars",) * 10)
+    assert vizwiz.score("Two dollars.", s)["correct"] == 0.0  # "2 dollars" against the raw "two dollars"
+    assert textvqa.score("Two dollars.", s)["correct"] == 1.0  # TextVQA's m4c evaluator normalises both
+    assert vizwiz.score("2 dollars", EvalSample("q", Image.new("RGB", (2, 2)), "?", ("2 dollars",) * 10))[
+        "correct"] == 1.0
+    assert get_task("vizwiz", data="/nonexistent/vizwiz").describe()["version"] == "2"

@@ -62,29 +62,35 @@ _DIGIT_COMMA_DIGIT = re.compile(r"(?<=\d),+(?=\d)")
 _PERIOD = re.compile(r"\.(?!\d)")
 
 
-def _contractions() -> dict[str, str]:
-    # the VQA evaluation restores the apostrophe of common contractions typed without it
-    out = {}
-    for word in ("aint arent cant couldnt didnt doesnt dont hadnt hasnt havent isnt mightnt mustnt neednt oughtnt "
-                 "shant shouldnt wasnt werent wont wouldnt").split():
-        out[word] = word[:-2] + "n't" if word != "cant" else "can't"
-    for word in ("couldve mightve mustve shouldve wouldve whatve whereve whove notve").split():
-        out[word] = word[:-2] + "'ve"
-    for word in "hes hows thats theres whats whens wheres whos whys somebodys someones".split():
-        out[word] = word[:-1] + "'s"
-    for word in "itll howll theyll youll whatll wholl whyll somebodyll someonell somethingll".split():
-        out[word] = word[:-2] + "'ll"
-    for word in "theyre youre whatre whyre therere".split():
-        out[word] = word[:-2] + "'re"
-    for word in "theyve youve weve".split():
-        out[word] = word[:-2] + "'ve"
-    for word in "hed itd theyd youd whod howd whered thered someoned somethingd".split():
-        out[word] = word[:-1] + "'d"
-    out.update({"im": "i'm", "ive": "i've", "maam": "ma'am", "oclock": "o'clock", "yall": "y'all", "twas": "'twas"})
-    return out
+# The VQA evaluation's contraction table, key for key (120 entries; the EvalAI answer processor's
+# spelling with ASCII apostrophes, which LLaVA's m4c_evaluator and lmms-eval use — GT-Vision-Lab's
+# vqaEval.py has the same keys, its expansions mostly written with ’). Kept as the original has it,
+# quirks included: the capitalised keys (Im, Ive, Id've, I'dve) never match the lower-cased text, so
+# "im" stays "im"; "somebody'd" maps to "somebodyd"; "she's" never matches after "'s" is split off.
+_CONTRACTION_TABLE = """
+aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn't've
+couldnt've=couldn't've didnt=didn't doesnt=doesn't dont=don't hadnt=hadn't hadnt've=hadn't've hadn'tve=hadn't've
+hasnt=hasn't havent=haven't hed=he'd hed've=he'd've he'dve=he'd've hes=he's howd=how'd howll=how'll hows=how's
+Id've=I'd've I'dve=I'd've Im=I'm Ive=I've isnt=isn't itd=it'd itd've=it'd've it'dve=it'd've itll=it'll
+let's=let's maam=ma'am mightnt=mightn't mightnt've=mightn't've mightn'tve=mightn't've mightve=might've
+mustnt=mustn't mustve=must've neednt=needn't notve=not've oclock=o'clock oughtnt=oughtn't ow's'at='ow's'at
+'ows'at='ow's'at 'ow'sat='ow's'at shant=shan't shed've=she'd've she'dve=she'd've she's=she's shouldve=should've
+shouldnt=shouldn't shouldnt've=shouldn't've shouldn'tve=shouldn't've somebody'd=somebodyd
+somebodyd've=somebody'd've somebody'dve=somebody'd've somebodyll=somebody'll somebodys=somebody's
+someoned=someone'd someoned've=someone'd've someone'dve=someone'd've someonell=someone'll someones=someone's
+somethingd=something'd somethingd've=something'd've something'dve=something'd've somethingll=something'll
+thats=that's thered=there'd thered've=there'd've there'dve=there'd've therere=there're theres=there's
+theyd=they'd theyd've=they'd've they'dve=they'd've theyll=they'll theyre=they're theyve=they've twas='twas
+wasnt=wasn't wed've=we'd've we'dve=we'd've weve=we've werent=weren't whatll=what'll whatre=what're whats=what's
+whatve=what've whens=when's whered=where'd wheres=where's whereve=where've whod=who'd whod've=who'd've
+who'dve=who'd've wholl=who'll whos=who's whove=who've whyll=why'll whyre=why're whys=why's wont=won't
+wouldve=would've wouldnt=wouldn't wouldnt've=wouldn't've wouldn'tve=wouldn't've yall=y'all yall'll=y'all'll
+y'allll=y'all'll yall'd've=y'all'd've y'alld've=y'all'd've y'all'dve=y'all'd've youd=you'd youd've=you'd've
+you'dve=you'd've youll=you'll youre=you're youve=you've
+"""
 
 
-_CONTRACTIONS = _contractions()
+_CONTRACTIONS = dict(pair.split("=", 1) for pair in _CONTRACTION_TABLE.split())
 
 
 def normalize_vqa(text: str) -> str:
@@ -146,7 +152,7 @@ def first_word_match(prediction: str, references: Sequence[str]) -> float:
     return float(first_word(prediction) in {r.strip().lower() for r in references})
 
 
-def vqa_accuracy(prediction: str, references: Sequence[str]) -> float:
+def vqa_accuracy(prediction: str, references: Sequence[str], *, normalize_references: bool = True) -> float:
     """VQA accuracy: for each reference i, min(1, (number of the other references equal to the
     prediction) / 3), averaged over i — both sides normalised by :func:`normalize_vqa`. With 10
     references, an answer 1 annotator gave scores 0.3, 3 gave 0.9, 4 or more 1.0.
@@ -157,13 +163,17 @@ def vqa_accuracy(prediction: str, references: Sequence[str]) -> float:
 
     >>> vqa_accuracy("yes", ["yes"] * 10), vqa_accuracy("no", ["yes"] * 10), vqa_accuracy("cat", ["cat"] + ["dog"] * 9)
     (1.0, 0.0, 0.3)
+
+    ``normalize_references`` False: the references are compared as given, only the prediction
+    normalised (VizWiz's own evaluator).
+
     >>> vqa_accuracy("cat", ["cat"]), vqa_accuracy("cat", ["cat"] * 3), vqa_accuracy("cat", ["dog"])
     (0.3333333333333333, 1.0, 0.0)
     """
     if not references:
         raise ValueError("VQA accuracy needs at least one reference answer")
     pred = normalize_vqa(prediction)
-    refs = [normalize_vqa(r) for r in references]
+    refs = [normalize_vqa(r) for r in references] if normalize_references else list(references)
     matches = sum(r == pred for r in refs)
     if len(refs) < 10:
         return min(1.0, matches / 3.0)
