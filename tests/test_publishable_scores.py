@@ -140,3 +140,64 @@ def test_vizwiz_normalises_the_prediction_not_the_references():
     assert vizwiz.score("2 dollars", EvalSample("q", Image.new("RGB", (2, 2)), "?", ("2 dollars",) * 10))[
         "correct"] == 1.0
     assert get_task("vizwiz", data="/nonexistent/vizwiz").describe()["version"] == "2"
+
+
+# -- 6, 7. POPE per subset, and intervals over images (POPE, LLaVA-Bench) -----------------------------------
+
+
+def _pope_records():
+    from PIL import Image
+
+    from attnprompt.evaluation.tasks import pope
+
+    records = {}
+    rng = np.random.default_rng(0)
+    for subset in pope.SUBSETS:
+        for img in range(10):
+            for q in range(6):
+                row = {"category": subset, "question_id": f"{img}-{q}", "question": "Is there a dog?",
+                       "answer": "yes" if q % 2 else "no", "image_source": f"COCO_{img}",
+                       "image": Image.new("RGB", (2, 2))}
+                sample = pope.to_sample(row)
+                reply = ("Yes" if rng.random() < 0.6 else "No") if subset != "random" else row["answer"]
+                records[sample.id] = Record("pope", sample.id, "h", "plain", True, reply,
+                                            scores=pope.score(reply, sample),
+                                            record={"sample": {"categories": [subset]}})
+    return records
+
+
+def test_pope_reports_every_metric_per_subset_and_a_pooled_headline():
+    t = get_task("pope", data="/nonexistent/pope")
+    records = _pope_records()
+    out = report._task_numbers(t, list(records), [{"label": "plain", "_records": records}], resamples=50)
+    m = out["conditions"][0]["metrics"]
+    for subset in ("adversarial", "popular", "random"):
+        assert {f"{subset}_{k}" for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")} <= set(m)
+    assert m["random_accuracy"] == 1.0 and m["random_f1"] == 1.0
+    assert m["f1"] not in (m["random_f1"], m["popular_f1"], m["adversarial_f1"])  # pooled
+    assert "pooled over the subsets" in t.notes
+
+
+def test_pope_interval_resamples_images_across_subsets():
+    t = get_task("pope", data="/nonexistent/pope")
+    records = _pope_records()
+    out = report._task_numbers(t, list(records), [{"label": "plain", "_records": records}], resamples=50)
+    columns = report._columns(list(records.values()))
+    assert len(np.unique(columns["image"])) == 10  # 180 questions, 10 images
+    by_image = metrics.bootstrap(columns, report._headline(t), resamples=50, clusters="image")
+    by_row = metrics.bootstrap(columns, report._headline(t), resamples=50)
+    assert out["conditions"][0]["interval"] == pytest.approx(list(by_image[1:]))
+    assert out["conditions"][0]["interval"] != pytest.approx(list(by_row[1:]))
+
+
+def test_llava_bench_questions_on_one_image_share_a_cluster():
+    from PIL import Image
+
+    from attnprompt.evaluation.tasks import llava_bench
+
+    a, b = Image.new("RGB", (4, 4), (255, 0, 0)), Image.new("RGB", (4, 4), (0, 255, 0))
+    rows = [{"question_id": i, "image": img, "question": "?", "gpt_answer": "x", "category": "conv"}
+            for i, img in enumerate((a, a, b))]
+    keys = [llava_bench.score("", llava_bench.to_sample(r))["image"] for r in rows]
+    assert keys[0] == keys[1] != keys[2]
+    assert get_task("llava-bench", data="/nonexistent/lb").cluster == "image"
