@@ -39,6 +39,9 @@ def test_mme_bootstrap_keeps_copies_of_an_image_apart():
     np.testing.assert_allclose(b.replicates, expected)
     low, high = np.quantile(expected, [0.025, 0.975])
     assert b[1:] == pytest.approx((low, high))
+    # the labels given as the column's array: that column is relabelled alike
+    as_array = metrics.bootstrap(cols, headline, resamples=300, seed=5, clusters=cols["image"])
+    np.testing.assert_allclose(as_array.replicates, expected)
 
 
 def test_mme_paired_delta_interval_contains_its_estimate():

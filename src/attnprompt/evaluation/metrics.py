@@ -326,7 +326,12 @@ def _clusters(columns: Columns, clusters: str | np.ndarray | None) -> tuple[np.n
             raise ValueError(f"clusters names the column {clusters!r}, which the scores lack; columns: "
                              f"{sorted(columns)}")
         return np.asarray(columns[clusters]), clusters
-    return clusters, None
+    if clusters is not None:
+        # labels given as an array that is one of the columns: that column is relabelled too
+        labels = np.asarray(clusters)
+        same = next((k for k, v in columns.items() if np.shape(v) == labels.shape and np.array_equal(v, labels)), None)
+        return labels, same
+    return None, None
 
 
 def bootstrap(columns: Columns, aggregate: Callable[[Columns], float], *, resamples: int = 1000, seed: int = 0,
