@@ -266,6 +266,7 @@ def test_a_judge_that_fails_once_or_always(judge_server, data, tmp_path):
     text = (tmp_path / "run" / "report.md").read_text()
     assert "1 judge failures (no reply; unscored, the next run asks again)" in text
     assert "- plain judge failed (unscored): no reply from the judge:" in text
+    assert "judge failed (unscored): no reply from the judge" in (tmp_path / "run" / "report.html").read_text()
     # a rerun, without --retry-failed, asks the judge again for the answer it has no verdict on, only
     rerun = evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
                      out=tmp_path / "run", judge=Judge(url, retry_wait=0), progress=False)

@@ -524,6 +524,8 @@ def html_report(data: Mapping[str, Any], store: RunStore, svg: str) -> str:
         if t["categories"]:
             out += [f"<h3>{html.escape(t['headline'])} per category</h3>", _html_table(*_category_rows(t))]
         errors = [(c["label"], e) for c in t["conditions"] for e in c["errors"]]
+        errors += [(c["label"], f"judge failed (unscored): {e}") for c in t["conditions"]
+                   for e in c.get("judge_error_texts", [])]
         if errors:
             out.append("<h3>Failures</h3><ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(e)}</li>"
                                                          for label, e in errors) + "</ul>")
