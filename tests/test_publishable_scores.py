@@ -204,3 +204,16 @@ def test_llava_bench_questions_on_one_image_share_a_cluster():
     keys = [llava_bench.score("", llava_bench.to_sample(r))["image"] for r in rows]
     assert keys[0] == keys[1] != keys[2]
     assert get_task("llava-bench", data="/nonexistent/lb").cluster == "image"
+
+
+def test_mme_rescoring_given_predictions_skips_an_image_with_one_missing(tmp_path):
+    pytest.importorskip("datasets")
+    import bench_data
+
+    t = get_task("mme", data=str(bench_data.mme(tmp_path / "mme")))
+    ids = [s.id for s in t.samples()]  # existence/000 (Yes, No), existence/001 (Yes, No), code (No, Yes)
+    replies = dict(zip(ids, ["Yes", "Yes", "Yes", "No", "No", "Yes"]))
+    del replies[ids[0]]  # image 000 keeps only its wrong answer
+    m = t.evaluate_predictions(replies)
+    # image 000 left out: existence is image 001 alone (acc 100 + acc+ 100); scoring the partner alone gave 100
+    assert m["existence"] == 200.0 and m["accuracy"] == 100.0
