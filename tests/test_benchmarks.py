@@ -230,7 +230,8 @@ def test_the_judge_scores_retries_and_fails_as_the_original(judge_server, data, 
     judge = Judge(url, retry_wait=0)
     run = evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
                    out=tmp_path / "run", judge=judge, progress=False)
-    assert run.stats["mmvet"]["plain"].judged == 3 and run.stats["mmvet"]["plain"].judge_failed == 1
+    stat = run.stats["mmvet"]["plain"]
+    assert (stat.judged, stat.judge_failed, stat.judge_unreadable) == (3, 0, 1)
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     [c] = report["tasks"][0]["conditions"]
     # 1.0 (good), 0.0 (junk five times: the original's fallback), 0.5 (read on the first retry)
@@ -239,7 +240,7 @@ def test_the_judge_scores_retries_and_fails_as_the_original(judge_server, data, 
     assert report["tasks"][0]["judge"]["model"] == "gpt-4-0613"
     junk = [p for p in server.calls if "JUNK" in p]
     assert len(junk) == 5 and sum(MMVET_RETRY in p for p in junk) == 4
-    assert "judge failures (scored as the original does)" in (tmp_path / "run" / "report.md").read_text()
+    assert "1 unreadable verdicts (scored as the original does)" in (tmp_path / "run" / "report.md").read_text()
     calls = len(server.calls)
     # answers and verdicts are stored: a rerun and a second report ask nobody
     evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
@@ -257,13 +258,19 @@ def test_a_judge_that_fails_once_or_always(judge_server, data, tmp_path):
     run = evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
                    out=tmp_path / "run", judge=Judge(url, retry_wait=0), progress=False)
     [c] = json.loads((tmp_path / "run" / "report.json").read_text())["tasks"][0]["conditions"]
-    # the flaky call succeeded on its retry (1.0); the judge that is always down scores 0.0, counted
-    assert c["metrics"]["score"] == pytest.approx(200 / 3) and c["judge_failures"] == 1
+    # the flaky call succeeded on its retry (1.0); the judge that answered 500 three times gave no verdict:
+    # that answer is unscored (not the original's 0.0 for an unreadable reply), counted and listed
+    assert c["metrics"]["score"] == pytest.approx(100.0) and c["n"] == 2
+    assert (c["judge_errors"], c["judge_failures"], c["unjudged"]) == (1, 0, 0)
     assert run.stats["mmvet"]["plain"].judge_failed == 1
-    # --retry-failed asks the judge again for the failed verdict only
-    retried = evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
-                       out=tmp_path / "run", judge=Judge(url, retry_wait=0), progress=False, retry_failed=True)
-    assert retried.stats["mmvet"]["plain"].judged == 1
+    text = (tmp_path / "run" / "report.md").read_text()
+    assert "1 judge failures (no reply; unscored, the next run asks again)" in text
+    assert "- plain judge failed (unscored): no reply from the judge:" in text
+    assert "judge failed (unscored): no reply from the judge" in (tmp_path / "run" / "report.html").read_text()
+    # a rerun, without --retry-failed, asks the judge again for the answer it has no verdict on, only
+    rerun = evaluate("mmvet", data={"mmvet": str(data["mmvet"])}, vlm=Answers(replies), strategies="plain",
+                     out=tmp_path / "run", judge=Judge(url, retry_wait=0), progress=False)
+    assert (rerun.stats["mmvet"]["plain"].judged, rerun.stats["mmvet"]["plain"].judge_failed) == (1, 1)
 
 
 def test_without_a_judge_answers_are_kept_and_await_one(data, tmp_path):

@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None, help="the first N samples of each task")
     ev.add_argument("--batch-size", type=int, default=8, help="answers per forward on a local VLM (default 8)")
     ev.add_argument("--concurrency", type=int, default=None, help="requests in flight to a server (default 4)")
-    ev.add_argument("--retry-failed", action="store_true", help="run again the samples whose record is a failure")
+    ev.add_argument("--retry-failed", action="store_true",
+                    help="run again the samples whose record is a failure, and ask the judge again about unreadable "
+                    "verdicts (answers the judge gave no reply on are asked again by every run)")
     ev.add_argument("--max-new-tokens", type=int, default=None, help="answer budget (default: each task's own)")
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")

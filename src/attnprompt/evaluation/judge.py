@@ -30,10 +30,15 @@ class JudgeSpec:
     - ``parse(reply, sample)``: the scores a reply gives, or None when it gives none (unparseable);
     - ``temperatures``: one attempt per entry, at that temperature (the original's retry rule on a
       reply it cannot read); a failed call is tried again at the same attempt, at most
-      ``call_failures`` times in all;
+      ``call_failures`` times in a run;
     - ``max_tokens``; ``model``: the original's judge model, the default;
-    - ``on_failure(sample)``: the scores when every attempt failed (the original's convention), always
-      recorded with ``judge_failed = 1`` and counted in the report.
+    - ``on_failure(sample)``: the scores when every attempt gave a reply and none could be read (the
+      original's convention: MM-Vet 0.0, LLaVA-Bench −1/−1), recorded with ``judge_failed = 1`` and
+      counted in the report as unreadable.
+
+    A judge call that got no reply at all (the endpoint down, every call of a run failed) is not a
+    verdict: the originals retry until they get one, so it is stored unscored (``ok`` False), counted
+    and listed by the report, and asked again by the next run.
     """
 
     name: str
@@ -50,8 +55,9 @@ class JudgeSpec:
 
 @dataclass(frozen=True)
 class Judgement:
-    """The judge's verdict on one answer: the scores (``judge_failed`` 1 when no attempt gave any),
-    every reply it gave, and the last error."""
+    """The judge's verdict on one answer: the scores (``judge_failed`` 1 when its replies were all
+    unreadable and the original's fallback scores it), every reply it gave, and the last error.
+    ``ok`` False: the judge gave no reply (no scores; a later run asks again)."""
 
     scores: Mapping[str, float]
     replies: tuple[str, ...] = ()
@@ -106,17 +112,19 @@ class Judge:
     def judge(self, spec: JudgeSpec, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Judgement]:
         """One :class:`Judgement` per ``(prediction, sample)``; each round sends every item still open
         at once. A reply that gives no score moves the item to its next attempt (the next
-        temperature); a failed call retries the same attempt; when the attempts or the allowed call
-        failures run out, ``spec.on_failure`` scores it."""
+        temperature); a failed call retries the same attempt. When every attempt's reply was
+        unreadable, ``spec.on_failure`` scores it (as the original); when the allowed call failures run
+        out first, it has no verdict (``ok`` False, no scores)."""
         model = self.model or spec.model
         attempt = [0] * len(items)
         call_failures = [0] * len(items)
         replies: list[list[str]] = [[] for _ in items]
         errors: list[str | None] = [None] * len(items)
         done: dict[int, Mapping[str, float]] = {}
-        failed: set[int] = set()
+        failed: set[int] = set()  # every attempt unreadable: the original's fallback scores it
+        no_reply: set[int] = set()  # the calls kept failing: no verdict
         while True:
-            open_items = [i for i in range(len(items)) if i not in done and i not in failed]
+            open_items = [i for i in range(len(items)) if i not in done and i not in failed and i not in no_reply]
             if not open_items:
                 break
             for temperature in sorted({spec.temperatures[attempt[i]] for i in open_items}):
@@ -127,7 +135,7 @@ class Judge:
                         errors[i] = answer.error
                         call_failures[i] += 1
                         if call_failures[i] >= spec.call_failures:
-                            failed.add(i)
+                            no_reply.add(i)
                         continue
                     replies[i].append(answer.text)
                     try:
@@ -146,9 +154,11 @@ class Judge:
             calls = len(replies[i]) + call_failures[i]
             if i in done:
                 out.append(Judgement({**done[i], "judge_failed": 0.0}, tuple(replies[i]), None, calls))
+            elif i in no_reply:
+                out.append(Judgement({}, tuple(replies[i]), f"no reply from the judge: {errors[i]}", calls, ok=False))
             else:
                 out.append(Judgement({**spec.on_failure(sample), "judge_failed": 1.0}, tuple(replies[i]),
-                                     errors[i] or "no reply", calls, ok=False))
+                                     errors[i] or "unreadable reply", calls))
         return out
 
     @staticmethod

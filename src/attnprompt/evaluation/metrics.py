@@ -62,29 +62,35 @@ _DIGIT_COMMA_DIGIT = re.compile(r"(?<=\d),+(?=\d)")
 _PERIOD = re.compile(r"\.(?!\d)")
 
 
-def _contractions() -> dict[str, str]:
-    # the VQA evaluation restores the apostrophe of common contractions typed without it
-    out = {}
-    for word in ("aint arent cant couldnt didnt doesnt dont hadnt hasnt havent isnt mightnt mustnt neednt oughtnt "
-                 "shant shouldnt wasnt werent wont wouldnt").split():
-        out[word] = word[:-2] + "n't" if word != "cant" else "can't"
-    for word in ("couldve mightve mustve shouldve wouldve whatve whereve whove notve").split():
-        out[word] = word[:-2] + "'ve"
-    for word in "hes hows thats theres whats whens wheres whos whys somebodys someones".split():
-        out[word] = word[:-1] + "'s"
-    for word in "itll howll theyll youll whatll wholl whyll somebodyll someonell somethingll".split():
-        out[word] = word[:-2] + "'ll"
-    for word in "theyre youre whatre whyre therere".split():
-        out[word] = word[:-2] + "'re"
-    for word in "theyve youve weve".split():
-        out[word] = word[:-2] + "'ve"
-    for word in "hed itd theyd youd whod howd whered thered someoned somethingd".split():
-        out[word] = word[:-1] + "'d"
-    out.update({"im": "i'm", "ive": "i've", "maam": "ma'am", "oclock": "o'clock", "yall": "y'all", "twas": "'twas"})
-    return out
+# The VQA evaluation's contraction table, key for key (120 entries; the EvalAI answer processor's
+# spelling with ASCII apostrophes, which LLaVA's m4c_evaluator and lmms-eval use — GT-Vision-Lab's
+# vqaEval.py has the same keys, its expansions mostly written with ’). Kept as the original has it,
+# quirks included: the capitalised keys (Im, Ive, Id've, I'dve) never match the lower-cased text, so
+# "im" stays "im"; "somebody'd" maps to "somebodyd"; "she's" never matches after "'s" is split off.
+_CONTRACTION_TABLE = """
+aint=ain't arent=aren't cant=can't couldve=could've couldnt=couldn't couldn'tve=couldn't've
+couldnt've=couldn't've didnt=didn't doesnt=doesn't dont=don't hadnt=hadn't hadnt've=hadn't've hadn'tve=hadn't've
+hasnt=hasn't havent=haven't hed=he'd hed've=he'd've he'dve=he'd've hes=he's howd=how'd howll=how'll hows=how's
+Id've=I'd've I'dve=I'd've Im=I'm Ive=I've isnt=isn't itd=it'd itd've=it'd've it'dve=it'd've itll=it'll
+let's=let's maam=ma'am mightnt=mightn't mightnt've=mightn't've mightn'tve=mightn't've mightve=might've
+mustnt=mustn't mustve=must've neednt=needn't notve=not've oclock=o'clock oughtnt=oughtn't ow's'at='ow's'at
+'ows'at='ow's'at 'ow'sat='ow's'at shant=shan't shed've=she'd've she'dve=she'd've she's=she's shouldve=should've
+shouldnt=shouldn't shouldnt've=shouldn't've shouldn'tve=shouldn't've somebody'd=somebodyd
+somebodyd've=somebody'd've somebody'dve=somebody'd've somebodyll=somebody'll somebodys=somebody's
+someoned=someone'd someoned've=someone'd've someone'dve=someone'd've someonell=someone'll someones=someone's
+somethingd=something'd somethingd've=something'd've something'dve=something'd've somethingll=something'll
+thats=that's thered=there'd thered've=there'd've there'dve=there'd've therere=there're theres=there's
+theyd=they'd theyd've=they'd've they'dve=they'd've theyll=they'll theyre=they're theyve=they've twas='twas
+wasnt=wasn't wed've=we'd've we'dve=we'd've weve=we've werent=weren't whatll=what'll whatre=what're whats=what's
+whatve=what've whens=when's whered=where'd wheres=where's whereve=where've whod=who'd whod've=who'd've
+who'dve=who'd've wholl=who'll whos=who's whove=who've whyll=why'll whyre=why're whys=why's wont=won't
+wouldve=would've wouldnt=wouldn't wouldnt've=wouldn't've wouldn'tve=wouldn't've yall=y'all yall'll=y'all'll
+y'allll=y'all'll yall'd've=y'all'd've y'alld've=y'all'd've y'all'dve=y'all'd've youd=you'd youd've=you'd've
+you'dve=you'd've youll=you'll youre=you're youve=you've
+"""
 
 
-_CONTRACTIONS = _contractions()
+_CONTRACTIONS = dict(pair.split("=", 1) for pair in _CONTRACTION_TABLE.split())
 
 
 def normalize_vqa(text: str) -> str:
@@ -146,19 +152,31 @@ def first_word_match(prediction: str, references: Sequence[str]) -> float:
     return float(first_word(prediction) in {r.strip().lower() for r in references})
 
 
-def vqa_accuracy(prediction: str, references: Sequence[str]) -> float:
+def vqa_accuracy(prediction: str, references: Sequence[str], *, normalize_references: bool = True) -> float:
     """VQA accuracy: for each reference i, min(1, (number of the other references equal to the
     prediction) / 3), averaged over i — both sides normalised by :func:`normalize_vqa`. With 10
     references, an answer 1 annotator gave scores 0.3, 3 gave 0.9, 4 or more 1.0.
 
+    With fewer than 10 references (your own data; VQA, TextVQA and VizWiz always have 10) the
+    leave-one-out is dropped, min(1, matches / 3): it was made for ten annotators, and with one
+    reference it would score a correct answer 0 (with three identical ones at most 0.667).
+
     >>> vqa_accuracy("yes", ["yes"] * 10), vqa_accuracy("no", ["yes"] * 10), vqa_accuracy("cat", ["cat"] + ["dog"] * 9)
     (1.0, 0.0, 0.3)
+
+    ``normalize_references`` False: the references are compared as given, only the prediction
+    normalised (VizWiz's own evaluator).
+
+    >>> vqa_accuracy("cat", ["cat"]), vqa_accuracy("cat", ["cat"] * 3), vqa_accuracy("cat", ["dog"])
+    (0.3333333333333333, 1.0, 0.0)
     """
     if not references:
         raise ValueError("VQA accuracy needs at least one reference answer")
     pred = normalize_vqa(prediction)
-    refs = [normalize_vqa(r) for r in references]
+    refs = [normalize_vqa(r) for r in references] if normalize_references else list(references)
     matches = sum(r == pred for r in refs)
+    if len(refs) < 10:
+        return min(1.0, matches / 3.0)
     # leave reference i out: the others that match are matches minus (whether i matched)
     return float(np.mean([min(1.0, (matches - (r == pred)) / 3.0) for r in refs]))
 
@@ -248,19 +266,29 @@ class BootstrapInterval(tuple):
         return self
 
 
-def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: np.ndarray | None) -> float:
+def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: np.ndarray | None,
+               relabel: tuple[str, np.ndarray] | None = None) -> float:
     if index is None:
         return float(aggregate(columns))
-    return float(aggregate({k: np.asarray(v)[index] for k, v in columns.items()}))
+    drawn = {k: np.asarray(v)[index] for k, v in columns.items()}
+    if relabel is not None:
+        # a cluster drawn twice is two clusters: give each draw its own label, or an aggregate that
+        # groups by the cluster column (MME's acc+) would merge the copies into one bigger cluster
+        drawn[relabel[0]] = relabel[1]
+    return float(aggregate(drawn))
 
 
 def _resample_values(aggregate: Callable[[Columns], float], columns: Columns,
-                     indices: Sequence[np.ndarray]) -> np.ndarray:
+                     indices: Sequence[np.ndarray], relabels: Sequence[np.ndarray] | None = None,
+                     cluster_column: str | None = None) -> np.ndarray:
     column = getattr(aggregate, "column", None)
     if column is not None and isinstance(indices, np.ndarray):  # a plain mean: all resamples in one step
         values = np.asarray(columns[column], dtype=float)
         return values[indices].mean(axis=1) * aggregate.scale  # type: ignore[attr-defined]
-    return np.array([_statistic(aggregate, columns, idx) for idx in indices])
+    if relabels is None or cluster_column is None:
+        return np.array([_statistic(aggregate, columns, idx) for idx in indices])
+    return np.array([_statistic(aggregate, columns, idx, (cluster_column, labels))
+                     for idx, labels in zip(indices, relabels)])
 
 
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> BootstrapInterval:
@@ -272,43 +300,65 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> Bootstra
     return BootstrapInterval(estimate, low, high, replicates)
 
 
-def _indices(n: int, resamples: int, seed: int, clusters: np.ndarray | None = None) -> Sequence[np.ndarray]:
+def _indices(n: int, resamples: int, seed: int,
+             clusters: np.ndarray | None = None) -> tuple[Sequence[np.ndarray], list[np.ndarray] | None]:
     """Row indices of each resample: rows drawn with replacement, or — with ``clusters`` — whole
-    clusters drawn with replacement (the rows of one image stay together)."""
+    clusters drawn with replacement (the rows of one image stay together). With clusters, also the
+    draw number of every drawn row (0 … clusters−1), so that copies of one cluster stay apart."""
     if n < 1:
         raise ValueError("a bootstrap needs at least one sample")
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1; got {resamples}")
     rng = np.random.default_rng(seed)
     if clusters is None:
-        return rng.integers(0, n, size=(resamples, n))
+        return rng.integers(0, n, size=(resamples, n)), None
     labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
     members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
     picks = rng.integers(0, len(labels), size=(resamples, len(labels)))
-    return [np.concatenate([members[k] for k in row]) for row in picks]
+    indices = [np.concatenate([members[k] for k in row]) for row in picks]
+    draws = [np.concatenate([np.full(len(members[k]), d, dtype=float) for d, k in enumerate(row)]) for row in picks]
+    return indices, draws
+
+
+def _clusters(columns: Columns, clusters: str | np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    if isinstance(clusters, str):
+        if clusters not in columns:
+            raise ValueError(f"clusters names the column {clusters!r}, which the scores lack; columns: "
+                             f"{sorted(columns)}")
+        return np.asarray(columns[clusters]), clusters
+    if clusters is not None:
+        # labels given as an array that is one of the columns: that column is relabelled too
+        labels = np.asarray(clusters)
+        same = next((k for k, v in columns.items() if np.shape(v) == labels.shape and np.array_equal(v, labels)), None)
+        return labels, same
+    return None, None
 
 
 def bootstrap(columns: Columns, aggregate: Callable[[Columns], float], *, resamples: int = 1000, seed: int = 0,
-              level: float = 0.95, clusters: np.ndarray | None = None) -> BootstrapInterval:
+              level: float = 0.95, clusters: str | np.ndarray | None = None) -> BootstrapInterval:
     """A percentile bootstrap interval for ``aggregate`` over the samples (rows of ``columns``);
-    with ``clusters`` (a label per row), whole clusters are resampled.
+    with ``clusters`` (a label per row, or the name of the column holding them), whole clusters are
+    resampled. Named by its column, each draw of a cluster gets its own label in that column, so an
+    aggregate that groups by it sees a cluster drawn twice as two clusters (MME's acc⁺ per image).
 
     >>> est, low, high = bootstrap({"x": np.ones(50)}, mean_of("x"))
     >>> est, low, high
     (1.0, 1.0, 1.0)
     """
     n = len(next(iter(columns.values())))
-    indices = _indices(n, resamples, seed, clusters)
-    return _interval(_statistic(aggregate, columns, None), _resample_values(aggregate, columns, indices), level)
+    labels, column = _clusters(columns, clusters)
+    indices, draws = _indices(n, resamples, seed, labels)
+    return _interval(_statistic(aggregate, columns, None),
+                     _resample_values(aggregate, columns, indices, draws, column), level)
 
 
 def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[[Columns], float], *,
                      resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                     clusters: np.ndarray | None = None) -> BootstrapInterval:
+                     clusters: str | np.ndarray | None = None) -> BootstrapInterval:
     """The difference ``aggregate(treatment) − aggregate(baseline)`` with a paired percentile
     bootstrap interval: row i of both is the same sample, and each resample draws the same rows for
     both, so what the two share (the sample's difficulty) cancels out. ``clusters``: resample whole
-    clusters (MME scores the two questions of an image together).
+    clusters (MME scores the two questions of an image together), as in :func:`bootstrap`.
 
     >>> t, b = {"c": np.array([1.0, 1.0, 0.0, 1.0])}, {"c": np.array([0.0, 1.0, 0.0, 1.0])}
     >>> paired_bootstrap(t, b, mean_of("c"))[0]
@@ -317,7 +367,9 @@ def paired_bootstrap(treatment: Columns, baseline: Columns, aggregate: Callable[
     n = len(next(iter(treatment.values())))
     if len(next(iter(baseline.values()))) != n:
         raise ValueError("a paired bootstrap needs the same samples, in the same order, on both sides")
-    indices = _indices(n, resamples, seed, clusters)
+    labels, column = _clusters(treatment, clusters)
+    indices, draws = _indices(n, resamples, seed, labels)
     estimate = _statistic(aggregate, treatment, None) - _statistic(aggregate, baseline, None)
-    replicates = _resample_values(aggregate, treatment, indices) - _resample_values(aggregate, baseline, indices)
+    replicates = (_resample_values(aggregate, treatment, indices, draws, column)
+                  - _resample_values(aggregate, baseline, indices, draws, column))
     return _interval(estimate, replicates, level)

@@ -110,14 +110,23 @@ def build(plan: Mapping[str, Any], given: Mapping[str, Task], store: RunStore, r
     return out
 
 
+#: The failure of an answer the judge gave no reply on (unscored; the next run asks again).
+NO_REPLY = "no reply from the judge"
+
+
 def _with_verdicts(records: Mapping[str, Record], verdicts: Mapping[str, Mapping[str, Any]]) -> dict[str, Record]:
     """Answers with their judge's scores merged in; an answer the judge has not scored has none
-    (``scores`` None: it awaits the judge and is not counted)."""
+    (``scores`` None: it awaits the judge and is not counted); one the judge gave no reply on has none
+    either, and the failure :data:`NO_REPLY` (counted and listed; the next run asks again)."""
     from dataclasses import replace
 
     out = {}
     for sid, r in records.items():
-        if r.ok and sid in verdicts:
+        if r.ok and sid in verdicts and not verdicts[sid]["ok"]:
+            v = verdicts[sid]
+            r = replace(r, scores=None, failure=NO_REPLY,
+                        record={**r.record, "judge": {"replies": v["replies"], "error": v["error"]}})
+        elif r.ok and sid in verdicts:
             v = verdicts[sid]
             r = replace(r, scores={**(r.scores or {}), **v["scores"]},
                         record={**r.record, "judge": {"replies": v["replies"], "error": v["error"]}})
@@ -145,18 +154,23 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
     categories = sorted({cat for c in conditions for r in c["_records"].values()
                          for cat in r.record.get("sample", {}).get("categories", [])})
     for c in conditions:
-        records = c["_records"]
+        records = c["_records"] = _whole_groups(task, ids, c["_records"])
         ok = [records[i] for i in ids if i in records and _scored(records[i])]
         failed = [records[i] for i in ids if i in records and not records[i].ok]
         c.update(n=len(ok), failures=len(failed), missing=sum(i not in records for i in ids),
-                 unjudged=sum(i in records and records[i].ok and records[i].scores is None for i in ids),
+                 partial=sum(1 for r in records.values() if r.failure == PARTIAL),
+                 judge_errors=sum(1 for r in records.values() if r.failure == NO_REPLY),
+                 unjudged=sum(i in records and records[i].ok and records[i].scores is None
+                              and records[i].failure not in (PARTIAL, NO_REPLY) for i in ids),
                  judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
         c["crops"] = crop_stats(ok)
+        c["judge_error_texts"] = sorted({(r.record.get("judge") or {}).get("error") or "" for r in records.values()
+                                         if r.failure == NO_REPLY})[:3]
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
         c["value"] = c["metrics"].get(task.headline, float("nan"))
         columns = _columns(ok)
-        clusters = columns.get(task.cluster) if task.cluster else None
+        clusters = task.cluster if task.cluster in columns else None
         c["interval"] = list(bootstrap(columns, headline, resamples=resamples, clusters=clusters)[1:]) if ok else None
         c["delta"] = None
         if baseline is not None and c is not baseline:
@@ -203,6 +217,21 @@ def crop_stats(records: Sequence[Record]) -> dict[str, Any] | None:
     if holds:
         out["holds_object"] = float(np.mean(holds))
     return out
+#: The failure a record gets when another sample of its group failed (it is kept, unscored).
+PARTIAL = "partial group"
+
+
+def _whole_groups(task: Task, ids: Sequence[str], records: Mapping[str, Record]) -> dict[str, Record]:
+    """The records with every sample of a group that holds a failure made unscored (``scores`` None,
+    ``failure`` :data:`PARTIAL`): a task whose original scores a group only whole (MME's image) is
+    never partly scored."""
+    from dataclasses import replace
+
+    if task.group_of is None:
+        return dict(records)
+    broken = {task.group_of(i) for i in ids if i in records and not records[i].ok}
+    return {i: replace(r, scores=None, failure=PARTIAL) if r.ok and task.group_of(i) in broken else r
+            for i, r in records.items()}
 
 
 def _scored(r: Record) -> bool:
@@ -216,7 +245,7 @@ def _delta(ids: Sequence[str], treated: Mapping[str, Record], base: Mapping[str,
         return None
     columns = _columns([treated[i] for i in both])
     est, low, high = paired_bootstrap(columns, _columns([base[i] for i in both]), headline, resamples=resamples,
-                                      clusters=columns.get(cluster) if cluster else None)
+                                      clusters=cluster if cluster in columns else None)
     return {"value": est, "low": low, "high": high, "n": len(both)}
 
 
@@ -259,8 +288,12 @@ def _cell(c: Mapping[str, Any]) -> str:
         parts.append(f"{c['failures']} failed")
     if c["missing"]:
         parts.append(f"{c['missing']} missing")
+    if c.get("partial"):
+        parts.append(f"{c['partial']} unscored with a failed partner")
+    if c.get("judge_errors"):
+        parts.append(f"{c['judge_errors']} judge failures (no reply; unscored, the next run asks again)")
     if c.get("judge_failures"):
-        parts.append(f"{c['judge_failures']} judge failures (scored as the original does)")
+        parts.append(f"{c['judge_failures']} unreadable verdicts (scored as the original does)")
     if c.get("unjudged"):
         parts.append(f"{c['unjudged']} await a judge")
     return " · ".join(parts)
@@ -349,7 +382,9 @@ def markdown(data: Mapping[str, Any]) -> str:
         for c in t["conditions"]:
             for error in c["errors"]:
                 lines.append(f"- {c['label']} failed: {error}")
-        if any(c["errors"] for c in t["conditions"]):
+            for error in c.get("judge_error_texts", []):
+                lines.append(f"- {c['label']} judge failed (unscored): {error}")
+        if any(c["errors"] or c.get("judge_error_texts") for c in t["conditions"]):
             lines.append("")
     lines += ["## Configuration", "", "Each condition's full configuration (its hash keys its records in "
               f"`{FILENAME}`):", ""]
@@ -526,6 +561,8 @@ def html_report(data: Mapping[str, Any], store: RunStore, svg: str) -> str:
         if t["categories"]:
             out += [f"<h3>{html.escape(t['headline'])} per category</h3>", _html_table(*_category_rows(t))]
         errors = [(c["label"], e) for c in t["conditions"] for e in c["errors"]]
+        errors += [(c["label"], f"judge failed (unscored): {e}") for c in t["conditions"]
+                   for e in c.get("judge_error_texts", [])]
         if errors:
             out.append("<h3>Failures</h3><ul>" + "".join(f"<li>{html.escape(label)}: {html.escape(e)}</li>"
                                                          for label, e in errors) + "</ul>")

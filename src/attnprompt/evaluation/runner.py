@@ -243,7 +243,8 @@ class EvalRun:
         lines = []
         for task, conditions in self.stats.items():
             for s in conditions.values():
-                judged = f", {s.judged} judged ({s.judge_failed} judge failures)" if s.judged else ""
+                judged = (f", {s.judged} judged ({s.judge_failed} without a reply from the judge, "
+                          f"{s.judge_unreadable} unreadable)" if s.judged else "")
                 lines.append(f"{task} · {s.label}: {s.answered} answered, {s.reused} already recorded, "
                              f"{s.failed} failed{judged}")
         hits = sum(c["hits"] for c in self.cache.values())
@@ -353,8 +354,10 @@ def _resolve_tasks(names: list[Any], data: Mapping[str, str] | str | None) -> li
 
 def _judge_task(task: Task, plans: Mapping[str, Plan], store: RunStore,
                 judge: Any, judge_hash: str, ids: list[str], retry_failed: bool, progress: bool) -> None:
-    """Judge every answered record of the run's samples that this judge has not judged (and, with
-    ``retry_failed``, those it failed on); each chunk of verdicts is one transaction."""
+    """Judge every answered record of the run's samples that this judge has no verdict on — never
+    judged, or the judge gave no reply last time (the originals retry until they get one) — and, with
+    ``retry_failed``, also those whose replies were unreadable; each chunk of verdicts is one
+    transaction."""
     from tqdm.auto import tqdm
 
     position = {sid: i for i, sid in enumerate(ids)}
@@ -363,7 +366,8 @@ def _judge_task(task: Task, plans: Mapping[str, Plan], store: RunStore,
         records = store.records(task.name, stat.config_hash)
         verdicts = store.judgements(task.name, stat.config_hash, judge_hash)
         todo = [r for sid, r in records.items() if sid in position and r.ok and
-                (sid not in verdicts or (retry_failed and not verdicts[sid]["ok"]))]
+                (sid not in verdicts or not verdicts[sid]["ok"]
+                 or (retry_failed and verdicts[sid]["scores"].get("judge_failed")))]
         todo.sort(key=lambda r: position[r.sample_id])
         bar = tqdm(total=len(todo), desc=f"{task.name} judge · {label}", unit="verdict", disable=not progress)
         for start in range(0, len(todo), 32):
@@ -373,6 +377,7 @@ def _judge_task(task: Task, plans: Mapping[str, Plan], store: RunStore,
                                  [(r.sample_id, j) for r, j in zip(chunk, found)])
             stat.judged += len(found)
             stat.judge_failed += sum(not j.ok for j in found)
+            stat.judge_unreadable += sum(bool(j.ok and j.scores.get("judge_failed")) for j in found)
             bar.update(len(found))
         bar.close()
 

@@ -44,7 +44,8 @@ class ConditionStats:
     failed: int = 0
     reused: int = 0
     judged: int = 0
-    judge_failed: int = 0
+    judge_failed: int = 0  # no reply from the judge: unscored, asked again by the next run
+    judge_unreadable: int = 0  # replies it could not read: scored by the original's fallback
     scores: list[dict[str, float]] = field(default_factory=list)
 
 

@@ -131,6 +131,10 @@ class Task:
     #: A score column naming each sample's cluster (MME: the image, whose two questions are scored
     #: together): bootstrap intervals then resample whole clusters.
     cluster: str | None = None
+    #: Sample id → the group it is scored with, for tasks whose original scores a group only whole
+    #: (MME: both questions of an image, or neither): a failure in a group removes the whole group
+    #: from every metric, and the report counts the samples so removed.
+    group_of: Callable[[str], str] | None = None
     #: How a judge model scores an answer (:class:`~attnprompt.evaluation.judge.JudgeSpec`), for tasks
     #: scored by a GPT judge; their ``score`` gives what needs no judge (often nothing).
     judge: Any = None
@@ -192,11 +196,16 @@ class Task:
 
     def evaluate_predictions(self, predictions: Mapping[str, str], limit: int | None = None) -> dict[str, float]:
         """Score ``{sample id: prediction}`` with this task's metric (an answer task), with no model:
-        how a user re-scores outputs they already have. Samples without a prediction are skipped."""
+        how a user re-scores outputs they already have. Samples without a prediction are skipped (with
+        ``group_of``, their whole group: MME's image is scored with both answers or not at all)."""
         if self.kind != "answer" or self.judge is not None:
             raise InputError(f"task {self.name!r} is scored by {'a judge' if self.judge else 'its maps'}, "
                              "not from the answers alone")
-        rows = [dict(self.score(predictions[s.id], s)) for s in self.samples(limit) if s.id in predictions]
+        samples = self.samples(limit)
+        if self.group_of is not None:  # a group is scored whole or not at all (MME's image)
+            broken = {self.group_of(s.id) for s in samples if s.id not in predictions}
+            samples = [s for s in samples if self.group_of(s.id) not in broken]
+        rows = [dict(self.score(predictions[s.id], s)) for s in samples if s.id in predictions]
         return dict(self.aggregate(score_columns(rows)))
 
 

@@ -58,11 +58,17 @@ def _yes_no_aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
     return pope_metrics(columns)
 
 
+#: A metric whose scoring changed, with its new name in the task's version (so no record scored the
+#: old way is reused; the other metrics' configuration hashes stay): vqa@2 — fewer than 10
+#: references are scored without the leave-one-out.
+_METRIC_VERSIONS = {"vqa": "vqa@2"}
+
 #: Metric name → (per-sample score, aggregate, headline, what it is).
 METRICS: dict[str, tuple[Callable, Callable, str, str]] = {
     "exact": (_exact, _mean_accuracy, "accuracy", "normalised exact match against any reference"),
     "first-word": (_first_word, _mean_accuracy, "accuracy", "the reply's first word is a reference"),
-    "vqa": (_vqa, _mean_accuracy, "accuracy", "VQA accuracy (min(1, matches/3), leave-one-out over references)"),
+    "vqa": (_vqa, _mean_accuracy, "accuracy", "VQA accuracy (min(1, matches/3); leave-one-out over 10 or more "
+            "references, none with fewer: one matching reference scores 1/3, three 1.0; use exact for one)"),
     "yesno": (_yes_no, _yes_no_aggregate, "accuracy", "POPE's yes/no reading; accuracy, precision, recall, F1, "
               "yes-ratio"),
 }
@@ -110,7 +116,8 @@ def generic_task(
     source = "rows given in code" if in_code else f"{data}" + (f" (split {split})" if split else "")
     return Task(label, f"{source}; metric: {what}", rows, to_sample, score, aggregate, headline,
                 max_new_tokens=max_new_tokens, spec=spec,
-                version=f"generic-1:{metric}:{json.dumps(mapping, sort_keys=True)}:{suffix}")
+                version=f"generic-1:{_METRIC_VERSIONS.get(metric, metric)}:"
+                        f"{json.dumps(mapping, sort_keys=True)}:{suffix}")
 
 
 def _parse_columns(columns: Mapping[str, str] | str | None) -> dict[str, str]:

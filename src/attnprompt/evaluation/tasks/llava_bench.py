@@ -16,10 +16,19 @@ helpful and precise assistant for checking the quality of the answer.", the user
 made spaces, split on single spaces, must be exactly two numbers (reference, answer); else both are
 −1 and, as the original, enter the means. Relative score per category and over all: mean(answer) /
 mean(reference) × 100, each mean rounded to 3 decimals first (the original then rounds to 1).
+
+Judge failures: only an unreadable reply scores −1/−1 (the report counts these as unreadable). A
+judge call that got no reply is no verdict — the original retries until it gets one — so the answer
+is left unscored, counted and listed, and the next run asks again.
+
+Intervals resample images (60 questions on 24 images; the image is named by its pixels), not
+questions. Where we differ from the original: a call with no reply is retried by the next run
+rather than forever within this one; the original has no intervals.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,8 +68,11 @@ def original(folder: Path) -> list[dict[str, Any]] | None:
 def to_sample(row: Mapping[str, Any]) -> EvalSample:
     caption = row.get("caption") or ""
     caption = "\n".join(caption) if isinstance(caption, (list, tuple)) else str(caption)
-    return EvalSample(str(row["question_id"]), row["image"].convert("RGB"), str(row["question"]),
-                      (str(row["gpt_answer"]),), category=str(row["category"]), meta={"caption": caption})
+    picture = row["image"].convert("RGB")
+    # the hub copy names no image: its pixels do (2–3 questions share each of the 24)
+    key = hashlib.sha1(f"{picture.size}".encode() + picture.tobytes()).hexdigest()[:12]
+    return EvalSample(str(row["question_id"]), picture, str(row["question"]), (str(row["gpt_answer"]),),
+                      category=str(row["category"]), meta={"caption": caption, "image_key": key})
 
 
 def judge_prompt(prediction: str, sample: Mapping[str, Any], attempt: int) -> str:
@@ -92,7 +104,9 @@ JUDGE = JudgeSpec("llava-bench", "gpt-4-0314", judge_prompt, judge_parse,
 
 
 def score(prediction: str, sample: EvalSample) -> dict[str, float]:
-    return {}  # the judge scores
+    # the judge scores; this only names the image, so that intervals resample images
+    key = sample.meta.get("image_key")
+    return {"image": float(int(key, 16))} if key else {}
 
 
 def aggregate(columns: Mapping[str, Any]) -> dict[str, float]:
@@ -109,7 +123,7 @@ def make(data: str | None = None) -> Task:
     return benchmark_task(
         "llava-bench", "LLaVA-Bench in the wild", data, hub_id=HUB_ID, split=SPLIT, original=original,
         to_sample=to_sample, score=score, aggregate=aggregate, headline="relative", correct="score",
-        max_new_tokens=1024, judge=JUDGE,
+        max_new_tokens=1024, judge=JUDGE, cluster="image",
         notes="relative: mean(answer score) / mean(GPT-4 reference score) × 100; answer_score and "
         "reference_score: the means × 10 (the original's later summary); an unreadable verdict scores "
-        "−1, −1 and is counted in the means, as the original.")
+        "−1, −1 and is counted in the means, as the original; intervals resample the 24 images.")

@@ -15,7 +15,12 @@ accuracy⁺·100 (both questions right); perception = the sum over existence, co
 posters, celebrity, scene, landmark, artwork, OCR (max 2000), cognition over
 commonsense_reasoning, numerical_calculation, text_translation, code_reasoning (max 800). Also
 reported: ``accuracy``, per question ×100 — the paper's "MME 85.5" for LLaVA-1.5-13B matches this
-scale, not the perception score (1531 for that model). Intervals resample whole images.
+scale, not the perception score (1531 for that model). Intervals resample whole images, each draw
+its own image (an image drawn twice is two images in acc⁺). As in calculation.py, an image is scored
+only with both its answers: an image with a failed question leaves every metric (acc, acc⁺, the
+per-question accuracy) and is counted in the report as ``partial``.
+
+Where we differ from the original: nothing in the scoring; the original has no intervals.
 """
 
 from __future__ import annotations
@@ -58,6 +63,15 @@ def image_key(question_id: str) -> float:
     return float(int(hashlib.sha1(question_id.encode()).hexdigest()[:12], 16))
 
 
+def image_of(sample_id: str) -> str:
+    """The image a sample id names (its question_id): MME scores an image's two questions together.
+
+    >>> image_of("code_reasoning/0020.png|Is the output 5?")
+    'code_reasoning/0020.png'
+    """
+    return sample_id.split("|", 1)[0]
+
+
 def to_sample(row: Mapping[str, Any]) -> EvalSample:
     question = str(row["question"]).strip()
     bare = question[: -len(SUFFIX)].rstrip() if question.endswith(SUFFIX) else question
@@ -94,6 +108,6 @@ def aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
 def make(data: str | None = None) -> Task:
     return benchmark_task(
         "mme", "MME", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score, aggregate=aggregate,
-        headline="perception", max_new_tokens=16, cluster="image",
+        headline="perception", max_new_tokens=16, cluster="image", group_of=image_of,
         notes="perception and cognition: sums of per-category accuracy·100 + accuracy⁺·100 (max 2000 / 800); "
         "accuracy: per question ×100 (the paper's MME column).")

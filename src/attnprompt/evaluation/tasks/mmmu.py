@@ -22,7 +22,12 @@ seeded by the sample's id, so a resumed run scores alike. Open — the reply's k
 be", "so", "is", "thus", "therefore", "final", "answer", "result", and "=" in the last line), the
 numbers in them, normalised (numbers rounded to 2 decimals, text lower-cased); right when a
 normalised reference is inside one of them or equals one of the numbers. Accuracy per subject, per
-discipline and overall (over all questions, as ``calculate_ins_level_acc``).
+discipline and overall (over all questions, as ``calculate_ins_level_acc``). A reference stored as
+the string of a list ("['24/7', '3.429']", three validation questions in the hub copy) is read as
+the list, as MMMU's answer file has it (:func:`references_of`); version 2 of the task.
+
+Where we differ from the original: the random letter for an unreadable multiple-choice reply is
+seeded per sample (above), so it can differ from MMMU's draw for the same reply.
 """
 
 from __future__ import annotations
@@ -182,6 +187,29 @@ def discipline(name: str) -> str:
     return next((d for d, subjects in DISCIPLINES.items() if name in subjects), "other")
 
 
+def references_of(answer: Any) -> tuple[str, ...]:
+    """The reference answers of a row: a list as such, and so is a string that spells a Python list
+    of strings — the hub copy stores a few open answers so (Math_15 "['24/7', '3.429']", Geography_4,
+    Chemistry_30), where MMMU's own answer file has the list and ``eval_open`` accepts any of them.
+
+    >>> references_of("['24/7', '3.429']"), references_of("12.5"), references_of(["Tampa", "Florida"])
+    (('24/7', '3.429'), ('12.5',), ('Tampa', 'Florida'))
+    >>> references_of("[1, 2] is an interval")
+    ('[1, 2] is an interval',)
+    """
+    if isinstance(answer, (list, tuple)):
+        return tuple(str(a) for a in answer)
+    text = str(answer)
+    if text.strip().startswith("[") and text.strip().endswith("]"):
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):  # brackets that are not a list literal: the answer's own text
+            value = None
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return tuple(value)
+    return (text,)
+
+
 def to_sample(row: Mapping[str, Any]) -> EvalSample:
     options = _options(row)
     multiple = row.get("question_type") == "multiple-choice"
@@ -190,8 +218,7 @@ def to_sample(row: Mapping[str, Any]) -> EvalSample:
     numbers_named = sorted({int(n) for n in _IMAGE_TOKEN.findall(question + " " + " ".join(options))})
     images = [row.get(f"image_{n}") for n in numbers_named] or [row.get("image_1")]
     images = [i.convert("RGB") for i in images if i is not None]
-    answer = row["answer"]
-    references = tuple(answer) if isinstance(answer, (list, tuple)) else (str(answer),)
+    references = references_of(row["answer"])
     name = subject(str(row["id"]))
     return EvalSample(str(row["id"]), tuple(images), text, references, suffix=MULTIPLE_CHOICE if multiple else OPEN,
                       category=(name, discipline(name)),
@@ -214,5 +241,5 @@ def aggregate(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
 def make(data: str | None = None) -> Task:
     return benchmark_task(
         "mmmu", "MMMU", data, hub_id=HUB_ID, split=SPLIT, to_sample=to_sample, score=score, aggregate=aggregate,
-        headline="accuracy", max_new_tokens=128,
+        headline="accuracy", max_new_tokens=128, version="2",  # 2: list answers read as lists
         notes="Categories: the 30 subjects and the 6 disciplines; overall accuracy is over all questions.")

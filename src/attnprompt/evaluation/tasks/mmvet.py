@@ -14,6 +14,14 @@ default, max_tokens 3, temperature 0; the score is the reply's first space-separ
 number in [0, 1]. A reply that is not: again with "\\nPredict the correctness of the answer (digit): "
 appended, at temperatures 0, 0.5, 1.0, 1.5; then 0.0, as the original (whose sixth call, at 2.0, is
 never read). Total = mean × 100; per capability the mean × 100 over the questions that need it.
+
+Judge failures: only a reply that cannot be read after every attempt scores 0.0 (the report counts
+these as unreadable). A judge call that got no reply (an HTTP error three times in a run) is no
+verdict: the original sleeps and retries on API errors, so the answer is left unscored, counted and
+listed, and the next run asks again.
+
+Where we differ from the original: a call with no reply is retried by the next run rather than in
+a loop within this one; intervals resample questions (each has its own image).
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ suffix; no OCR tokens — the paper's 48.3 for LLaVA-1.5-13B is the setting with
 accuracy as the EvalAI evaluation: prediction and every reference normalised
 (:func:`~attnprompt.evaluation.metrics.normalize_vqa`), then the mean over references i of
 min(1, #{j ≠ i: reference j = prediction} / 3); reported as a fraction.
+
+Where we differ from the original: nothing known — this is LLaVA's ``m4c_evaluator`` (EvalAI's answer
+processor, its 120-entry contraction table key for key). GT-Vision-Lab's VQAv2 ``vqaEval.py``
+differs (it cleans only the references' punctuation, and only when they are not all identical;
+other punctuation and ’ in its contractions); it is not TextVQA's scorer, so it is not followed.
 """
 
 from __future__ import annotations
