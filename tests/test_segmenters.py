@@ -24,3 +24,22 @@ def test_nms_matches_a_straightforward_loop():
         boxes = torch.cat([xy, xy + 5 + torch.rand(40, 2, generator=g) * 20], 1)
         scores = torch.rand(40, generator=g)
         assert nms(boxes, scores, 0.5).tolist() == _loop_nms(boxes.tolist(), scores.tolist(), 0.5)
+
+
+def test_fgvp_renderers_on_a_hand_made_mask():
+    import numpy as np
+    from PIL import Image
+
+    from attnprompt.segmenters.prompts import fgvp_mask, fgvp_rbm
+
+    a = np.zeros((40, 60, 3), np.uint8)
+    a[:, 30:] = 200
+    a[::2] = 90
+    img = Image.fromarray(a)
+    m = np.zeros((40, 60), bool)
+    m[10:20, 5:25] = True
+    green = np.asarray(fgvp_mask(img, [m])).astype(int)
+    want = np.floor(a * 0.5 + np.array([0, 255, 0]) * 0.5 + 0.5).astype(int)
+    assert (green[m] == want[m]).all() and (green[~m] == a[~m]).all()
+    blur = np.asarray(fgvp_rbm(img, [m]))
+    assert (blur[m] == a[m]).all() and (blur[~m] != a[~m]).any()

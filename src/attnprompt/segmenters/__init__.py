@@ -2,5 +2,6 @@
 automatic mask generation needs, in pure torch (transformers' own uses torchvision, which we never install)."""
 
 from .nms import box_iou, nms
+from .prompts import fgvp_mask, fgvp_rbm
 
-__all__ = ["box_iou", "nms"]
+__all__ = ["box_iou", "fgvp_mask", "fgvp_rbm", "nms"]
