@@ -18,7 +18,7 @@ FLOORS = {
     "config": 1, "files": 1, "images": 1, "text": 1,
     "render": 2, "regions": 2, "capture": 2, "shapes": 2,
     "types": 3, "families": 3,
-    "models": 4,
+    "models": 4, "segmenters": 4,
     "attribution": 5, "backends": 5,
     "annotation": 6,
     "strategies": 7,
