@@ -40,6 +40,7 @@ TASKS = Registry(
         "mmmu": "attnprompt.evaluation.tasks.mmmu:make",
         "mmvet": "attnprompt.evaluation.tasks.mmvet:make",
         "llava-bench": "attnprompt.evaluation.tasks.llava_bench:make",
+        "vstar": "attnprompt.evaluation.tasks.vstar:make",
     },
 )
 
