@@ -54,3 +54,41 @@ def test_eval_vstar_offline_end_to_end(tmp_path, capsys):
     assert [t["name"] for t in report["tasks"]] == ["vstar"]
     assert all(c["n"] == 4 and c["failures"] == 0 for c in report["tasks"][0]["conditions"])
     assert (out / "report.html").exists()
+
+
+def hr_bench(path):
+    import base64
+    import io
+
+    def b64(i):
+        buf = io.BytesIO()
+        image(60 + i, 128, 72).save(buf, format="PNG")
+        return base64.b64encode(buf.getvalue()).decode()
+
+    # one single-instance question in 2 cycles (options rotated), one cross-instance question in 2 cycles
+    return save({"index": [str(i) for i in range(4)], "question": ["Colour of the cup?"] * 2 + ["Which is left?"] * 2,
+                 "answer": ["A", "D", "B", "A"], "category": ["single_instance"] * 2 + ["cross_instance"] * 2,
+                 "A": ["red", "blue", "dog", "car"], "B": ["blue", "green", "car", "tree"],
+                 "C": ["green", "white", "tree", "man"], "D": ["white", "red", "man", "dog"],
+                 "cycle_category": ["cycle_0", "cycle_1", "cycle_0", "cycle_1"], "image": [b64(i) for i in range(4)]},
+                {}, path)
+
+
+def test_hr_bench_cycles_averaged(tmp_path):
+    task = get_task("hr-bench-4k", data=str(hr_bench(tmp_path / "hr")))
+    samples = task.samples()
+    assert samples[1].question == "Colour of the cup?\nA. blue\nB. green\nC. white\nD. red"
+    # cycle_0: both right (1.0); cycle_1: single right ("red" is D), cross wrong → 0.5; mean over cycles 75
+    got = task.evaluate_predictions({"0": "A", "1": "red", "2": "(B)", "3": "B"})
+    assert got == {"accuracy": 75.0, "single_instance": 100.0, "cross_instance": 50.0}
+
+
+def test_eval_vstar_and_hr_bench_offline(tmp_path, capsys):
+    out = tmp_path / "run"
+    data = f"vstar={vstar(tmp_path / 'vstar')},hr-bench-4k={hr_bench(tmp_path / 'hr')}"
+    code = main(["eval", "--task", "vstar,hr-bench-4k", "--data", data, "--vlm", "shapes",
+                 "--strategy", "plain,carve", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert [t["name"] for t in report["tasks"]] == ["vstar", "hr-bench-4k"]
+    assert all(c["failures"] == 0 for t in report["tasks"] for c in t["conditions"])

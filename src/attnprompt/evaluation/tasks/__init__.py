@@ -41,6 +41,8 @@ TASKS = Registry(
         "mmvet": "attnprompt.evaluation.tasks.mmvet:make",
         "llava-bench": "attnprompt.evaluation.tasks.llava_bench:make",
         "vstar": "attnprompt.evaluation.tasks.vstar:make",
+        "hr-bench-4k": "attnprompt.evaluation.tasks.hr_bench:make_4k",
+        "hr-bench-8k": "attnprompt.evaluation.tasks.hr_bench:make_8k",
     },
 )
 
