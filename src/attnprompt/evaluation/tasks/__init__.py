@@ -42,6 +42,9 @@ TASKS = Registry(
         "mmmu": "attnprompt.evaluation.tasks.mmmu:make",
         "mmvet": "attnprompt.evaluation.tasks.mmvet:make",
         "llava-bench": "attnprompt.evaluation.tasks.llava_bench:make",
+        "vstar": "attnprompt.evaluation.tasks.vstar:make",
+        "hr-bench-4k": "attnprompt.evaluation.tasks.hr_bench:make_4k",
+        "hr-bench-8k": "attnprompt.evaluation.tasks.hr_bench:make_8k",
     },
 )
 
