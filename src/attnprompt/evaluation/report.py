@@ -497,6 +497,35 @@ def _img(data: bytes | None, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/jpeg;base64,{base64.b64encode(data).decode()}">'
 
 
+def with_boxes(data: bytes | None, size: Sequence[int] | None,
+               boxes: Sequence[tuple[Sequence[int], str]]) -> bytes | None:
+    """A kept picture (JPEG bytes) with ``boxes`` drawn on it: (x0, y0, x1, y1) in the pixels of the image of
+    ``size`` (W, H) it was kept from, and a colour — where the answer lies and where each crop was.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.new("RGB", (50, 50)).save(buf, "JPEG")
+    >>> out = Image.open(io.BytesIO(with_boxes(buf.getvalue(), (100, 100), [((0, 0, 50, 50), "lime")])))
+    >>> out.convert("RGB").getpixel((12, 0))[1] > 200
+    True
+    """
+    if not data or not size or not boxes:
+        return data
+    import io
+
+    from PIL import Image, ImageDraw
+
+    picture = Image.open(io.BytesIO(data)).convert("RGB")
+    scale = picture.size[0] / float(size[0])
+    draw = ImageDraw.Draw(picture)
+    for box, colour in boxes:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=max(1, round(2 * scale)))
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 def _gallery(t: Mapping[str, Any], store: RunStore) -> str:
     """Samples where the conditions disagree (answer tasks), or the first samples (map tasks), with
     what each condition showed and said — only for samples whose pictures were kept."""
@@ -520,8 +549,17 @@ def _gallery(t: Mapping[str, Any], store: RunStore) -> str:
     for sample_id, per in picked:
         sample = per[0].record.get("sample", {})
         originals = store.images(t["name"], sample_id, "")
-        figs = [f"<figure>{_img(originals.get(f'original{i}'), 'original')}<figcaption>original</figcaption></figure>"
-                for i in range(len(originals))]
+        # on the first image: where the answer lies (green, when the task knows it) and each crop's box (orange)
+        boxes = [(sample["meta"]["box"], "lime")] if sample.get("meta", {}).get("box") else []
+        boxes += [(a["box"], "orange") for r in per for s in r.record.get("steps", [])[-1:]
+                  for a in s.get("annotations", [])[:1] if a.get("box")]
+        size = (sample.get("images") or [None])[0]
+        caption = "original" + (" (green: the answer's object; orange: the crops)" if boxes else "")
+        pictures = [originals.get(f"original{i}") for i in range(len(originals))]
+        if pictures:
+            pictures[0] = with_boxes(pictures[0], size, boxes)
+        figs = [f"<figure>{_img(p, 'original')}<figcaption>{caption if i == 0 else 'original'}</figcaption></figure>"
+                for i, p in enumerate(pictures)]
         for c, r in zip(t["conditions"], per):
             shown = store.images(t["name"], sample_id, c["config_hash"])
             pics = "".join(_img(shown[k], c["label"]) for k in sorted(shown))
