@@ -470,3 +470,42 @@ def assert_capture_left_nothing(model, registered: int, hooks: int) -> None:
         with AttentionCapture(model, [0]):
             raise RuntimeError("boom")
     clean()
+
+
+def build_tiny_sam(seed: int = 0, side: int = 64):
+    """A SAM with random weights and a ``side``-px input (``SamModel`` + its PIL image processor), as a
+    :class:`~attnprompt.segmenters.sam.SamSegmenter`; ``save_tiny_sam`` writes it like a checkpoint."""
+    from transformers import SamConfig, SamModel
+    from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
+
+    from attnprompt.segmenters.sam import SamSegmenter
+
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+                           mlp_dim=64, image_size=side, patch_size=16, global_attn_indexes=[1], window_size=2,
+                           num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=side, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                 iou_head_hidden_dim=16),
+    )
+    model = SamModel(config).eval()
+    with torch.no_grad():  # transformers' init zeroes some norms, leaving logits ~1e-5: give every weight a spread
+        for p in model.parameters():
+            p.normal_(0.0, 0.35)
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:  # logits of a few units, as a trained SAM's
+            mlp.proj_out.weight.mul_(40.0)
+        head = model.mask_decoder.iou_prediction_head.proj_out  # predicted IoUs in (0, 1), spread around 0.8
+        head.weight.mul_(0.02)
+        head.bias.fill_(0.8)
+    low = side // 4  # the mask decoder upsamples the embedding grid 4×
+    processor = SamImageProcessorPil(size={"longest_edge": side}, pad_size={"height": side, "width": side},
+                                     mask_size={"longest_edge": low}, mask_pad_size={"height": low, "width": low})
+    return SamSegmenter(model, processor, f"tiny-sam-{side}")
+
+
+def save_tiny_sam(directory: Path, seed: int = 0, side: int = 64) -> Path:
+    sam = build_tiny_sam(seed, side)
+    sam.model.save_pretrained(directory)
+    sam.processor.save_pretrained(directory)
+    return directory

@@ -113,6 +113,7 @@ def ask(
     resample: str = "bilinear",
     compare: bool = False,
     sources: Sequence[Any] | None = None,
+    segmenter: Any = None,
     form: str | None = None,
     regions: Any = None,
     device: str | None = None,
@@ -135,7 +136,10 @@ def ask(
       ``map_`` prefix (``map_max_new_tokens``: api-vlm's own generation length); ``gray``, ``resample``;
       for ``ensemble``, ``sources``: ``"method:model"`` strings or built attributors (default api-clip
       and api-vlm as above; with a server as the answering VLM they must be given), each taking the
-      parameters its method has; ``form`` (``overlay``, ``crop``, ``both``: the visual prompt, default
+      parameters its method has; for the segmentation baselines (``fgvp-mask``, ``fgvp-rbm``, ``som``),
+      ``segmenter``: ``"shapes"`` (the testbed's ground truth), ``"sam"``, a SAM hub id or directory, or a
+      built segmenter (default ground truth beside the shapes VLM, else ``facebook/sam-vit-huge``);
+      ``form`` (``overlay``, ``crop``, ``both``: the visual prompt, default
       the strategy's) and ``regions`` (how a crop is chosen: ``carve``, ``vicrop`` or a
       :class:`~attnprompt.config.RegionConfig`; default the method's).
 
@@ -150,7 +154,8 @@ def ask(
     sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, device=device, dtype=dtype)
     chosen = build_strategy(strategy, backend, method=method, model=model, preset=preset, sources=sources,
-                            max_new_tokens=max_new_tokens, gray=gray, resample=resample, form=form, regions=regions,
+                            segmenter=segmenter, max_new_tokens=max_new_tokens, gray=gray, resample=resample, form=form,
+                            regions=regions,
                             device=device, dtype=dtype, **params)
     result = chosen.run([sample])[0]
     if compare and strategy != "plain":

@@ -28,6 +28,9 @@ MAP_PREFIX = "map_"
 ASK_RESERVED = ("max_new_tokens",)
 #: Prefix of the region-selection flags (``--region-top``).
 REGION_PREFIX = "region_"
+SEGMENTER_HELP = ("fgvp-mask, fgvp-rbm, som: where the masks come from: shapes (the testbed's ground truth) | sam "
+                  "(SAM ViT-H, facebook/sam-vit-huge) | a SAM hub id or local directory (default: shapes beside "
+                  "the shapes VLM, else sam)")
 
 
 def _flag(name: str) -> str:
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--sources", default=None,
                      help="ensemble: the attribution sources, comma-separated method:model (default: api-clip with "
                      "the paper's CLIP, api-vlm with the answering VLM)")
+    ask.add_argument("--segmenter", default=None, help=SEGMENTER_HELP)
     ask.add_argument("--suffix", default="", help="the task's answer-format instruction, e.g. 'Answer the question "
                      "using a single word or phrase.' (placed by the strategy)")
     ask.add_argument("--max-new-tokens", type=int, default=128, help="the answer's token budget (default 128)")
@@ -211,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--form", default=None, help="comma-separated visual-prompt forms for strategies that show a map: "
                     + " | ".join(FORMS) + " (default: each strategy's)")
     ev.add_argument("--sources", default=None, help="ensemble: comma-separated method:model sources")
+    ev.add_argument("--segmenter", default=None, help=SEGMENTER_HELP)
     ev.add_argument("--limit", type=int, default=None, help="the first N samples of each task")
     ev.add_argument("--batch-size", type=int, default=8, help="answers per forward on a local VLM (default 8)")
     ev.add_argument("--concurrency", type=int, default=None, help="requests in flight to a server (default 4)")
@@ -423,6 +428,10 @@ def _ask(args: argparse.Namespace) -> int:
     strategy = STRATEGIES.get(args.strategy)
     if args.save_annotated and not strategy.needs.map:
         raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
+    if args.segmenter and not strategy.needs.segmenter:
+        drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
+        raise InputError(f"--segmenter is for the strategies that draw from masks ({', '.join(drawing)}), "
+                         f"not {args.strategy!r}")
     from .config import check_query
     from .files import check_writable
     from .images import load_image
@@ -443,7 +452,8 @@ def _ask(args: argparse.Namespace) -> int:
     result = ask(
         image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
         sources=[s for s in args.sources.split(",") if s.strip()] if args.sources else None,
-        max_new_tokens=args.max_new_tokens, compare=args.compare, form=args.form, regions=_regions(args),
+        segmenter=args.segmenter, max_new_tokens=args.max_new_tokens, compare=args.compare, form=args.form,
+        regions=_regions(args),
         **_map_args(args), **_method_params(args, reserved=ASK_RESERVED),
     )
     results = [result] + ([result.baseline] if result.baseline is not None else [])
@@ -492,6 +502,7 @@ def _eval(args: argparse.Namespace) -> int:
     run = evaluate(
         tasks, out=args.out, vlm=args.vlm, strategies=args.strategy, methods=args.method, presets=args.preset,
         forms=args.form, model=args.model, sources=args.sources.split(",") if args.sources else None,
+        segmenter=args.segmenter,
         limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
         max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
         gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,

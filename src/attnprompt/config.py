@@ -663,6 +663,10 @@ STRATEGIES = Registry(
         "self-reflect": "attnprompt.strategies.reflect:SelfReflect",
         "ensemble": "attnprompt.strategies.ensemble:Ensemble",
         "carve": "attnprompt.strategies.carve:Carve",
+        # the API paper's segmentation baselines (Table 1), from a segmenter's masks
+        "fgvp-mask": "attnprompt.strategies.baselines:FgvpMask",
+        "fgvp-rbm": "attnprompt.strategies.baselines:FgvpRbm",
+        "som": "attnprompt.strategies.baselines:Som",
         # rows for scale on tasks that know where the answer lies (they read ground truth)
         "zoom-oracle": "attnprompt.strategies.zoom_reference:ZoomOracle",
         "zoom-centre": "attnprompt.strategies.zoom_reference:ZoomCentre",

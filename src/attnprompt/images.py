@@ -6,6 +6,7 @@ and size limits are decided once, here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -187,3 +188,14 @@ def _to_uint8(a: np.ndarray, label: str, source_mode: str | None) -> np.ndarray:
         top = 255.0 if int(a.max(initial=0)) <= 255 else 65535.0
         return np.clip(np.rint(a.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
     raise InputError(f"{label}: unsupported array dtype {a.dtype}; use uint8, uint16, bool or float")
+
+
+def image_digest(image: Image.Image) -> str:
+    """A digest of an image's pixels, size and mode: equal for the same picture loaded twice.
+
+    >>> image_digest(Image.new("RGB", (2, 2))) == image_digest(Image.new("RGB", (2, 2)))
+    True
+    """
+    h = hashlib.sha1(image.tobytes())
+    h.update(f"{image.size}{image.mode}".encode())
+    return h.hexdigest()

@@ -94,6 +94,9 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _help(kind: str) -> str:
+    if kind == "segmenter":
+        return ("pass a local SAM checkpoint directory with --segmenter PATH (segmenter= in Python), "
+                "or --segmenter shapes for the testbed's ground-truth masks")
     # a VLM is loaded to answer (--vlm) or for its attention map (--model): name both
     where = "--vlm PATH (who answers) or --model PATH (api-vlm's map)" if kind == "vlm" else "--model PATH"
     return (

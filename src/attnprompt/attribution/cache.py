@@ -9,7 +9,6 @@ the model while it runs).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -17,19 +16,9 @@ from typing import Any
 
 from PIL import Image
 
+from ..images import image_digest
 from ..types import AttributionMap
 from .base import Attributor
-
-
-def image_digest(image: Image.Image) -> str:
-    """A digest of an image's pixels, size and mode: equal for the same picture loaded twice.
-
-    >>> image_digest(Image.new("RGB", (2, 2))) == image_digest(Image.new("RGB", (2, 2)))
-    True
-    """
-    h = hashlib.sha1(image.tobytes())
-    h.update(f"{image.size}{image.mode}".encode())
-    return h.hexdigest()
 
 
 class LRU:

@@ -46,8 +46,9 @@ def example_files(directory: Path) -> list[list[str]]:
     out = []
     for seed, n, question in EXAMPLES:
         path = directory / f"shapes-{seed}.png"
+        scene = make_scene(seed, n_objects=n, size=320)  # made each time: the shapes segmenter knows it by this
         if not path.exists():
-            make_scene(seed, n_objects=n, size=320).image.save(path)
+            scene.image.save(path)
         out.append([str(path), question])
     return out
 
@@ -66,7 +67,7 @@ def _optional_number(value: Any, kind: type, name: str = "value") -> Any:
 
 def answer(image_file: Any, question: str, method: str, preset: str, layers: str, kernel: Any, enhance: Any,
            gray: float, form: str, strategy: str, vlm: str, model: str, max_new_tokens: Any,
-           progress: Any = None) -> tuple:
+           segmenter: str | None = None, progress: Any = None) -> tuple:
     """One request of the page: everything it shows, or the error message and nothing else.
 
     Returns ``(status, original, heatmap, annotated, crop, answers, steps, config, downloads)``.
@@ -84,7 +85,8 @@ def answer(image_file: Any, question: str, method: str, preset: str, layers: str
         method_params = {"layers": (layers or "").strip() or None, "kernel": _optional_number(kernel, int, "kernel"),
                          "enhance": _optional_number(enhance, float, "enhance")}
         settings: dict[str, Any] = dict(method=method, preset=preset or None, model=(model or "").strip() or None,
-                                        gray=float(gray), form=form)
+                                        gray=float(gray), form=form,
+                                        segmenter=(segmenter or "").strip() or None)
         settings.update({k: v for k, v in method_params.items() if v is not None and
                          k in METHOD_CONFIGS[method].parameter_names()})
         kwargs = STRATEGIES.get(strategy).needs.select(settings)  # what this strategy takes of the page's settings
@@ -119,7 +121,9 @@ def _shown(image: Any, result: Any) -> tuple:
         ann.save(folder / "annotated.png", heatmap=folder / "heatmap.npy")
         downloads = [str(folder / "heatmap.npy"), str(folder / "annotated.png")]
     crop = None if ann is None else ann.crop
-    return (image, None if ann is None else ann.colour_heatmap(), None if ann is None else ann.image,
+    shown = result.steps[-1].images if result.steps else ()
+    seen = ann.image if ann is not None else (shown[0] if shown else None)  # FGVP, SoM: the drawn image
+    return (image, None if ann is None else ann.colour_heatmap(), seen,
             _gradio().update(value=crop, visible=crop is not None), "\n\n".join(lines), "\n".join(steps),
             result.to_dict()["config"], downloads)
 
@@ -192,6 +196,8 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                     vlm_box = gr.Textbox(value=vlm, label="Answering VLM (shapes, a hub id, a directory or a URL)",
                                          elem_id="vlm")
                     model = gr.Textbox(label="Map model (blank: the method's default)", elem_id="model")
+                    segmenter = gr.Textbox(label="Segmenter for FGVP / SoM (blank: shapes beside the shapes VLM, "
+                                           "else sam)", elem_id="segmenter")
                 tokens = gr.Number(value=32, precision=0, label="Answer tokens", elem_id="tokens")
                 ask = gr.Button("Ask", variant="primary", elem_id="ask")
                 gr.Examples(example_files(folder), inputs=[image_file, question], label="Shapes examples")
@@ -215,7 +221,7 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
         image_file.change(preview, image_file, [status, original])
         # the previous answer goes at once (not queued), so the page never shows an old answer as the new one
         inputs = [image_file, question, method, preset, layers, kernel, enhance, gray, form, strategy, vlm_box, model,
-                  tokens]
+                  tokens, segmenter]
         outputs = [status, original, heatmap, annotated, crop, answers, steps, config, downloads]
         cleared = ask.click(lambda: ("", "", ""), None, [status, answers, steps], queue=False)
         cleared.then(run, inputs, outputs, concurrency_limit=1)

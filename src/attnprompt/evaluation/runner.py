@@ -21,7 +21,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..config import RegionConfig, check_count
+from ..config import STRATEGIES, RegionConfig, check_count
 from ..errors import InputError
 from ..files import DirectoryLock, check_writable
 from .conditions import Condition, conditions_for, map_conditions
@@ -75,7 +75,9 @@ class BackendOptions:
 class ConditionOptions:
     """The report's rows: ``strategies``, ``methods``, ``presets`` and ``forms`` (lists, or comma-separated
     strings), crossed as :func:`conditions_for` and :func:`map_conditions` say; the map's ``model``, the
-    ensemble's ``sources``, map ``params`` (``{"kernel": 1}``), the answer budget ``max_new_tokens``
+    ensemble's ``sources``, the baselines' ``segmenter`` (fgvp-mask, fgvp-rbm, som: ``shapes``, ``sam`` or
+    a SAM checkpoint; default ground truth beside the shapes VLM, else SAM ViT-H), map ``params``
+    (``{"kernel": 1}``), the answer budget ``max_new_tokens``
     (default each task's), the rendering (``gray``, ``resample``) and the crop ``regions``."""
 
     strategies: Any = ("plain", "api")
@@ -84,6 +86,7 @@ class ConditionOptions:
     forms: Any = None
     model: Any = None
     sources: Sequence[str] | None = None
+    segmenter: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     max_new_tokens: int | None = None
     gray: float = 0.0
@@ -95,8 +98,13 @@ class ConditionOptions:
             object.__setattr__(self, "regions", RegionConfig.from_preset(self.regions))
 
     def answer_conditions(self) -> list[Condition]:
-        return conditions_for(_as_list(self.strategies), _as_list(self.methods) or None,
-                              _as_list(self.presets) or None, _as_list(self.forms) or None)
+        found = conditions_for(_as_list(self.strategies), _as_list(self.methods) or None,
+                               _as_list(self.presets) or None, _as_list(self.forms) or None)
+        if self.segmenter is not None and not any(STRATEGIES.get(c.strategy).needs.segmenter for c in found):
+            drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
+            raise InputError(f"a segmenter was given, but no chosen strategy draws from masks; add one of "
+                             f"{', '.join(drawing)} to the strategies, or drop the segmenter")
+        return found
 
     def map_conditions(self) -> list[Condition]:
         return map_conditions(_as_list(self.methods) or None, _as_list(self.presets) or None)
@@ -106,7 +114,7 @@ class ConditionOptions:
         return Runner(backend, **self.runner_args(device, dtype))
 
     def runner_args(self, device: str | None, dtype: Any) -> dict[str, Any]:
-        return dict(model=self.model, sources=self.sources, params=dict(self.params),
+        return dict(model=self.model, sources=self.sources, segmenter=self.segmenter, params=dict(self.params),
                     max_new_tokens=self.max_new_tokens, gray=self.gray, resample=self.resample,
                     regions=self.regions, device=device, dtype=dtype)
 

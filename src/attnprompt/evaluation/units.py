@@ -84,13 +84,15 @@ class Runner:
     """Builds and shares the attributors (one map-caching attributor per configuration) and plans each
     (task, condition): its configuration and how to run a chunk of it."""
 
-    def __init__(self, backend: Any, *, model: Any = None, sources: Sequence[str] | None = None,
+    def __init__(self, backend: Any, *, model: Any = None, sources: Sequence[str] | None = None, segmenter: Any = None,
                  params: Mapping[str, Any] | None = None, max_new_tokens: int | None = None, gray: float = 0.0,
                  resample: str = "bilinear", regions: RegionConfig | None = None, device: str | None = None,
                  dtype: Any = None) -> None:
         self.backend = backend
         self.model = model
         self.sources = sources
+        self.segmenter_spec = segmenter
+        self._segmenter: Any = None
         self.params = dict(params or {})
         self.max_new_tokens = max_new_tokens
         self.gray, self.resample, self.regions = gray, resample, regions
@@ -110,6 +112,14 @@ class Runner:
                                                             dtype=dtype, **params))
         return self.attributors[key]
 
+    def segmenter(self) -> Any:
+        """The run's segmenter, built on first use and shared (its masks cache serves every baseline)."""
+        if self._segmenter is None:
+            from ..strategies.build import pick_segmenter
+
+            self._segmenter = pick_segmenter(self.segmenter_spec, self.backend, self.device, self.dtype)
+        return self._segmenter
+
     def strategy(self, condition: Condition, max_new_tokens: int) -> Any:
         """The condition's strategy, built with the run's settings that it takes
         (:meth:`~attnprompt.strategies.base.Needs.select`)."""
@@ -118,7 +128,10 @@ class Runner:
         settings = dict(method=condition.method, model=self.model, preset=condition.preset, form=condition.form,
                         regions=self.regions, gray=self.gray, resample=self.resample, sources=self.sources,
                         device=self.device, dtype=self.dtype, make_attributor=self.attributor, **self.params)
-        chosen = STRATEGIES.get(condition.strategy).needs.select(settings)
+        needs = STRATEGIES.get(condition.strategy).needs
+        if needs.segmenter:
+            settings["segmenter"] = self.segmenter()
+        chosen = needs.select(settings)
         return build_strategy(condition.strategy, self.backend, max_new_tokens=max_new_tokens, **chosen)
 
     def map_attributor(self, condition: Condition) -> Any:

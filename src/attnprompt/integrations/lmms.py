@@ -201,7 +201,8 @@ class LmmsAdapter:
     ``vlm`` answers (hub id, local path, ``shapes``, or an OpenAI-compatible URL with ``vlm_model``
     and the key read from the environment variable ``api_key_env``); ``strategy``, ``method``,
     ``preset``, ``form``, ``model`` and map parameters (``kernel=1``, ``layers=…``) as in
-    :func:`attnprompt.ask`; ``batch_size`` answers per forward on a local VLM, ``concurrency``
+    :func:`attnprompt.ask`; ``segmenter`` for fgvp-mask, fgvp-rbm and som (``shapes``, ``sam`` or a SAM
+    checkpoint); ``batch_size`` answers per forward on a local VLM, ``concurrency``
     requests in flight on a server; ``store``: a directory that keeps answers across runs.
 
     >>> adapter = LmmsAdapter(vlm="shapes", strategy="plain")
@@ -214,7 +215,7 @@ class LmmsAdapter:
                  vlm_model: str | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 8,
                  concurrency: int | None = None, max_new_tokens: int | None = None, device: str | None = None,
                  dtype: str | None = None, store: str | None = None, suffix: str | None = None, timeout: float = 60.0,
-                 gray: float = 0.0, progress: bool = True, **params: Any) -> None:
+                 gray: float = 0.0, progress: bool = True, segmenter: str | None = None, **params: Any) -> None:
         import os
 
         from ..backends import get_backend, is_url
@@ -242,7 +243,8 @@ class LmmsAdapter:
         self.max_new_tokens = max_new_tokens
         self.suffixes = tuple(s for s in (suffix,) if s)
         self.store_dir, self.progress = store, progress
-        self.runner = Runner(self.backend, device=device, dtype=dtype)
+        self.segmenter = segmenter or None
+        self.runner = Runner(self.backend, segmenter=self.segmenter, device=device, dtype=dtype)
         self.strategies: dict[int, Any] = {}
         try:
             self.strategy(DEFAULT_MAX_NEW_TOKENS)  # bad map settings fail now, not at the first request
@@ -256,10 +258,14 @@ class LmmsAdapter:
         from ..strategies.build import build_strategy
 
         if budget not in self.strategies:
+            from ..config import STRATEGIES
+
+            drawing = STRATEGIES.get(self.strategy_name).needs.segmenter
+            segmenter = self.runner.segmenter() if drawing else self.segmenter  # given to another: refused
             self.strategies[budget] = build_strategy(
                 self.strategy_name, self.backend, method=self.method, model=self.model, preset=self.preset,
                 form=self.form, max_new_tokens=budget, gray=self.gray, device=self.device, dtype=self.dtype,
-                make_attributor=self.runner.attributor, **self.params)
+                make_attributor=self.runner.attributor, segmenter=segmenter, **self.params)
         return self.strategies[budget]
 
     def describe(self, budget: int = DEFAULT_MAX_NEW_TOKENS) -> dict[str, Any]:

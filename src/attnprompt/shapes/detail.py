@@ -11,11 +11,13 @@ unambiguous in the canvas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
 
 from .scenes import _BACKGROUNDS, Scene, ShapeObject, make_scene
+from .truth import remember
 
 __all__ = ["DetailScene", "make_detail"]
 
@@ -74,4 +76,24 @@ def make_detail(seed: int, ratio: int = 2, scene_size: int = 224, n_objects: int
     pixels = np.clip(np.floor(canvas + 0.5).astype(np.int16) + lum[:, :, None], 0, 255).astype(np.uint8)
     x, y = (int(rng.integers(0, side - scene_size + 1)) for _ in range(2))
     pixels[y : y + scene_size, x : x + scene_size] = np.asarray(scene.image)
-    return DetailScene(int(seed), int(ratio), Image.fromarray(pixels, "RGB"), scene, (x, y))
+    image = Image.fromarray(pixels, "RGB")
+    remember(image, partial(detail_masks, int(seed), int(ratio), scene_size, n_objects))
+    return DetailScene(int(seed), int(ratio), image, scene, (x, y))
+
+
+def detail_masks(seed: int, ratio: int = 2, scene_size: int = 224, n_objects: int = 2) -> list[tuple[str, np.ndarray]]:
+    """The (name, visible mask in canvas pixels) of each object of ``make_detail(...)``, in drawing order.
+
+    >>> d = make_detail(800_000, ratio=2, scene_size=64)
+    >>> [(n, m.shape, int(m.sum())) for n, m in detail_masks(800_000, 2, 64)] == [
+    ...     (o.name, (128, 128), o.area) for o in d.scene.objects]
+    True
+    """
+    d = make_detail(seed, ratio, scene_size, n_objects)
+    x, y = d.offset
+    out = []
+    for o in d.scene.objects:
+        mask = np.zeros((d.image.height, d.image.width), dtype=bool)
+        mask[y : y + scene_size, x : x + scene_size] = o.mask
+        out.append((o.name, mask))
+    return out

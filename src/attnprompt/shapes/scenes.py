@@ -13,9 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from .truth import remember
 
 __all__ = [
     "BACKGROUND_KINDS",
@@ -524,7 +527,19 @@ def make_scene(
                 full_area=full_areas[i],
             )
         )
+    # the shapes segmenter finds the masks from the pixels (shapes.truth); remade on asking, not kept
+    remember(image, partial(scene_masks, seed, n_objects, size, min_visible=min_visible, unique_pairs=unique_pairs))
     return Scene(seed=seed, size=size, image=image, objects=tuple(objects), background=bg_kind)
+
+
+def scene_masks(seed: int, n_objects: int = 4, size: int = 224, **kwargs) -> list[tuple[str, np.ndarray]]:
+    """The (name, visible mask) of each object of ``make_scene(seed, n_objects, size, **kwargs)``, in
+    drawing order.
+
+    >>> [(n, m.shape) for n, m in scene_masks(0, 2, 64)] == [(o.name, (64, 64)) for o in make_scene(0, 2, 64)]
+    True
+    """
+    return [(o.name, o.mask) for o in make_scene(seed, n_objects, size, **kwargs).objects]
 
 
 def _place_objects(rng, n_objects, size, sizes, probs, color_names, min_visible, unique_pairs):

@@ -43,6 +43,8 @@ class Needs:
     #: It reads the task's ground truth (``Sample.region``): a row for scale, not a way to ask (the demo and
     #: ``ask`` leave it out).
     truth: bool = False
+    #: It draws its visual prompt from a segmenter's masks (FGVP, SoM), so it takes ``segmenter``.
+    segmenter: bool = False
 
     @property
     def crossed(self) -> bool:
@@ -58,11 +60,16 @@ class Needs:
         {'max_new_tokens': 8}
         >>> sorted(Needs(map=True, sources=True).select({"method": "api-clip", "sources": ["api-clip"], "kernel": 1}))
         ['kernel', 'sources']
+        >>> Needs(segmenter=True).select({"segmenter": "shapes", "method": "api-clip", "kernel": 1})
+        {'segmenter': 'shapes'}
         """
         out = {}
         for key, value in settings.items():
             if key in ALWAYS:
                 out[key] = value
+            elif key == "segmenter":
+                if self.segmenter:
+                    out[key] = value
             elif not self.map:
                 continue
             elif key == "sources":

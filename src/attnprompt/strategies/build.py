@@ -39,6 +39,25 @@ def map_model(method: str, model: Any, backend: Any) -> Any:
     return None
 
 
+def pick_segmenter(segmenter: Any, backend: Any, device: str | None = None, dtype: Any = None) -> Any:
+    """The segmenter to use: the one given (built, or a name / SAM checkpoint); when none is, the
+    testbed's ground truth (``shapes``) beside the shapes VLM, else SAM ViT-H (``facebook/sam-vit-huge``).
+
+    >>> from attnprompt.backends import get_backend
+    >>> pick_segmenter(None, get_backend("shapes")).name
+    'shapes'
+    """
+    from ..segmenters import get_segmenter
+
+    if segmenter is None:
+        from ..models import is_embedded_location
+
+        local = backend.local_model
+        shapes = local is not None and is_embedded_location(local.location, "vlm")
+        segmenter = "shapes" if shapes else "sam"
+    return get_segmenter(segmenter, device=device, dtype=dtype)
+
+
 def parse_source(source: str) -> tuple[str, str | None]:
     """``"method:model"`` → (method, model); ``"method"`` alone → (method, None: its default model).
 
@@ -70,13 +89,16 @@ def build_strategy(
     device: str | None = None,
     dtype: Any = None,
     make_attributor: Any = None,
+    segmenter: Any = None,
     **params: Any,
 ) -> Any:
     """The strategy ``strategy`` on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`),
     with its attribution map(s) built as :func:`attnprompt.ask` describes; map settings given to a
     strategy that shows no annotated image are an error. ``make_attributor`` (default
     :func:`~attnprompt.attribution.get_attributor`, same arguments) builds each map's attributor —
-    the evaluation runner passes one that shares them.
+    the evaluation runner passes one that shares them. ``segmenter`` (strategies that draw from masks:
+    fgvp-mask, fgvp-rbm, som) is a built segmenter or what :func:`~attnprompt.segmenters.get_segmenter`
+    takes; default the testbed's ground truth beside the shapes VLM, else SAM ViT-H.
 
     >>> from attnprompt.backends import get_backend
     >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
@@ -87,6 +109,10 @@ def build_strategy(
     method = method or cls.default_method
     map_params = {k.removeprefix("map_"): v for k, v in params.items()}
     common: dict[str, Any] = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
+    if segmenter is not None and not needs.segmenter:
+        drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
+        raise InputError(f"strategy {strategy!r} draws nothing from masks, so it takes no segmenter; the strategies "
+                         f"that do: {', '.join(drawing)}")
     if sources is not None and not needs.sources:
         raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
                          "method and model")
@@ -100,6 +126,8 @@ def build_strategy(
             )
         if form not in (None, "overlay") or regions is not None:
             raise InputError(f"strategy {strategy!r} shows no annotated image, so it has no visual-prompt form")
+        if needs.segmenter:
+            return cls(backend, segmenter=pick_segmenter(segmenter, backend, device, dtype), **common)
         return cls(backend, **common)
     common.update(form=form, regions=regions)
     make = make_attributor or get_attributor
