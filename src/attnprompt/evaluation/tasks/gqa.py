@@ -89,8 +89,11 @@ def read(data: str | None, limit: int | None) -> Joined:
                              "or parquet files of lmms-lab/GQA's two configs)")
         return Joined(load_rows("gqa", str(parts[0]), hub_id=HUB_ID, split=SPLIT, limit=limit),
                       load_rows("gqa", str(parts[1]), hub_id=HUB_ID, split=SPLIT))
-    return Joined(load_rows("gqa", data, hub_id=HUB_ID, split=SPLIT, config=QUESTIONS, limit=limit),
-                  load_rows("gqa", data, hub_id=HUB_ID, split=SPLIT, config=IMAGES))
+    try:
+        return Joined(load_rows("gqa", data, hub_id=HUB_ID, split=SPLIT, config=QUESTIONS, limit=limit),
+                      load_rows("gqa", data, hub_id=HUB_ID, split=SPLIT, config=IMAGES))
+    except InputError as e:  # the generic hint, with GQA's two parts
+        raise InputError(f"{e} (for gqa: a folder holding {QUESTIONS}/ and {IMAGES}/)") from None
 
 
 def to_sample(row: Mapping[str, Any]) -> EvalSample:
