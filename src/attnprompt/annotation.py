@@ -66,11 +66,17 @@ def render_annotation(
     full.update(gray=float(gray), resample=resample, image_size=list(image.size), grid_shape=list(amap.shape))
     crop = box = None
     if regions is not None:
-        from .regions import select_regions
+        from .regions import reduced_size, select_regions, selection_factor
 
+        # a large image's regions are chosen on the map at a bounded size (the box is scaled back)
+        factor = selection_factor(image.size)
+        frame = reduced_size(image.size, factor)
         selection = amap.parts.get("selection")
-        heat = heatmap if selection is None else render.upsample(selection, image.size, extent=amap.extent,
-                                                                 resample="bilinear", clip=False)
+        if selection is not None:
+            heat = render.upsample(selection, frame, extent=amap.extent, resample="bilinear", clip=False)
+        else:
+            heat = heatmap if factor == 1 else render.upsample(amap.grid, frame, extent=amap.extent,
+                                                               resample=resample)
         chosen = select_regions(heat, image, regions, grid=_image_grid(heat, amap.shape))
         crop, box = chosen.crop, chosen.box
         full.update(regions=regions.to_dict(), box=list(box))

@@ -594,6 +594,24 @@ class Generation:
         return [len(t) for t in self.tokens]
 
 
+def bounded_input(vlm: LoadedVlm, image: Any) -> Any:
+    """``image`` as the processor should get it: reduced (:func:`~attnprompt.families.base.reduced_for`) when it
+    is many times the size the model's family resizes it to (``Family.input_size``), else the image itself —
+    the processor then converts a bounded copy, not an 8K original, and a normal-sized image is untouched.
+
+    >>> from PIL import Image
+    >>> vlm = load_vlm("shapes")
+    >>> bounded_input(vlm, Image.new("RGB", (7680, 4320))).size, bounded_input(vlm, Image.new("RGB", (896, 896))).size
+    ((960, 540), (896, 896))
+    """
+    from .families.base import reduced_for
+
+    family = vlm.family_info
+    if family is None or not hasattr(image, "reduce"):
+        return image
+    return reduced_for(image, family.input_size(image.size, vlm.model.config, vlm.processor))
+
+
 def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[int] = ()) -> Generation:
     """Greedy answers to ``requests`` in one left-padded batch, each row cut at its first
     end-of-sequence token (:func:`end_of_sequence_ids`; it counts as a step, and is not part of
@@ -623,7 +641,7 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
         tokenizer.padding_side = "left"  # generation appends on the right
     prompts = [chat_prompt(vlm.processor, r) for r in requests]
     kwargs: dict[str, Any] = dict(text=prompts, padding=True, return_tensors="pt")
-    images = [list(r.images) for r in requests]
+    images = [[bounded_input(vlm, image) for image in r.images] for r in requests]
     if any(images):
         kwargs["images"] = images
     inputs = vlm.processor(**kwargs)

@@ -72,7 +72,8 @@ def select_components(heat: np.ndarray, labels: np.ndarray, n: int, rule: str, *
     if n == 0:
         return np.zeros(labels.shape, dtype=bool)
     ids = np.arange(1, n + 1)
-    sizes = np.asarray(ndimage.sum(np.ones(labels.shape), labels, ids), dtype=np.float64)
+    # pixel counts (exact, as a sum of ones would be) without an image-sized array of ones
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
     if rule == "remove-small":
         keep = ids[sizes >= int(sizes.sum() * min_size)]
     elif rule in ("attention", "size"):
@@ -144,16 +145,80 @@ def _window_sums(grid: np.ndarray, bh: int, bw: int) -> np.ndarray:
 
 
 def crop(image: Image.Image, box: tuple[int, int, int, int], mask: np.ndarray | None = None) -> Image.Image:
-    """The ``box`` of ``image``; with ``mask``, the pixels outside it black (as CARVE's crop).
+    """The ``box`` of ``image``; with ``mask`` (the image's size, or the box's), the pixels outside it black
+    (as CARVE's crop). Only the box is ever copied.
 
     >>> img = Image.new("RGB", (4, 2), (200, 100, 50))
     >>> np.asarray(crop(img, (1, 0, 3, 2), np.array([[0, 1, 0, 0], [0, 0, 0, 0]], bool)))[:, :, 0].tolist()
     [[200, 0], [0, 0]]
     """
-    if mask is not None:
-        arr = np.asarray(image.convert("RGB")) * np.asarray(mask, bool)[:, :, None]
-        image = Image.fromarray(arr.astype(np.uint8), "RGB")
-    return image.crop(box)
+    piece = image.crop(box)
+    if mask is None:
+        return piece
+    mask = np.asarray(mask, bool)
+    if mask.shape != (piece.size[1], piece.size[0]):
+        mask = mask[box[1] : box[3], box[0] : box[2]]
+    piece = piece.convert("RGB") if piece.mode != "RGB" else piece
+    # black pasted through the mask's complement, in place on the crop (no float or product copies)
+    outside = np.logical_not(mask).astype(np.uint8)
+    outside *= 255
+    piece.paste((0, 0, 0), (0, 0), Image.fromarray(outside, "L"))
+    return piece
+
+
+#: Region selection works on a map of at most this many pixels: a larger image's map is taken at an integer
+#: reduction (:func:`selection_factor`) and the box scaled back, so an 8K image's selection costs tens of MB.
+SELECTION_PIXELS = 1 << 22
+
+
+def selection_factor(size: tuple[int, int], pixels: int = SELECTION_PIXELS) -> int:
+    """The smallest integer factor that brings an image of ``size`` (W, H) to at most ``pixels`` pixels
+    (1 for any image up to 2048 × 2048).
+
+    >>> selection_factor((2048, 2048)), selection_factor((7680, 4320)), selection_factor((4096, 3072))
+    (1, 3, 2)
+    """
+    factor = 1
+    while reduced_size(size, factor)[0] * reduced_size(size, factor)[1] > pixels:
+        factor += 1
+    return factor
+
+
+def reduced_size(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    """(W, H) divided by ``factor``, rounded up (the size of PIL's ``reduce``).
+
+    >>> reduced_size((7680, 4321), 3)
+    (2560, 1441)
+    """
+    return -(-size[0] // factor), -(-size[1] // factor)
+
+
+def _factor_of(shape: tuple[int, ...], size: tuple[int, int]) -> int:
+    """The integer reduction of ``size`` whose (H, W) is ``shape`` (raises when there is none)."""
+    factor = -(-size[0] // max(1, shape[1]))
+    if reduced_size(size, factor) != (shape[1], shape[0]):
+        raise ValueError(f"heatmap {shape[0]}×{shape[1]} is not the image {size[1]}×{size[0]} (H×W) at an integer "
+                         "reduction")
+    return factor
+
+
+def scale_box(box: tuple[int, int, int, int], factor: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box on a map reduced by ``factor`` in the pixels of the image of ``size``.
+
+    >>> scale_box((1, 2, 3, 4), 3, (8, 20))
+    (3, 6, 8, 12)
+    """
+    x0, y0, x1, y1 = box
+    return x0 * factor, y0 * factor, min(size[0], x1 * factor), min(size[1], y1 * factor)
+
+
+def _mask_in_box(mask: np.ndarray, box: tuple[int, int, int, int], factor: int,
+                 full: tuple[int, int, int, int]) -> np.ndarray:
+    """The part of a reduced map's ``mask`` under ``box``, at the image's pixels under ``full`` (nearest)."""
+    part = mask[box[1] : box[3], box[0] : box[2]]
+    if factor > 1:
+        part = np.repeat(np.repeat(part, factor, 0), factor, 1)
+    return part[: full[3] - full[1], : full[2] - full[0]]
 
 
 def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -211,8 +276,8 @@ def keep_a_zoom(heat: np.ndarray, labels: np.ndarray, mask: np.ndarray,
 
 @dataclass(frozen=True)
 class Regions:
-    """What :func:`select_regions` chose: the pixel ``mask`` (all True for a window), its ``box`` and
-    the ``crop`` image.
+    """What :func:`select_regions` chose: the ``mask`` on the selection map's pixels (all True in a window),
+    the ``box`` in the image's pixels and the ``crop`` image.
 
     >>> Regions(np.ones((2, 2), bool), (0, 0, 2, 2), Image.new("RGB", (2, 2))).box
     (0, 0, 2, 2)
@@ -225,31 +290,38 @@ class Regions:
 
 def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
                    grid: np.ndarray | None = None) -> Regions:
-    """Choose regions of ``image`` from ``heat`` (H×W, aligned with it; any scale) by ``config``.
-    The window rule works on ``grid`` (the map on its own cells, laid over the whole image), or on
-    ``heat`` itself when no grid is given.
+    """Choose regions of ``image`` from ``heat`` (H×W, aligned with it, or with the image reduced by an
+    integer factor: :func:`selection_factor`; any value scale) by ``config``. The window rule works on
+    ``grid`` (the map on its own cells, laid over the whole image), or on ``heat`` itself when no grid is
+    given. The box is in the image's pixels; ``mask`` is on ``heat``'s.
 
     >>> from attnprompt.config import RegionConfig
     >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0  # 8 % of the pixels
     >>> r = select_regions(heat, Image.new("RGB", (60, 40)), RegionConfig.from_preset(top=0.05))
     >>> r.box, r.crop.size
     ((30, 10, 50, 20), (80, 40))
+    >>> select_regions(heat[::2, ::2], Image.new("RGB", (120, 80)), RegionConfig.from_preset(top=0.05)).box
+    (60, 20, 100, 40)
     """
     heat = np.asarray(heat, dtype=np.float64)
-    if heat.shape != (image.size[1], image.size[0]):
-        raise ValueError(f"heatmap {heat.shape} does not match the image {image.size[1]}×{image.size[0]} (H×W)")
+    factor = _factor_of(heat.shape, image.size)
+    frame = (heat.shape[1], heat.shape[0])
     if config.rule == "window":
-        box = window_box(heat if grid is None else grid, image.size, config.window or FALLBACK_WINDOW)
+        full = window_box(heat if grid is None else grid, image.size, config.window or FALLBACK_WINDOW)
+        box = (full[0] // factor, full[1] // factor, -(-full[2] // factor), -(-full[3] // factor))
         mask = np.zeros(heat.shape, dtype=bool)
         mask[box[1] : box[3], box[0] : box[2]] = True
+        inside = None  # everything in the window is kept
     else:
         labels, n = components(top_mask(heat, config.top))
         mask = select_components(heat, labels, n, config.rule, min_regions=config.min_regions, top=config.top,
                                  min_size=config.min_size)
         box = bounding_box(mask)
-        if box_share(box, image.size) > config.max_share:
+        if box_share(box, frame) > config.max_share:
             mask, box = keep_a_zoom(heat, labels, mask, config.max_share)
-    piece = crop(image, box, None if config.keep_outside else mask)
+        full = scale_box(box, factor, image.size)
+        inside = _mask_in_box(mask, box, factor, full)
+    piece = crop(image, full, None if config.keep_outside else inside)
     if config.upscale:
         piece = upscale(piece, image.size)
-    return Regions(mask, box, piece)
+    return Regions(mask, full, piece)

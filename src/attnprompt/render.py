@@ -53,7 +53,8 @@ def fit_square(
         return image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0), (0.0, 0.0, 1.0, 1.0)
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    small = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    # the same size is the image itself (resize would copy it: 100 MB for an 8K image)
+    small = image if (nw, nh) == (w, h) else image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
     canvas = Image.new("RGB", (size, size), fill)
     x0, y0 = (size - nw) // 2, (size - nh) // 2
     canvas.paste(small, (x0, y0))

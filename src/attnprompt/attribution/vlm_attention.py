@@ -198,7 +198,9 @@ class VlmAttributor(Attributor):
         with torch.no_grad():
             prepared = [self.prepare(img) for img in images]
             extents = [e for _, e in prepared]
-            out = generate(self.vlm, [self.request(img, p) for img, p in zip(images, prompts)], capture=self.layers)
+            requests = [Request.single(img, p, max_new_tokens=self.config.max_new_tokens)
+                        for (img, _), p in zip(prepared, prompts)]  # prepared once (a large image costs)
+            out = generate(self.vlm, requests, capture=self.layers)
             results = []
             for b, n_steps in enumerate(out.steps):
                 positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()

@@ -245,8 +245,11 @@ def run_unit(unit: Unit, gallery: int) -> tuple[list[Record], list, BaseExceptio
 
 
 def _thumbnail(image: Image.Image) -> bytes:
-    small = image.convert("RGB")
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+    # resized from the image itself (a thumbnail() of a converted copy would first copy it whole: 100 MB at 8K)
+    w, h = image.size
+    scale = min(1.0, THUMBNAIL_SIDE / max(w, h))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = (image if size == (w, h) else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)).convert("RGB")
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()

@@ -11,7 +11,9 @@ Its file (``attnprompt/families/<family>.py``) says, for a model config and its 
   when the checkpoint's ``processor_config.json`` is missing;
 - :meth:`Family.image_token_id`, :meth:`Family.prepare` (how the image is given to the model) and
   :meth:`Family.layouts` (where each image token lies on the image: ``[base, …, highres]``);
-- :meth:`Family.native_side`: the side in pixels of the image the model sees natively (ViCrop's crop window).
+- :meth:`Family.native_side`: the side in pixels of the image the model sees natively (ViCrop's crop window);
+- :meth:`Family.input_size`: the size its processor resizes an image to, where that is fixed, so that a much larger
+  image is handed over as a bounded copy (:func:`reduced_for`) rather than at full resolution.
 """
 
 from __future__ import annotations
@@ -26,6 +28,36 @@ if TYPE_CHECKING:
 
 #: The whole frame (x0, y0, x1, y1 as fractions): the original image fills the prepared image, or the grid.
 FULL = (0.0, 0.0, 1.0, 1.0)
+
+#: An image stays at least this many times the processor's input size (per side) when it is reduced for it:
+#: the processor's own anti-aliased resize still does the last, large step, so a normal-sized image is never
+#: touched (below 2·GAP times the input nothing changes) and an 8K one costs the processor a few MB, not 100s.
+REDUCE_GAP = 4
+
+
+def reduction_factor(size: tuple[int, int], target: tuple[int, int] | None, gap: int = REDUCE_GAP) -> int:
+    """The largest integer factor by which an image of ``size`` can shrink and stay at least ``gap`` times
+    ``target`` on both sides (1: leave it; ``target`` None: the size the model reads is not fixed).
+
+    >>> [reduction_factor(*a) for a in (((7680, 4320), (597, 336)), ((896, 896), (128, 128)), ((9, 9), None))]
+    [3, 1, 1]
+    """
+    if target is None:
+        return 1
+    return max(1, min(size[0] // (gap * max(1, target[0])), size[1] // (gap * max(1, target[1]))))
+
+
+def reduced_for(image: Image.Image, target: tuple[int, int] | None, gap: int = REDUCE_GAP) -> Image.Image:
+    """``image`` reduced by :func:`reduction_factor` (PIL's ``reduce``, a box filter: one pass, no full-size
+    temporary), or ``image`` itself when the factor is 1.
+
+    >>> from PIL import Image
+    >>> small = Image.new("RGB", (20, 10))
+    >>> reduced_for(Image.new("RGB", (2000, 1000)), (100, 50)).size, reduced_for(small, (10, 5)) is small
+    ((400, 200), True)
+    """
+    factor = reduction_factor(image.size, target, gap)
+    return image if factor == 1 else image.reduce(factor)
 
 
 @dataclass(frozen=True)
@@ -111,3 +143,12 @@ class Family:
         """
         raise NotImplementedError(f"family {self.name!r} does not say its native input side; "
                                   "override Family.native_side")
+
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The (width, height) the processor resizes an image of ``size`` to, where it is fixed; ``None``
+        (the default: dynamic resolution, tiles) hands every image over as it is.
+
+        >>> Family("toy", "Toy").input_size((640, 480), None, None) is None
+        True
+        """
+        return None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import FULL, Family, ImageSpan
+from .base import FULL, Family, ImageSpan, reduction_factor
 from .grid import GridLayout, check_token_count, pair
 
 
@@ -55,6 +55,10 @@ class Llava(Family):
         from ..render import fit_square
 
         fill = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
+        side = max(image.size)
+        # a large image is padded at a bounded size: REDUCE_GAP times what the processor shrinks the square to
+        factor = reduction_factor((side, side), self.input_size((side, side), None, processor))
+        image = image.reduce(factor) if factor > 1 else image
         return fit_square(image, max(image.size), fit="pad", fill=fill)
 
     def layouts(self, span: ImageSpan, config: Any, processor: Any) -> list[GridLayout]:
@@ -76,6 +80,22 @@ class Llava(Family):
         336
         """
         return pair(config.vision_config.image_size)[0]
+
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """CLIP's processor: the short side to ``size["shortest_edge"]`` (before its centre crop), or a fixed
+        ``height`` × ``width``; ``None`` for a processor that says neither.
+
+        >>> from types import SimpleNamespace as NS
+        >>> LLAVA.input_size((7680, 4320), None, NS(image_processor=NS(size={"shortest_edge": 336})))
+        (597, 336)
+        """
+        wanted = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+        if "shortest_edge" in wanted:
+            edge, short = int(wanted["shortest_edge"]), min(size)
+            return max(1, size[0] * edge // short), max(1, size[1] * edge // short)
+        if "height" in wanted and "width" in wanted:
+            return int(wanted["width"]), int(wanted["height"])
+        return None
 
 
 LLAVA = Llava("llava", "LlavaForConditionalGeneration")

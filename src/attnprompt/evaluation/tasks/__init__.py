@@ -45,6 +45,9 @@ TASKS = Registry(
         "vstar": "attnprompt.evaluation.tasks.vstar:make",
         "hr-bench-4k": "attnprompt.evaluation.tasks.hr_bench:make_4k",
         "hr-bench-8k": "attnprompt.evaluation.tasks.hr_bench:make_8k",
+        "gqa": "attnprompt.evaluation.tasks.gqa:make",
+        "aokvqa": "attnprompt.evaluation.tasks.aokvqa:make",
+        "docvqa": "attnprompt.evaluation.tasks.docvqa:make",
     },
 )
 

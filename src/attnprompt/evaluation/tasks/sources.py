@@ -79,11 +79,13 @@ def load_rows(
 
 def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, split: str,
                    original: Callable[[Path], Sequence[Mapping[str, Any]] | None] | None = None,
+                   config: str | None = None, read: Callable[[int | None], Any] | None = None,
                    **task: Any) -> Any:
     """A benchmark's :class:`~attnprompt.evaluation.tasks.base.Task` reading its rows with :func:`load_rows`
-    from ``data`` (default the hub copy ``hub_id``); ``task`` holds the rest of the Task's fields
-    (``to_sample``, ``score``, ``aggregate``, ``headline`` …). Its source names the title, where the data
-    is and the split, and says when a judge scores it.
+    from ``data`` (default the hub copy ``hub_id``, its ``config``), or with ``read(limit)`` for a benchmark
+    whose rows come from several parts (GQA's questions and images); ``task`` holds the rest of the Task's
+    fields (``to_sample``, ``score``, ``aggregate``, ``headline`` …). Its source names the title, where the
+    data is and the split, and says when a judge scores it.
 
     >>> t = benchmark_task("tiny", "Tiny", "/d/tiny", hub_id="org/tiny", split="test", to_sample=None,
     ...                    score=None, aggregate=None, headline="accuracy")
@@ -93,7 +95,9 @@ def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, spli
     from .base import Task
 
     def rows(limit: int | None) -> Any:
-        return load_rows(name, data, hub_id=hub_id, split=split, original=original, limit=limit)
+        if read is not None:
+            return read(limit)
+        return load_rows(name, data, hub_id=hub_id, split=split, config=config, original=original, limit=limit)
 
     judged = "; GPT-judged" if task.get("judge") is not None else ""
     return Task(name, f"{title} ({data or hub_id}, {split}){judged}", rows, data=data or hub_id, **task)

@@ -1,0 +1,81 @@
+"""Peak memory of ``attnprompt ask`` on a large image: carve and api with the shapes models, on a 7680×4320 (8K)
+PNG against a 640×360 copy of the same scene, side by side.
+
+Each measurement is a fresh process (the CLI's ``ask``, as a user runs it), so one run's memory never hides
+another's; its peak RSS is what the kernel reports for it (``ru_maxrss``), the same figure ``/usr/bin/time -v``
+prints. CPU only; the shapes models are embedded, so nothing is downloaded.
+
+    python benchmarks/bench_memory.py [--strategies carve,api] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from attnprompt.files import atomic_write
+from attnprompt.shapes import make_scene
+
+QUESTION = "What colour is the circle?"
+SIZES = {"8K (7680×4320)": (7680, 4320), "640×360": (640, 360)}
+
+# run in the child: the CLI's ask, then its own peak RSS (ru_maxrss is in KiB on Linux)
+CHILD = """
+import resource, sys
+from attnprompt.cli import main
+code = main(["ask", sys.argv[1], sys.argv[2], "--vlm", "shapes", "--strategy", sys.argv[3]])
+print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def images(folder: Path) -> dict[str, Path]:
+    """The scene drawn at 640×640, stretched to each size (nearest: sharp edges, as a photo's would be)."""
+    scene = make_scene(7, n_objects=5, size=640).image
+    out = {}
+    for label, size in SIZES.items():
+        path = folder / f"{size[0]}x{size[1]}.png"
+        scene.resize(size, Image.Resampling.NEAREST).save(path)
+        out[label] = path
+    return out
+
+
+def measure(image: Path, strategy: str) -> tuple[float, float, str]:
+    """Peak RSS (GB), wall seconds and the answer of one ``ask`` in a fresh process."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, str(image), QUESTION, strategy], capture_output=True,
+                          text=True, check=True)
+    seconds = time.perf_counter() - t0
+    kib = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("MAXRSS"))
+    return kib * 1024 / 1e9, seconds, done.stdout.strip().splitlines()[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--strategies", default="carve,api")
+    ap.add_argument("--out", default=None, help="also write memory_cpu.txt into this folder")
+    args = ap.parse_args()
+    lines = [f"peak RSS of `attnprompt ask IMG {QUESTION!r} --vlm shapes --strategy S` (GB; seconds; answer)",
+             f"{'strategy':<10}" + "".join(f"{label:>32}" for label in SIZES)]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = images(Path(tmp))
+        decoded = SIZES["8K (7680×4320)"][0] * SIZES["8K (7680×4320)"][1] * 3 / 1e9
+        for strategy in args.strategies.split(","):
+            cells = [measure(paths[label], strategy) for label in SIZES]
+            lines.append(f"{strategy:<10}" + "".join(f"{f'{gb:.2f} GB; {s:.1f} s; {a}':>32}" for gb, s, a in cells))
+            lines.append(f"{'':<10}8K − small: {cells[0][0] - cells[1][0]:.2f} GB = "
+                         f"{(cells[0][0] - cells[1][0]) / decoded:.1f}× the decoded 8K image ({decoded:.2f} GB)")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        atomic_write(Path(args.out) / "memory_cpu.txt", lambda f: f.write(text + "\n"), binary=False)
+
+
+if __name__ == "__main__":
+    main()
