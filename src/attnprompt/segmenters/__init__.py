@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import Registry
+from ..errors import InputError
 from .base import FGVP_SETTINGS, MASK_SIDE, SOM_SETTINGS, MaskSettings, Segmentation, Segmenter
 from .nms import box_iou, nms
 from .prompts import fgvp_mask, fgvp_rbm, som
@@ -36,10 +37,8 @@ def get_segmenter(segmenter: Any = None, *, device: str | None = None, dtype: An
     if isinstance(segmenter, Segmenter):
         return segmenter
     if segmenter is not None and (not isinstance(segmenter, str) or not segmenter.strip()):
-        raise_for = type(segmenter).__name__
-        from ..errors import InputError
-
-        raise InputError(f"a segmenter is 'shapes', 'sam', a SAM hub id or directory, or a Segmenter; got {raise_for}")
+        raise InputError(f"a segmenter is 'shapes', 'sam', a SAM hub id or directory, or a Segmenter; got "
+                         f"{type(segmenter).__name__}")
     name = (segmenter or "sam").strip()
     if name == "shapes":
         return SEGMENTERS.get("shapes")()
