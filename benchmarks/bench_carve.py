@@ -68,9 +68,8 @@ def public_loop_pass(attributor, image: Image.Image, prompt: str, tokens: int) -
 def run(name: str, vlm, args) -> str:
     from attnprompt.api import build_strategy
     from attnprompt.backends.local import LocalVLM
-    from attnprompt.config import RegionConfig
     from attnprompt.models import generate
-    from attnprompt.regions import select_regions
+    from attnprompt.regions import RegionConfig, select_regions
     from attnprompt.render import upsample
     from attnprompt.types import Request, Sample
 

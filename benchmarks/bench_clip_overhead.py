@@ -64,7 +64,7 @@ def build(size: str, directory: Path, device: str, dtype: torch.dtype):
     ).save_pretrained(directory)
     del model
     from attnprompt.attribution.clip import ClipAttributor
-    from attnprompt.config import ClipConfig
+    from attnprompt.attribution.configs import ClipConfig
     from attnprompt.models import load_clip
 
     return ClipAttributor(load_clip(str(directory), device=device, dtype=dtype), ClipConfig.from_preset())

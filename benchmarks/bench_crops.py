@@ -26,9 +26,9 @@ import numpy as np
 from attnprompt.annotation import render_annotation
 from attnprompt.api import build_strategy, get_attributor
 from attnprompt.backends.local import LocalVLM
-from attnprompt.config import RegionConfig
 from attnprompt.files import atomic_write
 from attnprompt.models import load_vlm
+from attnprompt.regions import RegionConfig
 from attnprompt.shapes import QUESTION_KINDS, make_questions, make_scene
 from attnprompt.shapes.splits import SHAPES_VQA
 from attnprompt.text import first_word

@@ -49,8 +49,8 @@ def main() -> None:
         for family in FAMILY_DEPTH if args.family == "all" else [args.family]:
             bench_family(family, args, dtype)
         return
+    from attnprompt.attribution.configs import VlmConfig
     from attnprompt.attribution.vlm_attention import VlmAttributor
-    from attnprompt.config import VlmConfig
     from attnprompt.models import chat_prompt, generate
 
     vlm = random_llava(args.size, args.device, dtype)
@@ -102,8 +102,8 @@ def main() -> None:
 
 def bench_family(family: str, args, dtype) -> None:
     """Capture cost against plain generation on one newer family's random model (640×480 image)."""
+    from attnprompt.attribution.configs import VlmConfig
     from attnprompt.attribution.vlm_attention import VlmAttributor
-    from attnprompt.config import VlmConfig
     from attnprompt.models import generate
 
     vlm = random_family(family, args.device, dtype)

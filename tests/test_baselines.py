@@ -12,11 +12,11 @@ from PIL import Image
 from attnprompt import ask, evaluate
 from attnprompt.backends import get_backend
 from attnprompt.cli import main
-from attnprompt.config import STRATEGIES
 from attnprompt.errors import InputError
 from attnprompt.segmenters import get_segmenter
 from attnprompt.shapes import make_scene
 from attnprompt.strategies.build import build_strategy
+from attnprompt.strategies.registry import STRATEGIES
 
 
 @pytest.fixture(scope="module")

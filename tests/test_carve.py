@@ -9,10 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
+from attnprompt.attribution.configs import CarveConfig
 from attnprompt.attribution.contrastive import ContrastiveAttributor, contrast
-from attnprompt.config import CarveConfig, RegionConfig
 from attnprompt.models import chat_prompt, end_of_sequence_ids
-from attnprompt.regions import bounding_box, components, select_components, select_regions, top_mask, window_box
+from attnprompt.regions import (
+    RegionConfig,
+    bounding_box,
+    components,
+    select_components,
+    select_regions,
+    top_mask,
+    window_box,
+)
 
 fresh = vb.loaded  # an uncached model
 

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from attnprompt.attribution.clip import ClipAttributor, TruncationWarning, cls_contributions
+from attnprompt.attribution.configs import ClipConfig
 from attnprompt.capture import capture_outputs
-from attnprompt.config import ClipConfig
 from attnprompt.errors import InputError
 from attnprompt.models import load_clip
 

@@ -6,9 +6,12 @@ import dataclasses
 
 import pytest
 
+from attnprompt.attribution.configs import METHODS, ClipConfig, VlmConfig
+from attnprompt.checks import parse_layers
 from attnprompt.cli import build_parser, main
-from attnprompt.config import METHOD_CONFIGS, METHODS, ClipConfig, Registry, VlmConfig, cli_parameters, parse_layers
 from attnprompt.errors import InputError
+from attnprompt.presets import cli_parameters
+from attnprompt.registry import Registry
 
 
 @pytest.mark.parametrize("cls", [ClipConfig, VlmConfig])
@@ -29,7 +32,7 @@ def test_every_method_parameter_is_a_cli_flag_with_its_defaults():
     annotate = parser._subparsers._group_actions[0].choices["annotate"]
     ask = parser._subparsers._group_actions[0].choices["ask"]
     flags = {a.dest: a for a in annotate._actions}
-    for method, cls in METHOD_CONFIGS.items():
+    for method, cls in METHODS.configs().items():
         for f in dataclasses.fields(cls):
             if f.name == "preset":
                 continue
@@ -40,7 +43,7 @@ def test_every_method_parameter_is_a_cli_flag_with_its_defaults():
     # in `ask`, the answer's budget is ask's own; api-vlm's generation length is --map-max-new-tokens
     ask_flags = {a.dest: a for a in ask._actions}
     assert ask_flags["max_new_tokens"].default == 128 and "map_max_new_tokens" in ask_flags
-    kernel = next(p for p in cli_parameters() if p.name == "kernel")
+    kernel = next(p for p in cli_parameters(METHODS.configs()) if p.name == "kernel")
     assert kernel.parse is int and kernel.defaults == {"api-clip": 3, "api-vlm": 3, "carve": 1}
 
 

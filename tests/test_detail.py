@@ -10,13 +10,14 @@ from PIL import Image
 from attnprompt.annotation import region_config
 from attnprompt.attribution import get_attributor
 from attnprompt.backends import Backend, get_backend
-from attnprompt.config import FALLBACK_WINDOW, FORMS, STRATEGIES, RegionConfig
 from attnprompt.evaluation.tasks import get_task
-from attnprompt.regions import box_share, components, select_regions
+from attnprompt.forms import FORMS
+from attnprompt.regions import FALLBACK_WINDOW, RegionConfig, box_share, components, select_regions
 from attnprompt.shapes import COLORS
 from attnprompt.shapes.detail import make_detail
 from attnprompt.strategies.api import Api
 from attnprompt.strategies.build import build_strategy
+from attnprompt.strategies.registry import STRATEGIES
 from attnprompt.types import Answer, Sample
 
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from attnprompt.attribution import vlm_attention
+from attnprompt.attribution.configs import VlmConfig
 from attnprompt.attribution.vlm_attention import VlmAttributor
 from attnprompt.capture import AttentionCapture
-from attnprompt.config import VlmConfig
 from attnprompt.errors import ProcessorMismatchError
 from attnprompt.families import FAMILIES as REGISTRY
 from attnprompt.families import family_of

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import attnprompt.families as families
+from attnprompt.attribution.configs import VlmConfig
 from attnprompt.attribution.vlm_attention import VlmAttributor
-from attnprompt.config import VlmConfig
 from attnprompt.families import FAMILIES, family_names, family_of
 from attnprompt.models import LoadedVlm, load_vlm
 

@@ -9,10 +9,9 @@ import pytest
 from PIL import Image
 
 from attnprompt.annotation import render_annotation
-from attnprompt.config import RegionConfig
 from attnprompt.families.llava import LLAVA
 from attnprompt.models import bounded_input, load_vlm
-from attnprompt.regions import crop, select_regions, selection_factor
+from attnprompt.regions import RegionConfig, crop, select_regions, selection_factor
 from attnprompt.types import AttributionMap
 
 

@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "attnprompt"
 #: Room → floor; a room may import rooms on lower floors only. ``__init__`` (the façade) may import anything.
 FLOORS = {
     "errors": 0,
-    "config": 1, "files": 1, "images": 1, "text": 1,
+    "checks": 1, "files": 1, "images": 1, "presets": 1, "registry": 1, "text": 1,
     "render": 2, "regions": 2, "capture": 2, "shapes": 2,
     "types": 3, "families": 3,
     "models": 4,
     "attribution": 5, "backends": 5,
-    "annotation": 6, "segmenters": 6,
+    "annotation": 6, "forms": 6, "segmenters": 6,
     "strategies": 7,
     "api": 8, "batch": 8, "evaluation": 8, "serve": 8, "demo": 8,
     "integrations": 9, "cli": 9,

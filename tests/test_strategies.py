@@ -9,11 +9,11 @@ from PIL import Image
 
 from attnprompt.api import get_attributor
 from attnprompt.backends import Backend, get_backend
-from attnprompt.config import STRATEGIES
 from attnprompt.errors import InputError
 from attnprompt.strategies.api import Api
 from attnprompt.strategies.base import Strategy
 from attnprompt.strategies.plain import Plain
+from attnprompt.strategies.registry import STRATEGIES
 from attnprompt.types import Answer, Sample
 
 

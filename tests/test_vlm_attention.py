@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from attnprompt.attribution.configs import VlmConfig
 from attnprompt.attribution.vlm_attention import VlmAttributor, image_span_attention
 from attnprompt.capture import CAPTURE_IMPLEMENTATION, AttentionCapture
-from attnprompt.config import VlmConfig
 from attnprompt.errors import InputError, UnsupportedModelError
 from attnprompt.families import FAMILIES
 from attnprompt.models import LoadedVlm, chat_prompt, load_vlm

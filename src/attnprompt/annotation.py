@@ -13,8 +13,9 @@ from PIL import Image
 
 from . import render
 from .attribution.base import Attributor
-from .config import RegionConfig, check_gray, check_pairs
+from .checks import check_gray, check_pairs
 from .errors import InputError
+from .regions import RegionConfig
 from .types import Annotation, AttributionMap
 
 
@@ -31,7 +32,7 @@ def check_rendering(gray: Any, resample: Any) -> float:
 
 def region_config(regions: RegionConfig | str | None, attributor: Any = None,
                   native_side: int | None = None) -> RegionConfig:
-    """A :class:`~attnprompt.config.RegionConfig`: as given, a preset by name, or the one the map's
+    """A :class:`~attnprompt.regions.RegionConfig`: as given, a preset by name, or the one the map's
     method suggests (ViCrop's window for the ``vicrop`` preset of carve), else CARVE's; its window
     resolved to the answering VLM's ``native_side`` where none is set (:meth:`RegionConfig.for_side`).
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from .annotation import annotate_images, check_rendering, region_config
 from .attribution import get_attributor
-from .config import STRATEGIES, check_pairs
+from .checks import check_pairs
 from .images import ImageLike, load_image
 from .strategies.build import build_strategy
+from .strategies.registry import STRATEGIES
 from .types import Annotation, Result, Sample
 
 __all__ = ["annotate", "annotate_batch", "ask", "build_strategy", "get_attributor"]
@@ -39,10 +40,10 @@ def annotate(
 
     ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``) or a
     built attributor; ``preset`` and ``params`` set the method's hyper-parameters (see
-    :class:`~attnprompt.config.ClipConfig`, :class:`~attnprompt.config.VlmConfig`,
-    :class:`~attnprompt.config.CarveConfig`); ``gray`` is the level masked pixels fade to (0 =
+    :class:`~attnprompt.attribution.configs.ClipConfig`, :class:`~attnprompt.attribution.configs.VlmConfig`,
+    :class:`~attnprompt.attribution.configs.CarveConfig`); ``gray`` is the level masked pixels fade to (0 =
     black); ``regions`` (``True`` for the method's own rule, ``"carve"``, ``"vicrop"`` or a
-    :class:`~attnprompt.config.RegionConfig`) also selects regions: ``.crop`` and ``.box``.
+    :class:`~attnprompt.regions.RegionConfig`) also selects regions: ``.crop`` and ``.box``.
 
     >>> from attnprompt.shapes import make_scene
     >>> ann = annotate(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", model="shapes",
@@ -126,7 +127,7 @@ def ask(
     - who answers: ``vlm`` — a hub id, a local directory, ``"shapes"``, an OpenAI-compatible URL,
       or a backend from :func:`attnprompt.backends.get_backend` (for a server's model name, API key,
       timeout); ``device``/``dtype`` for local models;
-    - how it is asked: ``strategy`` (see ``attnprompt.config.STRATEGIES``), ``suffix`` (the task's
+    - how it is asked: ``strategy`` (see ``attnprompt.STRATEGIES``), ``suffix`` (the task's
       answer-format instruction, placed by the strategy), ``max_new_tokens`` (the answer's budget),
       ``compare`` (also ask with ``plain``: the result's ``baseline``);
     - the map, for strategies that annotate: ``method`` (default the strategy's: api-clip, carve for
@@ -141,7 +142,7 @@ def ask(
       built segmenter (default ground truth beside the shapes VLM, else ``facebook/sam-vit-huge``);
       ``form`` (``overlay``, ``crop``, ``both``: the visual prompt, default
       the strategy's) and ``regions`` (how a crop is chosen: ``carve``, ``vicrop`` or a
-      :class:`~attnprompt.config.RegionConfig`; default the method's).
+      :class:`~attnprompt.regions.RegionConfig`; default the method's).
 
     >>> from attnprompt.shapes import make_scene
     >>> r = ask(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", vlm="shapes", compare=True)

@@ -87,7 +87,7 @@ def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str,
     >>> items[0].id, [(b["line"], b["error"][:21]) for b in bad]
     ('s1', [(2, "missing 'image' (a pa"), (3, 'not UTF-8 text (byte ')])
     """
-    from .config import check_query
+    from .checks import check_query
 
     path = Path(path)
     if not path.is_file():
@@ -196,7 +196,7 @@ def run_batch(
 
     from .annotation import check_rendering
     from .attribution import get_attributor
-    from .config import check_count
+    from .checks import check_count
     from .files import (
         array_file,
         atomic_write_all,
@@ -307,7 +307,7 @@ def batch_settings(method: str, model: Any, preset: str | None, params: dict[str
     1
     """
     from .attribution.base import Attributor
-    from .config import METHODS
+    from .attribution.configs import METHODS
 
     if isinstance(model, Attributor):
         if params or preset:

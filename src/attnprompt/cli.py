@@ -2,7 +2,7 @@
 
 Heavy imports (torch, transformers) happen inside the subcommands, so ``attnprompt --help``
 is instant. Method flags are derived from the methods' config dataclasses
-(:func:`attnprompt.config.cli_parameters`), so each default is written once. ``main(argv)``
+(:func:`attnprompt.presets.cli_parameters`), so each default is written once. ``main(argv)``
 returns an exit code and is what the tests call.
 """
 
@@ -16,8 +16,12 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .config import FORMS, METHODS, STRATEGIES, RegionConfig, cli_parameters
+from .attribution.configs import METHODS
 from .errors import EXIT_ERROR, AttnpromptError
+from .forms import FORMS
+from .presets import cli_parameters
+from .regions import RegionConfig
+from .strategies.registry import STRATEGIES
 
 EXIT_PARTIAL = 1
 
@@ -50,7 +54,7 @@ def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserv
     )
     group.add_argument("--preset", default=None, help="named parameter set: reference (default) | paper | grounding "
                        "(api-clip)")
-    for param in cli_parameters():
+    for param in cli_parameters(METHODS.configs()):
         dest = MAP_PREFIX + param.name if param.name in reserved else param.name
         if param.parse is bool:
             group.add_argument(_flag(dest), dest=dest, action=argparse.BooleanOptionalAction, default=None,
@@ -62,7 +66,7 @@ def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserv
 
 
 def _add_region_flags(p: argparse.ArgumentParser) -> None:
-    """``--regions PRESET`` and one ``--region-*`` flag per field of :class:`~attnprompt.config.RegionConfig`."""
+    """``--regions PRESET`` and one ``--region-*`` flag per field of :class:`~attnprompt.regions.RegionConfig`."""
     group = p.add_argument_group("regions", "how a crop is chosen from the map (only those you set are passed on)")
     group.add_argument("--regions", default=None, help=f"rule preset: {' | '.join(RegionConfig.PRESETS)} (default: "
                        "the method's own: vicrop for --method carve --preset vicrop, else carve)")
@@ -83,7 +87,7 @@ def _regions(args: argparse.Namespace) -> RegionConfig | None:
 
 def _method_params(args: argparse.Namespace, *, reserved: Sequence[str] = ()) -> dict[str, Any]:
     out = {}
-    for param in cli_parameters():
+    for param in cli_parameters(METHODS.configs()):
         dest = MAP_PREFIX + param.name if param.name in reserved else param.name
         if getattr(args, dest, None) is not None:
             out[dest] = getattr(args, dest)
@@ -399,7 +403,7 @@ def _annotate(args: argparse.Namespace) -> int:
     if args.heatmap and not args.heatmap.lower().endswith(".npy"):
         raise InputError(f"--heatmap {args.heatmap}: heatmaps are saved losslessly as .npy; use a .npy suffix")
     from .api import annotate
-    from .config import check_query
+    from .checks import check_query
     from .files import check_writable
     from .images import load_image
 
@@ -432,7 +436,7 @@ def _ask(args: argparse.Namespace) -> int:
         drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
         raise InputError(f"--segmenter is for the strategies that draw from masks ({', '.join(drawing)}), "
                          f"not {args.strategy!r}")
-    from .config import check_query
+    from .checks import check_query
     from .files import check_writable
     from .images import load_image
 

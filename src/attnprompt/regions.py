@@ -3,7 +3,7 @@
 Two ways to choose, from the two public codes (facts, not code): CARVE's (keep the top fraction
 of pixels, label connected components, keep the strongest, crop to their box with everything else
 zeroed, upscale) and ViCrop's (the square window, among a few sizes, where the map's sum stands
-out most). :func:`select_regions` applies a :class:`~attnprompt.config.RegionConfig`.
+out most). :func:`select_regions` applies a :class:`RegionConfig`.
 
 Boxes are ``(x0, y0, x1, y1)`` in the image's pixels, ``x1``/``y1`` exclusive.
 
@@ -15,19 +15,103 @@ Boxes are ``(x0, y0, x1, y1)`` in the image's pixels, ``x1``/``y1`` exclusive.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
-from .config import FALLBACK_WINDOW
-
-if TYPE_CHECKING:
-    from .config import RegionConfig
+from .checks import check_choice, check_count
+from .errors import InputError
+from .presets import MethodConfig, param
 
 #: ViCrop's window sizes, as multiples of the base side.
 WINDOW_RATIOS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0)
+
+#: ViCrop's window base when no answering VLM says its input side (LLaVA-1.5's 336, the paper's).
+FALLBACK_WINDOW = 336
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionConfig(MethodConfig):
+    """How regions are chosen from a heatmap for a crop (any map: api-clip, api-vlm, carve).
+
+    - ``carve`` (default) — YuyaoGe/CARVE: keep the ``top`` fraction of pixels (ties included),
+      label 4-connected components, keep the ``max(min_regions, ⌊top·n⌋)`` with the largest
+      attention sum (``rule="attention"``; ``size``: the largest; ``remove-small``: all but those
+      under ``min_size`` of the kept pixels), zero the pixels outside them, crop to their bounding
+      box and upscale the crop (LANCZOS) by max(W/w, H/h);
+    - ``vicrop`` — "MLLMs know where to look": a square window of ``window``·r pixels for r in
+      1, 1.2 … 2, placed where the map's sum is largest, the r whose best window stands out most
+      from its neighbours; the plain crop, not masked, not upscaled.
+
+    >>> RegionConfig.from_preset("vicrop").rule
+    'window'
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "carve": {},
+        "vicrop": dict(rule="window", keep_outside=True, upscale=False),
+    }
+    DEFAULT_PRESET: ClassVar[str] = "carve"
+    METHOD: ClassVar[str] = "regions"
+
+    preset: str = "carve"
+    rule: str = param("attention", "attention | size | remove-small (connected components) | window (ViCrop)")
+    top: float = param(0.2, "fraction of the pixels kept before the components are labelled", cli=float)
+    min_regions: int = param(3, "components kept at least (CARVE keeps max(this, ⌊top·n⌋))", cli=int)
+    min_size: float = param(0.001, "remove-small: a component under this fraction of the kept pixels goes",
+                            cli=float)
+    keep_outside: bool = param(False, "keep the pixels outside the kept regions in the crop (CARVE zeroes them)",
+                               cli=bool)
+    upscale: bool = param(True, "upscale the crop by max(W/w, H/h) with LANCZOS, as CARVE", cli=bool)
+    window: int | None = param(None, "window rule: the base side in pixels; default the answering VLM's native "
+                                     "input side (336 LLaVA-1.5, 224 Qwen-VL, 128 the shapes VLM; 336 if unknown)",
+                               cli=int)
+    max_share: float = param(1.0, "ours, not CARVE's: a box over this share of the image is cut down to a "
+                                  "square around the kept region with the most attention, so the crop stays a "
+                                  "zoom (1 = off, CARVE's behaviour)", cli=float)
+
+    def __post_init__(self) -> None:
+        check_choice("rule", self.rule, ("attention", "size", "remove-small", "window"))
+        for name, value, low, high in (("top", self.top, 0.0, 1.0), ("min_size", self.min_size, 0.0, 1.0)):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{name} must be a number in (0, 1]; got {value!r}") from None
+            if not low < v <= high and not (name == "min_size" and v == 0):
+                raise InputError(f"{name} must be a number in (0, 1]; got {value!r}")
+            object.__setattr__(self, name, v)
+        object.__setattr__(self, "min_regions", check_count("min_regions", self.min_regions))
+        if self.window is not None:
+            object.__setattr__(self, "window", check_count("window", self.window))
+        try:
+            share = float(self.max_share)
+        except (TypeError, ValueError):
+            share = -1.0
+        if not 0.0 < share <= 1.0:
+            raise InputError(f"max_share must be a number in (0, 1]; got {self.max_share!r}")
+        object.__setattr__(self, "max_share", share)
+
+    def for_side(self, native_side: int | None) -> RegionConfig:
+        """This configuration with its window resolved: as set, else the answering VLM's ``native_side``
+        (for the window rule), else :data:`FALLBACK_WINDOW`.
+
+        >>> RegionConfig.from_preset("vicrop").for_side(128).window, RegionConfig().for_side(128).window
+        (128, 336)
+        """
+        if self.window is not None:
+            return self
+        side = native_side if self.rule == "window" and native_side else FALLBACK_WINDOW
+        return dataclasses.replace(self, window=int(side))
+
+    def to_dict(self) -> dict[str, Any]:
+        # max_share at its default (off) is left out so that runs stored before it existed keep their hashes
+        d = super().to_dict()
+        if d.get("max_share") == 1.0:
+            d.pop("max_share")
+        return d
 
 
 def top_mask(heat: np.ndarray, top: float) -> np.ndarray:
@@ -295,7 +379,7 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
     ``grid`` (the map on its own cells, laid over the whole image), or on ``heat`` itself when no grid is
     given. The box is in the image's pixels; ``mask`` is on ``heat``'s.
 
-    >>> from attnprompt.config import RegionConfig
+    >>> from attnprompt.regions import RegionConfig
     >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0  # 8 % of the pixels
     >>> r = select_regions(heat, Image.new("RGB", (60, 40)), RegionConfig.from_preset(top=0.05))
     >>> r.box, r.crop.size

@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .backends.base import Backend
 from .backends.openai_http import EMPTY_ANSWER
-from .config import check_count
+from .checks import check_count
 from .errors import InputError
 from .images import load_image
 from .types import Request, Turn

@@ -213,7 +213,7 @@ class Request:
     system: str | None = None
 
     def __post_init__(self) -> None:
-        from .config import check_count
+        from .checks import check_count
 
         turns = (self.turns,) if isinstance(self.turns, Turn) else tuple(self.turns)
         object.__setattr__(self, "turns", turns)
@@ -343,7 +343,7 @@ class Sample:
     region: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
-        from .config import check_query
+        from .checks import check_query
 
         object.__setattr__(self, "images", _images(self.images))
         object.__setattr__(self, "question", check_query(self.question))

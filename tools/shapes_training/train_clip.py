@@ -450,7 +450,7 @@ def pointing_accuracy(model, tokenizer, seeds: Sequence[int], *, size: int = 224
     peaks inside the box of the object the query names.
     """
     from attnprompt.attribution.clip import ClipAttributor
-    from attnprompt.config import ClipConfig
+    from attnprompt.attribution.configs import ClipConfig
     from attnprompt.evaluation.pointing import in_box, peak
     from attnprompt.models import LoadedClip
     from attnprompt.render import upsample

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from attnprompt.config import parse_layers
+from attnprompt.checks import parse_layers
 from attnprompt.errors import InputError
 from attnprompt.shapes import COLORS, PLURALS, SHAPES, make_questions, make_scene
 from attnprompt.shapes.splits import TRAINING_START, VLM_EVAL

@@ -1,6 +1,6 @@
 """Attribution methods: (image, query) → attribution map Ψ on the model's patch grid.
 
-Methods are looked up lazily by name in :data:`attnprompt.config.METHODS`, so importing this
+Methods are looked up lazily by name in :data:`attnprompt.attribution.configs.METHODS`, so importing this
 package does not import torch or transformers.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import METHODS
 from ..errors import InputError
 from .base import Attributor
+from .configs import METHODS
 
 __all__ = ["METHODS", "Attributor", "get_attributor"]
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from ..config import MethodConfig
+from ..presets import MethodConfig
 from ..types import AttributionMap
 
 

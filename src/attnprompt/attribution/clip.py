@@ -16,7 +16,7 @@ Cost: one SDPA forward of each tower. The attention row of the cls query is reco
 the captured q/k/v projections of the chosen blocks; the largest intermediate is T×D per
 image and block (never tokens × tokens × heads × dim).
 
-Three presets (see :class:`~attnprompt.config.ClipConfig`):
+Three presets (see :class:`~attnprompt.attribution.configs.ClipConfig`):
 
 - ``reference`` (default) — the authors' released code: one block at depth −2; LayerNorm
   linearised by subtracting the final cls token's mean spread evenly over the T terms; a dot
@@ -46,11 +46,12 @@ from PIL import Image
 
 from .. import render
 from ..capture import capture_outputs
-from ..config import ClipConfig, check_kernel, check_pairs, parse_layers
+from ..checks import check_kernel, check_pairs, parse_layers
 from ..errors import InputError
 from ..models import LoadedClip, load_clip
 from ..types import AttributionMap
 from .base import Attributor
+from .configs import ClipConfig
 
 
 class TruncationWarning(UserWarning):

@@ -25,11 +25,12 @@ import numpy as np
 from PIL import Image
 
 from .. import render
-from ..config import CarveConfig, VlmConfig, check_pairs
+from ..checks import check_pairs
 from ..models import LoadedVlm
 from ..types import AttributionMap
 from .base import Attributor
 from .cache import LRU, image_digest
+from .configs import CarveConfig, VlmConfig
 from .vlm_attention import VlmAttributor
 
 

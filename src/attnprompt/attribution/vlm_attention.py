@@ -31,13 +31,15 @@ import torch
 from PIL import Image
 
 from .. import render
-from ..config import VlmConfig, check_pairs, parse_layers, with_suffix
+from ..checks import check_pairs, parse_layers
 from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
 from ..families import ImageSpan, family_names
 from ..families.grid import GridLayout
 from ..models import LoadedVlm, generate, load_vlm, require_chat_template
+from ..text import with_suffix
 from ..types import AttributionMap, Request
 from .base import Attributor
+from .configs import VlmConfig
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..config import check_count
+from ..checks import check_count
 from ..errors import BackendError, InputError
 from ..types import Answer, Request
 from .base import Backend

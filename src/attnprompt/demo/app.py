@@ -24,12 +24,13 @@ from typing import Any
 
 import attnprompt
 
-from ..config import FORMS, METHOD_CONFIGS, STRATEGIES
+from ..attribution.configs import METHODS
+from ..forms import FORMS
+from ..strategies.registry import STRATEGIES
 
 #: Shapes scenes offered as examples (seed, objects), drawn when the app starts.
 EXAMPLES = ((7, 5, "What colour is the circle?"), (11, 6, "What shape is the red object?"),
             (42, 4, "Is there a blue star?"))
-METHODS = tuple(METHOD_CONFIGS)
 
 
 def _gradio() -> Any:
@@ -88,7 +89,7 @@ def answer(image_file: Any, question: str, method: str, preset: str, layers: str
                                         gray=float(gray), form=form,
                                         segmenter=(segmenter or "").strip() or None)
         settings.update({k: v for k, v in method_params.items() if v is not None and
-                         k in METHOD_CONFIGS[method].parameter_names()})
+                         k in METHODS.config(method).parameter_names()})
         kwargs = STRATEGIES.get(strategy).needs.select(settings)  # what this strategy takes of the page's settings
         kwargs["max_new_tokens"] = _optional_number(max_new_tokens, int, "answer tokens") or 32
         if progress is not None:
@@ -142,7 +143,7 @@ def _text(result: Any) -> str:
 def presets_for(method: str) -> Any:
     """The preset choices of ``method`` (a dropdown update)."""
     gr = _gradio()
-    config = METHOD_CONFIGS.get(method)
+    config = METHODS.config(method) if method in METHODS else None
     choices = list(config.PRESETS) if config else []
     return gr.update(choices=choices, value=config.DEFAULT_PRESET if config else None)
 
@@ -178,8 +179,8 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                                      elem_id="image-file")
                 question = gr.Textbox(label="Question", placeholder="What colour is the circle?", elem_id="question")
                 with gr.Row():
-                    method = gr.Dropdown(list(METHODS), value="api-clip", label="Map method", elem_id="method")
-                    preset = gr.Dropdown(list(METHOD_CONFIGS["api-clip"].PRESETS), value="reference",
+                    method = gr.Dropdown(list(METHODS.names()), value="api-clip", label="Map method", elem_id="method")
+                    preset = gr.Dropdown(list(METHODS.config("api-clip").PRESETS), value="reference",
                                          label="Preset", elem_id="preset")
                 with gr.Row():
                     layers = gr.Textbox(label="Layers (blank: the preset's)", placeholder="-2, 0.5 or 20:26",

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import METHOD_CONFIGS, STRATEGIES
+from ..attribution.configs import METHODS
 from ..errors import InputError
+from ..strategies.registry import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = No
             continue
         for method in methods or [cls.default_method]:
             crossed.add(method)
-            own = METHOD_CONFIGS[method].PRESETS if method in METHOD_CONFIGS else {}
+            own = METHODS.config(method).PRESETS
             fitting = [p for p in presets or () if p in own]
             used.update(fitting)
             for preset in fitting or [None]:
@@ -66,7 +67,7 @@ def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = No
                     out.append(Condition("answer", name, method, preset, form))
     unused = [p for p in presets or () if p not in used]
     if unused and crossed:
-        valid = {m: list(METHOD_CONFIGS[m].PRESETS) for m in sorted(crossed) if m in METHOD_CONFIGS}
+        valid = {m: list(METHODS.config(m).PRESETS) for m in sorted(crossed)}
         raise InputError(f"no chosen method has the preset(s) {', '.join(map(repr, unused))}; presets: {valid}")
     return _unique(out)
 
@@ -80,13 +81,11 @@ def map_conditions(methods: Sequence[str] | None = None, presets: Sequence[str] 
     """
     out = []
     for method in methods or ["api-clip"]:
-        if method not in METHOD_CONFIGS:
-            raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHOD_CONFIGS)}")
-        own = METHOD_CONFIGS[method].PRESETS
+        own = METHODS.config(method).PRESETS
         out += [Condition("map", None, method, p) for p in (presets or own) if p in own]
     for p in presets or ():
-        if not any(p in METHOD_CONFIGS[m].PRESETS for m in methods or ["api-clip"]):
-            valid = {m: list(METHOD_CONFIGS[m].PRESETS) for m in methods or ["api-clip"]}
+        if not any(p in METHODS.config(m).PRESETS for m in methods or ["api-clip"]):
+            valid = {m: list(METHODS.config(m).PRESETS) for m in methods or ["api-clip"]}
             raise InputError(f"no chosen method has a preset {p!r}; presets: {valid}")
     return _unique(out)
 

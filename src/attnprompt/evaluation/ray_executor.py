@@ -33,7 +33,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from ..config import check_count
+from ..checks import check_count
 from ..errors import InputError, import_optional
 from .executors import record_plans
 from .units import ConditionStats, Plan, Runner, Unit, run_unit

@@ -21,9 +21,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..config import STRATEGIES, RegionConfig, check_count
+from ..checks import check_count
 from ..errors import InputError
 from ..files import DirectoryLock, check_writable
+from ..regions import RegionConfig
+from ..strategies.registry import STRATEGIES
 from .conditions import Condition, conditions_for, map_conditions
 from .executors import Executor, LocalExecutor
 from .store import Record, RunStore

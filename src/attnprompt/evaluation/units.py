@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from ..config import METHOD_CONFIGS, STRATEGIES, RegionConfig
+from ..attribution.configs import METHODS
 from ..errors import InputError
 from ..files import config_hash_of
+from ..regions import RegionConfig
+from ..strategies.registry import STRATEGIES
 from .conditions import Condition
 from .store import Record
 from .tasks import Task
@@ -141,7 +143,7 @@ class Runner:
         model = self.model
         if model is None and self.backend is not None:
             model = map_model(condition.method, None, self.backend)
-        own = {k: v for k, v in self.params.items() if k in METHOD_CONFIGS[condition.method].parameter_names()}
+        own = {k: v for k, v in self.params.items() if k in METHODS.config(condition.method).parameter_names()}
         return self.attributor(condition.method, model=model, preset=condition.preset, device=self.device,
                                dtype=self.dtype, **own)
 

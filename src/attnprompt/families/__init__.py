@@ -9,7 +9,7 @@ on first use. Adding a family is its file plus one line here per ``model_type`` 
 
 from __future__ import annotations
 
-from ..config import Registry
+from ..registry import Registry
 from .base import Family, ImageSpan
 
 __all__ = ["FAMILIES", "TARGETS", "Family", "ImageSpan", "family_names", "family_of"]

@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..config import check_count
+from ..checks import check_count
 from ..errors import InputError, ModelLoadError
 from ..files import config_hash_of
 from ..types import Result, Sample
@@ -219,8 +219,8 @@ class LmmsAdapter:
         import os
 
         from ..backends import get_backend, is_url
-        from ..config import STRATEGIES
         from ..evaluation.units import Runner
+        from ..strategies.registry import STRATEGIES
 
         if not vlm:
             raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
@@ -258,7 +258,7 @@ class LmmsAdapter:
         from ..strategies.build import build_strategy
 
         if budget not in self.strategies:
-            from ..config import STRATEGIES
+            from ..strategies.registry import STRATEGIES
 
             drawing = STRATEGIES.get(self.strategy_name).needs.segmenter
             segmenter = self.runner.segmenter() if drawing else self.segmenter  # given to another: refused

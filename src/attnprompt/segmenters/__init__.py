@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Registry
 from ..errors import InputError
+from ..registry import Registry
 from .base import FGVP_SETTINGS, MASK_SIDE, SOM_SETTINGS, MaskSettings, Segmentation, Segmenter
 from .nms import box_iou, nms
 from .prompts import fgvp_mask, fgvp_rbm, som

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..attribution.cache import LRU
-from ..config import check_count
+from ..checks import check_count
 from ..errors import InputError
 from ..images import image_digest
 

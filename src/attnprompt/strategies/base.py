@@ -18,8 +18,11 @@ import numpy as np  # noqa: F401  (used by the doctest examples)
 from PIL import Image
 
 from ..annotation import annotate_images, check_rendering, region_config
-from ..config import FORMS, RegionConfig, check_choice, check_count, with_suffix
+from ..checks import check_choice, check_count
 from ..errors import InputError
+from ..forms import FORMS
+from ..regions import RegionConfig
+from ..text import with_suffix
 from ..types import Annotation, Answer, Request, Result, Sample, Step
 
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..attribution import Attributor, get_attributor
-from ..config import METHODS, STRATEGIES
+from ..attribution.configs import METHODS
 from ..errors import InputError
+from .registry import STRATEGIES
 
 
 def map_model(method: str, model: Any, backend: Any) -> Any:

@@ -17,7 +17,7 @@ is quoted; the suffix would ask for an answer format that instruction does not w
 
 from __future__ import annotations
 
-from ..config import with_suffix
+from ..text import with_suffix
 
 __all__ = ["EVALUATE", "FINAL_ANSWER", "REEMPHASIZE", "SELF_REFLECT", "STEP_BY_STEP", "parse_verdict", "with_suffix"]
 

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...config import Registry
 from ...errors import InputError
+from ...registry import Registry
 from .base import EvalSample, Task, score_columns
 from .generic import METRICS as GENERIC_METRICS
 from .generic import generic_task

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ...config import check_count
+from ...checks import check_count
 from ...errors import InputError
 from ...types import Sample
 
