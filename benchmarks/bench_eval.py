@@ -25,7 +25,7 @@ from pathlib import Path
 
 from attnprompt.backends.base import Backend
 from attnprompt.backends.local import LocalVLM
-from attnprompt.evaluation.runner import evaluate
+from attnprompt.evaluation.evaluate import evaluate
 from attnprompt.evaluation.tasks import get_task
 from attnprompt.serve import make_server
 from attnprompt.types import Answer, Request

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attnprompt.evaluation.runner import conditions_for, evaluate
+from attnprompt.evaluation.evaluate import conditions_for, evaluate
 from attnprompt.evaluation.tasks import get_task
 
 
@@ -50,7 +50,7 @@ def timed_run(samples: int, repeats: int, **kwargs) -> tuple[float, list[tuple]]
 
 def startup(workers: int) -> float:
     from attnprompt.evaluation.ray_executor import RayExecutor
-    from attnprompt.evaluation.runner import BackendOptions
+    from attnprompt.evaluation.options import BackendOptions
 
     start = time.perf_counter()
     engine = RayExecutor(backend=BackendOptions(vlm="shapes", batch_size=4), runner_args={}, workers=workers)

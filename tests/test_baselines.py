@@ -99,7 +99,7 @@ def test_a_segmenter_without_a_baseline_or_for_api_is_one_clear_error(tmp_path, 
     image = tmp_path / "s.png"
     Image.new("RGB", (64, 64)).save(image)
     assert main(["ask", str(image), "What colour?", "--vlm", "shapes", "--strategy", "api", "--segmenter", "sam"]) == 2
-    assert "--segmenter is for the strategies that draw from masks" in capsys.readouterr().err
+    assert "strategy 'api' draws nothing from masks, so it takes no segmenter" in capsys.readouterr().err
     assert main(["ask", str(image), "What colour?", "--vlm", "shapes", "--strategy", "som"]) == 2
     assert "this image is not one; for other images use --segmenter sam" in capsys.readouterr().err
 
@@ -108,14 +108,19 @@ def test_lmms_adapter_and_demo_offer_the_baselines():
     from attnprompt.demo.app import answer, example_files
     from attnprompt.integrations.lmms import LmmsAdapter
 
-    adapter = LmmsAdapter(vlm="shapes", strategy="fgvp-rbm", segmenter="shapes", progress=False)
+    def lmms_adapter(**model_args):
+        return LmmsAdapter.from_model_args(model_args)
+
+    adapter = lmms_adapter(vlm="shapes", strategy="fgvp-rbm", segmenter="shapes", progress=False)
     assert adapter.describe()["segmenter"]["segmenter"] == "shapes"
     with pytest.raises(InputError, match="takes no segmenter"):
-        LmmsAdapter(vlm="shapes", strategy="plain", segmenter="shapes")
+        lmms_adapter(vlm="shapes", strategy="plain", segmenter="shapes")
     import tempfile
     from pathlib import Path
 
     path, question = example_files(Path(tempfile.mkdtemp()))[0]
-    out = answer(path, question, "api-clip", "reference", "", "", "", 0, "overlay", "som", "shapes", "", 8)
+    widgets = dict(method="api-clip", preset="reference", layers="", kernel="", enhance="", gray=0, form="overlay",
+                   strategy="som", vlm="shapes", model="", max_new_tokens=8)
+    out = answer(path, question, widgets)
     status, annotated, answers = out[0], out[3], out[5]
     assert status == "" and annotated.size == (640, 640) and "**som:**" in answers

@@ -14,9 +14,9 @@ from attnprompt.backends.base import Backend
 from attnprompt.cli import main
 from attnprompt.errors import InputError
 from attnprompt.evaluation import metrics
+from attnprompt.evaluation.evaluate import evaluate
 from attnprompt.evaluation.judge import Judge
 from attnprompt.evaluation.prompts import MMVET_RETRY
-from attnprompt.evaluation.runner import evaluate
 from attnprompt.evaluation.tasks import get_task
 from attnprompt.evaluation.tasks.mme import parse as mme_parse
 from attnprompt.evaluation.tasks.mmmu import open_correct, parse_open

@@ -31,7 +31,8 @@ def test_every_method_parameter_is_a_cli_flag_with_its_defaults():
     parser = build_parser()
     annotate = parser._subparsers._group_actions[0].choices["annotate"]
     ask = parser._subparsers._group_actions[0].choices["ask"]
-    flags = {a.dest: a for a in annotate._actions}
+    # annotate has no answer budget of its own: api-vlm's --max-new-tokens is the map's (dest map_max_new_tokens)
+    flags = {a.dest.removeprefix("map_"): a for a in annotate._actions}
     for method, cls in METHODS.configs().items():
         for f in dataclasses.fields(cls):
             if f.name == "preset":

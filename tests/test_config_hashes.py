@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from attnprompt.evaluation.runner import EvalOptions
+from attnprompt.evaluation.options import EvalOptions
+from attnprompt.evaluation.runner import Runner
 from attnprompt.evaluation.tasks import get_task
 from attnprompt.files import config_hash_of
 
@@ -21,7 +22,7 @@ def _hashes(case: str, settings: dict, tasks: list[str], kind: str) -> dict[str,
     options = EvalOptions.from_settings(vlm="shapes", **settings)
     backend = options.backend.build()
     found = options.conditions.answer_conditions() if kind == "answer" else options.conditions.map_conditions()
-    runner = options.conditions.runner(backend, None, None)
+    runner = Runner(backend, **options.runner_args())
     return {f"{case} | {t} | {c.label}": runner.plan(get_task(t), c).config_hash for t in tasks for c in found}
 
 
@@ -43,7 +44,7 @@ def test_map_condition_hashes_are_unchanged(case):
 def test_lmms_adapter_hashes_are_unchanged(case):
     from attnprompt.integrations.lmms import LmmsAdapter
 
-    adapter = LmmsAdapter(vlm="shapes", progress=False, **GOLDEN["lmms_cases"][case])
+    adapter = LmmsAdapter.from_model_args({"vlm": "shapes", "progress": False, **GOLDEN["lmms_cases"][case]})
     got = {f"{case} | {b}": config_hash_of(adapter.describe(b)) for b in (16, 128)}
     assert got == {k: v for k, v in GOLDEN["hashes"].items() if k.startswith(f"{case} | ")}
 

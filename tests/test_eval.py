@@ -21,7 +21,7 @@ from attnprompt.backends.base import Backend
 from attnprompt.cli import main
 from attnprompt.errors import InputError
 from attnprompt.evaluation import metrics
-from attnprompt.evaluation.runner import conditions_for, evaluate, map_conditions
+from attnprompt.evaluation.evaluate import conditions_for, evaluate, map_conditions
 from attnprompt.evaluation.tasks import TASKS, generic_task, get_task
 from attnprompt.evaluation.tasks.shapes_pope import SUBSETS
 from attnprompt.types import Answer
@@ -360,7 +360,7 @@ def test_cli_eval_and_its_errors(tmp_path, capsys):
 KILLABLE = '''
 import sys, time
 from attnprompt.backends.local import LocalVLM
-from attnprompt.evaluation.runner import evaluate
+from attnprompt.evaluation.evaluate import evaluate
 
 class Slow(LocalVLM):
     """The shapes VLM, slowed down so that a kill lands mid-run."""

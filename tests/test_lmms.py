@@ -125,6 +125,11 @@ def test_lmms_eval_scores_equal_attnprompt_eval(shapes_dataset, tmp_path):
     assert trace["steps"][0]["detail"] == {"form": "overlay"}
 
 
+def lmms_adapter(**model_args):
+    """The adapter lmms-eval builds from --model_args."""
+    return LmmsAdapter.from_model_args(model_args)
+
+
 def requests_for(samples, contexts=None, gen=None):
     """lmms-eval-shaped requests (``args``) and the task_dict they index, built in code."""
     docs = [{"image": s.images[0], "question": s.question} for s in samples]
@@ -138,7 +143,7 @@ def requests_for(samples, contexts=None, gen=None):
 def test_a_failed_request_is_raised_not_answered_and_a_store_resumes(tmp_path):
     samples = shapes_samples(3)
     reqs, task_dict = requests_for(samples, contexts=[samples[0].question, "   ", samples[2].question])
-    adapter = LmmsAdapter(vlm="shapes", strategy="plain", store=str(tmp_path / "store"), progress=False)
+    adapter = lmms_adapter(vlm="shapes", strategy="plain", store=str(tmp_path / "store"), progress=False)
     with pytest.raises(LmmsRequestsFailed) as info:
         adapter.generate(reqs, task_dict)
     message = str(info.value)
@@ -149,7 +154,7 @@ def test_a_failed_request_is_raised_not_answered_and_a_store_resumes(tmp_path):
     reqs, task_dict = requests_for(samples)
     answers = adapter.generate(reqs, task_dict)
     assert [t.get("reused", False) for _, t in answers] == [True, False, True]
-    fresh = LmmsAdapter(vlm="shapes", strategy="plain", progress=False).generate(reqs, task_dict)
+    fresh = lmms_adapter(vlm="shapes", strategy="plain", progress=False).generate(reqs, task_dict)
     assert [a for a, _ in answers] == [a for a, _ in fresh]
     assert all(a for a, _ in answers)
 
@@ -159,7 +164,7 @@ def test_the_context_suffix_is_split_off_and_stop_strings_cut(tmp_path):
     suffix = "Reply in one word."
     reqs, task_dict = requests_for(samples, contexts=[f"<image>\n{samples[0].question}\n{suffix}"],
                                    gen={"max_new_tokens": 8, "until": ["e"]})
-    answer, trace = LmmsAdapter(vlm="shapes", strategy="api", suffix=suffix, progress=False).generate(reqs,
+    answer, trace = lmms_adapter(vlm="shapes", strategy="api", suffix=suffix, progress=False).generate(reqs,
                                                                                                      task_dict)[0]
     # the VLM is asked the question and the suffix on its own line; the map was made for the question
     assert trace["steps"][0]["prompt"] == f"{samples[0].question}\n{suffix}"
@@ -179,7 +184,7 @@ def test_multi_round_asks_each_round_until_the_task_stops():
 
     reqs = [SimpleNamespace(args=(d["question"], {"max_new_tokens": 8}, lambda d: [d["image"]], doc_to_text, i, "t",
                                   "test")) for i, d in enumerate(docs)]
-    out = LmmsAdapter(vlm="shapes", strategy="plain", progress=False).generate_multi_round(reqs, {"t": {"test": docs}})
+    out = lmms_adapter(vlm="shapes", strategy="plain", progress=False).generate_multi_round(reqs, {"t": {"test": docs}})
     assert [len(rounds) for rounds, _ in out] == [2, 2]
     assert [len(trace["rounds"]) for _, trace in out] == [2, 2]
     assert out[0][1]["rounds"][1]["steps"][0]["prompt"] == "How many coloured objects are there?"
@@ -188,17 +193,17 @@ def test_multi_round_asks_each_round_until_the_task_stops():
 
 def test_bad_model_arguments_fail_before_any_request():
     with pytest.raises(Exception, match="unknown strategy|valid"):
-        LmmsAdapter(vlm="shapes", strategy="no-such-strategy")
+        lmms_adapter(vlm="shapes", strategy="no-such-strategy")
     with pytest.raises(Exception, match="uses no attribution map"):
-        LmmsAdapter(vlm="shapes", strategy="plain", kernel=1)
+        lmms_adapter(vlm="shapes", strategy="plain", kernel=1)
 
 
 def test_a_server_that_cannot_be_reached_is_a_failure_not_an_answer_and_stops_after_the_first_batch():
     samples = shapes_samples(8)
     reqs, task_dict = requests_for(samples)
-    adapter = LmmsAdapter(vlm="http://127.0.0.1:9/v1", vlm_model="m", strategy="plain", timeout=2, concurrency=1,
-                          progress=False)
-    assert adapter.chunk == 4
+    adapter = lmms_adapter(vlm="http://127.0.0.1:9/v1", vlm_model="m", strategy="plain", timeout=2, concurrency=1,
+                           progress=False)
+    assert adapter.options.chunk == 4
     with pytest.raises(LmmsRequestsFailed, match=r"every request of the first batch \(4\) failed") as info:
         adapter.generate(reqs, task_dict)
     assert len(info.value.failures) == 4  # the other four were never sent
@@ -207,7 +212,7 @@ def test_a_server_that_cannot_be_reached_is_a_failure_not_an_answer_and_stops_af
 
 def test_the_answering_vlm_must_be_named():
     with pytest.raises(Exception, match=r"give the answering VLM: vlm=… in --model_args"):
-        LmmsAdapter(strategy="plain")
+        lmms_adapter(strategy="plain")
 
 
 @needs_lmms
@@ -236,9 +241,9 @@ def test_answering_through_an_openai_compatible_server_equals_the_local_model():
         samples = shapes_samples(4)
         reqs, task_dict = requests_for(samples)
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        remote = LmmsAdapter(vlm=url, vlm_model="shapes", strategy="api", method="api-clip", model="shapes",
+        remote = lmms_adapter(vlm=url, vlm_model="shapes", strategy="api", method="api-clip", model="shapes",
                              concurrency=2, progress=False).generate(reqs, task_dict)
-        local = LmmsAdapter(vlm="shapes", strategy="api", method="api-clip", model="shapes",
+        local = lmms_adapter(vlm="shapes", strategy="api", method="api-clip", model="shapes",
                             progress=False).generate(reqs, task_dict)
     finally:
         server.shutdown()

@@ -16,10 +16,10 @@ from .attribution import get_attributor
 from .checks import check_pairs
 from .images import ImageLike, load_image
 from .strategies.build import build_strategy
-from .strategies.registry import STRATEGIES
+from .strategies.spec import AskSpec
 from .types import Annotation, Result, Sample
 
-__all__ = ["annotate", "annotate_batch", "ask", "build_strategy", "get_attributor"]
+__all__ = ["AskSpec", "annotate", "annotate_batch", "ask", "ask_spec", "build_strategy", "get_attributor"]
 
 
 def annotate(
@@ -127,7 +127,8 @@ def ask(
     - who answers: ``vlm`` — a hub id, a local directory, ``"shapes"``, an OpenAI-compatible URL,
       or a backend from :func:`attnprompt.backends.get_backend` (for a server's model name, API key,
       timeout); ``device``/``dtype`` for local models;
-    - how it is asked: ``strategy`` (see ``attnprompt.STRATEGIES``), ``suffix`` (the task's
+    - how it is asked (one :class:`~attnprompt.strategies.spec.AskSpec` is built from these keywords and
+      checked before any model loads): ``strategy`` (see ``attnprompt.STRATEGIES``), ``suffix`` (the task's
       answer-format instruction, placed by the strategy), ``max_new_tokens`` (the answer's budget),
       ``compare`` (also ask with ``plain``: the result's ``baseline``);
     - the map, for strategies that annotate: ``method`` (default the strategy's: api-clip, carve for
@@ -140,8 +141,8 @@ def ask(
       parameters its method has; for the segmentation baselines (``fgvp-mask``, ``fgvp-rbm``, ``som``),
       ``segmenter``: ``"shapes"`` (the testbed's ground truth), ``"sam"``, a SAM hub id or directory, or a
       built segmenter (default ground truth beside the shapes VLM, else ``facebook/sam-vit-huge``);
-      ``form`` (``overlay``, ``crop``, ``both``: the visual prompt, default
-      the strategy's) and ``regions`` (how a crop is chosen: ``carve``, ``vicrop`` or a
+      ``form`` (``overlay``, ``crop``, ``both``, ``zoom``: the visual prompt, :mod:`attnprompt.forms`;
+      default the strategy's) and ``regions`` (how a crop is chosen: ``carve``, ``vicrop`` or a
       :class:`~attnprompt.regions.RegionConfig`; default the method's).
 
     >>> from attnprompt.shapes import make_scene
@@ -149,17 +150,29 @@ def ask(
     >>> r.text, r.baseline.text, r.steps[0].images[0] is r.annotation.image
     ('green', 'green', True)
     """
+    spec = AskSpec.from_mapping(dict(strategy=strategy, method=method, model=model, preset=preset, sources=sources,
+                                     segmenter=segmenter, max_new_tokens=max_new_tokens, gray=gray,
+                                     resample=resample, form=form, regions=regions, **params))
+    return ask_spec(image, question, spec, vlm=vlm, suffix=suffix, compare=compare, device=device, dtype=dtype)
+
+
+def ask_spec(image: ImageLike, question: str, spec: AskSpec, *, vlm: Any = None, suffix: str = "",
+             compare: bool = False, device: str | None = None, dtype: Any = None) -> Result:
+    """:func:`ask` with its settings as one :class:`~attnprompt.strategies.spec.AskSpec` (what the CLI and the
+    demo build): the spec is checked, then the image and question, before any model loads.
+
+    >>> from attnprompt.shapes import make_scene
+    >>> spec = AskSpec(strategy="carve", max_new_tokens=4)
+    >>> ask_spec(make_scene(7, n_objects=5, size=320).image, "What colour is the circle?", spec, vlm="shapes").text
+    'green'
+    """
     from .backends import get_backend
 
-    STRATEGIES.get(strategy)  # an unknown name fails before anything loads
+    spec = spec.check()
     sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, device=device, dtype=dtype)
-    chosen = build_strategy(strategy, backend, method=method, model=model, preset=preset, sources=sources,
-                            segmenter=segmenter, max_new_tokens=max_new_tokens, gray=gray, resample=resample, form=form,
-                            regions=regions,
-                            device=device, dtype=dtype, **params)
-    result = chosen.run([sample])[0]
-    if compare and strategy != "plain":
-        baseline = build_strategy("plain", backend, max_new_tokens=max_new_tokens).run([sample])[0]
-        result = dataclasses.replace(result, baseline=baseline)
+    result = build_strategy(spec, backend, device=device, dtype=dtype).run([sample])[0]
+    if compare and spec.strategy != "plain":
+        plain = AskSpec(strategy="plain", max_new_tokens=spec.max_new_tokens)
+        result = dataclasses.replace(result, baseline=build_strategy(plain, backend).run([sample])[0])
     return result

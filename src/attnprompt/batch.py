@@ -161,24 +161,22 @@ def _append_manifest(directory: Path, record: dict[str, Any]) -> None:
     append_jsonl(directory / MANIFEST, record)
 
 
-def run_batch(
-    batch_file: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    method: str = "api-clip",
-    model: Any = None,
-    preset: str | None = None,
-    gray: float = 0.0,
-    resample: str = "bilinear",
-    device: str | None = None,
-    dtype: Any = None,
-    batch_size: int = 8,
-    visuals: bool = False,
-    params: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    overwrite: bool = False,
-) -> BatchReport:
-    """Annotate every item of ``batch_file`` into ``out_dir``, skipping items already finished.
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs: ``batch_size`` images per forward, ``visuals`` (also ID.visual.png), ``progress``
+    bars (None: when attached to a terminal), ``overwrite`` (recompute items made with other settings)."""
+
+    batch_size: int = 8
+    visuals: bool = False
+    progress: bool | None = None
+    overwrite: bool = False
+
+
+def run_batch(batch_file: str | os.PathLike, out_dir: str | os.PathLike, options: BatchOptions | None = None,
+              **settings: Any) -> BatchReport:
+    """Annotate every item of ``batch_file`` into ``out_dir``, skipping items already finished; ``settings``
+    are :func:`attnprompt.annotate`'s (``method``, ``model``, ``preset``, ``gray``, ``resample``, ``device``,
+    ``dtype`` and the method's parameters).
 
     The model is loaded once, and only when there is work; items go through it ``batch_size`` at a
     time; a bad item is recorded in ``failures.jsonl`` and skipped, the others complete. A finished
@@ -189,105 +187,29 @@ def run_batch(
     >>> from attnprompt.shapes import make_scene
     >>> d = Path(tempfile.mkdtemp()); make_scene(7, n_objects=5, size=320).image.save(d / "scene.png")
     >>> _ = (d / "items.jsonl").write_text(json.dumps({"image": "scene.png", "query": "the circle", "id": "c"}) + "\\n")
-    >>> print(run_batch(d / "items.jsonl", d / "out", model="shapes", progress=False).summary().split(" in ")[0])
+    >>> options = BatchOptions(progress=False)
+    >>> print(run_batch(d / "items.jsonl", d / "out", options, model="shapes").summary().split(" in ")[0])
     1 items: 1 annotated, 0 already done (skipped), 0 failed
     """
-    from tqdm.auto import tqdm
-
     from .annotation import check_rendering
-    from .attribution import get_attributor
     from .checks import check_count
-    from .files import (
-        array_file,
-        atomic_write_all,
-        check_writable,
-        config_changes,
-        config_hash_of,
-        image_file,
-        save_json,
-    )
-    from .images import load_image
+    from .files import check_writable, config_hash_of
 
-    check_count("batch_size", batch_size)
-    gray = check_rendering(gray, resample)
+    options = options or BatchOptions()
+    check_count("batch_size", options.batch_size)
     t0 = time.perf_counter()
-    settings = batch_settings(method, model, preset, params or {}, gray, resample)  # bad settings fail here
-    key = config_hash_of(settings)
+    run = _BatchRun.of(settings)
+    run.gray = check_rendering(run.gray, run.resample)
+    key = config_hash_of(run.settings)  # bad settings have failed by now
     items, problems = read_batch(batch_file)
-    directory = Path(out_dir)
-    if directory.exists() and not directory.is_dir():
-        raise OutputError(f"--out-dir {directory} is a file; give a directory (it is created if missing)")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create --out-dir {directory}: {e.strerror or e}") from None
+    directory = _output_directory(out_dir)
     check_writable(directory / MANIFEST, "--out-dir")
     report = BatchReport(total=len(items) + len(problems), failed=list(problems))
     with DirectoryLock(directory):
         remove_stale_temporaries(directory)
-        done = load_manifest(directory)
-        other = [i for i in done if i in {it.id for it in items} and done[i].get("settings") != key]
-        if other and not overwrite:
-            previous = _previous_settings(directory)
-            changed = config_changes(previous, _flatten(settings)) if previous else "they were not recorded"
-            raise InputError(
-                f"{len(other)} finished item(s) in {directory} were made with other settings ({changed}); "
-                "rerun with --overwrite to recompute them with these settings, or pick another --out-dir"
-            )
-        todo, redo = [], []
-        for it in items:
-            outs = _outputs(directory, it.id, visuals)
-            if it.id in done and done[it.id].get("settings") == key and all(p.exists() for p in outs.values()):
-                report.skipped += 1
-                continue
-            if not Path(it.image).is_file():  # before any model is loaded
-                report.failed.append({"id": it.id, "line": it.line,
-                                      "error": f"{it.image}: no such file; give the path of an existing image file"})
-                continue
-            todo.append(it)
-            if it.id in done:
-                redo.append(it.id)  # other settings, or a file has gone: redo it, record it once
-        if redo:
-            save_jsonl(directory / MANIFEST, [r for i, r in done.items() if i not in set(redo)])
+        todo = _todo(directory, items, key, run.settings, options, report)
         if todo:
-            attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset,
-                                        **(params or {}))
-            save_json({**attributor.describe(), "gray": gray, "resample": resample, "settings": settings,
-                       "fingerprint": key}, directory / CONFIG)
-            bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=progress is False or None)
-            try:
-                for start in range(0, len(todo), batch_size):
-                    chunk = todo[start : start + batch_size]
-                    ready = []
-                    for it in chunk:
-                        try:
-                            ready.append((it, load_image(it.image)))
-                        except AttnpromptError as e:
-                            report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
-                            bar.update(1)
-                    for it, ann in _annotate(attributor, ready, report, gray, resample):
-                        outs = _outputs(directory, it.id, visuals)
-                        files = [image_file(ann.image, outs["annotated"]),
-                                 array_file(ann.heatmap, outs["heatmap"])]
-                        if visuals:
-                            files.append(image_file(ann.visual(), outs["visual"]))
-                        atomic_write_all(files)  # all of the item's outputs, or none
-                        _append_manifest(
-                            directory,
-                            {
-                                "id": it.id,
-                                "image": it.image,
-                                "query": it.query,
-                                **{k: p.name for k, p in outs.items()},
-                                "grid_shape": list(ann.attribution.shape),
-                                "settings": key,
-                            },
-                        )
-                        report.done += 1
-                        bar.update(1)
-                    bar.update(0)
-            finally:
-                bar.close()
+            _annotate_all(directory, todo, run, key, options, report)
         report.failed.sort(key=lambda f: f["line"])  # bad lines are found first, failed images later
         if report.failed:
             save_jsonl(directory / FAILURES, report.failed)
@@ -295,6 +217,121 @@ def run_batch(
             (directory / FAILURES).unlink()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+@dataclass
+class _BatchRun:
+    """A batch's annotation settings, split as :func:`attnprompt.annotate` takes them."""
+
+    method: str
+    model: Any
+    preset: str | None
+    params: dict[str, Any]
+    gray: float
+    resample: str
+    device: str | None
+    dtype: Any
+    settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> _BatchRun:
+        given = dict(settings)
+        named = {k: given.pop(k, d) for k, d in (("method", "api-clip"), ("model", None), ("preset", None),
+                                                  ("gray", 0.0), ("resample", "bilinear"), ("device", None),
+                                                  ("dtype", None))}
+        params = {**given.pop("params", {}), **given}  # the method's parameters (``params=`` kept for old callers)
+        recorded = batch_settings(named["method"], named["model"], named["preset"], params, named["gray"],
+                                  named["resample"])
+        return cls(params=params, settings=recorded, **named)
+
+
+def _output_directory(out_dir: str | os.PathLike) -> Path:
+    directory = Path(out_dir)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"--out-dir {directory} is a file; give a directory (it is created if missing)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create --out-dir {directory}: {e.strerror or e}") from None
+    return directory
+
+
+def _todo(directory: Path, items: list[BatchItem], key: str, settings: dict[str, Any], options: BatchOptions,
+          report: BatchReport) -> list[BatchItem]:
+    """The items to annotate now: not finished with these settings, or with a file gone; items finished with
+    other settings are an error unless ``overwrite``; an image that does not exist fails before any model loads."""
+    from .files import config_changes
+
+    done = load_manifest(directory)
+    other = [i for i in done if i in {it.id for it in items} and done[i].get("settings") != key]
+    if other and not options.overwrite:
+        previous = _previous_settings(directory)
+        changed = config_changes(previous, _flatten(settings)) if previous else "they were not recorded"
+        raise InputError(
+            f"{len(other)} finished item(s) in {directory} were made with other settings ({changed}); "
+            "rerun with --overwrite to recompute them with these settings, or pick another --out-dir"
+        )
+    todo, redo = [], []
+    for it in items:
+        outs = _outputs(directory, it.id, options.visuals)
+        if it.id in done and done[it.id].get("settings") == key and all(p.exists() for p in outs.values()):
+            report.skipped += 1
+            continue
+        if not Path(it.image).is_file():
+            report.failed.append({"id": it.id, "line": it.line,
+                                  "error": f"{it.image}: no such file; give the path of an existing image file"})
+            continue
+        todo.append(it)
+        if it.id in done:
+            redo.append(it.id)  # other settings, or a file has gone: redo it, record it once
+    if redo:
+        save_jsonl(directory / MANIFEST, [r for i, r in done.items() if i not in set(redo)])
+    return todo
+
+
+def _annotate_all(directory: Path, todo: list[BatchItem], run: _BatchRun, key: str, options: BatchOptions,
+                  report: BatchReport) -> None:
+    """Load the model once and annotate ``todo`` ``batch_size`` items at a time, each item's files written
+    atomically and then recorded in the manifest."""
+    from tqdm.auto import tqdm
+
+    from .attribution import get_attributor
+    from .files import save_json
+    from .images import load_image
+
+    attributor = get_attributor(run.method, model=run.model, device=run.device, dtype=run.dtype, preset=run.preset,
+                                **run.params)
+    save_json({**attributor.describe(), "gray": run.gray, "resample": run.resample, "settings": run.settings,
+               "fingerprint": key}, directory / CONFIG)
+    bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=options.progress is False or None)
+    try:
+        for start in range(0, len(todo), options.batch_size):
+            ready = []
+            for it in todo[start : start + options.batch_size]:
+                try:
+                    ready.append((it, load_image(it.image)))
+                except AttnpromptError as e:
+                    report.failed.append({"id": it.id, "line": it.line, "error": str(e)})
+                    bar.update(1)
+            for it, ann in _annotate(attributor, ready, report, run.gray, run.resample):
+                _write_item(directory, it, ann, key, options.visuals)
+                report.done += 1
+                bar.update(1)
+    finally:
+        bar.close()
+
+
+def _write_item(directory: Path, it: BatchItem, ann: Any, key: str, visuals: bool) -> None:
+    from .files import array_file, atomic_write_all, image_file
+
+    outs = _outputs(directory, it.id, visuals)
+    files = [image_file(ann.image, outs["annotated"]), array_file(ann.heatmap, outs["heatmap"])]
+    if visuals:
+        files.append(image_file(ann.visual(), outs["visual"]))
+    atomic_write_all(files)  # all of the item's outputs, or none
+    _append_manifest(directory, {"id": it.id, "image": it.image, "query": it.query,
+                                 **{k: p.name for k, p in outs.items()}, "grid_shape": list(ann.attribution.shape),
+                                 "settings": key})
 
 
 def batch_settings(method: str, model: Any, preset: str | None, params: dict[str, Any], gray: float,
@@ -315,8 +352,7 @@ def batch_settings(method: str, model: Any, preset: str | None, params: dict[str
         config = model.describe()
         method, model = config.pop("method"), config.pop("model")
     else:
-        cls = METHODS.get(method)
-        config = cls.config_class.from_preset(preset, **params).to_dict()
+        config = METHODS.config(method).from_preset(preset, **params).to_dict()
         if model is not None and not isinstance(model, str):
             model = getattr(model, "model_id", type(model).__name__)
     return {"method": method, "model": model, "config": config, "gray": float(gray), "resample": resample}

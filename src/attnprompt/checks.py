@@ -77,21 +77,25 @@ def check_choice(name: str, value: Any, valid: Sequence[str]) -> None:
         raise InputError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
 
 
-def check_query(query: Any) -> str:
-    """Validate one query or question: a non-blank string. Returns it stripped.
+def check_query(query: Any, name: str = "query") -> str:
+    """Validate one query or question (called ``name`` in messages: ``QUESTION`` for the CLI's argument): a
+    non-blank string. Returns it stripped.
 
     >>> check_query("  What colour is the star? ")
     'What colour is the star?'
+    >>> check_query(" ", name="QUESTION")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: QUESTION is empty or only whitespace; give a question or a phrase ...
     """
     if not isinstance(query, str):
-        raise InputError(f"query must be a string, got {type(query).__name__}")
+        raise InputError(f"{name} must be a string, got {type(query).__name__}")
     q = query.strip()
     if not q:
-        raise InputError("query is empty or only whitespace; give a question or a phrase naming what to look at")
+        raise InputError(f"{name} is empty or only whitespace; give a question or a phrase naming what to look at")
     bad = next((i for i, c in enumerate(q) if unicodedata.category(c) == "Cc" and c not in "\t\n\r"), None)
     if bad is not None:
         raise InputError(
-            f"query holds the control character U+{ord(q[bad]):04X} at position {bad}; remove it (tokenizers and "
+            f"{name} holds the control character U+{ord(q[bad]):04X} at position {bad}; remove it (tokenizers and "
             "servers treat such characters differently)"
         )
     return q

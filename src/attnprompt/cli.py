@@ -1,9 +1,12 @@
-"""The ``attnprompt`` command. Thin: parses arguments, calls the public API, prints.
+"""The ``attnprompt`` command. Thin: parses arguments into one
+:class:`~attnprompt.strategies.spec.AskSpec` (and the few options of each command), calls the public API,
+prints.
 
-Heavy imports (torch, transformers) happen inside the subcommands, so ``attnprompt --help``
-is instant. Method flags are derived from the methods' config dataclasses
-(:func:`attnprompt.presets.cli_parameters`), so each default is written once. ``main(argv)``
-returns an exit code and is what the tests call.
+Heavy imports (torch, transformers) happen inside the subcommands, so ``attnprompt --help`` is quick.
+The flags of how a question is asked come from the spec's fields
+(:func:`~attnprompt.strategies.spec.spec_fields`), the methods' parameters from their configs
+(:func:`attnprompt.presets.cli_parameters`) and the forms from their registry, so each default and help
+text is written once. ``main(argv)`` returns an exit code and is what the tests call.
 """
 
 from __future__ import annotations
@@ -22,47 +25,41 @@ from .forms import FORMS
 from .presets import cli_parameters
 from .regions import RegionConfig
 from .strategies.registry import STRATEGIES
+from .strategies.spec import regions_from_flags
 
 EXIT_PARTIAL = 1
 
-#: Prefix of a method flag whose name the ``ask`` command uses itself (``--map-max-new-tokens``).
-MAP_PREFIX = "map_"
-#: The method parameters that ``ask`` takes with :data:`MAP_PREFIX` (its own ``--max-new-tokens``
-#: is the answer's budget).
-ASK_RESERVED = ("max_new_tokens",)
 #: Prefix of the region-selection flags (``--region-top``).
 REGION_PREFIX = "region_"
-SEGMENTER_HELP = ("fgvp-mask, fgvp-rbm, som: where the masks come from: shapes (the testbed's ground truth) | sam "
-                  "(SAM ViT-H, facebook/sam-vit-huge) | a SAM hub id or local directory (default: shapes beside "
-                  "the shapes VLM, else sam)")
+#: The spec's settings that ``eval`` crosses (comma-separated lists of its own flags).
+CROSSED = ("method", "preset", "form")
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_method_flags(p: argparse.ArgumentParser, *, model_defaults: str, reserved: Sequence[str] = ()) -> None:
-    """One flag per method parameter (default None: only what the user sets is passed on, so each
-    method keeps its own defaults and rejects what it does not know)."""
-    group = p.add_argument_group("attribution map", "the method's parameters (only those you set are passed on)")
-    group.add_argument("--method", default=None, help=f"attribution method: {' | '.join(METHODS.names())} "
-                       "(default api-clip; carve for --strategy carve)")
-    group.add_argument(
-        "--model", default=None,
-        help="the method's model: hub id, local checkpoint directory, or 'shapes' (embedded, offline); default "
-        + model_defaults,
-    )
-    group.add_argument("--preset", default=None, help="named parameter set: reference (default) | paper | grounding "
-                       "(api-clip)")
+def _add_spec_flags(p: argparse.ArgumentParser, *, crossed: bool = False) -> None:
+    """One flag per setting of how a question is asked (:func:`~attnprompt.strategies.spec.spec_fields`),
+    one per method parameter (``--map-max-new-tokens`` for api-vlm's own budget beside the answer's) and
+    the regions flags; default None everywhere, so only what the user sets is passed on and each method keeps
+    its own defaults. ``crossed``: ``eval``, whose method, preset and form are comma-separated lists."""
+    from .forms import forms_help
+    from .strategies.spec import MAP_PREFIX, spec_fields
+
+    group = p.add_argument_group("how the question is asked", "the map, its visual prompt, the segmenter (only "
+                                 "what you set is passed on)")
+    for name, meta, _ in spec_fields():
+        if crossed and name in CROSSED:
+            continue
+        help_ = meta["help"] + (f": {forms_help()}" if name == "form" else "")
+        kwargs: dict[str, Any] = {"type": meta["parse"]} if meta["parse"] not in (None, str) else {}
+        group.add_argument(_flag(name), dest=name, default=None, help=help_, **kwargs)
     for param in cli_parameters(METHODS.configs()):
-        dest = MAP_PREFIX + param.name if param.name in reserved else param.name
-        if param.parse is bool:
-            group.add_argument(_flag(dest), dest=dest, action=argparse.BooleanOptionalAction, default=None,
-                               help=param.help)
-        else:
-            group.add_argument(_flag(dest), dest=dest, type=param.parse, default=None, help=param.help)
-    group.add_argument("--gray", type=float, default=0.0, help="level masked pixels fade to, 0–255 (default 0 = black)")
-    group.add_argument("--resample", default="bilinear", help="grid → pixels: nearest | bilinear | bicubic | lanczos")
+        dest = MAP_PREFIX + param.name if param.name == "max_new_tokens" else param.name
+        kwargs = {"action": argparse.BooleanOptionalAction} if param.parse is bool else {"type": param.parse}
+        group.add_argument(_flag(dest), dest=dest, default=None, help=param.help, **kwargs)
+    _add_region_flags(p)
 
 
 def _add_region_flags(p: argparse.ArgumentParser) -> None:
@@ -77,26 +74,26 @@ def _add_region_flags(p: argparse.ArgumentParser) -> None:
         group.add_argument(_flag(dest), dest=dest, default=None, help=param.help.removeprefix("regions: "), **kwargs)
 
 
-def _regions(args: argparse.Namespace) -> RegionConfig | None:
-    fields = {name: getattr(args, REGION_PREFIX + name) for name in RegionConfig.parameter_names()
-              if getattr(args, REGION_PREFIX + name, None) is not None}
-    if args.regions is None and not fields:
-        return None  # the method's own rule, if a crop is made at all
-    return RegionConfig.from_preset(args.regions, **fields)
-
-
-def _method_params(args: argparse.Namespace, *, reserved: Sequence[str] = ()) -> dict[str, Any]:
-    out = {}
-    for param in cli_parameters(METHODS.configs()):
-        dest = MAP_PREFIX + param.name if param.name in reserved else param.name
-        if getattr(args, dest, None) is not None:
-            out[dest] = getattr(args, dest)
-    return out
-
-
 def _add_device_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32 (default) | float16 | bfloat16")
+
+
+def _add_vlm_flags(p: argparse.ArgumentParser, *, server: bool = True) -> None:
+    """The answering VLM: ``--vlm`` and, for a server, its model name, key, native side and timeout."""
+    group = p.add_argument_group("answering VLM")
+    group.add_argument("--vlm", default=None, help="who answers: hub id, local directory, 'shapes' (embedded, "
+                       "offline)" + (", or an OpenAI-compatible URL (http://host:port/v1)" if server else "")
+                       + "; default llava-hf/llava-1.5-7b-hf")
+    if server:
+        group.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
+        group.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
+        group.add_argument("--native-side", type=int, default=None,
+                           help="a server's model input side in pixels (ViCrop's default crop window; a local "
+                                "model's family says it: 336 LLaVA-1.5, 224 Qwen-VL, 128 shapes)")
+        group.add_argument("--timeout", type=float, default=60.0,
+                           help="seconds per HTTP request (one retry after a wait)")
+    _add_device_flags(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make vision-language models look where a question points (Attention Prompting on Image).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_annotate_parser, _ask_parser, _serve_parser, _eval_parser, _demo_parser, _report_parser):
+        add(sub)
+    return parser
 
+
+def _annotate_parser(sub: Any) -> None:
     ann = sub.add_parser(
         "annotate",
         help="overlay a query-guided heatmap on an image",
@@ -130,11 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--overwrite", action="store_true",
                      help="batch mode: recompute finished items that were made with other settings (without it, "
                      "such items are an error; items made with these settings are always kept)")
-    _add_method_flags(ann, model_defaults="openai/clip-vit-large-patch14-336 for api-clip, "
-                      "llava-hf/llava-1.5-7b-hf for api-vlm and carve")
+    group = ann.add_argument_group("attribution map", "the method's parameters (only those you set are passed on)")
+    group.add_argument("--method", default=None, help=f"attribution method: {' | '.join(METHODS.names())} "
+                       "(default api-clip)")
+    group.add_argument("--model", default=None, help="the method's model: hub id, local checkpoint directory, or "
+                       "'shapes' (embedded, offline); default openai/clip-vit-large-patch14-336 for api-clip, "
+                       "llava-hf/llava-1.5-7b-hf for api-vlm and carve")
+    group.add_argument("--preset", default=None, help="named parameter set (default the method's own)")
+    group.add_argument("--gray", type=float, default=0.0, help="level masked pixels fade to, 0–255 (default 0 = black)")
+    group.add_argument("--resample", default="bilinear", help="grid → pixels: nearest | bilinear | bicubic | lanczos")
+    for param in cli_parameters(METHODS.configs()):
+        kwargs: dict[str, Any] = {"action": argparse.BooleanOptionalAction} if param.parse is bool else {
+            "type": param.parse}
+        # the map's own parameters keep their names here (annotate has no answer budget of its own)
+        dest = "map_max_new_tokens" if param.name == "max_new_tokens" else param.name
+        group.add_argument(_flag(param.name), dest=dest, default=None, help=param.help, **kwargs)
     _add_region_flags(ann)
     _add_device_flags(ann)
 
+
+def _ask_parser(sub: Any) -> None:
     ask = sub.add_parser(
         "ask",
         help="answer a question about an image, with attention prompting",
@@ -145,37 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", help="the question")
     ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
                      "(default api)")
-    ask.add_argument("--form", default=None, choices=FORMS,
-                     help="the visual prompt of strategies that show a map: overlay (the paper's blend) | crop (the "
-                     "original and a crop of the map's regions) | both (the blend and the crop); default the "
-                     "strategy's (crop for carve, else overlay)")
-    ask.add_argument("--sources", default=None,
-                     help="ensemble: the attribution sources, comma-separated method:model (default: api-clip with "
-                     "the paper's CLIP, api-vlm with the answering VLM)")
-    ask.add_argument("--segmenter", default=None, help=SEGMENTER_HELP)
     ask.add_argument("--suffix", default="", help="the task's answer-format instruction, e.g. 'Answer the question "
                      "using a single word or phrase.' (placed by the strategy)")
     ask.add_argument("--max-new-tokens", type=int, default=128, help="the answer's token budget (default 128)")
     ask.add_argument("--compare", action="store_true", help="also ask with 'plain', and print both")
     ask.add_argument("--json", action="store_true", help="print the whole result (every step) as JSON")
     ask.add_argument("--save-annotated", default=None, help="also write the annotated image the VLM saw")
-    vlm_args = ask.add_argument_group("answering VLM")
-    vlm_args.add_argument(
-        "--vlm", default=None,
-        help="who answers: hub id, local directory, 'shapes' (embedded, offline), or an OpenAI-compatible "
-        "URL (http://host:port/v1); default llava-hf/llava-1.5-7b-hf",
-    )
-    vlm_args.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
-    vlm_args.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
-    vlm_args.add_argument("--native-side", type=int, default=None,
-                          help="a server's model input side in pixels (ViCrop's default crop window; a local "
-                               "model's family says it: 336 LLaVA-1.5, 224 Qwen-VL, 128 shapes)")
-    vlm_args.add_argument("--timeout", type=float, default=60.0,
-                          help="seconds per HTTP request (one retry after a wait)")
-    _add_method_flags(ask, reserved=ASK_RESERVED, model_defaults="the paper's CLIP for api-clip (the shapes CLIP "
-                      "with --vlm shapes), the answering VLM itself for api-vlm and carve")
-    _add_region_flags(ask)
-    _add_device_flags(ask)
+    _add_vlm_flags(ask)
+    _add_spec_flags(ask)
+
+
+def _serve_parser(sub: Any) -> None:
+    from .serve import Limits
 
     srv = sub.add_parser(
         "serve",
@@ -183,14 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Expose a local VLM at http://HOST:PORT/v1/chat/completions (multi-turn; images as base64 "
         "data URLs).",
     )
-    srv.add_argument(
-        "--vlm", default=None, help="hub id, local directory or 'shapes' (default llava-hf/llava-1.5-7b-hf)"
-    )
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
-    from .serve import Limits
-
     limits = Limits()
     srv.add_argument("--max-body-mb", type=float, default=limits.max_body / 2**20,
                      help=f"largest request body, MB (default {limits.max_body / 2**20:g})")
@@ -201,8 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-prompt-chars", type=int, default=limits.max_prompt_chars,
                      help=f"characters of text per conversation (default {limits.max_prompt_chars}); the model's "
                      "context is checked too")
-    _add_device_flags(srv)
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    _add_vlm_flags(srv, server=False)
+
+
+def _eval_parser(sub: Any) -> None:
+    from .evaluation.tasks import TASKS
 
     ev = sub.add_parser(
         "eval",
@@ -211,22 +208,32 @@ def build_parser() -> argparse.ArgumentParser:
         "one record per sample in DIR/records.sqlite; rerun the same command to resume. Writes DIR/report.md, "
         "report.json, report.html and samples.jsonl.",
     )
-    ev.add_argument("--task", required=True, help="comma-separated tasks: shapes-vqa | shapes-pope | shapes-pointing "
-                    "| path/to/file.py[:NAME] | vqa (a generic task over --data)")
+    ev.add_argument("--task", required=True, help="comma-separated tasks: " + " | ".join(TASKS.names())
+                    + " | path/to/file.py[:NAME] | vqa (a generic task over --data)")
     ev.add_argument("--out", required=True, help="output directory (records, report); resumable")
     ev.add_argument("--strategy", default="plain,api", help="comma-separated strategies (default plain,api): "
                     + " | ".join(STRATEGIES.names()))
-    ev.add_argument("--form", default=None, help="comma-separated visual-prompt forms for strategies that show a map: "
-                    + " | ".join(FORMS) + " (default: each strategy's)")
-    ev.add_argument("--sources", default=None, help="ensemble: comma-separated method:model sources")
-    ev.add_argument("--segmenter", default=None, help=SEGMENTER_HELP)
+    ev.add_argument("--method", default=None, help="comma-separated attribution methods crossed with the "
+                    f"strategies that show a map: {' | '.join(METHODS.names())} (default each strategy's own; map "
+                    "tasks: api-clip)")
+    ev.add_argument("--preset", default=None, help="comma-separated presets, each crossed with the methods that "
+                    "have it (map tasks: every preset by default)")
+    ev.add_argument("--form", default=None, help="comma-separated visual-prompt forms for strategies that show a "
+                    "map: " + " | ".join(FORMS.names()) + " (default: each strategy's)")
+    ev.add_argument("--max-new-tokens", type=int, default=None, help="answer budget (default: each task's own)")
+    _add_run_flags(ev)
+    _add_data_flags(ev)
+    _add_vlm_flags(ev)
+    _add_spec_flags(ev, crossed=True)
+
+
+def _add_run_flags(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--limit", type=int, default=None, help="the first N samples of each task")
     ev.add_argument("--batch-size", type=int, default=8, help="answers per forward on a local VLM (default 8)")
     ev.add_argument("--concurrency", type=int, default=None, help="requests in flight to a server (default 4)")
     ev.add_argument("--retry-failed", action="store_true",
                     help="run again the samples whose record is a failure, and ask the judge again about unreadable "
                     "verdicts (answers the judge gave no reply on are asked again by every run)")
-    ev.add_argument("--max-new-tokens", type=int, default=None, help="answer budget (default: each task's own)")
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -238,9 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "ray://HOST:10001, or default $RAY_ADDRESS, else a local Ray for this run")
     ray_group.add_argument("--workers", type=int, default=None, help="model replicas (default one per GPU, else one "
                            "per CPU)")
-    ev.add_argument("--data", default=None, help="where benchmarks' data is: TASK=PATH[,TASK=PATH…] (a save_to_disk "
-                    "folder, parquet files, the original release's folder, or a hub id), or one PATH for a single "
-                    "such task or for --task vqa (a .jsonl/.json/.csv file or a dataset)")
     judge = ev.add_argument_group("judge (mmvet, llava-bench)")
     judge.add_argument("--judge", default=None, help="an OpenAI-compatible URL for the GPT judge (without it, judged "
                        "tasks record their answers and the report says they await a judge)")
@@ -249,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the judge's "
                        "API key (default OPENAI_API_KEY; the key is never written anywhere)")
     judge.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
+
+
+def _add_data_flags(ev: argparse.ArgumentParser) -> None:
+    ev.add_argument("--data", default=None, help="where benchmarks' data is: TASK=PATH[,TASK=PATH…] (a save_to_disk "
+                    "folder, parquet files, the original release's folder, or a hub id), or one PATH for a single "
+                    "such task or for --task vqa (a .jsonl/.json/.csv file or a dataset)")
     generic = ev.add_argument_group("generic VQA task (--task vqa --data FILE)")
     generic.add_argument("--columns", default=None, help="role=column,… for image, question, answer, id, category "
                          "(default: the role names)")
@@ -257,20 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     generic.add_argument("--suffix", default="", help="answer-format instruction appended to every question")
     generic.add_argument("--images-root", default=None, help="folder relative image paths start from (default: the "
                          "data file's)")
-    vlm_eval = ev.add_argument_group("answering VLM")
-    vlm_eval.add_argument("--vlm", default=None, help="hub id, local directory, 'shapes', or an OpenAI-compatible URL "
-                          "(default llava-hf/llava-1.5-7b-hf)")
-    vlm_eval.add_argument("--vlm-model", default=None, help="model name on the server (default: the server's first)")
-    vlm_eval.add_argument("--api-key", default=None, help="API key for the server (default: $OPENAI_API_KEY)")
-    vlm_eval.add_argument("--native-side", type=int, default=None,
-                          help="a server's model input side in pixels (ViCrop's default crop window; a local "
-                               "model's family says it: 336 LLaVA-1.5, 224 Qwen-VL, 128 shapes)")
-    vlm_eval.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    _add_method_flags(ev, reserved=ASK_RESERVED, model_defaults="as for ask; --method and --preset take "
-                      "comma-separated lists, crossed with the strategies (map tasks: every preset by default)")
-    _add_region_flags(ev)
-    _add_device_flags(ev)
 
+
+def _demo_parser(sub: Any) -> None:
     demo = sub.add_parser("demo", help="start the web demo (Gradio; pip install 'attnprompt[demo]')",
                           description="Serve the web demo at http://HOST:PORT: an image, a question, the map, the "
                           "annotated image, the answers with and without the prompt.")
@@ -279,11 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=7860)
 
+
+def _report_parser(sub: Any) -> None:
     rep = sub.add_parser("report", help="write the report of an evaluation directory again",
                          description="Rebuild DIR/report.md, report.json, report.html and samples.jsonl from "
                          "DIR/records.sqlite.")
     rep.add_argument("directory", help="the --out directory of attnprompt eval")
-    return parser
 
 
 #: Flags whose values may start with "-" without being numbers (slices and lists of layers).
@@ -365,36 +365,43 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The attribution and loading options ``annotate`` and ``ask`` share, by their API names."""
-    return dict(method=args.method, model=args.model, preset=args.preset, gray=args.gray, resample=args.resample,
-                device=args.device, dtype=args.dtype)
+def _map_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
+    """``annotate``'s map settings by their API names (read through the spec, as every command does), and
+    the regions the flags choose (``None``: none chosen)."""
+    from .strategies.spec import AskSpec
+
+    m = AskSpec.from_flags(args).map
+    settings = dict(method=m.method or "api-clip", model=m.model, preset=m.preset, gray=m.gray, resample=m.resample,
+                    device=args.device, dtype=args.dtype, **m.params)
+    return settings, regions_from_flags(args)
 
 
 def _annotate(args: argparse.Namespace) -> int:
     from .errors import InputError
 
-    common = {**_map_args(args), "method": args.method or "api-clip"}
+    settings, regions = _map_settings(args)
     if args.batch:
         if args.image or args.query or args.output:
             raise InputError("give either IMAGE QUERY -o OUT, or --batch FILE.jsonl --out-dir DIR, not both")
-        if args.crop or _regions(args) is not None:
+        if args.crop or regions is not None:
             raise InputError("batch mode writes no crops yet; annotate one image with --crop OUT.png")
         if not args.out_dir:
             raise InputError("--batch needs --out-dir DIR for the outputs")
-        from .batch import run_batch
+        from .batch import BatchOptions, run_batch
 
-        report = run_batch(
-            args.batch,
-            args.out_dir,
-            **common,
-            batch_size=args.batch_size,
-            visuals=args.visuals,
-            params=_method_params(args),
-            overwrite=args.overwrite,
-        )
+        options = BatchOptions(batch_size=args.batch_size, visuals=args.visuals, overwrite=args.overwrite)
+        report = run_batch(args.batch, args.out_dir, options, **settings)
         print(report.summary())
         return EXIT_PARTIAL if report.failed else 0
+    return _annotate_one(args, settings, regions)
+
+
+def _annotate_one(args: argparse.Namespace, settings: dict[str, Any], regions: Any) -> int:
+    from .api import annotate
+    from .checks import check_query
+    from .errors import InputError
+    from .files import check_writable
+    from .images import load_image
 
     if not args.image or args.query is None:
         raise InputError("annotate needs IMAGE and QUERY (or --batch FILE.jsonl --out-dir DIR)")
@@ -402,22 +409,15 @@ def _annotate(args: argparse.Namespace) -> int:
         raise InputError("annotate needs -o OUT.png for the annotated image")
     if args.heatmap and not args.heatmap.lower().endswith(".npy"):
         raise InputError(f"--heatmap {args.heatmap}: heatmaps are saved losslessly as .npy; use a .npy suffix")
-    from .api import annotate
-    from .checks import check_query
-    from .files import check_writable
-    from .images import load_image
-
     # everything that can be checked is, before a model loads
     for flag, path in (("-o", args.output), ("--heatmap", args.heatmap), ("--visual", args.visual),
                        ("--crop", args.crop)):
         if path:
             check_writable(path, flag)
     image = load_image(args.image, name=args.image)
-    regions = _regions(args)
     if regions is not None and not args.crop:
         raise InputError("the regions flags choose a crop; give --crop OUT.png to write it")
-    ann = annotate(image, check_query(args.query), regions=regions or bool(args.crop), **common,
-                   **_method_params(args))
+    ann = annotate(image, check_query(args.query), regions=regions or bool(args.crop), **settings)
     ann.save(args.output, heatmap=args.heatmap, visual=args.visual, crop=args.crop)
     written = [args.output] + [p for p in (args.heatmap, args.visual, args.crop) if p]
     print(f"wrote {', '.join(written)}")
@@ -425,41 +425,25 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from .api import ask
+    from .api import ask_spec
     from .backends import get_backend
-    from .errors import InputError
-
-    strategy = STRATEGIES.get(args.strategy)
-    if args.save_annotated and not strategy.needs.map:
-        raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
-    if args.segmenter and not strategy.needs.segmenter:
-        drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
-        raise InputError(f"--segmenter is for the strategies that draw from masks ({', '.join(drawing)}), "
-                         f"not {args.strategy!r}")
     from .checks import check_query
+    from .errors import InputError
     from .files import check_writable
     from .images import load_image
+    from .strategies.spec import AskSpec
 
-    # everything that can be checked is, before a model loads
+    # everything that can be checked is, before a model loads: the settings, the files, the question
+    spec = AskSpec.from_flags(args).replace(strategy=args.strategy, max_new_tokens=args.max_new_tokens).check()
+    if args.save_annotated and not STRATEGIES.get(spec.strategy).needs.map:
+        raise InputError(f"--save-annotated needs a strategy that annotates the image, not {args.strategy!r}")
     if args.save_annotated:
         check_writable(args.save_annotated, "--save-annotated")
-    image, question = load_image(args.image, name=args.image), check_query(args.question)
-    backend = get_backend(
-        args.vlm,
-        vlm_model=args.vlm_model,
-        api_key=args.api_key,
-        timeout=args.timeout,
-        device=args.device,
-        dtype=args.dtype,
-        native_side=args.native_side,
-    )
-    result = ask(
-        image, question, vlm=backend, strategy=args.strategy, suffix=args.suffix,
-        sources=[s for s in args.sources.split(",") if s.strip()] if args.sources else None,
-        segmenter=args.segmenter, max_new_tokens=args.max_new_tokens, compare=args.compare, form=args.form,
-        regions=_regions(args),
-        **_map_args(args), **_method_params(args, reserved=ASK_RESERVED),
-    )
+    image, question = load_image(args.image, name=args.image), check_query(args.question, name="QUESTION")
+    backend = get_backend(args.vlm, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
+                          device=args.device, dtype=args.dtype, native_side=args.native_side)
+    result = ask_spec(image, question, spec, vlm=backend, suffix=args.suffix, compare=args.compare,
+                      device=args.device, dtype=args.dtype)
     results = [result] + ([result.baseline] if result.baseline is not None else [])
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -493,9 +477,11 @@ def _shown(result: Any) -> str:
 
 def _eval(args: argparse.Namespace) -> int:
     from .errors import InputError
-    from .evaluation.runner import evaluate
+    from .evaluation.evaluate import evaluate
     from .evaluation.tasks import generic_task
+    from .strategies.spec import AskSpec
 
+    spec = AskSpec.from_flags(args, skip=CROSSED).replace(max_new_tokens=args.max_new_tokens)
     tasks: list[Any] = [t.strip() for t in args.task.split(",") if t.strip()]
     data = _data_locations(args.data, tasks)
     if "vqa" in tasks:
@@ -504,17 +490,13 @@ def _eval(args: argparse.Namespace) -> int:
         tasks[tasks.index("vqa")] = generic_task(data.pop("vqa"), columns=args.columns, metric=args.metric,
                                                  split=args.split, suffix=args.suffix, images_root=args.images_root)
     run = evaluate(
-        tasks, out=args.out, vlm=args.vlm, strategies=args.strategy, methods=args.method, presets=args.preset,
-        forms=args.form, model=args.model, sources=args.sources.split(",") if args.sources else None,
-        segmenter=args.segmenter,
-        limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
-        max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
-        gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
-        vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, native_side=args.native_side,
-        data=data or None,
-        judge=args.judge, judge_model=args.judge_model, judge_key_env=args.judge_key_env,
-        judge_concurrency=args.judge_concurrency, executor=args.executor, address=args.address, workers=args.workers,
-        **_method_params(args, reserved=ASK_RESERVED),
+        tasks, out=args.out, spec=spec, vlm=args.vlm, strategies=args.strategy, methods=args.method,
+        presets=args.preset, forms=args.form, limit=args.limit, batch_size=args.batch_size,
+        concurrency=args.concurrency, retry_failed=args.retry_failed, gallery=args.gallery, progress=not args.quiet,
+        device=args.device, dtype=args.dtype, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
+        native_side=args.native_side, data=data or None, judge=args.judge, judge_model=args.judge_model,
+        judge_key_env=args.judge_key_env, judge_concurrency=args.judge_concurrency, executor=args.executor,
+        address=args.address, workers=args.workers,
     )
     print(run.summary())
     return EXIT_PARTIAL if run.failed else 0

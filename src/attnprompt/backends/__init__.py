@@ -33,12 +33,14 @@ def get_backend(
     dtype: Any = None,
     concurrency: int | None = None,
     native_side: int | None = None,
+    batch_size: int | None = None,
 ) -> Backend:
     """A backend from a spec: an http(s) URL → OpenAI-compatible client (``vlm_model`` = the
     server's model name, default its first; ``api_key`` default ``$OPENAI_API_KEY``; ``concurrency``
     requests in flight, default 4; ``native_side`` = the served model's input side in pixels, ViCrop's
     default crop window, which a server does not say); anything
-    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B); a Backend passes through.
+    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B; ``batch_size`` answers per
+    forward, default 4); a built Backend passes through as it is.
 
     >>> get_backend("http://127.0.0.1:8000/v1", vlm_model="llava").name
     'http://127.0.0.1:8000/v1#llava'
@@ -57,4 +59,5 @@ def get_backend(
                          "local model (its family says its input side; batch_size sets how many answers run at once)")
     from .local import LocalVLM
 
-    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype)
+    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype,
+                                    **({} if batch_size is None else {"batch_size": batch_size}))

@@ -19,14 +19,17 @@ import json
 import sys
 import tempfile
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attnprompt
 
+from ..api import ask_spec
 from ..attribution.configs import METHODS
 from ..forms import FORMS
 from ..strategies.registry import STRATEGIES
+from ..strategies.spec import AskSpec
 
 #: Shapes scenes offered as examples (seed, objects), drawn when the app starts.
 EXAMPLES = ((7, 5, "What colour is the circle?"), (11, 6, "What shape is the red object?"),
@@ -66,10 +69,36 @@ def _optional_number(value: Any, kind: type, name: str = "value") -> Any:
     return kind(number)
 
 
-def answer(image_file: Any, question: str, method: str, preset: str, layers: str, kernel: Any, enhance: Any,
-           gray: float, form: str, strategy: str, vlm: str, model: str, max_new_tokens: Any,
-           segmenter: str | None = None, progress: Any = None) -> tuple:
-    """One request of the page: everything it shows, or the error message and nothing else.
+#: The page's settings widgets, in the order the handler receives their values.
+WIDGETS = ("method", "preset", "layers", "kernel", "enhance", "gray", "form", "strategy", "vlm", "model",
+           "max_new_tokens", "segmenter")
+
+
+def page_spec(widgets: Mapping[str, Any]) -> AskSpec:
+    """The :class:`~attnprompt.strategies.spec.AskSpec` the page's widgets describe: blanks mean "the preset's"
+    or "the default", numbers are checked, and of the page's settings the strategy keeps what it takes (the
+    page shows every widget whatever the strategy).
+
+    >>> page_spec({"strategy": "plain", "method": "api-clip", "kernel": "3", "gray": 0, "form": "overlay"}).given()
+    {'max_new_tokens': 32}
+    """
+    method = widgets.get("method") or "api-clip"
+    params = {"layers": (widgets.get("layers") or "").strip() or None,
+              "kernel": _optional_number(widgets.get("kernel"), int, "kernel"),
+              "enhance": _optional_number(widgets.get("enhance"), float, "enhance")}
+    names = METHODS.config(method).parameter_names()
+    settings: dict[str, Any] = {k: v for k, v in params.items() if v is not None and k in names}
+    settings.update(strategy=widgets.get("strategy") or "api", method=method, preset=widgets.get("preset") or None,
+                    model=(widgets.get("model") or "").strip() or None, gray=float(widgets.get("gray") or 0),
+                    form=widgets.get("form") or None, segmenter=(widgets.get("segmenter") or "").strip() or None,
+                    max_new_tokens=_optional_number(widgets.get("max_new_tokens"), int, "answer tokens") or 32)
+    spec = AskSpec.from_mapping(settings)
+    return spec.narrowed(STRATEGIES.get(spec.strategy).needs)
+
+
+def answer(image_file: Any, question: str, widgets: Mapping[str, Any], progress: Any = None) -> tuple:
+    """One request of the page: everything it shows, or the error message and nothing else. ``widgets``: the
+    settings widgets' values by name (:data:`WIDGETS`).
 
     Returns ``(status, original, heatmap, annotated, crop, answers, steps, config, downloads)``.
     """
@@ -83,19 +112,11 @@ def answer(image_file: Any, question: str, method: str, preset: str, layers: str
         image = attnprompt.load_image(path, name=Path(str(path)).name)
         if not question or not question.strip():
             raise attnprompt.InputError("the question is empty; type what you want to ask about the image")
-        method_params = {"layers": (layers or "").strip() or None, "kernel": _optional_number(kernel, int, "kernel"),
-                         "enhance": _optional_number(enhance, float, "enhance")}
-        settings: dict[str, Any] = dict(method=method, preset=preset or None, model=(model or "").strip() or None,
-                                        gray=float(gray), form=form,
-                                        segmenter=(segmenter or "").strip() or None)
-        settings.update({k: v for k, v in method_params.items() if v is not None and
-                         k in METHODS.config(method).parameter_names()})
-        kwargs = STRATEGIES.get(strategy).needs.select(settings)  # what this strategy takes of the page's settings
-        kwargs["max_new_tokens"] = _optional_number(max_new_tokens, int, "answer tokens") or 32
+        spec = page_spec(widgets).check()
+        vlm = (widgets.get("vlm") or "").strip() or None
         if progress is not None:
-            progress(0.2, desc=f"loading {vlm or 'the VLM'} and asking ({strategy})")
-        result = attnprompt.ask(image, question.strip(), vlm=(vlm or "").strip() or None, strategy=strategy,
-                                compare=strategy != "plain", **kwargs)
+            progress(0.2, desc=f"loading {vlm or 'the VLM'} and asking ({spec.strategy})")
+        result = ask_spec(image, question.strip(), spec, vlm=vlm, compare=spec.strategy != "plain")
         if progress is not None:
             progress(0.9, desc="rendering")
         return ("",) + _shown(image, result)
@@ -189,7 +210,7 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                     enhance = gr.Textbox(label="Enhance (blank: the preset's)", placeholder="5", elem_id="enhance")
                 gray = gr.Slider(0, 255, value=0, step=1, label="Gray level of the masked pixels", elem_id="gray")
                 with gr.Row():
-                    form = gr.Radio(list(FORMS), value="overlay", label="Visual prompt", elem_id="form")
+                    form = gr.Radio(list(FORMS.names()), value="overlay", label="Visual prompt", elem_id="form")
                     strategy = gr.Dropdown([n for n in STRATEGIES.names() if not STRATEGIES.get(n).needs.truth],
                                            value="api", label="Strategy",
                                            elem_id="strategy")
@@ -215,14 +236,15 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                 downloads = gr.File(label="Downloads: heatmap (.npy), annotated image (.png)", file_count="multiple",
                                     interactive=False, elem_id="downloads")
                 config = gr.JSON(label="Configuration used", elem_id="config")
-        def run(*args: Any, progress: Any = gr.Progress()) -> tuple:  # noqa: B008  (how Gradio passes progress)
-            return answer(*args, progress=progress)
+        def run(image: Any, question: str, *values: Any, progress: Any = gr.Progress()) -> tuple:  # noqa: B008
+            # Gradio passes each input's value in order, and its progress tracker as a default argument
+            return answer(image, question, dict(zip(WIDGETS, values)), progress=progress)
 
         method.change(presets_for, method, preset)
         image_file.change(preview, image_file, [status, original])
         # the previous answer goes at once (not queued), so the page never shows an old answer as the new one
         inputs = [image_file, question, method, preset, layers, kernel, enhance, gray, form, strategy, vlm_box, model,
-                  tokens, segmenter]
+                  tokens, segmenter]  # image, question, then the widgets in WIDGETS' order
         outputs = [status, original, heatmap, annotated, crop, answers, steps, config, downloads]
         cleared = ask.click(lambda: ("", "", ""), None, [status, answers, steps], queue=False)
         cleared.then(run, inputs, outputs, concurrency_limit=1)

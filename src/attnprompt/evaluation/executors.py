@@ -10,9 +10,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from .conditions import Condition
+from .runner import Runner
 from .store import RunStore
 from .tasks import Task
-from .units import Plan, Runner, Unit, run_unit
+from .units import Plan, Unit, run_unit
 
 
 class Executor(Protocol):

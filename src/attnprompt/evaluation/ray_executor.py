@@ -36,7 +36,8 @@ from typing import Any
 from ..checks import check_count
 from ..errors import InputError, import_optional
 from .executors import record_plans
-from .units import ConditionStats, Plan, Runner, Unit, run_unit
+from .runner import Runner
+from .units import ConditionStats, Plan, Unit, run_unit
 
 
 class WorkerDied(RuntimeError):
@@ -116,7 +117,7 @@ class RayExecutor:
     def __init__(self, *, backend: Any, runner_args: Mapping[str, Any], address: str | None = None,
                  workers: int | None = None) -> None:
         """``backend``: the :class:`~attnprompt.evaluation.runner.BackendOptions` each replica builds its
-        backend from (``None``: no VLM); ``runner_args``: its :class:`~attnprompt.evaluation.units.Runner`'s."""
+        backend from (``None``: no VLM); ``runner_args``: its :class:`~attnprompt.evaluation.runner.Runner`'s."""
         ray = import_optional("ray", "ray", "--executor ray", "Ray")
         if workers is not None:
             check_count("workers", workers)

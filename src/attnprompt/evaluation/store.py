@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import OutputError
 
@@ -56,6 +56,35 @@ class Record:
     scores: Mapping[str, float] | None = None
     record: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @classmethod
+    def answered(cls, key: RecordKey, prediction: str, scores: Mapping[str, float] | None,
+                 record: Mapping[str, Any], seconds: float = 0.0) -> Record:
+        """A sample answered under ``key`` (scores None: answered, not scored by a metric — lmms-eval's).
+
+        >>> Record.answered(RecordKey("t", "s", "h", "plain"), "red", {"correct": 1.0}, {}).ok
+        True
+        """
+        return cls(*key, True, prediction, scores=scores, record=record, seconds=seconds)
+
+    @classmethod
+    def failed(cls, key: RecordKey, error: str, failure: str | None = "error", record: Mapping[str, Any] | None = None,
+               seconds: float = 0.0) -> Record:
+        """A sample that got no answer under ``key``: why (``error``) and which kind of failure; never scored.
+
+        >>> Record.failed(RecordKey("t", "s", "h", "plain"), "timed out").scores is None
+        True
+        """
+        return cls(*key, False, "", error=error, failure=failure, record=dict(record or {}), seconds=seconds)
+
+
+class RecordKey(NamedTuple):
+    """What a record is stored under: the task, the sample, the configuration's hash, and the report's row."""
+
+    task: str
+    sample_id: str
+    config_hash: str
+    condition: str
 
 
 class RunStore:
@@ -140,8 +169,9 @@ class RunStore:
         rows = self.db.execute("select * from records where task = ? and config_hash = ?", (task, config_hash))
         out = {}
         for (t, sample, h, condition, ok, prediction, error, failure, scores, record, seconds) in rows:
-            out[sample] = Record(t, sample, h, condition, bool(ok), prediction or "", error, failure,
-                                 None if scores is None else json.loads(scores), json.loads(record), seconds)
+            out[sample] = Record(t, sample, h, condition, bool(ok), prediction or "", error=error, failure=failure,
+                                 scores=None if scores is None else json.loads(scores), record=json.loads(record),
+                                 seconds=seconds)
         return out
 
     def config(self, config_hash: str) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """One unit of evaluation work — a chunk of samples under one condition — and everything needed to run
-it: the :class:`Runner` that builds each condition's strategy (or map attributor) with shared, map-caching
-attributors; the chunk policy (:func:`run_chunk`: the whole chunk at once, each sample alone if that
-raises); and the records a finished unit leaves in the run store. Every executor (this process, its
-threads, Ray actors) and the lmms-eval plugin run their work through here.
+it: the plan of a condition (:class:`Plan`, made by :class:`~attnprompt.evaluation.runner.Runner`); the
+chunk policy (:func:`run_chunk`: the whole chunk at once, each sample alone if that raises); the records a
+finished unit leaves in the run store; and the bookkeeping of what is done (:class:`Progress`). Every
+executor (this process, its threads, Ray actors) and the lmms-eval plugin run their work through here.
 """
 
 from __future__ import annotations
@@ -15,13 +15,9 @@ from typing import Any, TypeVar
 
 from PIL import Image
 
-from ..attribution.configs import METHODS
 from ..errors import InputError
-from ..files import config_hash_of
-from ..regions import RegionConfig
-from ..strategies.registry import STRATEGIES
 from .conditions import Condition
-from .store import Record
+from .store import Record, RecordKey
 from .tasks import Task
 from .tasks.base import EvalSample
 
@@ -81,107 +77,35 @@ class Unit:
     indices: list[int]
     run: UnitRun | None
 
-
-class Runner:
-    """Builds and shares the attributors (one map-caching attributor per configuration) and plans each
-    (task, condition): its configuration and how to run a chunk of it."""
-
-    def __init__(self, backend: Any, *, model: Any = None, sources: Sequence[str] | None = None, segmenter: Any = None,
-                 params: Mapping[str, Any] | None = None, max_new_tokens: int | None = None, gray: float = 0.0,
-                 resample: str = "bilinear", regions: RegionConfig | None = None, device: str | None = None,
-                 dtype: Any = None) -> None:
-        self.backend = backend
-        self.model = model
-        self.sources = sources
-        self.segmenter_spec = segmenter
-        self._segmenter: Any = None
-        self.params = dict(params or {})
-        self.max_new_tokens = max_new_tokens
-        self.gray, self.resample, self.regions = gray, resample, regions
-        self.device, self.dtype = device, dtype
-        self.attributors: dict[tuple, Any] = {}
-
-    def attributor(self, method: str, *, model: Any = None, preset: str | None = None, device: Any = None,
-                   dtype: Any = None, **params: Any) -> Any:
-        """A shared, map-caching attributor per configuration (``get_attributor``'s arguments)."""
-        from ..attribution import get_attributor
-        from ..attribution.cache import MapCache
-
-        key = (method, model if isinstance(model, (str, type(None))) else id(model), preset, device, str(dtype),
-               tuple(sorted((k, repr(v)) for k, v in params.items())))
-        if key not in self.attributors:
-            self.attributors[key] = MapCache(get_attributor(method, model=model, preset=preset, device=device,
-                                                            dtype=dtype, **params))
-        return self.attributors[key]
-
-    def segmenter(self) -> Any:
-        """The run's segmenter, built on first use and shared (its masks cache serves every baseline)."""
-        if self._segmenter is None:
-            from ..strategies.build import pick_segmenter
-
-            self._segmenter = pick_segmenter(self.segmenter_spec, self.backend, self.device, self.dtype)
-        return self._segmenter
-
-    def strategy(self, condition: Condition, max_new_tokens: int) -> Any:
-        """The condition's strategy, built with the run's settings that it takes
-        (:meth:`~attnprompt.strategies.base.Needs.select`)."""
-        from ..strategies.build import build_strategy
-
-        settings = dict(method=condition.method, model=self.model, preset=condition.preset, form=condition.form,
-                        regions=self.regions, gray=self.gray, resample=self.resample, sources=self.sources,
-                        device=self.device, dtype=self.dtype, make_attributor=self.attributor, **self.params)
-        needs = STRATEGIES.get(condition.strategy).needs
-        if needs.segmenter:
-            settings["segmenter"] = self.segmenter()
-        chosen = needs.select(settings)
-        return build_strategy(condition.strategy, self.backend, max_new_tokens=max_new_tokens, **chosen)
-
-    def map_attributor(self, condition: Condition) -> Any:
-        """A map condition's attributor, with the run's parameters its method has."""
-        from ..strategies.build import map_model
-
-        model = self.model
-        if model is None and self.backend is not None:
-            model = map_model(condition.method, None, self.backend)
-        own = {k: v for k, v in self.params.items() if k in METHODS.config(condition.method).parameter_names()}
-        return self.attributor(condition.method, model=model, preset=condition.preset, device=self.device,
-                               dtype=self.dtype, **own)
-
-    def plan(self, task: Task, condition: Condition) -> Plan:
-        """One condition of a task: its configuration and how to run a chunk under it. Every executor's
-        workers plan the same way, so their hashes are the driver's."""
-        if task.kind == "answer":
-            strategy = self.strategy(condition, self.max_new_tokens or task.max_new_tokens)
-            config = {"task": task.describe(), "strategy": strategy.describe(), "backend": self.backend.describe()}
-            run: UnitRun = strategy.run
-        else:
-            attributor = self.map_attributor(condition)
-            regions = self.regions or RegionConfig.from_preset()
-            config = {"task": task.describe(), "map": attributor.describe(), "gray": self.gray,
-                      "resample": self.resample, "regions": regions.to_dict()}
-            run = _map_unit(attributor, self.gray, self.resample, regions)
-        return Plan(condition, config, ConditionStats(condition.label, config_hash_of(config)), run)
-
-    def cache_info(self) -> dict[str, dict[str, int]]:
-        """Each shared attributor's map-cache hits and misses."""
-        return {f"{a.method} {config_hash_of(a.describe())}": a.info() for a in self.attributors.values()}
+    def key(self, sample: EvalSample) -> RecordKey:
+        """Where ``sample``'s record of this unit is stored."""
+        return RecordKey(self.task.name, str(sample.id), self.config_hash, self.condition.label)
 
 
-def _map_unit(attributor: Any, gray: float, resample: str, regions: RegionConfig) -> UnitRun:
-    from ..annotation import annotate_images
+# -- what is done --------------------------------------------------------------------------------------------
 
-    def run(samples: list[EvalSample]) -> list[Any]:
-        pairs = [(s.images[0], q) for s in samples for q in s.queries]
-        flat = annotate_images(attributor, [p[0] for p in pairs], [p[1] for p in pairs],
-                               suffixes=[s.suffix for s in samples for _ in s.queries], gray=gray,
-                               resample=resample, regions=regions)
-        out, start = [], 0
-        for s in samples:
-            out.append(tuple(flat[start : start + len(s.queries)]))
-            start += len(s.queries)
-        return out
 
-    return run
+def pending(ids: Sequence[str], done: Mapping[str, bool], retry_failed: bool = False) -> list[int]:
+    """The positions of ``ids`` that still need an answer: no record in ``done`` (``{id: ok}``), or a failed
+    one when ``retry_failed``. The harness and the lmms-eval plugin resume by this rule.
+
+    >>> pending(["a", "b", "c"], {"a": True, "b": False}), pending(["a", "b"], {"a": True, "b": False}, True)
+    ([2], [1])
+    """
+    return [i for i, sid in enumerate(ids) if sid not in done or (retry_failed and not done[sid])]
+
+
+def first_batch_failed(done: Mapping[str, bool], records: Sequence[Record]) -> bool:
+    """Whether these records stop the run: nothing of their condition was answered yet (``done``, the store's
+    records and this run's before them, holds no answer) and every one failed with an error — the server's,
+    a setting's or the model's fault, not the data's (an empty answer or a bad input is the sample's own).
+
+    >>> key = RecordKey("t", "s", "h", "plain")
+    >>> first_batch_failed({}, [Record.failed(key, "connection refused")]), first_batch_failed(
+    ...     {"x": True}, [Record.failed(key, "connection refused")])
+    (True, False)
+    """
+    return bool(records) and not any(done.values()) and all(not r.ok and r.failure == "error" for r in records)
 
 
 # -- the chunk policy --------------------------------------------------------------------------------------
@@ -284,11 +208,9 @@ def _answer_record(unit: Unit, sample: EvalSample, result: Any, seconds: float) 
     body = {"sample": sample.describe(), "prompts": [s.prompt for s in result.steps], "steps": steps}
     answer = result.answer
     if not answer.ok:
-        return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, False, "",
-                      answer.error or "no answer", answer.failure, None, body, seconds)
+        return Record.failed(unit.key(sample), answer.error or "no answer", answer.failure, body, seconds)
     scores = _score(unit.task, answer.text, sample, repr(answer.text))
-    return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, True, answer.text, None, None,
-                  scores, body, seconds)
+    return Record.answered(unit.key(sample), answer.text, scores, body, seconds)
 
 
 def _score(task: Task, output: Any, sample: EvalSample, shown: str) -> dict[str, float]:
@@ -307,11 +229,9 @@ def _map_record(unit: Unit, sample: EvalSample, annotations: Sequence[Any], seco
             "boxes": [list(a.box) if a.box is not None else None for a in annotations]}
     scores = _score(unit.task, annotations, sample, "its maps")
     prediction = "; ".join(f"peak at {p[0]},{p[1]}" for p in peaks)
-    return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, True, prediction, None, None,
-                  scores, body, seconds)
+    return Record.answered(unit.key(sample), prediction, scores, body, seconds)
 
 
 def _failed_record(unit: Unit, sample: EvalSample, error: BaseException) -> Record:
     text = f"{type(error).__name__}: {error}"
-    return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, False, "", text, "error", None,
-                  {"sample": sample.describe()}, 0.0)
+    return Record.failed(unit.key(sample), text, "error", {"sample": sample.describe()})

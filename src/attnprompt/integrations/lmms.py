@@ -23,6 +23,7 @@ lmms-eval model class is :class:`attnprompt.integrations.lmms_model.AttnPrompt`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
@@ -34,9 +35,13 @@ from PIL import Image
 from ..checks import check_count
 from ..errors import InputError, ModelLoadError
 from ..files import config_hash_of
+from ..strategies.registry import STRATEGIES
+from ..strategies.spec import DEFAULT_MAX_NEW_TOKENS, AskSpec
 from ..types import Result, Sample
 
 LOG = logging.getLogger("attnprompt.lmms")
+#: The task name the adapter's records are stored under.
+LMMS_TASK = "lmms"
 
 #: Answer-format instructions that lmms-eval's tasks put on the context's last line; one of them
 #: ending a context becomes the sample's suffix (the map is computed for the question only).
@@ -47,8 +52,6 @@ KNOWN_SUFFIXES = (
     "Answer the question with Yes or No.",
     "Please answer yes or no.",
 )
-
-DEFAULT_MAX_NEW_TOKENS = 128
 
 
 class LmmsRequestsFailed(RuntimeError):
@@ -195,82 +198,98 @@ class _Job:
     trace: dict[str, Any] = field(default_factory=dict)
 
 
+#: lmms-eval's model arguments that say who answers and how the adapter runs; every other one is a
+#: setting of the :class:`~attnprompt.strategies.spec.AskSpec` (strategy, method, form, kernel …).
+BACKEND_ARGS = ("vlm", "vlm_model", "api_key_env", "batch_size", "concurrency", "device", "dtype", "timeout")
+ADAPTER_ARGS = ("store", "suffix", "progress")
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """How the adapter runs: ``store`` (a directory that keeps answers across runs), extra answer-format
+    ``suffixes`` to split off contexts, ``chunk`` (requests per batched call), ``progress`` bars."""
+
+    store: str | None = None
+    suffixes: tuple[str, ...] = ()
+    chunk: int = 8
+    progress: bool = True
+
+
 class LmmsAdapter:
-    """Answers lmms-eval requests with one attnprompt strategy (see the module docstring).
+    """Answers lmms-eval requests with one attnprompt strategy (see the module docstring): ``backend``
+    answers, ``spec`` (an :class:`~attnprompt.strategies.spec.AskSpec`, checked here, before any request)
+    says how; its ``max_new_tokens``, when set, overrides the tasks' budgets. :meth:`from_model_args` builds
+    one from lmms-eval's ``--model_args``.
 
-    ``vlm`` answers (hub id, local path, ``shapes``, or an OpenAI-compatible URL with ``vlm_model``
-    and the key read from the environment variable ``api_key_env``); ``strategy``, ``method``,
-    ``preset``, ``form``, ``model`` and map parameters (``kernel=1``, ``layers=…``) as in
-    :func:`attnprompt.ask`; ``segmenter`` for fgvp-mask, fgvp-rbm and som (``shapes``, ``sam`` or a SAM
-    checkpoint); ``batch_size`` answers per forward on a local VLM, ``concurrency``
-    requests in flight on a server; ``store``: a directory that keeps answers across runs.
-
-    >>> adapter = LmmsAdapter(vlm="shapes", strategy="plain")
+    >>> adapter = LmmsAdapter.from_model_args({"vlm": "shapes", "strategy": "plain"})
     >>> adapter.describe()["strategy"]
     'plain'
     """
 
-    def __init__(self, vlm: str | None = None, strategy: str = "api", *, method: str | None = None,
-                 preset: str | None = None, form: str | None = None, model: str | None = None,
-                 vlm_model: str | None = None, api_key_env: str = "OPENAI_API_KEY", batch_size: int = 8,
-                 concurrency: int | None = None, max_new_tokens: int | None = None, device: str | None = None,
-                 dtype: str | None = None, store: str | None = None, suffix: str | None = None, timeout: float = 60.0,
-                 gray: float = 0.0, progress: bool = True, segmenter: str | None = None, **params: Any) -> None:
+    def __init__(self, backend: Any, spec: AskSpec, options: AdapterOptions | None = None, *,
+                 device: str | None = None, dtype: Any = None) -> None:
+        from ..evaluation.runner import Runner
+
+        self.backend = backend
+        self.spec = spec.check()  # bad settings fail now, not at the first request
+        self.options = options or AdapterOptions()
+        self.runner = Runner(backend, self.spec, device=device, dtype=dtype)
+        self.strategies: dict[int, Any] = {}
+        try:
+            self.strategy(DEFAULT_MAX_NEW_TOKENS)  # a model that cannot load fails now too
+        except ModelLoadError as e:
+            raise _in_model_args(e) from None
+        self._warned_sampling = False
+        self.done: dict[str, bool] = {}  # request key → answered, over this adapter's life (stored ones too)
+
+    @classmethod
+    def from_model_args(cls, args: Mapping[str, Any]) -> LmmsAdapter:
+        """The adapter lmms-eval's ``--model_args`` describe: ``vlm`` (a hub id, a local directory, ``shapes``,
+        or an OpenAI-compatible URL with ``vlm_model`` and the key in the environment variable
+        ``api_key_env``), ``batch_size`` answers per forward on a local VLM, ``concurrency`` requests in flight
+        on a server, ``device``, ``dtype``, ``timeout``; ``store``, ``suffix``, ``progress``; every other
+        argument a setting of how the question is asked (``strategy`` — default api —, ``method``, ``preset``,
+        ``form``, ``model``, ``segmenter``, ``max_new_tokens``, map parameters such as ``kernel``)."""
         import os
 
         from ..backends import get_backend, is_url
-        from ..evaluation.units import Runner
-        from ..strategies.registry import STRATEGIES
 
+        args = dict(args)
+        known = {k: args.pop(k) for k in (*BACKEND_ARGS, *ADAPTER_ARGS) if k in args}
+        vlm = known.get("vlm")
         if not vlm:
             raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
                              "the small offline testbed model, or an OpenAI-compatible URL with vlm_model=…)")
-        STRATEGIES.get(strategy)  # an unknown name fails here, before any model loads
-        check_count("batch_size", batch_size)
+        spec = AskSpec.from_mapping({"strategy": "api", **args}).check()  # before any model loads
+        batch_size = check_count("batch_size", known.get("batch_size", 8))
+        concurrency = known.get("concurrency")
         http = is_url(vlm)
-        key = os.environ.get(api_key_env) if http and api_key_env else None
-        # server settings given for a local model are refused by get_backend, with the reason
-        try:
-            self.backend = get_backend(vlm, vlm_model=vlm_model, api_key=key, timeout=float(timeout), device=device,
-                                       dtype=dtype, concurrency=None if concurrency is None else int(concurrency))
+        key_env = known.get("api_key_env", "OPENAI_API_KEY")
+        try:  # server settings given for a local model are refused by get_backend, with the reason
+            backend = get_backend(vlm, vlm_model=known.get("vlm_model"), api_key=os.environ.get(key_env) if http and
+                                  key_env else None, timeout=float(known.get("timeout", 60.0)),
+                                  device=known.get("device"), dtype=known.get("dtype"),
+                                  concurrency=None if concurrency is None else int(concurrency), batch_size=batch_size)
         except ModelLoadError as e:
             raise _in_model_args(e) from None
-        if self.backend.local_model is not None and hasattr(self.backend, "batch_size"):
-            self.backend.batch_size = int(batch_size)
-        self.chunk = int(batch_size) if self.backend.local_model is not None else 4 * int(concurrency or 4)
-        self.strategy_name, self.method, self.preset, self.form, self.model = strategy, method, preset, form, model
-        self.gray, self.params, self.device, self.dtype = float(gray), params, device, dtype
-        self.max_new_tokens = max_new_tokens
-        self.suffixes = tuple(s for s in (suffix,) if s)
-        self.store_dir, self.progress = store, progress
-        self.segmenter = segmenter or None
-        self.runner = Runner(self.backend, segmenter=self.segmenter, device=device, dtype=dtype)
-        self.strategies: dict[int, Any] = {}
-        try:
-            self.strategy(DEFAULT_MAX_NEW_TOKENS)  # bad map settings fail now, not at the first request
-        except ModelLoadError as e:
-            raise _in_model_args(e) from None
-        self.answered = 0  # answers so far (stored ones too): a first batch that all fails stops the run
-        self._warned_sampling = False
+        chunk = batch_size if backend.local_model is not None else 4 * int(concurrency or 4)
+        options = AdapterOptions(store=known.get("store"), suffixes=tuple(s for s in (known.get("suffix"),) if s),
+                                 chunk=chunk, progress=bool(known.get("progress", True)))
+        return cls(backend, spec, options, device=known.get("device"), dtype=known.get("dtype"))
 
     def strategy(self, budget: int) -> Any:
         """The strategy answering with ``budget`` new tokens (one per budget, sharing their maps)."""
-        from ..strategies.build import build_strategy
-
         if budget not in self.strategies:
-            from ..strategies.registry import STRATEGIES
-
-            drawing = STRATEGIES.get(self.strategy_name).needs.segmenter
-            segmenter = self.runner.segmenter() if drawing else self.segmenter  # given to another: refused
-            self.strategies[budget] = build_strategy(
-                self.strategy_name, self.backend, method=self.method, model=self.model, preset=self.preset,
-                form=self.form, max_new_tokens=budget, gray=self.gray, device=self.device, dtype=self.dtype,
-                make_attributor=self.runner.attributor, segmenter=segmenter, **self.params)
+            spec = self.spec.replace(max_new_tokens=budget)
+            if self.spec.segmenter is not None or STRATEGIES.get(spec.strategy).needs.segmenter:
+                spec = spec.replace(segmenter=self.runner.segmenter())
+            self.strategies[budget] = self.runner.strategy(spec)
         return self.strategies[budget]
 
     def describe(self, budget: int = DEFAULT_MAX_NEW_TOKENS) -> dict[str, Any]:
         """The configuration that identifies this adapter's answers (strategy, VLM, map, budget)."""
-        return {"integration": "lmms-eval", **self.strategy(budget).describe(), "suffixes": list(self.suffixes)}
+        return {"integration": "lmms-eval", **self.strategy(budget).describe(),
+                "suffixes": list(self.options.suffixes)}
 
     # -- lmms-eval's calls -------------------------------------------------------------------------
 
@@ -340,7 +359,7 @@ class LmmsAdapter:
         except InputError as e:
             return _Job(index, where, f"{split}/{doc_id}", None, 0, None, error=str(e))
         gen = dict(gen_kwargs or {})
-        budget = int(self.max_new_tokens or gen.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+        budget = int(self.spec.max_new_tokens or gen.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
         if not self._warned_sampling and (gen.get("do_sample") or float(gen.get("temperature") or 0) > 0):
             LOG.warning("attnprompt answers greedily; the task's sampling settings (%s) are ignored",
                         {k: gen[k] for k in ("do_sample", "temperature", "top_p") if k in gen})
@@ -348,54 +367,58 @@ class LmmsAdapter:
         until = gen.get("until")
         key = request_key(split, doc_id, context, until, images)
         try:
-            question, suffix = split_context(context, self.suffixes)
+            question, suffix = split_context(context, self.options.suffixes)
             sample = Sample(images, question, suffix=suffix, id=key)
         except InputError as e:
             return _Job(index, where, key, None, budget, until, error=str(e))
         return _Job(index, where, key, sample, budget, until)
 
     def _answer(self, jobs: list[_Job], desc: str) -> None:
+        """Answer the jobs, grouped by budget: the stored answers reused, the rest in chunks, each chunk's
+        records written at once; the harness's rules decide what is left and when a first batch that all
+        failed stops the work (:func:`~attnprompt.evaluation.units.pending`,
+        :func:`~attnprompt.evaluation.units.first_batch_failed`)."""
         from tqdm.auto import tqdm
 
-        store = self._open_store()
-        try:
-            todo = [j for j in jobs if j.sample is not None]
-            by_budget: dict[int, list[_Job]] = {}
-            for job in todo:
-                by_budget.setdefault(job.budget, []).append(job)
-            with tqdm(total=len(jobs), desc=desc, unit="request", disable=not self.progress) as bar:
-                bar.update(len(jobs) - len(todo))
-                for budget, group in by_budget.items():
-                    strategy = self.strategy(budget)
-                    config = self.describe(budget)
-                    config_hash = config_hash_of(config)
-                    kept = store.records("lmms", config_hash) if store is not None else {}
-                    fresh = []
-                    for job in group:
-                        record = kept.get(job.key)
-                        if record is not None and record.ok:
-                            job.raw, job.text = record.prediction, cut_at_stops(record.prediction, job.until)
-                            job.trace = {**record.record.get("trace", {}), "reused": True}
-                            self.answered += 1
-                            bar.update(1)
-                        else:
-                            fresh.append(job)
-                    for start in range(0, len(fresh), self.chunk):
-                        chunk = fresh[start : start + self.chunk]
-                        self._run_chunk(strategy, chunk)
-                        if store is not None:
-                            store.put_config(config_hash, "lmms", config["strategy"], config)
-                            store.put([self._record(j, config_hash, config["strategy"]) for j in chunk])
-                        bar.update(len(chunk))
-                        self.answered += sum(j.text is not None for j in chunk)
-                        if self.answered == 0 and all(j.text is None and j.sample is not None for j in chunk):
-                            # nothing has ever been answered and a whole batch failed: the server or a setting,
-                            # not the data — say so now rather than after every request of the task
-                            raise LmmsRequestsFailed([f"{j.where}: {j.error}" for j in chunk], len(chunk),
-                                                     self.store_dir, first=True)
-        finally:
+        todo = [j for j in jobs if j.sample is not None]
+        by_budget: dict[int, list[_Job]] = {}
+        for job in todo:
+            by_budget.setdefault(job.budget, []).append(job)
+        with self._open_store() as store, tqdm(total=len(jobs), desc=desc, unit="request",
+                                               disable=not self.options.progress) as bar:
+            bar.update(len(jobs) - len(todo))
+            for budget, group in by_budget.items():
+                self._answer_group(budget, group, store, bar)
+
+    def _answer_group(self, budget: int, group: list[_Job], store: Any, bar: Any) -> None:
+        from ..evaluation.units import first_batch_failed, pending
+
+        config = self.describe(budget)
+        config_hash = config_hash_of(config)
+        kept = store.records(LMMS_TASK, config_hash) if store is not None else {}
+        for job in group:
+            record = kept.get(job.key)
+            if record is not None and record.ok:
+                job.raw, job.text = record.prediction, cut_at_stops(record.prediction, job.until)
+                job.trace = {**record.record.get("trace", {}), "reused": True}
+        self.done.update({j.key: True for j in group if j.text is not None})
+        bar.update(sum(j.text is not None for j in group))
+        fresh = [group[i] for i in pending([j.key for j in group], {j.key: True for j in group if j.text is not None})]
+        strategy = self.strategy(budget)
+        for start in range(0, len(fresh), self.options.chunk):
+            chunk = fresh[start : start + self.options.chunk]
+            self._run_chunk(strategy, chunk)
+            records = [self._record(j, config_hash, config["strategy"]) for j in chunk]
             if store is not None:
-                store.close()
+                store.put_config(config_hash, LMMS_TASK, config["strategy"], config)
+                store.put(records)
+            bar.update(len(chunk))
+            if first_batch_failed(self.done, records):
+                # nothing has ever been answered and a whole batch failed: the server or a setting, not the
+                # data — say so now rather than after every request of the task
+                raise LmmsRequestsFailed([f"{j.where}: {j.error}" for j in chunk], len(chunk), self.options.store,
+                                         first=True)
+            self.done.update({r.sample_id: r.ok for r in records})
 
     def _run_chunk(self, strategy: Any, chunk: list[_Job]) -> None:
         """The chunk through the harness's policy (one batched call; each request alone if that raises,
@@ -415,23 +438,25 @@ class LmmsAdapter:
                 job.error = f"{result.answer.failure or 'error'}: {result.answer.error or 'no answer'}"
 
     def _record(self, job: _Job, config_hash: str, condition: str) -> Any:
-        from ..evaluation.store import Record
+        from ..evaluation.store import Record, RecordKey
 
-        ok = job.text is not None
-        return Record("lmms", job.key, config_hash, condition, ok, job.raw if ok else "", job.error,
-                      None if ok else "error", None, {"where": job.where, "trace": job.trace})
+        key = RecordKey(LMMS_TASK, job.key, config_hash, condition)
+        body = {"where": job.where, "trace": job.trace}
+        if job.text is None:
+            return Record.failed(key, job.error or "no answer", "error", body)
+        return Record.answered(key, job.raw, None, body)
 
     def _open_store(self) -> Any:
-        if not self.store_dir:
-            return None
+        if not self.options.store:
+            return contextlib.nullcontext()
         from ..evaluation.store import RunStore
 
-        return RunStore(self.store_dir)
+        return RunStore(self.options.store)
 
     def _raise_failures(self, jobs: Sequence[_Job]) -> None:
         failures = [f"{j.where}: {j.error}" for j in jobs if j.text is None]
         if failures:
-            raise LmmsRequestsFailed(failures, len(jobs), self.store_dir)
+            raise LmmsRequestsFailed(failures, len(jobs), self.options.store)
 
 
 __all__ = ["KNOWN_SUFFIXES", "LmmsAdapter", "LmmsRequestsFailed", "cut_at_stops", "images_of", "request_key",

@@ -33,7 +33,7 @@ class StepTrace(TokenCounts):
 
 class AttnPrompt(lmms):
     """Visual prompting in front of the answering VLM; ``--model_args`` are
-    :class:`~attnprompt.integrations.lmms.LmmsAdapter`'s keyword arguments (``vlm``, ``strategy``,
+    what :meth:`~attnprompt.integrations.lmms.LmmsAdapter.from_model_args` takes (``vlm``, ``strategy``,
     ``method``, ``preset``, ``form``, ``model``, ``vlm_model``, ``api_key_env``, ``batch_size``,
     ``concurrency``, ``max_new_tokens``, ``store``, ``suffix``, map parameters such as ``kernel``); the batch
     size of a local VLM is lmms-eval's ``--batch_size``."""
@@ -52,7 +52,7 @@ class AttnPrompt(lmms):
             kwargs.pop("device", None)
         # lmms-eval reads "-2" as the float -2.0 ("-2".isnumeric() is false): give integers back (layers=-2)
         kwargs = {k: int(v) if isinstance(v, float) and v.is_integer() and v < 0 else v for k, v in kwargs.items()}
-        self.adapter = LmmsAdapter(**kwargs)
+        self.adapter = LmmsAdapter.from_model_args(kwargs)
 
     def generate_until(self, requests: list[Any]) -> list[Any]:
         return [GenerationResult(text, StepTrace(attnprompt=trace))

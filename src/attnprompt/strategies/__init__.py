@@ -12,5 +12,6 @@ from __future__ import annotations
 
 from .base import Strategy
 from .registry import STRATEGIES
+from .spec import AskSpec, MapSpec, Needs, VisualPrompt
 
-__all__ = ["STRATEGIES", "Strategy"]
+__all__ = ["STRATEGIES", "AskSpec", "MapSpec", "Needs", "Strategy", "VisualPrompt"]

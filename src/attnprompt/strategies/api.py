@@ -11,8 +11,9 @@ from .base import Needs, Strategy
 class Api(Strategy):
     """Annotate each image for the question with the attributor's map, then ask about the
     annotated image(s) instead of the original. With api-vlm on the answering VLM itself this is
-    the paper's g = f case. ``form`` chooses the visual prompt: the blend (``overlay``, the paper's),
-    the original with a crop of the map's regions (``crop``), or the blend with the crop (``both``).
+    the paper's g = f case. ``form`` chooses the visual prompt (:mod:`attnprompt.forms`): the blend
+    (``overlay``, the paper's), the original with a crop of the map's regions (``crop``), the blend with the
+    crop (``both``) or the crop alone (``zoom``); a VLM that takes one image is shown the crop alone.
 
     >>> from attnprompt.attribution import get_attributor
     >>> from attnprompt.backends import get_backend
@@ -30,8 +31,9 @@ class Api(Strategy):
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)
-        requests = [self.request(self.shown(anns), self.template.format(question=self.prompt(s)))
-                    for s, anns in zip(samples, annotated)]
+        shown = [self.show(anns) for anns in annotated]
+        requests = [self.request(images, self.template.format(question=self.prompt(s)))
+                    for s, (images, _) in zip(samples, shown)]
         answers = self.answer(requests)
-        return [self.result(s, [Step("answer", r, a, anns, detail={"form": self.form})])
-                for s, r, a, anns in zip(samples, requests, answers, annotated)]
+        return [self.result(s, [Step("answer", r, a, anns, detail=detail)])
+                for s, r, a, anns, (_, detail) in zip(samples, requests, answers, annotated, shown)]

@@ -9,85 +9,20 @@ local backend.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np  # noqa: F401  (used by the doctest examples)
 from PIL import Image
 
-from ..annotation import annotate_images, check_rendering, region_config
-from ..checks import check_choice, check_count
+from ..annotation import annotate_images, region_config
 from ..errors import InputError
-from ..forms import FORMS
-from ..regions import RegionConfig
+from ..forms import get_form
 from ..text import with_suffix
 from ..types import Annotation, Answer, Request, Result, Sample, Step
-
-
-@dataclass(frozen=True)
-class Needs:
-    """What a strategy takes besides its backend and answer budget, declared once on its class
-    (``needs = Needs(map=True)``): the builder, the harness, the CLI and the demo ask it rather than
-    branch on the strategy's kind.
-
-    - ``map``: it shows images annotated with an attribution map, so it takes the map's method,
-      model, preset and parameters, the rendering (``gray``, ``resample``) and a visual-prompt
-      ``form`` with its ``regions``;
-    - ``sources``: it shows one map per attribution source (``sources=``), not one method and model.
-
-    >>> Needs(map=True).crossed, Needs(map=True, sources=True).crossed, Needs().crossed
-    (True, False, False)
-    """
-
-    map: bool = False
-    sources: bool = False
-    #: It reads the task's ground truth (``Sample.region``): a row for scale, not a way to ask (the demo and
-    #: ``ask`` leave it out).
-    truth: bool = False
-    #: It draws its visual prompt from a segmenter's masks (FGVP, SoM), so it takes ``segmenter``.
-    segmenter: bool = False
-
-    @property
-    def crossed(self) -> bool:
-        """Whether the harness runs it once per map method, preset and form (one map per image)."""
-        return self.map and not self.sources
-
-    def select(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Of the keyword arguments of :func:`~attnprompt.strategies.build.build_strategy`, those this
-        strategy takes (the harness and the demo hold one set of settings for every strategy; a method
-        parameter is anything that is not a build setting).
-
-        >>> Needs().select({"method": "api-clip", "kernel": 1, "max_new_tokens": 8})
-        {'max_new_tokens': 8}
-        >>> sorted(Needs(map=True, sources=True).select({"method": "api-clip", "sources": ["api-clip"], "kernel": 1}))
-        ['kernel', 'sources']
-        >>> Needs(segmenter=True).select({"segmenter": "shapes", "method": "api-clip", "kernel": 1})
-        {'segmenter': 'shapes'}
-        """
-        out = {}
-        for key, value in settings.items():
-            if key in ALWAYS:
-                out[key] = value
-            elif key == "segmenter":
-                if self.segmenter:
-                    out[key] = value
-            elif not self.map:
-                continue
-            elif key == "sources":
-                if self.sources:
-                    out[key] = value
-            elif key in ("method", "model"):
-                if not self.sources:
-                    out[key] = value
-            else:  # preset, rendering, form, regions, the method's parameters
-                out[key] = value
-        return out
-
-
-#: Build settings every strategy takes.
-ALWAYS = frozenset({"max_new_tokens", "device", "dtype", "make_attributor"})
+from .spec import DEFAULT_MAX_NEW_TOKENS, AskSpec, Needs
 
 if TYPE_CHECKING:
     from ..attribution.base import Attributor
@@ -120,33 +55,29 @@ class Strategy(ABC):
     #: that a run with a changed prompt is a different run.
     prompts: ClassVar[dict[str, str]] = {}
 
-    def __init__(
-        self,
-        backend: Backend,
-        attributor: Attributor | None = None,
-        *,
-        max_new_tokens: int = 128,
-        gray: float = 0.0,
-        resample: str = "bilinear",
-        form: str | None = None,
-        regions: RegionConfig | str | None = None,
-    ) -> None:
+    def __init__(self, backend: Backend, attributor: Attributor | None = None, *, spec: AskSpec | None = None,
+                 **settings: Any) -> None:
+        """``spec`` (an :class:`~attnprompt.strategies.spec.AskSpec`) or its flat ``settings``
+        (``max_new_tokens=8``, ``form="crop"``, ``gray=64`` …): the answer's budget, the rendering of the
+        map and the visual-prompt form with its regions; the strategy's own name is filled in."""
+        if spec is None:
+            spec = AskSpec.from_mapping({**settings, "strategy": self.name})
+        elif settings:
+            raise InputError(f"give the settings either as a spec or as keywords, not both ({', '.join(settings)})")
         if self.needs.map and attributor is None:
             raise InputError(f"strategy {self.name!r} shows an annotated image; give it an attribution method")
         if not self.needs.map and attributor is not None:
             raise InputError(f"strategy {self.name!r} shows no annotated image; it takes no attribution method")
-        if not self.needs.map and (form not in (None, "overlay") or regions is not None):
-            raise InputError(f"strategy {self.name!r} shows no annotated image, so it has no visual-prompt form")
+        self.spec = dataclasses.replace(spec, strategy=self.name).check(type(self))
         self.backend = backend
         self.attributor = attributor
-        self.max_new_tokens = check_count("max_new_tokens", max_new_tokens)
-        self.gray = check_rendering(gray, resample)
-        self.resample = resample
-        self.form = form or self.default_form
-        check_choice("form", self.form, FORMS)
+        self.max_new_tokens = self.spec.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+        self.gray, self.resample = float(self.spec.map.gray), self.spec.map.resample
+        self.form = self.spec.visual.form or self.default_form
+        self.visual = get_form(self.form)
         self.regions = None
-        if self.needs.map and self.form != "overlay":
-            self.regions = region_config(regions, attributor, backend.native_side())
+        if self.needs.map and self.visual.needs_regions:
+            self.regions = region_config(self.spec.visual.regions, attributor, backend.native_side())
 
     @abstractmethod
     def run(self, samples: Sequence[Sample]) -> list[Result]:
@@ -218,9 +149,8 @@ class Strategy(ABC):
         return out
 
     def shown(self, annotations: Sequence[Annotation]) -> list[Image.Image]:
-        """The images a request shows for these annotations, in the strategy's visual-prompt form:
-        ``overlay`` the annotated images; ``crop`` each original followed by its crop (CARVE's and
-        ViCrop's form); ``both`` each annotated image followed by its crop; ``zoom`` the crop alone.
+        """The images a request shows for these annotations, in the strategy's visual-prompt form
+        (:mod:`attnprompt.forms`); for a VLM that takes fewer images, each annotation's one image.
 
         >>> from attnprompt.types import AttributionMap
         >>> img = Image.new("RGB", (8, 8)); crop = Image.new("RGB", (4, 4))
@@ -231,15 +161,16 @@ class Strategy(ABC):
         >>> [i.size for i in Api(get_backend("shapes"), get_attributor(model="shapes"), form="crop").shown([a])]
         [(8, 8), (4, 4)]
         """
-        out: list[Image.Image] = []
-        for a in annotations:
-            if self.form == "overlay":
-                out.append(a.image)
-            elif self.form == "zoom":
-                out.append(a.crop)
-            else:
-                out += [a.original if self.form == "crop" else a.image, a.crop]
-        return out
+        return self.show(annotations)[0]
+
+    def show(self, annotations: Sequence[Annotation]) -> tuple[list[Image.Image], dict[str, Any]]:
+        """:meth:`shown` and the step's detail: the form and, when the VLM takes fewer images than the form
+        shows, what it was shown instead."""
+        images, note = self.visual.shown(annotations, self.backend.max_images)
+        detail: dict[str, Any] = {"form": self.form}
+        if note is not None:
+            detail["images"] = f"{note}: {self.backend.name} takes one image"
+        return images, detail
 
     def request(self, images: Any, prompt: str) -> Request:
         """A single-turn request with this strategy's answer budget.

@@ -5,13 +5,13 @@ evaluation harness, the lmms-eval plugin and the demo.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ..attribution import Attributor, get_attributor
 from ..attribution.configs import METHODS
 from ..errors import InputError
 from .registry import STRATEGIES
+from .spec import MAP_PREFIX, AskSpec
 
 
 def map_model(method: str, model: Any, backend: Any) -> Any:
@@ -74,74 +74,44 @@ def parse_source(source: str) -> tuple[str, str | None]:
     return method, (model.strip() or None) if sep else None
 
 
-def build_strategy(
-    strategy: str,
-    backend: Any,
-    *,
-    method: str | None = None,
-    model: Any = None,
-    preset: str | None = None,
-    sources: Sequence[Any] | None = None,
-    max_new_tokens: int = 128,
-    gray: float = 0.0,
-    resample: str = "bilinear",
-    form: str | None = None,
-    regions: Any = None,
-    device: str | None = None,
-    dtype: Any = None,
-    make_attributor: Any = None,
-    segmenter: Any = None,
-    **params: Any,
-) -> Any:
-    """The strategy ``strategy`` on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`),
-    with its attribution map(s) built as :func:`attnprompt.ask` describes; map settings given to a
-    strategy that shows no annotated image are an error. ``make_attributor`` (default
-    :func:`~attnprompt.attribution.get_attributor`, same arguments) builds each map's attributor —
-    the evaluation runner passes one that shares them. ``segmenter`` (strategies that draw from masks:
-    fgvp-mask, fgvp-rbm, som) is a built segmenter or what :func:`~attnprompt.segmenters.get_segmenter`
-    takes; default the testbed's ground truth beside the shapes VLM, else SAM ViT-H.
+def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = None, device: str | None = None,
+                   dtype: Any = None, **settings: Any) -> Any:
+    """The strategy ``spec`` says (an :class:`~attnprompt.strategies.spec.AskSpec`, or a strategy's name with
+    its settings as keywords) on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`), with its
+    attribution map(s) and segmenter built as :func:`attnprompt.ask` describes. The spec is checked first:
+    settings the strategy does not take are an error. ``make_attributor`` (default
+    :func:`~attnprompt.attribution.get_attributor`, same arguments) builds each map's attributor — the
+    evaluation runner passes one that shares them; ``device``/``dtype``: where the maps' models and the
+    segmenter load.
 
     >>> from attnprompt.backends import get_backend
     >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
     1
     """
-    cls = STRATEGIES.get(strategy)
+    if isinstance(spec, str):
+        spec = AskSpec.from_mapping({**settings, "strategy": spec})
+    elif settings:
+        raise InputError(f"give the settings either in the spec or as keywords, not both ({', '.join(settings)})")
+    cls = STRATEGIES.get(spec.strategy)
+    spec = spec.check(cls)
     needs = cls.needs
-    method = method or cls.default_method
-    map_params = {k.removeprefix("map_"): v for k, v in params.items()}
-    common: dict[str, Any] = dict(max_new_tokens=max_new_tokens, gray=gray, resample=resample)
-    if segmenter is not None and not needs.segmenter:
-        drawing = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.segmenter]
-        raise InputError(f"strategy {strategy!r} draws nothing from masks, so it takes no segmenter; the strategies "
-                         f"that do: {', '.join(drawing)}")
-    if sources is not None and not needs.sources:
-        raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
-                         "method and model")
+    if needs.segmenter:
+        return cls(backend, segmenter=pick_segmenter(spec.segmenter, backend, device, dtype), spec=spec)
     if not needs.map:
-        if model is not None or preset is not None or map_params:
-            given = sorted(map_params) + [k for k, v in (("model", model), ("preset", preset)) if v is not None]
-            annotating = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs.map]
-            raise InputError(
-                f"strategy {strategy!r} uses no attribution map, but map settings were given ({', '.join(given)}); "
-                f"drop them, or pick a strategy that annotates ({', '.join(annotating)})"
-            )
-        if form not in (None, "overlay") or regions is not None:
-            raise InputError(f"strategy {strategy!r} shows no annotated image, so it has no visual-prompt form")
-        if needs.segmenter:
-            return cls(backend, segmenter=pick_segmenter(segmenter, backend, device, dtype), **common)
-        return cls(backend, **common)
-    common.update(form=form, regions=regions)
+        return cls(backend, spec=spec)
     make = make_attributor or get_attributor
+    m = spec.map
     if needs.sources:
-        if sources is None and backend.local_model is None:
+        if m.sources is None and backend.local_model is None:
             raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
                              "give the sources (--sources api-clip:ID,api-vlm:PATH or sources=[...])")
-        built = [_source(s, backend, preset, map_params, device, dtype, make)
-                 for s in (sources if sources is not None else ("api-clip", "api-vlm"))]
-        return cls(backend, sources=built, **common)
-    attributor = make(method, model=map_model(method, model, backend), preset=preset, device=device, dtype=dtype,
-                      **map_params)
-    return cls(backend, attributor, **common)
+        built = [_source(s, backend, m.preset, dict(m.params), device, dtype, make)
+                 for s in (m.sources if m.sources is not None else ("api-clip", "api-vlm"))]
+        return cls(backend, sources=built, spec=spec)
+    params = {k.removeprefix(MAP_PREFIX): v for k, v in m.params.items()}
+    attributor = make(m.method, model=map_model(m.method, m.model, backend), preset=m.preset, device=device,
+                      dtype=dtype, **params)
+    return cls(backend, attributor, spec=spec)
 
 
 def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], device: str | None,

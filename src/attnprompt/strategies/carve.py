@@ -1,12 +1,9 @@
 """``carve``: CARVE's answer (paper: contrastive attention refinement) — the original image and a crop of
 the regions its contrastive map selects, with the question, in one request. For a backend that takes
-one image, the crop alone, said in the step."""
+one image, the crop alone, said in the step (:meth:`~attnprompt.forms.Form.shown`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..types import Result, Sample, Step
 from .api import Api
 
 
@@ -26,12 +23,3 @@ class Carve(Api):
     name = "carve"
     default_form = "crop"
     default_method = "carve"
-
-    def run(self, samples: Sequence[Sample]) -> list[Result]:
-        if self.backend.max_images is None or self.backend.max_images > 1:
-            return super().run(samples)
-        annotated = self.annotate(samples)
-        requests = [self.request([a.crop for a in anns], self.prompt(s)) for s, anns in zip(samples, annotated)]
-        detail = {"form": self.form, "images": f"the crop alone: {self.backend.name} takes one image"}
-        return [self.result(s, [Step("answer", r, a, anns, detail=detail)])
-                for s, r, a, anns in zip(samples, requests, self.answer(requests), annotated)]
