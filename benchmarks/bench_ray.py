@@ -49,8 +49,8 @@ def timed_run(samples: int, repeats: int, **kwargs) -> tuple[float, list[tuple]]
 
 
 def startup(workers: int) -> float:
-    from attnprompt.evaluation.ray_executor import RayExecutor
     from attnprompt.evaluation.options import BackendOptions
+    from attnprompt.evaluation.ray_executor import RayExecutor
 
     start = time.perf_counter()
     engine = RayExecutor(backend=BackendOptions(vlm="shapes", batch_size=4), runner_args={}, workers=workers)
