@@ -286,8 +286,9 @@ def _answer_record(unit: Unit, sample: EvalSample, result: Any, seconds: float) 
     if not answer.ok:
         return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, False, "",
                       answer.error or "no answer", answer.failure, None, body, seconds)
-    scores = _score(unit.task, answer.text, sample, repr(answer.text))
-    return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, True, answer.text, None, None,
+    text = answer.text.strip()  # every backend's reply, stored and scored stripped (lmms-eval's harness does)
+    scores = _score(unit.task, text, sample, repr(text))
+    return Record(unit.task.name, sample.id, unit.config_hash, unit.condition.label, True, text, None, None,
                   scores, body, seconds)
 
 
