@@ -9,8 +9,8 @@ import json
 import pytest
 
 from attnprompt.cli import main
+from attnprompt.evaluation.metrics import parse_letter
 from attnprompt.evaluation.tasks import get_task
-from attnprompt.evaluation.tasks.vstar import parse_letter
 from bench_data import image, save
 
 
@@ -30,7 +30,9 @@ def vstar(path):
 @pytest.mark.parametrize("reply, letter", [
     ("A", "A"), ("(A)", "A"), ("A.", "A"), ("A)", "A"), ("a", "A"), ("Answer: B", "B"), ("The answer is (B)", "B"),
     ("B. blue", "B"), ("blue", "B"), ("Blue.", "B"), ("**C**", "C"),
-    ("A or B", None), ("A cat", None), ("A. blue", None), ("purple", None), ("", None), ("E", None)])
+    # a letter first wins, as in lmms-eval's extract_answer_letter
+    ("A or B", "A"), ("A cat", "A"), ("A. blue", "A"),
+    ("purple", None), ("", None), ("E", None), ("a cat", None)])
 def test_vstar_parser(reply, letter):
     assert parse_letter(reply, ["red", "blue", "green", "white"]) == letter
 
@@ -78,7 +80,7 @@ def hr_bench(path):
 def test_hr_bench_cycles_averaged(tmp_path):
     task = get_task("hr-bench-4k", data=str(hr_bench(tmp_path / "hr")))
     samples = task.samples()
-    assert samples[1].question == "Colour of the cup?\nA. blue\nB. green\nC. white\nD. red"
+    assert samples[1].question == "Question: Colour of the cup?\nOptions:\nA. blue\nB. green\nC. white\nD. red"
     # cycle_0: both right (1.0); cycle_1: single right ("red" is D), cross wrong → 0.5; mean over cycles 75
     got = task.evaluate_predictions({"0": "A", "1": "red", "2": "(B)", "3": "B"})
     assert got == {"accuracy": 75.0, "single_instance": 100.0, "cross_instance": 50.0}
@@ -166,9 +168,9 @@ def aokvqa(path):
 def test_aokvqa_multiple_choice(tmp_path):
     task = get_task("aokvqa", data=str(aokvqa(tmp_path / "aokvqa")))
     samples = task.samples()
-    assert samples[1].question == "What season is it?\nA. winter\nB. summer\nC. spring\nD. fall"
+    assert samples[1].question == "Question: What season is it?\nOptions:\nA. winter\nB. summer\nC. spring\nD. fall"
     assert samples[1].references == ("D",) and samples[1].categories == ("difficult",)
-    assert samples[1].suffix == "\nAnswer with the option's letter from the given choices directly."
+    assert samples[1].suffix == "\nPlease select the correct answer from the options above. \n"
     # "(A)" right, "fall" is D (right), "A or B" refused (wrong): 2 of 3
     got = task.evaluate_predictions({"a1": "(A)", "a2": "fall", "a3": "A or B"})
     assert got == pytest.approx({"accuracy": 200 / 3})

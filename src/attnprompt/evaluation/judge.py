@@ -39,6 +39,13 @@ class JudgeSpec:
     A judge call that got no reply at all (the endpoint down, every call of a run failed) is not a
     verdict: the originals retry until they get one, so it is stored unscored (``ok`` False), counted
     and listed by the report, and asked again by the next run.
+
+    Two more, for originals that ask a judge only sometimes (VLMEvalKit's multiple choice):
+
+    - ``settle(prediction, sample)``: the scores of an answer that needs no judge (the original read
+      it by rule), or None to ask the judge; a settled answer is stored as a verdict with no reply;
+    - ``optional``: the task scores its answers without a judge (its ``score``), and a judge, when one
+      is given, scores them instead; without it (False) answers await a judge.
     """
 
     name: str
@@ -51,6 +58,8 @@ class JudgeSpec:
     system: str | None = None
     version: str = "1"
     call_failures: int = 3
+    settle: Callable[[str, Mapping[str, Any]], Mapping[str, float] | None] | None = None
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,13 +123,17 @@ class Judge:
         at once. A reply that gives no score moves the item to its next attempt (the next
         temperature); a failed call retries the same attempt. When every attempt's reply was
         unreadable, ``spec.on_failure`` scores it (as the original); when the allowed call failures run
-        out first, it has no verdict (``ok`` False, no scores)."""
+        out first, it has no verdict (``ok`` False, no scores). An item ``spec.settle`` scores is not
+        sent (no reply, no attempt)."""
         model = self.model or spec.model
         attempt = [0] * len(items)
         call_failures = [0] * len(items)
         replies: list[list[str]] = [[] for _ in items]
         errors: list[str | None] = [None] * len(items)
         done: dict[int, Mapping[str, float]] = {}
+        if spec.settle is not None:
+            settled = ((i, spec.settle(*item)) for i, item in enumerate(items))
+            done.update((i, scores) for i, scores in settled if scores is not None)
         failed: set[int] = set()  # every attempt unreadable: the original's fallback scores it
         no_reply: set[int] = set()  # the calls kept failing: no verdict
         while True:

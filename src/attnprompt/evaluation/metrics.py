@@ -21,17 +21,25 @@ import numpy as np
 from ..text import first_word
 
 __all__ = [
+    "REFUSALS",
     "BootstrapInterval",
     "bootstrap",
+    "can_infer",
+    "can_infer_option",
+    "can_infer_text",
     "exact_match",
     "first_word",
     "first_word_match",
     "mean_of",
     "normalize_answer",
+    "normalize_vicrop",
     "normalize_vqa",
+    "option_letters",
     "paired_bootstrap",
+    "parse_letter",
     "parse_yes_no",
     "pope_metrics",
+    "vicrop_accuracy",
     "vqa_accuracy",
     "yes_no_match",
     "yes_no_scores",
@@ -129,6 +137,146 @@ def parse_yes_no(text: str) -> str:
     return "no" if any(w in ("No", "not", "no") for w in words) else "yes"
 
 
+# -- multiple-choice readers ------------------------------------------------------------------------
+#
+# Every task that reads an option out of a reply reads it here. Each reader follows one reference,
+# named in its docstring with every deliberate difference and an example reply.
+
+#: Replies VLMEvalKit's ``can_infer_option`` takes as a refusal (read as "Z": no option).
+REFUSALS = ("Sorry, I can't help with images of people yet.", "I can't process this file.",
+            "I'm sorry, but without the image provided", "Cannot determine the answer")
+#: What VLMEvalKit's ``can_infer_option`` turns into spaces before it splits a reply into words.
+_WORD_BREAKS = str.maketrans({c: " " for c in ".()[],:;!*#{}"})
+#: VLMEvalKit's reading of a verbose reply ("The correct answer is **B**."), case-insensitive as there.
+_ANSWER_IS = re.compile(r"(?:correct\s+)?answer\s+is\s+\**([ABCD])\**", re.IGNORECASE)
+
+
+def option_letters(options: Sequence[str]) -> str:
+    """The letters of ``options``, in order: A, B, C …
+
+    >>> option_letters(["red", "blue", "green"])
+    'ABC'
+    """
+    if len(options) > 26:
+        raise ValueError(f"at most 26 options have a letter; got {len(options)}")
+    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(options)]
+
+
+def can_infer_option(reply: str, options: Sequence[str], *, legacy: bool = False) -> str | None:
+    """The option letter a reply names, as VLMEvalKit's ``can_infer_option`` (``vlmeval/utils/
+    matching_util.py``) reads it: ``"Z"`` for one of its refusal sentences (:data:`REFUSALS`); else the
+    reply is cut into words at spaces and at ``.()[],:;!*#{}``, and the options' letters are looked for
+    among the words, *upper-case only* (so the article "a" is no letter). One letter found → it, if it is
+    among the last four words; no letter but the word "Z" → ``"Z"``; otherwise the pattern "(correct)
+    answer is X" (any case, ``**`` allowed around the letter) → X. None when nothing is read.
+
+    ``legacy``: the copy lmms-eval's ``hrbench`` task carries (``hrbench_evals.py``, VLMEvalKit before
+    August 2025): one letter found → it wherever it stands, and no "answer is X" pattern.
+
+    >>> options = ["a red car", "a blue car", "a green bus", "a white truck"]
+    >>> [can_infer_option(r, options) for r in ("It is B.", "I choose B", "B, A blue car", "a blue car.")]
+    ['B', 'B', None, None]
+    >>> can_infer_option("The answer is B because the car is blue.", options)  # B is the 4th word of 9
+    'B'
+    >>> r = "B is the one, since the car on the left is blue"
+    >>> can_infer_option(r, options), can_infer_option(r, options, legacy=True)
+    (None, 'B')
+
+    As VLMEvalKit, "answer is" takes a lower-case letter too, so this reads A:
+
+    >>> can_infer_option("The answer is a blue car", options)
+    'A'
+    """
+    if any(refusal in reply for refusal in REFUSALS):
+        return "Z"
+    words = reply.translate(_WORD_BREAKS).split()
+    named = [letter for letter in option_letters(options) if letter in words]
+    if len(named) == 1 and (legacy or words.index(named[0]) >= len(words) - 4):
+        return named[0]
+    if not named and "Z" in words:
+        return "Z"
+    if not legacy:
+        said = _ANSWER_IS.search(reply)
+        if said and said.group(1).upper() in option_letters(options):
+            return said.group(1).upper()
+    return None
+
+
+def can_infer_text(reply: str, options: Sequence[str], *, legacy: bool = False) -> str | None:
+    """The option whose text a reply contains, as VLMEvalKit's ``can_infer_text``: lower-cased, the
+    reply must contain exactly one option's text (as a substring); a reply longer than twice all the
+    options' texts together is not read. ``legacy`` (lmms-eval's ``hrbench`` copy): no length limit.
+
+    >>> options = ["a red car", "a blue car", "a green bus", "a white truck"]
+    >>> can_infer_text("A blue car.", options), can_infer_text("a red car or a blue car", options)
+    ('B', None)
+    """
+    said = reply.lower()
+    if not legacy and len(said) > 2 * sum(len(str(o)) for o in options):
+        return None
+    found = [letter for letter, option in zip(option_letters(options), options) if str(option).lower() in said]
+    return found[0] if len(found) == 1 else None
+
+
+def can_infer(reply: str, options: Sequence[str], *, legacy: bool = False) -> str | None:
+    """The option a reply picks as VLMEvalKit's ``can_infer`` reads it — its letter
+    (:func:`can_infer_option`), else its text (:func:`can_infer_text`); ``"Z"`` when it refuses; None
+    when neither reads it (VLMEvalKit then asks its judge, or without one scores the reply wrong).
+    ``legacy``: lmms-eval's ``hrbench`` copy (see the two readers).
+
+    >>> options = ["a red car", "a blue car", "a green bus", "a white truck"]
+    >>> [can_infer(r, options) for r in ("It is B.", "B, A blue car", "a blue car.", "I choose B", "Maybe")]
+    ['B', 'B', 'B', 'B', None]
+    """
+    return can_infer_option(reply, options, legacy=legacy) or can_infer_text(reply, options, legacy=legacy)
+
+
+# lmms-eval's vstar_bench reader, in its order, less the forms that misread (see parse_letter)
+_LETTER_FORMS = (
+    re.compile(r"\(?([A-Da-d])\)?[.):\]]?"),  # the whole reply
+    re.compile(r"\(?([A-D])(?![A-Za-z0-9'])|\(([a-d])\)|([a-d])[.):\]]"),  # at the start
+    re.compile(r"(?i:\b(?:answer|choice|option)(?:\s+is)?)\s*[:\s]\s*"
+               r"(?:\(([A-Da-d])\)|([A-D])(?![A-Za-z])|([a-d])(?=\s*(?:$|[.)\],;:!?])))"),
+    re.compile(r"\(([A-Da-d])\)"),
+    re.compile(r"(?<![A-Za-z])([A-D])\s*[.)\]]"),
+    re.compile(r"(?:^|\s)([A-D])(?=$|\s|[,;:!?])"),
+)
+
+
+def parse_letter(reply: str, options: Sequence[str] = ()) -> str | None:
+    """The option letter (A–D) a reply picks, as lmms-eval's ``vstar_bench`` reads it
+    (``extract_answer_letter``) less its misreads, or None. Tried in lmms-eval's order, the first that
+    matches wins: the whole reply a letter ("B", "(b)", "a."); a letter at the start ("D - leather",
+    "A cat", "(c) wool", "b. cotton"); after "answer", "choice" or "option" (with "is", a colon)
+    ("Answer: D", "The correct option is (D) leather."); "(X)" anywhere; a capital letter before
+    ``.`` ``)`` ``]`` ("It is D."); a capital letter standing alone ("I think it is D", "It's D").
+    Then — not in lmms-eval — a reply that is exactly one option's text ("leather").
+
+    Where we differ from lmms-eval (which upper-cases the reply first), each on purpose:
+
+    - "Answer: D" is D (there A: the reply starts with the letter A);
+    - a word that starts with A–D is no letter: "Blue", "Cotton" (there B, C);
+    - a word holding a single A–D letter is no letter: "leather" (there A; here D, its option's text);
+    - a capital letter ending a word is no letter: "It is red." (there D);
+    - a lower-case letter is a letter only as the whole reply, in parentheses, at the start before
+      ``.`` ``)`` ``:`` ``]``, or right after "answer is"/"option"/…: "There is a cat" is none (there A);
+    - ``*`` is dropped first, so "**C**" is C (there too, by its "one letter in the reply" rule).
+
+    >>> [parse_letter(r, ["rubber", "cotton", "wool", "leather"]) for r in (
+    ...     "I think it is D", "It's D", "D - leather", "The correct option is (D) leather.", "Answer: D",
+    ...     "leather", "Cotton", "It is red.", "There is a cat", "**C**", "A or B", "")]
+    ['D', 'D', 'D', 'D', 'D', 'D', 'B', None, None, 'C', 'A', None]
+    """
+    text = reply.replace("*", "").strip()
+    for n, form in enumerate(_LETTER_FORMS):
+        found = form.fullmatch(text) if n == 0 else (form.match(text) if n == 1 else form.search(text))
+        if found:
+            return next(g for g in found.groups() if g).upper()
+    said = text.rstrip(".").strip().lower()
+    named = [letter for letter, o in zip("ABCD", options) if said and said == str(o).strip().lower()]
+    return named[0] if len(named) == 1 else None
+
+
 # -- per-sample scores ------------------------------------------------------------------------------
 
 
@@ -179,6 +327,35 @@ def vqa_accuracy(prediction: str, references: Sequence[str], *, normalize_refere
         return min(1.0, matches / 3.0)
     # leave reference i out: the others that match are matches minus (whether i matched)
     return float(np.mean([min(1.0, (matches - (r == pred)) / 3.0) for r in refs]))
+
+def normalize_vicrop(text: str) -> str:
+    """An answer normalised as ViCrop's ``get_score.py`` (``process_text``) does: punctuation handled
+    as the VQA evaluation (:func:`normalize_vqa`) on the text as given, then lower-cased, number words
+    to digits, articles dropped, contractions restored. Unlike :func:`normalize_vqa` there is no
+    ``'s`` split and no prior removal of ``,`` and ``?`` (both are in the punctuation list anyway).
+
+    >>> normalize_vicrop("Two dogs."), normalize_vicrop("the cat's toy"), normalize_vicrop("1,000")
+    ('2 dogs', "cat's toy", '1000')
+    """
+    strip_all = _DIGIT_COMMA_DIGIT.search(text) is not None
+    out = text
+    for p in _VQA_PUNCT:
+        out = out.replace(p, "" if strip_all or p + " " in text or " " + p in text else " ")
+    words = [_NUMBER_WORDS.get(w, w) for w in _PERIOD.sub("", out).lower().split()]
+    return " ".join(_CONTRACTIONS.get(w, w) for w in words if w not in ("a", "an", "the"))
+
+
+def vicrop_accuracy(prediction: str, references: Sequence[str]) -> float:
+    """ViCrop's direct-answer accuracy (``get_acc``, its A-OKVQA / TextVQA score ÷ 100):
+    min(1, 0.3 · the number of references equal to the reply), both sides :func:`normalize_vicrop`-ed —
+    no leave-one-out, so 3 matching annotators give 0.9 (VQA accuracy gives them 1.0).
+
+    >>> vicrop_accuracy("Fall", ["fall"] * 10), vicrop_accuracy("autumn", ["fall"] * 7 + ["autumn"] * 3)
+    (1.0, 0.9)
+    """
+    pred = normalize_vicrop(prediction)
+    return min(1.0, 3 * sum(normalize_vicrop(r) == pred for r in references) / 10)
+
 
 
 def yes_no_match(prediction: str, references: Sequence[str]) -> float:

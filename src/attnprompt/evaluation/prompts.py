@@ -5,6 +5,11 @@
 - LLaVA-Bench (in the wild): ``llava/eval/table/rule.json`` of haotian-liu/LLaVA — the same rule text
   under ``llava_bench_conv``, ``llava_bench_detail`` and ``llava_bench_complex`` (role "Assistant"),
   and the system message of ``eval_gpt_review_bench.py``.
+- HR-Bench: the release's judge (DreamMr/HR-Bench, ``hrbench/vlmeval/dataset/utils/hrbench.py``:
+  ``build_prompt`` and the instruction ``pipeline_eval`` puts before it).
+- Multiple choice: VLMEvalKit's prompt to the model (``ImageMCQDataset.build_prompt``, which HR-Bench's
+  release shares) and its option-matching judge (``vlmeval/dataset/utils/multiple_choice.py``,
+  ``build_prompt``), and lmms-eval's copy of that judge (``tasks/hrbench/hrbench_evals.py``).
 
 Long lines are the originals' own (one paragraph per line).
 """
@@ -39,3 +44,52 @@ LLAVA_BENCH_RULE = (
 
 #: LLaVA-Bench's system message to the judge.
 LLAVA_BENCH_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+
+
+#: VLMEvalKit's multiple-choice prompt: "Hint: …" (when the row has one), "Question: …", the options under
+#: "Options:" one per line as "A. text", then this line — with its trailing space and line break.
+MCQ_INSTRUCTION = "Please select the correct answer from the options above. \n"
+
+
+def mcq_prompt(question: str, options: list[str], hint: str | None = None) -> tuple[str, str]:
+    """VLMEvalKit's multiple-choice prompt as a sample's question and suffix (the question as given,
+    not stripped, as there).
+
+    >>> mcq_prompt("Colour of the car?", ["red", "blue"])
+    ('Question: Colour of the car?\\nOptions:\\nA. red\\nB. blue', '\\nPlease select the correct answer from the options above. \\n')
+    """
+    lines = ([f"Hint: {hint}"] if hint else []) + [f"Question: {question}", "Options:"]
+    lines += [f"{chr(65 + i)}. {option}" for i, option in enumerate(options)]
+    return "\n".join(lines), "\n" + MCQ_INSTRUCTION
+
+
+#: HR-Bench's judge: this sentence, a space, then :data:`HRBENCH_JUDGE` filled in — one user message.
+HRBENCH_JUDGE_INSTRUCTION = (
+    "You are a helpful and precise assistant for checking the quality of the answer. Please answer in only yes or no."
+)
+
+#: HR-Bench's judge query: ``prompt`` is the question, a line break, "Options:\n", one "A. text\n" line per
+#: option, and :data:`MCQ_INSTRUCTION`; ``answer`` is "B. text" of the correct option; ``prediction`` the reply.
+HRBENCH_JUDGE = (
+    "Given the following question: {prompt}, the correct answer is: {answer}. Does the following answer correctly "
+    "answers the question, answer:{prediction}?"
+)
+
+#: The option-matching judge's instructions and two examples (VLMEvalKit's, and lmms-eval's copy).
+MCQ_MATCH = (
+    'You are an AI assistant who will help me to match an answer with several options of a single-choice question. You are provided with a question, several options, and an answer, and you need to find which option is most similar to the answer. If the meaning of all options are significantly different from the answer, output Z. Your should output a single uppercase character in A, B, C, D (if they are valid options), and Z. \n'
+    'Example 1: \n'
+    'Question: What is the main object in image?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n'
+    'Answer: a cute teddy bear\nYour output: A\n'
+    'Example 2: \n'
+    'Question: What is the main object in image?\nOptions: A. teddy bear B. rabbit C. cat D. dog\n'
+    'Answer: Spider\nYour output: Z\n'
+    'Example 3: \n'
+)
+
+#: VLMEvalKit's third example, to fill: the question (a "?" follows it), the options as
+#: "There are several options: \n" and one "A. text\n" line each (``build_option_str``), the reply.
+MCQ_MATCH_VLMEVALKIT = "Question: {}?\nOptions: {}\nAnswer: {}\nYour output: "
+
+#: lmms-eval's third example (``hrbench_evals.py``): no "?", the options as one "A. text\n" line each.
+MCQ_MATCH_LMMS = "Question: {}\nOptions: {}\nAnswer: {}\nYour output: "

@@ -99,7 +99,7 @@ def build(plan: Mapping[str, Any], given: Mapping[str, Task], store: RunStore, r
         for c in entry["conditions"]:
             records = store.records(task.name, c["config_hash"])
             out["configs"][c["config_hash"]] = store.config(c["config_hash"])
-            if task.judge is not None:
+            if task.judge is not None and (judge or not task.judge.optional):  # optional: scored without one
                 verdicts = store.judgements(task.name, c["config_hash"], judge["hash"]) if judge else {}
                 records = _with_verdicts(records, verdicts)
             conditions.append({"label": c["label"], "config_hash": c["config_hash"],

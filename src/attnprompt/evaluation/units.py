@@ -209,8 +209,9 @@ def _answer_record(unit: Unit, sample: EvalSample, result: Any, seconds: float) 
     answer = result.answer
     if not answer.ok:
         return Record.failed(unit.key(sample), answer.error or "no answer", answer.failure, body, seconds)
-    scores = _score(unit.task, answer.text, sample, repr(answer.text))
-    return Record.answered(unit.key(sample), answer.text, scores, body, seconds)
+    text = answer.text.strip()  # every backend's reply, stored and scored stripped (lmms-eval's harness does)
+    scores = _score(unit.task, text, sample, repr(text))
+    return Record.answered(unit.key(sample), text, scores, body, seconds)
 
 
 def _score(task: Task, output: Any, sample: EvalSample, shown: str) -> dict[str, float]:

@@ -45,8 +45,11 @@ TASKS = Registry(
         "vstar": "attnprompt.evaluation.tasks.vstar:make",
         "hr-bench-4k": "attnprompt.evaluation.tasks.hr_bench:make_4k",
         "hr-bench-8k": "attnprompt.evaluation.tasks.hr_bench:make_8k",
+        "hr-bench-4k-lmms": "attnprompt.evaluation.tasks.hr_bench:make_4k_lmms",
+        "hr-bench-8k-lmms": "attnprompt.evaluation.tasks.hr_bench:make_8k_lmms",
         "gqa": "attnprompt.evaluation.tasks.gqa:make",
         "aokvqa": "attnprompt.evaluation.tasks.aokvqa:make",
+        "aokvqa-da": "attnprompt.evaluation.tasks.aokvqa:make_da",
         "docvqa": "attnprompt.evaluation.tasks.docvqa:make",
     },
 )

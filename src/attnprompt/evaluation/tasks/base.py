@@ -196,16 +196,17 @@ class Task:
 
     def evaluate_predictions(self, predictions: Mapping[str, str], limit: int | None = None) -> dict[str, float]:
         """Score ``{sample id: prediction}`` with this task's metric (an answer task), with no model:
-        how a user re-scores outputs they already have. Samples without a prediction are skipped (with
-        ``group_of``, their whole group: MME's image is scored with both answers or not at all)."""
-        if self.kind != "answer" or self.judge is not None:
+        how a user re-scores outputs they already have; each reply is stripped first, as in a run. Samples
+        without a prediction are skipped (with ``group_of``, their whole group: MME's image is scored with
+        both answers or not at all)."""
+        if self.kind != "answer" or (self.judge is not None and not self.judge.optional):
             raise InputError(f"task {self.name!r} is scored by {'a judge' if self.judge else 'its maps'}, "
                              "not from the answers alone")
         samples = self.samples(limit)
         if self.group_of is not None:  # a group is scored whole or not at all (MME's image)
             broken = {self.group_of(s.id) for s in samples if s.id not in predictions}
             samples = [s for s in samples if self.group_of(s.id) not in broken]
-        rows = [dict(self.score(predictions[s.id], s)) for s in samples if s.id in predictions]
+        rows = [dict(self.score(predictions[s.id].strip(), s)) for s in samples if s.id in predictions]
         return dict(self.aggregate(score_columns(rows)))
 
 

@@ -8,10 +8,12 @@ Industry Documents Library). ``--data docvqa=PATH``: a ``save_to_disk`` folder o
 layout.
 
 Prompt as lmms-eval's ``docvqa_val`` (default model kwargs): the question, then "\\nAnswer the question
-using a single word or phrase."; 128 new tokens, as its template. Scoring: ANLS (average normalised
-Levenshtein similarity) with threshold 0.5, as lmms-eval's ``anls`` metric — the Robust Reading
-Competition's definition, see :func:`anls`; reported as a fraction (the mean over questions), and per
-question type.
+using a single word or phrase."; 32 new tokens, as its template (``_default_template_docvqa_yaml``).
+Scoring: ANLS (average normalised Levenshtein similarity) with threshold 0.5, as lmms-eval's ``anls``
+metric — the Robust Reading Competition's definition, see :func:`anls` — on the reply stripped of
+surrounding whitespace, as lmms-eval strips every reply before scoring (here the harness does, for every
+backend: "1998\\n" against "1999" is 0.75, not 0.80); reported as a fraction (the mean over questions),
+and per question type. Version 2 of the task (version 1: 128 new tokens).
 
 Where others differ: ViCrop's released scorer (``get_score.py``, ``evaluate_docvqa``) counts a reply
 correct when it contains a reference or is contained in one — an accuracy, not ANLS — so its DocVQA
@@ -96,5 +98,6 @@ def aggregate(columns: Mapping[str, Any]) -> dict[str, float]:
 def make(data: str | None = None) -> Task:
     return benchmark_task(
         "docvqa", "DocVQA val", data, hub_id=HUB_ID, split=SPLIT, config=CONFIG, to_sample=to_sample,
-        score=score, aggregate=aggregate, headline="anls", correct="anls", max_new_tokens=128,
+        score=score, aggregate=aggregate, headline="anls", correct="anls", max_new_tokens=32,
+        version="2",  # 2: 32 new tokens, stripped replies
         notes="ANLS, threshold 0.5 (lmms-eval's docvqa_val); ViCrop scored containment accuracy instead.")

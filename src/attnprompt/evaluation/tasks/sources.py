@@ -99,7 +99,8 @@ def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, spli
             return read(limit)
         return load_rows(name, data, hub_id=hub_id, split=split, config=config, original=original, limit=limit)
 
-    judged = "; GPT-judged" if task.get("judge") is not None else ""
+    judge = task.get("judge")
+    judged = "" if judge is None else ("; GPT-judged with --judge" if judge.optional else "; GPT-judged")
     return Task(name, f"{title} ({data or hub_id}, {split}){judged}", rows, data=data or hub_id, **task)
 
 
