@@ -206,6 +206,27 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
     raise bad(f"unsupported type {type(spec).__name__}")
 
 
+def check_layers(spec: Any, *, allow_fraction: bool = False) -> Any:
+    """A layer specification checked for its form before any model is known (its range is checked against
+    the model's depth when the model has loaded: :func:`parse_layers`). Returns it unchanged.
+
+    >>> check_layers("-4:"), check_layers("0.71:0.93", allow_fraction=True)
+    ('-4:', '0.71:0.93')
+    >>> check_layers("abc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: invalid layers 'abc': 'abc' is not an integer; give an index (-2), ...
+    """
+    if spec is None:
+        return spec
+    try:
+        parse_layers(spec, 1 << 20, allow_fraction=allow_fraction)
+    except InputError as e:
+        head = str(e).split(";")[0]
+        extra = ", or a fraction of depth in (0, 1) like 0.5" if allow_fraction else ""
+        raise InputError(f"{head}; give an index (-2), a list (20,22) or a slice (-4:){extra}") from None
+    return spec
+
+
 def _layer_slice(s: str, depth: int, allow_fraction: bool, bad: Any) -> tuple[int, ...]:
     """``"start:stop"`` (Python slice semantics, bounds within the depth) or, with ``allow_fraction``, a slice
     of fractions of the depth."""

@@ -20,14 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .attribution.configs import METHODS
-from .errors import EXIT_ERROR, AttnpromptError
+from .errors import EXIT_ERROR, EXIT_PARTIAL, AttnpromptError
 from .forms import FORMS
 from .presets import cli_parameters
 from .regions import RegionConfig
 from .strategies.registry import STRATEGIES
 from .strategies.spec import regions_from_flags
-
-EXIT_PARTIAL = 1
 
 #: Prefix of the region-selection flags (``--region-top``).
 REGION_PREFIX = "region_"
@@ -237,6 +235,9 @@ def _add_run_flags(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--strict", action="store_true", help="a data row that cannot be read stops the run, and any "
+                    "failed sample makes the command exit 1 (default: failures are recorded, counted in the summary "
+                    "and the report, and the command exits 0 when the run completed)")
     ray_group = ev.add_argument_group("Ray (pip install 'attnprompt[ray]')")
     ray_group.add_argument("--executor", default="local", choices=("local", "ray"),
                            help="where the chunks run: this process (default) or a pool of Ray actors, one model "
@@ -315,7 +316,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 some batch items failed, 2 error).
+    """Run the command line; returns the exit code: 0 done (failures, if any, recorded and counted), 1 done
+    but not as asked (``eval --strict`` with failures, nothing answered, every judge call unanswered; batch
+    items failed; the VLM gave no answer), 2 an error, 130 interrupted.
 
     >>> main(["ask", "no-such.png", "q", "--vlm", "shapes"])
     2
@@ -496,10 +499,10 @@ def _eval(args: argparse.Namespace) -> int:
         device=args.device, dtype=args.dtype, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
         native_side=args.native_side, data=data or None, judge=args.judge, judge_model=args.judge_model,
         judge_key_env=args.judge_key_env, judge_concurrency=args.judge_concurrency, executor=args.executor,
-        address=args.address, workers=args.workers,
+        address=args.address, workers=args.workers, strict=args.strict,
     )
     print(run.summary())
-    return EXIT_PARTIAL if run.failed else 0
+    return run.exit_code(strict=args.strict)
 
 
 def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:
