@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import unicodedata
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
