@@ -180,3 +180,32 @@ def test_batch_ids_in_any_script_name_their_files(tmp_path, capsys):
     assert (tmp_path / "out" / "图像 1.png").is_file() and (tmp_path / "out" / "café_été.npy").is_file()
     assert "'/' separates folders" in (tmp_path / "out" / "failures.jsonl").read_text(encoding="utf-8")
     assert not (tmp_path / "up.png").exists()
+
+
+def test_top_level_help_imports_no_numerics_and_each_command_only_its_own(tmp_path):
+    import subprocess
+    import sys
+
+    def imported(*args):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "attnprompt", *args], capture_output=True,
+                              text=True, check=True)
+        return {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+    top = imported("--help")
+    # before: 0.57 s of imports, the server among them, to print the list of commands
+    assert not {"numpy", "torch", "PIL", "attnprompt.serve", "attnprompt.types"} & top
+    ask = imported("ask", "--help")
+    assert "attnprompt.strategies.spec" in ask and not {"torch", "attnprompt.serve", "transformers"} & ask
+
+
+def test_threads_are_checked_and_set_before_a_model_runs(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["ask", "no-such.png", "q", "--vlm", "shapes", "--threads", "0"]) == 2
+        assert "--threads must be an integer ≥ 1" in capsys.readouterr().err
+        main(["ask", "no-such.png", "q", "--vlm", "shapes", "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
