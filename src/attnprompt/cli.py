@@ -95,8 +95,39 @@ def _method_params(args: argparse.Namespace, *, reserved: Sequence[str] = ()) ->
 
 
 def _add_device_flags(p: argparse.ArgumentParser) -> None:
+    from .models import ANSWER_FITS, ATTENTION_KERNELS, DEVICE_MAPS, DTYPES, QUANTIZATIONS
+
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32 (default) | float16 | bfloat16")
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="auto (default: the checkpoint's own, e.g. bfloat16, on a GPU; float32 on the CPU) | "
+                   "float32 | float16 | bfloat16")
+    p.add_argument("--device-map", default=None, choices=DEVICE_MAPS,
+                   help="shard the model over the GPUs, offloading what does not fit (accelerate; instead of --device)")
+    p.add_argument("--quantize", default=None, choices=QUANTIZATIONS,
+                   help="4-/8-bit weights (bitsandbytes: pip install 'attnprompt[quantize]')")
+    p.add_argument("--attn-implementation", default=None, choices=ATTENTION_KERNELS,
+                   help="the attention kernel (default: transformers' choice, sdpa); maps stay exact on any")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="Qwen-VL: pixels per image (default lmms-eval's: 602112 Qwen2-VL, 1605632 Qwen2.5/3-VL)")
+    p.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: least pixels per image (default the "
+                   "checkpoint's)")
+    p.add_argument("--answer-fit", default="pad", choices=ANSWER_FITS,
+                   help="LLaVA-1.5: the answering model sees the image padded to a square, as the map covers it "
+                   "(pad, default) or its processor's centre crop (processor)")
+    p.add_argument("--generation", default=None, metavar="KEY=VALUE,…",
+                   help="decode otherwise than greedily, e.g. do_sample=true,temperature=0.7 or "
+                   "repetition_penalty=1.05 (default: greedy, whatever the checkpoint's generation config says)")
+
+
+def _loading(args: argparse.Namespace) -> Any:
+    """The loading settings of the device flags, as one :class:`attnprompt.models.LoadOptions` (passed as
+    ``dtype=`` until the settings spec carries it)."""
+    from .models import LoadOptions, parse_generation
+
+    return LoadOptions(device=args.device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize,
+                       attn_implementation=args.attn_implementation, max_pixels=args.max_pixels,
+                       min_pixels=args.min_pixels, answer_fit=args.answer_fit,
+                       generation=parse_generation(args.generation) if args.generation else ())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"characters of text per conversation (default {limits.max_prompt_chars}); the model's "
                      "context is checked too")
     _add_device_flags(srv)
+    srv.add_argument("--batch-size", type=int, default=4, help="requests answered per forward (default 4)")
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
 
     ev = sub.add_parser(
@@ -360,7 +392,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_body=max(1, int(args.max_body_mb * 2**20)), max_images=args.max_images,
                     max_image_pixels=max(1, int(args.max_image_mpx * 1e6)), max_prompt_chars=args.max_prompt_chars)
     check_address(args.host, args.port, try_bind=True)  # before minutes of model loading
-    backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
+    backend = LocalVLM.from_pretrained(args.vlm, loading=_loading(args), batch_size=args.batch_size)
     serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose, limits=limits)
     return 0
 
@@ -368,7 +400,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _map_args(args: argparse.Namespace) -> dict[str, Any]:
     """The attribution and loading options ``annotate`` and ``ask`` share, by their API names."""
     return dict(method=args.method, model=args.model, preset=args.preset, gray=args.gray, resample=args.resample,
-                device=args.device, dtype=args.dtype)
+                device=args.device, dtype=_loading(args))
 
 
 def _annotate(args: argparse.Namespace) -> int:
@@ -450,7 +482,7 @@ def _ask(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         timeout=args.timeout,
         device=args.device,
-        dtype=args.dtype,
+        dtype=_loading(args),
         native_side=args.native_side,
     )
     result = ask(
@@ -509,7 +541,7 @@ def _eval(args: argparse.Namespace) -> int:
         segmenter=args.segmenter,
         limit=args.limit, batch_size=args.batch_size, concurrency=args.concurrency, retry_failed=args.retry_failed,
         max_new_tokens=args.max_new_tokens, gray=args.gray, resample=args.resample, regions=_regions(args),
-        gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=args.dtype,
+        gallery=args.gallery, progress=not args.quiet, device=args.device, dtype=_loading(args),
         vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout, native_side=args.native_side,
         data=data or None,
         judge=args.judge, judge_model=args.judge_model, judge_key_env=args.judge_key_env,

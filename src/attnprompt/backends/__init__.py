@@ -33,15 +33,22 @@ def get_backend(
     dtype: Any = None,
     concurrency: int | None = None,
     native_side: int | None = None,
+    batch_size: int | None = None,
+    loading: Any = None,
 ) -> Backend:
     """A backend from a spec: an http(s) URL → OpenAI-compatible client (``vlm_model`` = the
     server's model name, default its first; ``api_key`` default ``$OPENAI_API_KEY``; ``concurrency``
     requests in flight, default 4; ``native_side`` = the served model's input side in pixels, ViCrop's
     default crop window, which a server does not say); anything
-    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B); a Backend passes through.
+    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B) loaded as ``loading`` says (a
+    :class:`~attnprompt.models.LoadOptions`; ``device`` / ``dtype`` are its fields as keywords), answering
+    ``batch_size`` requests per forward (default 4); a Backend passes through. A server's model is loaded by the
+    server: the loading settings and ``batch_size`` are a local model's, and are not used for a URL.
 
     >>> get_backend("http://127.0.0.1:8000/v1", vlm_model="llava").name
     'http://127.0.0.1:8000/v1#llava'
+    >>> get_backend("shapes", batch_size=16).batch_size
+    16
     """
     if isinstance(spec, Backend):
         return spec
@@ -57,4 +64,5 @@ def get_backend(
                          "local model (its family says its input side; batch_size sets how many answers run at once)")
     from .local import LocalVLM
 
-    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype)
+    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype, loading=loading,
+                                    **({} if batch_size is None else {"batch_size": batch_size}))
