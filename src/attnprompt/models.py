@@ -339,7 +339,7 @@ GENERATION_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "typic
 #: (Qwen-VL's asks for sampling and ``repetition_penalty`` 1.05): one beam, no sampling, no penalty.
 GREEDY: dict[str, Any] = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
                           "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-                          "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+                          "encoder_no_repeat_ngram_size": 0, "min_new_tokens": 0,
                           "length_penalty": 1.0, "guidance_scale": 1.0}
 _SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p")
 
