@@ -853,26 +853,41 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
         model.eval()
         if dev is not None:
             model.to(dev)
-        model.generation_config = greedy_generation_config(model.generation_config)
         return model
 
     def build() -> LoadedVlm:
-        model = _cached(model_key, build_model)
-        processor = _load_processor(name, location, model.config.model_type, model.config)
-        tok = getattr(processor, "tokenizer", None)
-        if tok is not None:
-            tok.padding_side = "left"  # batched generation appends on the right
-        family = family_of(model.config.model_type)
-        pixels = family.pixel_budget(processor, options.max_pixels, options.min_pixels) if family else {}
-        if family is None and (options.max_pixels or options.min_pixels):
-            raise InputError(f"max_pixels and min_pixels bound Qwen-VL's image processor; {name!r} is a "
-                             f"{model.config.model_type!r} model")
-        return LoadedVlm(model, processor, family.name if family else None, name, location, options,
-                         tuple(sorted(pixels.items())))
+        return wrap_vlm(_cached(model_key, build_model), name, loading=options)
 
     # options that load the same weights share the model; the device and dtype are in the model's key, resolved
     return _cached(("vlm", location, *_model_key(kwargs, dev), dataclasses.replace(options, device=None, dtype="auto")),
                    build)
+
+
+def wrap_vlm(model: Any, name: str, *, loading: LoadOptions | Mapping[str, Any] | None = None) -> LoadedVlm:
+    """A model built or loaded some other way (random weights to measure memory, your own device placement, an
+    adapter) with the processor of checkpoint ``name`` (a directory or hub id that has one), made ready as
+    :func:`load_vlm` makes its own: left padding, the family's pixel budget, greedy decoding (the model's generation
+    config keeps only its token ids; :func:`greedy_generation_config`). ``loading`` gives what of
+    :class:`LoadOptions` concerns the processor and the answers (its device and dtype are the model's business).
+
+    >>> vlm = wrap_vlm(load_vlm("shapes").model, "shapes")
+    >>> vlm.family, vlm.model is load_vlm("shapes").model
+    ('llava', True)
+    """
+    options = LoadOptions.of(loading)
+    location, _ = read_config(name, "vlm")
+    model.generation_config = greedy_generation_config(model.generation_config)
+    processor = _load_processor(name, location, model.config.model_type, model.config)
+    tok = getattr(processor, "tokenizer", None)
+    if tok is not None:
+        tok.padding_side = "left"  # batched generation appends on the right
+    family = family_of(model.config.model_type)
+    if family is None and (options.max_pixels or options.min_pixels):
+        raise InputError(f"max_pixels and min_pixels bound Qwen-VL's image processor; {name!r} is a "
+                         f"{model.config.model_type!r} model")
+    pixels = family.pixel_budget(processor, options.max_pixels, options.min_pixels) if family else {}
+    return LoadedVlm(model, processor, family.name if family else None, name, location, options,
+                     tuple(sorted(pixels.items())))
 
 
 def greedy_generation_config(checkpoint: Any) -> Any:
