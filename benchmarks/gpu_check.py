@@ -2,9 +2,9 @@
 
 For each model (default LLaVA-1.5-7B and Qwen2.5-VL-3B), random weights are built at full size from the real
 checkpoint's own files (``config.json``, processor, tokenizer, chat template: ``--checkpoints``, default
-``$ATTNPROMPT_CHECKPOINTS`` or ``../shared/data/checkpoints``), straight onto the device in ``--dtype`` (default
-bfloat16), and wrapped with the checkpoint's processor (:func:`attnprompt.models.wrap_vlm`). Then, side by side in
-one run, on one photo:
+``$ATTNPROMPT_CHECKPOINTS``, else ``shared/data/checkpoints`` in or beside the checkout: tools/checkpoints.py),
+straight onto the device in ``--dtype`` (default bfloat16), and wrapped with the checkpoint's processor
+(:func:`attnprompt.models.wrap_vlm`). Then, side by side in one run, on one photo:
 
 - the peak GPU memory and the wall time (median of ``--repeats``, after one warm-up) of plain ``generate``, the
   ``api`` strategy with api-vlm's map, ``carve`` and ``carve --preset vicrop``, each as a ratio to plain;
@@ -16,16 +16,15 @@ Random weights answer nonsense, so every generation runs its whole token budget 
 times compare equal amounts of work. ``--through-disk`` also saves the random weights and loads them back through
 :func:`attnprompt.models.load_vlm` (the user's path: dtype, weights straight to the device), timing it.
 
-    python benchmarks/gpu_check.py                           # a GPU: a few minutes
-    python benchmarks/gpu_check.py --smoke --checkpoints DIR # CPU, float32, 3 tokens: DIR holds reduced copies of
-                                                             # the files (tests/builders.py reduced_checkpoint)
+    PYTHONPATH=src python benchmarks/gpu_check.py --json gpu_check.json   # a GPU: a few minutes
+    PYTHONPATH=src python benchmarks/gpu_check.py --smoke                 # CPU in seconds: the configs reduced
+                                                                          # (tools/checkpoints.py), float32, 3 tokens
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -38,7 +37,10 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINTS = Path(os.environ.get("ATTNPROMPT_CHECKPOINTS") or ROOT.parent / "shared" / "data" / "checkpoints")
+sys.path.insert(0, str(ROOT))  # the tools beside the package
+
+from tools.checkpoints import CHECKPOINTS, reduced_config  # noqa: E402
+
 MODELS = ("llava-hf/llava-1.5-7b-hf", "Qwen/Qwen2.5-VL-3B-Instruct")
 QUESTION = "What is written on the small sign at the left of the picture?"
 #: The conditions, as :func:`attnprompt.ask` keywords.
@@ -65,13 +67,16 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def build(files: Path, device: str, dtype: torch.dtype):
-    """Random weights of the checkpoint's full config, made on ``device`` in ``dtype``; end of sequence off."""
+def build(files: Path, device: str, dtype: torch.dtype, reduce: bool = False):
+    """Random weights of the checkpoint's config (made small with ``reduce``), made on ``device`` in ``dtype``; end
+    of sequence off."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from attnprompt.models import LoadOptions, wrap_vlm
 
     config = AutoConfig.from_pretrained(files)
+    if reduce:
+        config = reduced_config(config)
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype).eval()
@@ -188,7 +193,7 @@ def exactness(vlm, image: Image.Image, device: str, steps: int = 4) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoints", type=Path, default=DEFAULT_CHECKPOINTS)
+    parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="the real files (default %(default)s)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated hub ids under --checkpoints")
     parser.add_argument("--device", default=None, help="default cuda (cpu with --smoke)")
     parser.add_argument("--dtype", default=None, choices=("bfloat16", "float16", "float32"),
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=None, help="answer tokens (default 32; 3 with --smoke)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per condition (default 3; 1 --smoke)")
     parser.add_argument("--through-disk", action="store_true", help="also save and load back through load_vlm")
-    parser.add_argument("--smoke", action="store_true", help="CPU, float32, 3 tokens, 1 run, a 320x240 photo")
+    parser.add_argument("--smoke", action="store_true", help="the configs reduced; CPU, float32, 3 tokens, 1 run, a "
+                        "320x240 photo: the whole script in seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     device = args.device or ("cpu" if args.smoke else "cuda")
@@ -210,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import transformers
 
-    report = {"device": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu",
+    where = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+    report = {"smoke": args.smoke, "device": where,
               "torch": torch.__version__, "transformers": transformers.__version__, "dtype": str(dtype),
               "photo": list(size), "tokens": tokens, "repeats": repeats, "models": {}}
     image = photo(size)
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         t0 = time.perf_counter()
-        vlm = build(files, device, dtype)
+        vlm = build(files, device, dtype, reduce=args.smoke)
         synchronize(device)
         entry = {"build_seconds": round(time.perf_counter() - t0, 1),
                  "parameters_b": round(sum(p.numel() for p in vlm.model.parameters()) / 1e9, 3)}

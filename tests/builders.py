@@ -4,17 +4,20 @@
 - VLMs of every model_type in the family registry (:data:`BUILDERS`, :func:`build`, :func:`save`,
   :func:`loaded`): 3-layer GQA language models, 2-layer vision towers, a WordLevel tokenizer with a chat
   template, and the family's own processor. A new family needs a builder here: a test checks that every
-  registered model_type has one.
+  registered model_type has one;
+- reduced random-weight models of real checkpoints, from their own files (:func:`reduced_checkpoint`, built by
+  ``tools/checkpoints.py``; the test skips, saying why, where the files are absent).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from tools import checkpoints as real_files  # the tools beside the package (importable from a checkout's root)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLIP_BPE = DATA / "clip-bpe"
@@ -512,26 +515,10 @@ def save_tiny_sam(directory: Path, seed: int = 0, side: int = 64) -> Path:
     return directory
 
 
-# -- reduced random-weight models from real checkpoints' own files ------------------------------------------------
+# -- reduced random-weight models from real checkpoints' own files (tools/checkpoints.py builds them) -----------------
 
-#: Where the real checkpoints' non-weight files are (config, processor, tokenizer, chat template, generation config
-#: of each hub id; their README says which are verbatim): ``$ATTNPROMPT_CHECKPOINTS``, else ``../shared/data/
-#: checkpoints`` beside the repository. A test that needs one skips, saying so, where it is absent.
-CHECKPOINTS = Path(os.environ.get("ATTNPROMPT_CHECKPOINTS") or Path(__file__).resolve().parents[2] / "shared" / "data"
-                   / "checkpoints")
-#: The VLM hub ids whose files the tests read, one or more per family.
-CHECKPOINT_VLMS = (
-    "llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf", "llava-hf/llava-v1.6-mistral-7b-hf",
-    "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
-    "Qwen/Qwen3-VL-2B-Instruct", "OpenGVLab/InternVL3-1B-hf", "google/gemma-3-4b-it",
-    "HuggingFaceTB/SmolVLM-256M-Instruct",
-)
-#: Reduced widths and depths: the language model's and the vision tower's (everything else — image and patch
-#: sizes, tokens per image, pinpoints, merges, windows, token ids, vocabularies, contexts — is the checkpoint's).
-REDUCED_TEXT = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=16)
-REDUCED_VISION = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_heads=4, num_hidden_layers=2,
-                      depth=2, embed_dim=32, mlp_ratio=2)
+CHECKPOINTS = real_files.CHECKPOINTS
+CHECKPOINT_VLMS = real_files.CHECKPOINT_VLMS
 
 
 def checkpoint_files(hub_id: str) -> Path:
@@ -546,76 +533,13 @@ def checkpoint_files(hub_id: str) -> Path:
     return directory
 
 
-def reduced_config(config):
-    """``config`` (a transformers config of a real checkpoint) with the language model and the vision tower made
-    small (:data:`REDUCED_TEXT`, :data:`REDUCED_VISION`): what the tests can run in seconds, built as the real one."""
-    text = config.get_text_config()
-    for key, value in REDUCED_TEXT.items():
-        setattr(text, key, value)
-    if getattr(text, "layer_types", None):  # one layer of each kind the checkpoint has (Gemma 3: sliding, full)
-        kinds = list(dict.fromkeys(text.layer_types))
-        text.layer_types = (kinds * 2)[: text.num_hidden_layers]
-    if hasattr(text, "query_pre_attn_scalar"):
-        text.query_pre_attn_scalar = text.head_dim
-    rope = getattr(text, "rope_parameters", None)
-    if isinstance(rope, dict) and rope.get("mrope_section"):
-        rope["mrope_section"] = [2, 3, 3]  # sums to head_dim / 2, as the real sections do for theirs
-    vision = config.vision_config
-    for key, value in REDUCED_VISION.items():
-        if hasattr(vision, key):
-            setattr(vision, key, value)
-    if config.model_type == "qwen2_vl":
-        vision.hidden_size = text.hidden_size  # Qwen2-VL's merger projects onto the language model's width
-    if hasattr(vision, "out_hidden_size"):
-        vision.out_hidden_size = text.hidden_size
-    if hasattr(vision, "fullatt_block_indexes"):
-        vision.fullatt_block_indexes = [vision.depth - 1]
-    if hasattr(vision, "deepstack_visual_indexes"):
-        vision.deepstack_visual_indexes = [0]
-    return config
-
-
 def reduced_checkpoint(hub_id: str, directory: Path, seed: int = 0) -> Path:
-    """A reduced random-weight checkpoint of ``hub_id`` in ``directory``: :func:`reduced_config` of its real
-    config, random weights (seeded), and every other file of the real checkpoint as it is (processor, tokenizer,
-    chat template, generation config). Skips the calling test where the files are absent."""
-    import shutil
-
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
-    source = checkpoint_files(hub_id)
-    config = reduced_config(AutoConfig.from_pretrained(source))
-    torch.manual_seed(seed)
-    model = AutoModelForImageTextToText.from_config(config).eval()
-    projector = getattr(getattr(model, "model", None), "multi_modal_projector", None)
-    if hasattr(projector, "mm_input_projection_weight"):
-        with torch.no_grad():  # Gemma 3 initialises it to zeros: every image would look the same to the decoder
-            projector.mm_input_projection_weight.normal_(0.0, 0.2)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    for path in source.iterdir():
-        if path.is_file() and path.name not in ("config.json", "PROVENANCE.txt"):
-            shutil.copy(path, directory / path.name)  # the checkpoint's own generation config, processor, tokenizer
-    return directory
+    """:func:`tools.checkpoints.reduced_checkpoint`, skipping the calling test where the files are absent."""
+    checkpoint_files(hub_id)
+    return real_files.reduced_checkpoint(hub_id, directory, seed)
 
 
 def reduced_clip_checkpoint(hub_id: str, directory: Path, seed: int = 0) -> Path:
-    """A CLIP of ``hub_id``'s real config and files (its BPE, processor) with both towers made small (2 layers,
-    width 32, projection 16); the image and patch sizes — the map's grid — are the checkpoint's."""
-    import shutil
-
-    from transformers import AutoConfig, CLIPModel
-
-    source = checkpoint_files(hub_id)
-    config = AutoConfig.from_pretrained(source)
-    for tower in (config.vision_config, config.text_config):
-        tower.hidden_size, tower.intermediate_size, tower.num_attention_heads, tower.num_hidden_layers = 32, 64, 4, 2
-    config.projection_dim = 16
-    torch.manual_seed(seed)
-    model = CLIPModel(config).eval()
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    for path in source.iterdir():
-        if path.is_file() and path.name not in ("config.json", "PROVENANCE.txt"):
-            shutil.copy(path, directory / path.name)
-    return directory
+    """:func:`tools.checkpoints.reduced_clip_checkpoint`, skipping the calling test where the files are absent."""
+    checkpoint_files(hub_id)
+    return real_files.reduced_clip_checkpoint(hub_id, directory, seed)

@@ -287,25 +287,27 @@ def test_annotate_ask_carve_and_vicrop_run_on_every_family(hub_id, reduced, tmp_
         assert config["map"]["family"] == load_vlm(directory, device="cpu").family
 
 
-def test_the_gpu_check_runs_on_reduced_copies_of_the_files(tmp_path):
-    """benchmarks/gpu_check.py in its --smoke mode (CPU, float32), on reduced copies of the two checkpoints' files:
-    every condition measured, ratios to plain, the capture against eager exact, the load through disk as asked."""
+def test_the_gpu_check_runs_in_its_smoke_mode(tmp_path):
+    """benchmarks/gpu_check.py --smoke: the two checkpoints' configs reduced, CPU, float32: every condition measured,
+    ratios to plain, the capture against eager exact, the load back through load_vlm in the dtype and on the device
+    asked — the script the GPU runs, end to end."""
     import os
     import subprocess
     import sys
 
     hubs = ("llava-hf/llava-1.5-7b-hf", "Qwen/Qwen2.5-VL-3B-Instruct")
     for hub_id in hubs:
-        builders.reduced_checkpoint(hub_id, tmp_path / "files" / hub_id)
+        builders.checkpoint_files(hub_id)
     out = tmp_path / "gpu_check.json"
     script = builders.DATA.parent / "benchmarks" / "gpu_check.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(script), "--smoke", "--checkpoints", str(tmp_path / "files"),
+    done = subprocess.run([sys.executable, str(script), "--smoke", "--checkpoints", str(builders.CHECKPOINTS),
                            "--through-disk", "--json", str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert list(report["models"]) == list(hubs)
+    assert report["smoke"] and list(report["models"]) == list(hubs)
     for entry in report["models"].values():
+        assert entry["parameters_b"] < 0.05  # reduced
         assert list(entry["conditions"]) == ["plain", "api-vlm", "carve", "vicrop"]
         assert entry["conditions"]["plain"]["time_ratio"] == 1.0
         assert all(row["seconds"] > 0 and row["answered"] for row in entry["conditions"].values())
