@@ -46,7 +46,7 @@ def test_generation_settings_are_checked_and_sampling_needs_do_sample():
     assert LoadOptions(generation={"repetition_penalty": 1.05}).generate_kwargs()["do_sample"] is False
     sampled = LoadOptions(generation={"do_sample": True, "temperature": 0.7, "top_k": 5.0})
     assert dict(sampled.generation) == {"do_sample": True, "temperature": 0.7, "top_k": 5}
-    with pytest.raises(InputError, match="temperature only change sampled answers; set do_sample too"):
+    with pytest.raises(InputError, match="temperature: settings of sampled answers; set do_sample too"):
         LoadOptions(generation={"temperature": 0.7})
     with pytest.raises(InputError, match="unknown generation setting 'penalty'; valid: do_sample, temperature"):
         LoadOptions(generation={"penalty": 1.1})

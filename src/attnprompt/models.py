@@ -524,7 +524,7 @@ def _check_generation(generation: Any) -> tuple[tuple[str, Any], ...]:
                              f"{' (a whole one)' if want is int else ''}; got {value!r}")
     sampling = [k for k in _SAMPLING_ONLY if k in generation]
     if sampling and not generation.get("do_sample"):
-        raise InputError(f"{', '.join(sampling)} only change sampled answers; set do_sample too (true), or leave "
+        raise InputError(f"{', '.join(sampling)}: settings of sampled answers; set do_sample too (true), or leave "
                          "them out for greedy decoding")
     return tuple(sorted((k, int(v) if isinstance(v, float) and k in ("top_k", "no_repeat_ngram_size", "num_beams")
                          else v) for k, v in generation.items()))
