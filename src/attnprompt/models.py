@@ -564,8 +564,11 @@ def _weights_kwargs(options: LoadOptions, config: Mapping[str, Any], purpose: st
     from .errors import import_optional
 
     if options.device_map is not None:
+        import torch
+
         dev = None
-        target = "cuda"  # what "auto" resolves its dtype for: the GPUs (and what spills to the CPU)
+        # what "auto" resolves its dtype for: the GPUs the map spreads over (on a machine without one, the CPU)
+        target = "cuda" if torch.cuda.is_available() else "cpu"
     else:
         dev = pick_device(options.device)
         target = dev
