@@ -19,6 +19,12 @@ times compare equal amounts of work. ``--through-disk`` also saves the random we
     PYTHONPATH=src python benchmarks/gpu_check.py --json gpu_check.json   # a GPU: a few minutes
     PYTHONPATH=src python benchmarks/gpu_check.py --smoke                 # CPU in seconds: the configs reduced
                                                                           # (tools/checkpoints.py), float32, 3 tokens
+
+A machine that has the checkout but not ``shared/`` (a lent GPU): copy the two folders of files into the checkout
+first (a few MB, untracked), e.g. ``mkdir -p gpu_files/llava-hf gpu_files/Qwen && cp -r
+../shared/data/checkpoints/llava-hf/llava-1.5-7b-hf gpu_files/llava-hf/ && cp -r
+../shared/data/checkpoints/Qwen/Qwen2.5-VL-3B-Instruct gpu_files/Qwen/``, then run it there with
+``--checkpoints gpu_files``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ the image tokens (mean over heads). Then, per token,
 with w_s = s + 1 (``steps="all"``, CARVE v4) or only s = 0 (``steps="first"``). Summing on the token
 grid and upsampling once equals upsampling every term (bilinear resizing is linear).
 
-Fast: the KV cache and SDPA stay (one row of scores per captured layer per step), the task and
+Fast: the KV cache and the model's attention kernel stay (one row of scores per captured layer per step), the task and
 general passes run in one batch, and the general pass is cached per (image, model, settings), so
 many questions about one image pay for it once.
 """

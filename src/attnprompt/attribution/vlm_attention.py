@@ -9,7 +9,8 @@ average over heads and steps, and lay the result out on the image-token grid:
     reference:  Ψ_t = (1/MH) Σ_m Σ_h softmax(s_m,h[image span])_t (renormalised over the image
                                                                   tokens only — the authors' code)
 
-Capture keeps SDPA and the KV cache (see :class:`~attnprompt.capture.AttentionCapture`).
+Capture keeps the model's attention kernel (SDPA, FlashAttention-2, eager) and the KV cache (see
+:class:`~attnprompt.capture.AttentionCapture`).
 Image-token positions come from ``input_ids == image_token_id`` and the grid from the model config
 and the processor's outputs, as the model's family says (:mod:`attnprompt.families`).
 
