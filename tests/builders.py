@@ -4,7 +4,9 @@
 - VLMs of every model_type in the family registry (:data:`BUILDERS`, :func:`build`, :func:`save`,
   :func:`loaded`): 3-layer GQA language models, 2-layer vision towers, a WordLevel tokenizer with a chat
   template, and the family's own processor. A new family needs a builder here: a test checks that every
-  registered model_type has one.
+  registered model_type has one;
+- reduced random-weight models of real checkpoints, from their own files (:func:`reduced_checkpoint`, built by
+  ``tools/checkpoints.py``; the test skips, saying why, where the files are absent).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from tools import checkpoints as real_files  # the tools beside the package (importable from a checkout's root)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLIP_BPE = DATA / "clip-bpe"
@@ -509,3 +513,33 @@ def save_tiny_sam(directory: Path, seed: int = 0, side: int = 64) -> Path:
     sam.model.save_pretrained(directory)
     sam.processor.save_pretrained(directory)
     return directory
+
+
+# -- reduced random-weight models from real checkpoints' own files (tools/checkpoints.py builds them) -----------------
+
+CHECKPOINTS = real_files.CHECKPOINTS
+CHECKPOINT_VLMS = real_files.CHECKPOINT_VLMS
+
+
+def checkpoint_files(hub_id: str) -> Path:
+    """The directory of ``hub_id``'s real non-weight files; the calling test is skipped, with the reason, where it
+    is absent (a clone without ../shared/data/checkpoints)."""
+    import pytest
+
+    directory = CHECKPOINTS / hub_id
+    if not (directory / "config.json").is_file():
+        pytest.skip(f"{hub_id}: no config.json under {CHECKPOINTS} (set ATTNPROMPT_CHECKPOINTS to the folder of the "
+                    "real checkpoints' files)")
+    return directory
+
+
+def reduced_checkpoint(hub_id: str, directory: Path, seed: int = 0) -> Path:
+    """:func:`tools.checkpoints.reduced_checkpoint`, skipping the calling test where the files are absent."""
+    checkpoint_files(hub_id)
+    return real_files.reduced_checkpoint(hub_id, directory, seed)
+
+
+def reduced_clip_checkpoint(hub_id: str, directory: Path, seed: int = 0) -> Path:
+    """:func:`tools.checkpoints.reduced_clip_checkpoint`, skipping the calling test where the files are absent."""
+    checkpoint_files(hub_id)
+    return real_files.reduced_clip_checkpoint(hub_id, directory, seed)

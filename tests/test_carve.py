@@ -164,7 +164,8 @@ def test_the_crop_of_a_non_square_image_is_its_box_masked_and_upscaled():
     image = Image.fromarray(rng.integers(1, 255, (50, 90, 3), dtype=np.uint8))
     heat = two_blobs()
     r = select_regions(heat, image, RegionConfig.from_preset(top=BLOBS, min_regions=1))
-    assert r.box == (70, 35, 75, 40) and r.crop.size == (90, 90)  # 5×5 scaled by max(90/5, 50/5)
+    # 5×5 scaled by max(90/5, 50/5) = 18 would be 8,100 pixels; capped at the original's 4,500: 67×67
+    assert r.box == (70, 35, 75, 40) and r.crop.size == (67, 67)
     keep = select_regions(heat, image, RegionConfig.from_preset(top=BLOBS, min_regions=2, upscale=False))
     assert keep.box == (5, 5, 75, 40) and keep.crop.size == (70, 35)
     crop = np.asarray(keep.crop)

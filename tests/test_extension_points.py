@@ -84,11 +84,11 @@ class CentreAttributor(Attributor):
         self.config, self.model_id = config, "none"
 
     @classmethod
-    def from_pretrained(cls, model=None, *, device=None, dtype=None, preset=None, **params):
+    def from_pretrained(cls, model=None, *, device=None, dtype=None, preset=None, loading=None, **params):
         return cls(CentreConfig.from_preset(preset, **params))
 
     @classmethod
-    def load(cls, model, *, device=None, dtype=None):
+    def load(cls, model, *, device=None, dtype=None, loading=None):
         return None
 
     def attribute(self, images, queries, *, suffixes=None):

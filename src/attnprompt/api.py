@@ -34,6 +34,7 @@ def annotate(
     regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    loading: Any = None,
     **params: Any,
 ) -> Annotation:
     """Annotate ``image`` for ``query``: attribution map → heatmap → overlay (API, paper §3).
@@ -53,7 +54,7 @@ def annotate(
     """
     [ann] = annotate_batch(
         [image], [query], method=method, model=model, preset=preset, gray=gray, resample=resample, regions=regions,
-        device=device, dtype=dtype, **params,
+        device=device, dtype=dtype, loading=loading, **params,
     )
     return ann
 
@@ -70,6 +71,7 @@ def annotate_batch(
     regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    loading: Any = None,
     **params: Any,
 ) -> list[Annotation]:
     """Annotate many (image, query) pairs in one batched forward of the model.
@@ -92,7 +94,8 @@ def annotate_batch(
         if key not in loaded:
             loaded[key] = load_image(img)
         rgb.append(loaded[key])
-    attributor = get_attributor(method, model=model, device=device, dtype=dtype, preset=preset, **params)
+    attributor = get_attributor(method, model=model, device=device, dtype=dtype, loading=loading, preset=preset,
+                                **params)
     chosen = None
     if regions is not None and regions is not False:
         chosen = region_config(None if regions is True else regions, attributor)
@@ -119,6 +122,7 @@ def ask(
     regions: Any = None,
     device: str | None = None,
     dtype: Any = None,
+    loading: Any = None,
     **params: Any,
 ) -> Result:
     """Ask a VLM about an image with a strategy (default ``api``: annotate, then ask about the
@@ -126,7 +130,8 @@ def ask(
 
     - who answers: ``vlm`` — a hub id, a local directory, ``"shapes"``, an OpenAI-compatible URL,
       or a backend from :func:`attnprompt.backends.get_backend` (for a server's model name, API key,
-      timeout); ``device``/``dtype`` for local models;
+      timeout); how local models load: ``loading`` (a :class:`~attnprompt.models.LoadOptions`: dtype, device map,
+      quantisation, attention kernel …) or ``device``/``dtype`` alone;
     - how it is asked (one :class:`~attnprompt.strategies.spec.AskSpec` is built from these keywords and
       checked before any model loads): ``strategy`` (see ``attnprompt.STRATEGIES``), ``suffix`` (the task's
       answer-format instruction, placed by the strategy), ``max_new_tokens`` (the answer's budget),
@@ -153,13 +158,17 @@ def ask(
     spec = AskSpec.from_mapping(dict(strategy=strategy, method=method, model=model, preset=preset, sources=sources,
                                      segmenter=segmenter, max_new_tokens=max_new_tokens, gray=gray,
                                      resample=resample, form=form, regions=regions, **params))
-    return ask_spec(image, question, spec, vlm=vlm, suffix=suffix, compare=compare, device=device, dtype=dtype)
+    from .models import LoadOptions
+
+    loading = LoadOptions.of(loading, device=device, dtype=dtype)
+    return ask_spec(image, question, spec, vlm=vlm, suffix=suffix, compare=compare, loading=loading)
 
 
 def ask_spec(image: ImageLike, question: str, spec: AskSpec, *, vlm: Any = None, suffix: str = "",
-             compare: bool = False, device: str | None = None, dtype: Any = None) -> Result:
+             compare: bool = False, loading: Any = None) -> Result:
     """:func:`ask` with its settings as one :class:`~attnprompt.strategies.spec.AskSpec` (what the CLI and the
-    demo build): the spec is checked, then the image and question, before any model loads.
+    demo build): the spec is checked, then the image and question, before any model loads; ``loading`` (a
+    :class:`~attnprompt.models.LoadOptions`) says how local models load.
 
     >>> from attnprompt.shapes import make_scene
     >>> spec = AskSpec(strategy="carve", max_new_tokens=4)
@@ -170,8 +179,8 @@ def ask_spec(image: ImageLike, question: str, spec: AskSpec, *, vlm: Any = None,
 
     spec = spec.check()
     sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
-    backend = get_backend(vlm, device=device, dtype=dtype)
-    result = build_strategy(spec, backend, device=device, dtype=dtype).run([sample])[0]
+    backend = get_backend(vlm, loading=loading)
+    result = build_strategy(spec, backend, loading=loading).run([sample])[0]
     if compare and spec.strategy != "plain":
         plain = AskSpec(strategy="plain", max_new_tokens=spec.max_new_tokens)
         result = dataclasses.replace(result, baseline=build_strategy(plain, backend).run([sample])[0])

@@ -255,20 +255,22 @@ class _BatchRun:
     params: dict[str, Any]
     gray: float
     resample: str
-    device: str | None
-    dtype: Any
+    loading: Any
     settings: dict[str, Any]
 
     @classmethod
     def of(cls, settings: dict[str, Any]) -> _BatchRun:
         given = dict(settings)
+        from .models import LoadOptions
+
         named = {k: given.pop(k, d) for k, d in (("method", "api-clip"), ("model", None), ("preset", None),
-                                                  ("gray", 0.0), ("resample", "bilinear"), ("device", None),
-                                                  ("dtype", None))}
+                                                  ("gray", 0.0), ("resample", "bilinear"))}
+        loading = LoadOptions.of(given.pop("loading", None), device=given.pop("device", None),
+                                 dtype=given.pop("dtype", None))
         params = {**given.pop("params", {}), **given}  # the method's parameters (``params=`` kept for old callers)
         recorded = batch_settings(named["method"], named["model"], named["preset"], params, named["gray"],
                                   named["resample"])
-        return cls(params=params, settings=recorded, **named)
+        return cls(params=params, settings=recorded, loading=loading, **named)
 
 
 def _output_directory(out_dir: str | os.PathLike) -> Path:
@@ -325,8 +327,7 @@ def _annotate_all(directory: Path, todo: list[BatchItem], run: _BatchRun, key: s
     from .files import save_json
     from .images import load_image
 
-    attributor = get_attributor(run.method, model=run.model, device=run.device, dtype=run.dtype, preset=run.preset,
-                                **run.params)
+    attributor = get_attributor(run.method, model=run.model, loading=run.loading, preset=run.preset, **run.params)
     save_json({**attributor.describe(), "gray": run.gray, "resample": run.resample, "settings": run.settings,
                "fingerprint": key}, directory / CONFIG)
     bar = tqdm(total=len(todo), unit="item", desc="annotate", disable=options.progress is False or None)

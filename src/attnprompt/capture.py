@@ -42,38 +42,71 @@ def capture_outputs(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torc
 
 
 # --------------------------------------------------------------------------------------
-# Attention-row capture inside a language model, without leaving its fast kernels.
+# Attention-row capture inside a language model, without leaving its kernel.
 #
 # transformers dispatches each decoder layer's attention through a registry keyed by
-# ``config._attn_implementation``. We register one extra implementation that computes the
-# output with stock SDPA for every layer and, only for the attention modules being watched,
-# also records the pre-softmax scores of the LAST query position over all keys (q·kᵀ·scale +
-# mask). Generation keeps its KV cache; no layer materialises more than one B×H×kv row per
-# step. Mask construction is keyed on the same name, so the SDPA mask function is registered
-# under it too — without that the function would receive no padding mask at all.
+# ``config._attn_implementation``. We register one extra implementation per kernel the model
+# runs (sdpa, eager, flash_attention_2 …) that computes every layer's output with that very
+# kernel and, only for the attention modules being watched, also records the pre-softmax scores
+# of the LAST query position over all keys (q·kᵀ·scale + mask), in float32. Generation keeps its
+# KV cache; no layer materialises more than one B×H×kv row per step, and the outputs are the
+# kernel's own, so a captured generation is the uncaptured one. Mask construction is keyed on the
+# same name, so the kernel's mask function (a 4-D mask for sdpa and eager, the 2-D padding mask
+# for flash attention) is registered under it too.
 
 CAPTURE_IMPLEMENTATION = "attnprompt_capture"
 _WATCHED: dict[int, AttentionCapture] = {}
 
 
-def _capture_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+def capture_implementation(kernel: str | None) -> str:
+    """The name the capture registers for a model whose language model runs ``kernel`` (``sdpa`` when None);
+    it keeps the kernel's name in it, so transformers' own checks ("is this flash attention?") still hold.
 
-    out = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    capture = _WATCHED.get(id(module))
-    if capture is not None:
-        capture._record(module, query, key, attention_mask, scaling)
-    return out
+    >>> capture_implementation("sdpa"), capture_implementation("flash_attention_2")
+    ('attnprompt_capture', 'attnprompt_capture_flash_attention_2')
+    """
+    kernel = kernel or "sdpa"
+    return CAPTURE_IMPLEMENTATION if kernel == "sdpa" else f"{CAPTURE_IMPLEMENTATION}_{kernel}"
 
 
-def _register_capture_implementation() -> None:
+def _kernel_function(kernel: str, module: nn.Module) -> Any:
+    """The attention function ``kernel`` names, as the module's own model would call it (eager: the function
+    its modeling file defines, with whatever that family adds, e.g. soft-capping)."""
+    import sys
+
+    from transformers import AttentionInterface
+
+    if kernel == "eager":
+        found = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+        if found is None:
+            raise RuntimeError(f"{type(module).__name__} has no eager attention function to capture under; load the "
+                               "model with attn_implementation sdpa")
+        return found
+    return AttentionInterface._global_mapping[kernel]
+
+
+def _register_capture_implementation(kernel: str | None = "sdpa") -> str:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if CAPTURE_IMPLEMENTATION not in AttentionInterface._global_mapping:
-        AttentionInterface.register(CAPTURE_IMPLEMENTATION, _capture_attention)
-    if CAPTURE_IMPLEMENTATION not in AttentionMaskInterface._global_mapping:
-        AttentionMaskInterface.register(CAPTURE_IMPLEMENTATION, sdpa_mask)
+    kernel = kernel or "sdpa"
+    name = capture_implementation(kernel)
+    if kernel != "eager" and kernel not in AttentionInterface._global_mapping:
+        raise RuntimeError(f"attention kernel {kernel!r} is not registered with transformers; cannot capture under it")
+    if name not in AttentionInterface._global_mapping:
+
+        def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+            out = _kernel_function(kernel, module)(module, query, key, value, attention_mask, dropout=dropout,
+                                                   scaling=scaling, **kwargs)
+            capture = _WATCHED.get(id(module))
+            if capture is not None:
+                capture._record(module, query, key, attention_mask, scaling, kwargs.get("sliding_window"))
+            return out
+
+        AttentionInterface.register(name, attention)
+    if name not in AttentionMaskInterface._global_mapping:
+        AttentionMaskInterface.register(name, AttentionMaskInterface._global_mapping.get(kernel, sdpa_mask))
+    return name
 
 
 def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[int, nn.Module]:
@@ -105,10 +138,10 @@ def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[
 class AttentionCapture:
     """Record last-row attention scores of chosen language-model layers during ``generate``.
 
-    Inside the ``with`` block the language model runs a registered attention implementation
-    that is SDPA for every layer plus, for the watched layers, a copy of the last query row's
-    masked pre-softmax scores. On exit the previous implementation is restored and the
-    watch list emptied, also when the block raises.
+    Inside the ``with`` block the language model runs a registered attention implementation that is
+    the model's own kernel (sdpa, eager, flash_attention_2 …) for every layer plus, for the watched
+    layers, a float32 copy of the last query row's masked pre-softmax scores. On exit the previous
+    implementation is restored and the watch list emptied, also when the block raises.
 
     ``scores[layer]`` is a list with one float32 tensor (B, heads, kv_len) per forward call:
     call 0 is the prefill (its last row predicts generated token 1), call t the decode step
@@ -133,7 +166,6 @@ class AttentionCapture:
         self._previous: str | None = None
 
     def __enter__(self) -> AttentionCapture:
-        _register_capture_implementation()
         modules = language_attention_modules(self.model, self.layers)
         busy = [i for i, m in modules.items() if id(m) in _WATCHED]
         if busy:
@@ -141,8 +173,9 @@ class AttentionCapture:
         text_config = self.model.config.get_text_config()
         self._previous = text_config._attn_implementation
         try:
-            if self._previous != CAPTURE_IMPLEMENTATION:
-                self.model.set_attn_implementation({"text_config": CAPTURE_IMPLEMENTATION})
+            name = _register_capture_implementation(self._previous)
+            if self._previous != name:
+                self.model.set_attn_implementation({"text_config": name})
             for m in modules.values():
                 _WATCHED[id(m)] = self
             self._modules = modules
@@ -156,13 +189,14 @@ class AttentionCapture:
             if _WATCHED.get(id(m)) is self:
                 del _WATCHED[id(m)]
         self._modules = {}
-        if self._previous is not None and self._previous != CAPTURE_IMPLEMENTATION:
+        if self._previous is not None and not self._previous.startswith(CAPTURE_IMPLEMENTATION):
             self.model.set_attn_implementation({"text_config": self._previous})
 
     def __exit__(self, *exc: Any) -> None:
         self._restore()
 
-    def _record(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask, scaling) -> None:
+    def _record(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask, scaling,
+                sliding_window: int | None = None) -> None:
         from transformers.integrations.sdpa_attention import repeat_kv
 
         with torch.no_grad():
@@ -172,7 +206,18 @@ class AttentionCapture:
                 k = k[:, :, :q_len]  # prefill into an empty static cache: only the first q_len keys exist
             scale = query.shape[-1] ** -0.5 if scaling is None else scaling
             s = (query[:, :, -1:, :].float() @ k.float().transpose(-1, -2)).mul_(scale)  # B×H×1×kv
-            if mask is not None:
-                m = mask[:, :, -1:, : k.shape[2]]
+            kv = k.shape[2]
+            if mask is not None and mask.dim() == 2:
+                # flash attention's padding mask (B × keys seen, 1 = a real token); the last query sees every real
+                # key but, in a sliding-window layer, only the window's last keys
+                keep = mask[:, -kv:].bool()
+                if sliding_window is not None and kv > sliding_window:
+                    keep = keep.clone()
+                    keep[:, : kv - sliding_window] = False
+                s = s.masked_fill(~keep[:, None, None, :], float("-inf"))
+            elif mask is not None:
+                m = mask[:, :, -1:, :kv]
                 s = s.masked_fill(~m, float("-inf")) if m.dtype == torch.bool else s + m.float()
+            elif sliding_window is not None and kv > sliding_window:
+                s[..., : kv - sliding_window] = float("-inf")
             self.scores[module.layer_idx].append(s[:, :, 0].clone())

@@ -71,10 +71,41 @@ def _add_region_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_device_flags(p: Any) -> None:
+    """How local models load and run (one :class:`~attnprompt.models.LoadOptions`: :func:`_loading`)."""
+    from .models import ANSWER_FITS, ATTENTION_KERNELS, DEVICE_MAPS, DTYPES, QUANTIZATIONS
+
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
-    p.add_argument("--dtype", default=None, help="float32 (default) | float16 | bfloat16")
+    p.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="auto (default: the checkpoint's own, e.g. bfloat16, on a GPU; float32 on the CPU) | "
+                   "float32 | float16 | bfloat16")
+    p.add_argument("--device-map", default=None, choices=DEVICE_MAPS,
+                   help="shard the model over the GPUs, offloading what does not fit (accelerate; instead of --device)")
+    p.add_argument("--quantize", default=None, choices=QUANTIZATIONS,
+                   help="4-/8-bit weights (bitsandbytes: pip install 'attnprompt[quantize]')")
+    p.add_argument("--attn-implementation", default=None, choices=ATTENTION_KERNELS,
+                   help="the attention kernel (default: transformers' choice, sdpa); maps stay exact on any")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="Qwen-VL: pixels per image (default lmms-eval's: 602112 Qwen2-VL, 1605632 Qwen2.5/3-VL)")
+    p.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: least pixels per image (default the "
+                   "checkpoint's)")
+    p.add_argument("--answer-fit", default="pad", choices=ANSWER_FITS,
+                   help="LLaVA-1.5: the answering model sees the image padded to a square, as the map covers it "
+                   "(pad, default) or its processor's centre crop (processor)")
+    p.add_argument("--generation", default=None, metavar="KEY=VALUE,…",
+                   help="decode otherwise than greedily, e.g. do_sample=true,temperature=0.7 or "
+                   "repetition_penalty=1.05 (default: greedy, whatever the checkpoint's generation config says)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads torch may use (default: torch's, one per "
                    "core); on a shared machine 1 or 2 is often much faster than many threads fighting for cores")
+
+
+def _loading(args: argparse.Namespace) -> Any:
+    """The loading flags as one :class:`attnprompt.models.LoadOptions`."""
+    from .models import LoadOptions, parse_generation
+
+    return LoadOptions(device=args.device, dtype=args.dtype, device_map=args.device_map, quantize=args.quantize,
+                       attn_implementation=args.attn_implementation, max_pixels=args.max_pixels,
+                       min_pixels=args.min_pixels, answer_fit=args.answer_fit,
+                       generation=parse_generation(args.generation) if args.generation else ())
 
 
 def _add_vlm_flags(p: argparse.ArgumentParser, *, server: bool = True) -> None:
@@ -197,6 +228,7 @@ def _serve_parser(srv: argparse.ArgumentParser) -> None:
                      help=f"characters of text per conversation (default {limits.max_prompt_chars}); the model's "
                      "context is checked too")
     srv.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    srv.add_argument("--batch-size", type=int, default=4, help="requests answered per forward (default 4)")
     _add_vlm_flags(srv, server=False)
 
 
@@ -380,7 +412,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_body=max(1, int(args.max_body_mb * 2**20)), max_images=args.max_images,
                     max_image_pixels=max(1, int(args.max_image_mpx * 1e6)), max_prompt_chars=args.max_prompt_chars)
     check_address(args.host, args.port, try_bind=True)  # before minutes of model loading
-    backend = LocalVLM.from_pretrained(args.vlm, device=args.device, dtype=args.dtype)
+    backend = LocalVLM.from_pretrained(args.vlm, loading=_loading(args), batch_size=args.batch_size)
     serve(backend, args.host, args.port, model_name=args.name or backend.name, verbose=args.verbose, limits=limits)
     return 0
 
@@ -392,7 +424,7 @@ def _map_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 
     m = AskSpec.from_flags(args).map
     settings = dict(method=m.method or "api-clip", model=m.model, preset=m.preset, gray=m.gray, resample=m.resample,
-                    device=args.device, dtype=args.dtype, **m.params)
+                    loading=_loading(args), **m.params)
     return settings, regions_from_flags(args)
 
 
@@ -461,10 +493,11 @@ def _ask(args: argparse.Namespace) -> int:
     if args.save_annotated:
         check_writable(args.save_annotated, "--save-annotated")
     image, question = load_image(args.image, name=args.image), check_query(args.question, name="QUESTION")
+    loading = _loading(args)
     backend = get_backend(args.vlm, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
-                          device=args.device, dtype=args.dtype, native_side=args.native_side)
+                          loading=loading, native_side=args.native_side)
     result = ask_spec(image, question, spec, vlm=backend, suffix=args.suffix, compare=args.compare,
-                      device=args.device, dtype=args.dtype)
+                      loading=loading)
     results = [result] + ([result.baseline] if result.baseline is not None else [])
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
@@ -514,7 +547,7 @@ def _eval(args: argparse.Namespace) -> int:
         tasks, out=args.out, spec=spec, vlm=args.vlm, strategies=args.strategy, methods=args.method,
         presets=args.preset, forms=args.form, limit=args.limit, batch_size=args.batch_size,
         concurrency=args.concurrency, retry_failed=args.retry_failed, gallery=args.gallery, progress=not args.quiet,
-        device=args.device, dtype=args.dtype, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
+        loading=_loading(args), vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
         native_side=args.native_side, data=data or None, judge=args.judge, judge_model=args.judge_model,
         judge_key_env=args.judge_key_env, judge_concurrency=args.judge_concurrency, executor=args.executor,
         address=args.address, workers=args.workers, strict=args.strict,

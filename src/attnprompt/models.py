@@ -12,16 +12,18 @@ with the KV cache kept).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checks import check_count
 from .errors import InputError, MissingChatTemplateError, ModelLoadError, UnsupportedModelError
 from .families import FAMILIES, family_of
 
@@ -268,26 +270,345 @@ def pick_device(device: Any) -> str:
 
 
 def pick_dtype(dtype: Any) -> Any:
-    """Map ``None``/a name/a torch dtype to a torch dtype (``None`` → float32).
+    """Map ``None``/``"auto"``/a name/a torch dtype (or the ``dtype`` of a :class:`LoadOptions`) to a torch dtype;
+    without a checkpoint to ask, ``None`` and ``"auto"`` are float32 (:func:`resolve_dtype` asks the checkpoint).
 
-    >>> str(pick_dtype("float64"))
-    'torch.float64'
+    >>> str(pick_dtype("float64")), str(pick_dtype("auto"))
+    ('torch.float64', 'torch.float32')
     """
     import torch
 
-    if dtype is None:
+    if isinstance(dtype, (LoadOptions, Mapping)):
+        dtype = LoadOptions.of(dtype).dtype
+    if dtype is None or dtype == "auto":
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
     if dtype not in names:
-        raise InputError(f"unknown dtype {dtype!r}; valid: {', '.join(names)}")
+        raise InputError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(names)}")
     return names[dtype]
+
+
+def checkpoint_dtype(config: Mapping[str, Any]) -> str | None:
+    """The dtype a checkpoint's ``config.json`` says its weights are in (``dtype``, or the older ``torch_dtype``;
+    a VLM's text config when the top level says nothing), or None.
+
+    >>> checkpoint_dtype({"torch_dtype": "bfloat16"}), checkpoint_dtype({"text_config": {"dtype": "float16"}})
+    ('bfloat16', 'float16')
+    """
+    for where in (config, config.get("text_config") or {}):
+        for key in ("dtype", "torch_dtype"):
+            value = where.get(key)
+            if isinstance(value, str) and value in DTYPES[1:]:
+                return value
+    return None
+
+
+def resolve_dtype(dtype: Any, config: Mapping[str, Any] | None = None, device: str = "cpu") -> Any:
+    """The torch dtype a model is loaded in: ``"auto"`` is the checkpoint's own (:func:`checkpoint_dtype`, as
+    its users load it) on a GPU, and float32 on the CPU (half precision is slow there, and the CPU results
+    stay what they were); any other value is :func:`pick_dtype`'s. Needs no device: ``device`` is a name.
+
+    >>> cfg = {"torch_dtype": "bfloat16"}
+    >>> [str(resolve_dtype("auto", cfg, d)) for d in ("cuda", "cuda:1", "cpu")] + [str(resolve_dtype("float16", cfg))]
+    ['torch.bfloat16', 'torch.bfloat16', 'torch.float32', 'torch.float16']
+    """
+    if dtype is None or dtype == "auto":
+        found = checkpoint_dtype(config or {}) if str(device).split(":")[0] != "cpu" else None
+        return pick_dtype(found)
+    return pick_dtype(dtype)
+
+
+#: The dtypes :class:`LoadOptions` takes; ``auto`` (the default) is :func:`resolve_dtype`'s rule.
+DTYPES = ("auto", "float32", "float16", "bfloat16", "float64")
+#: accelerate's ways to spread a model over the GPUs (and the CPU and disk) it finds.
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+#: bitsandbytes' weight quantisations (``pip install 'attnprompt[quantize]'``).
+QUANTIZATIONS = ("4bit", "8bit")
+#: The attention kernels transformers offers every supported family (None: transformers' own choice, SDPA).
+ATTENTION_KERNELS = ("sdpa", "flash_attention_2", "eager")
+#: How the answering model is given an image its processor would crop (LLaVA-1.5's centre crop): ``pad`` to a
+#: square in the processor's mean colour first, as LLaVA-1.5's own evaluation does and api-vlm's map does, so
+#: the answer sees the whole image the map covers; or ``processor``, the processor's own resize and crop.
+ANSWER_FITS = ("pad", "processor")
+#: The ``generate()`` settings a user may set; everything else is greedy decoding's (:data:`GREEDY`).
+GENERATION_KEYS = ("do_sample", "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty",
+                   "no_repeat_ngram_size", "num_beams", "length_penalty")
+#: Greedy decoding, passed to every ``generate()`` whatever the checkpoint's ``generation_config.json`` says
+#: (Qwen-VL's asks for sampling and ``repetition_penalty`` 1.05): one beam, no sampling, no penalty.
+GREEDY: dict[str, Any] = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
+                          "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+                          "encoder_no_repeat_ngram_size": 0, "min_new_tokens": 0,
+                          "length_penalty": 1.0, "guidance_scale": 1.0}
+_SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model is loaded and run — every loading setting, validated here, in one place.
+
+    - ``device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default: a CUDA GPU if there is one);
+    - ``dtype``: ``auto`` (default: the checkpoint's own on a GPU, float32 on the CPU; :func:`resolve_dtype`),
+      ``float32``, ``float16``, ``bfloat16``, ``float64`` (a torch dtype is taken too);
+    - ``device_map``: ``auto`` / ``balanced`` / ``balanced_low_0`` / ``sequential``: accelerate shards the model
+      over the GPUs, offloading to the CPU and disk what does not fit (instead of ``device``);
+    - ``quantize``: ``4bit`` (NF4) or ``8bit`` weights through bitsandbytes (``pip install 'attnprompt[quantize]'``);
+    - ``attn_implementation``: ``sdpa``, ``flash_attention_2`` or ``eager`` for every attention layer (default:
+      transformers' choice, SDPA); api-vlm and CARVE still read exact rows from the layers they capture;
+    - ``max_pixels`` / ``min_pixels``: Qwen-VL's pixel budget per image (default max: lmms-eval's for the family,
+      :attr:`attnprompt.families.qwen_vl.QwenVl.max_pixels`; min: the checkpoint's);
+    - ``answer_fit``: ``pad`` (default) or ``processor``: how the answering model gets an image its processor
+      would crop (LLaVA-1.5; :data:`ANSWER_FITS`);
+    - ``generation``: ``generate()`` settings to use instead of pure greedy decoding (:data:`GENERATION_KEYS`),
+      a mapping; by default every answer and map is greedy whatever the checkpoint's generation config says.
+
+    :meth:`describe` is what configurations record; the defaults record nothing.
+
+    >>> LoadOptions(dtype="bfloat16", attn_implementation="sdpa").describe()
+    {'attn_implementation': 'sdpa'}
+    >>> LoadOptions(quantize="3bit")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: quantize must be one of 4bit, 8bit (or None: full weights); got '3bit'
+    """
+
+    device: str | None = None
+    dtype: str = "auto"
+    device_map: str | None = None
+    quantize: str | None = None
+    attn_implementation: str | None = None
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    answer_fit: str = "pad"
+    generation: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        put = functools.partial(object.__setattr__, self)
+        if self.device is not None:
+            if not isinstance(self.device, str):
+                put("device", str(self.device))  # a torch.device
+            if not self.device.strip():
+                raise InputError("device must be cpu, cuda, cuda:N or mps (or None: a GPU if there is one)")
+        if self.dtype is None:
+            put("dtype", "auto")
+        elif not isinstance(self.dtype, str):
+            put("dtype", str(self.dtype).removeprefix("torch."))  # a torch.dtype
+        _choice("dtype", self.dtype, DTYPES)
+        for name, valid, none in (("device_map", DEVICE_MAPS, "one device: give device instead"),
+                                  ("quantize", QUANTIZATIONS, "full weights"),
+                                  ("attn_implementation", ATTENTION_KERNELS, "transformers' choice, sdpa")):
+            if getattr(self, name) is not None:
+                _choice(name, getattr(self, name), valid, f" (or None: {none})")
+        if self.device_map is not None and self.device is not None:
+            raise InputError(f"give device ({self.device}) or device_map ({self.device_map}), not both: a device "
+                             "map places the model itself")
+        _choice("answer_fit", self.answer_fit, ANSWER_FITS)
+        for name in ("max_pixels", "min_pixels"):
+            if getattr(self, name) is not None:
+                put(name, check_count(name, getattr(self, name)))
+        if self.max_pixels is not None and self.min_pixels is not None and self.min_pixels > self.max_pixels:
+            raise InputError(f"min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}")
+        put("generation", _check_generation(self.generation))
+
+    @classmethod
+    def of(cls, loading: Any = None, *, device: Any = None, dtype: Any = None) -> LoadOptions:
+        """The options meant by what a caller gave: ``loading`` (a LoadOptions, a mapping, or None) and the older
+        ``device=`` / ``dtype=`` keywords (``dtype`` may itself carry a whole LoadOptions or mapping: the settings
+        plumbing passes it that way). A keyword that contradicts ``loading`` is an error.
+
+        >>> LoadOptions.of({"quantize": "8bit"}, device="cuda:1").device
+        'cuda:1'
+        >>> LoadOptions.of(dtype=LoadOptions(dtype="float16")).dtype
+        'float16'
+        """
+        if isinstance(dtype, (LoadOptions, Mapping)):
+            if loading is not None:
+                raise InputError("give the loading settings once: as loading=, or (what older callers do) as dtype=")
+            loading, dtype = dtype, None
+        if loading is None:
+            options = cls()
+        elif isinstance(loading, LoadOptions):
+            options = loading
+        elif isinstance(loading, Mapping):
+            options = cls.from_mapping(loading)
+        else:
+            raise InputError(f"loading settings are a LoadOptions or a mapping of its fields; got "
+                             f"{type(loading).__name__}")
+        changes: dict[str, Any] = {}
+        for name, value in (("device", device), ("dtype", dtype)):
+            if value is None or value == "auto":
+                continue
+            value = value if isinstance(value, str) else str(value).removeprefix("torch.")
+            current = getattr(options, name)
+            if current not in (None, "auto") and current != value:
+                raise InputError(f"{name} given twice: {value!r} and {current!r} in the loading settings")
+            changes[name] = value
+        return dataclasses.replace(options, **changes) if changes else options
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> LoadOptions:
+        """Options from a mapping of field names to values; strings as a command line or lmms-eval's
+        ``--model_args`` give them are read (``"1605632"``, ``"none"``); an unknown name is an error.
+
+        >>> LoadOptions.from_mapping({"max_pixels": "1605632", "quantize": "none"}).max_pixels
+        1605632
+        >>> LoadOptions.from_mapping({"dtyp": "bf16"})
+        Traceback (most recent call last):
+        attnprompt.errors.InputError: unknown loading setting 'dtyp'; valid: device, dtype, device_map, \
+quantize, attn_implementation, max_pixels, min_pixels, answer_fit, generation
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        for key, value in mapping.items():
+            if key not in names:
+                raise InputError(f"unknown loading setting {key!r}; valid: {', '.join(names)}")
+            if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+                value = None if key != "dtype" else "auto"
+            if key in ("max_pixels", "min_pixels") and isinstance(value, str):
+                try:
+                    value = int(value.replace("_", ""))
+                except ValueError:
+                    raise InputError(f"{key} must be a whole number of pixels; got {value!r}") from None
+            values[key] = value
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that change what a model says and that are not their defaults — what a configuration
+        records (the resolved dtype is recorded by whoever loaded the model; the device is not recorded).
+
+        >>> LoadOptions().describe(), LoadOptions(answer_fit="processor", generation={"top_p": 0.9,
+        ...                                                                       "do_sample": True}).describe()
+        ({}, {'answer_fit': 'processor', 'generation': {'do_sample': True, 'top_p': 0.9}})
+        """
+        out: dict[str, Any] = {}
+        for name in ("quantize", "attn_implementation", "max_pixels", "min_pixels"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.answer_fit != "pad":
+            out["answer_fit"] = self.answer_fit
+        if self.generation:
+            out["generation"] = dict(self.generation)
+        return out
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """What every ``generate()`` call gets: :data:`GREEDY`, then the user's own ``generation`` settings.
+
+        >>> LoadOptions(generation={"repetition_penalty": 1.05}).generate_kwargs()["repetition_penalty"]
+        1.05
+        """
+        return {**GREEDY, **dict(self.generation)}
+
+
+def _choice(name: str, value: Any, valid: Sequence[str], extra: str = "") -> None:
+    if value not in valid:
+        raise InputError(f"{name} must be one of {', '.join(valid)}{extra}; got {value!r}")
+
+
+def _check_generation(generation: Any) -> tuple[tuple[str, Any], ...]:
+    if generation is None:
+        return ()
+    if isinstance(generation, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in generation):
+        generation = dict(generation)
+    if not isinstance(generation, Mapping):
+        raise InputError(f"generation settings are a mapping like {{'repetition_penalty': 1.05}}; got "
+                         f"{type(generation).__name__}")
+    for key, value in generation.items():
+        if key not in GENERATION_KEYS:
+            raise InputError(f"unknown generation setting {key!r}; valid: {', '.join(GENERATION_KEYS)} (anything "
+                             "else is greedy decoding's)")
+        want = bool if key == "do_sample" else (int if key in ("top_k", "no_repeat_ngram_size", "num_beams") else float)
+        ok = isinstance(value, bool) if want is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and (want is float or value == int(value)))
+        if not ok:
+            raise InputError(f"generation setting {key} must be {'true or false' if want is bool else 'a number'}"
+                             f"{' (a whole one)' if want is int else ''}; got {value!r}")
+    sampling = [k for k in _SAMPLING_ONLY if k in generation]
+    if sampling and not generation.get("do_sample"):
+        raise InputError(f"{', '.join(sampling)}: settings of sampled answers; set do_sample too (true), or leave "
+                         "them out for greedy decoding")
+    return tuple(sorted((k, int(v) if isinstance(v, float) and k in ("top_k", "no_repeat_ngram_size", "num_beams")
+                         else v) for k, v in generation.items()))
+
+
+def parse_generation(text: str) -> dict[str, Any]:
+    """``KEY=VALUE,…`` (the command line's ``--generation``) → a mapping for :attr:`LoadOptions.generation`.
+
+    >>> parse_generation("do_sample=true, temperature=0.7,top_k=5")
+    {'do_sample': True, 'temperature': 0.7, 'top_k': 5}
+    """
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InputError(f"generation setting {part!r} is not KEY=VALUE (e.g. repetition_penalty=1.05)")
+        value = value.strip()
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key.strip()] = low == "true"
+            continue
+        try:
+            out[key.strip()] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise InputError(f"generation setting {key.strip()}: {value!r} is not a number or true/false") from None
+    return out
+
+
+def _weights_kwargs(options: LoadOptions, config: Mapping[str, Any], purpose: str) -> tuple[dict[str, Any], str | None]:
+    """``from_pretrained``'s keywords for ``options`` (dtype, attention kernel, quantisation, device map) and the
+    device to move the model to afterwards (None: the device map placed it). Everything that cannot work is an
+    error here, before a byte of weights is read."""
+    import importlib.util
+
+    from .errors import import_optional
+
+    if options.device_map is not None:
+        import torch
+
+        dev = None
+        # what "auto" resolves its dtype for: the GPUs the map spreads over (on a machine without one, the CPU)
+        target = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        dev = pick_device(options.device)
+        target = dev
+    dt = resolve_dtype(options.dtype, config, target)
+    kwargs: dict[str, Any] = {"dtype": dt}
+    if options.attn_implementation is not None:
+        if options.attn_implementation == "flash_attention_2":
+            if importlib.util.find_spec("flash_attn") is None:
+                raise InputError("attn_implementation flash_attention_2 needs the flash-attn package "
+                                 "(pip install flash-attn) and a CUDA GPU; use sdpa (the default) or eager")
+            if dev is not None and not dev.startswith("cuda"):
+                raise InputError(f"attn_implementation flash_attention_2 runs on CUDA GPUs, not {dev}; use sdpa "
+                                 "(the default) or eager")
+        kwargs["attn_implementation"] = options.attn_implementation
+    if options.quantize is not None:
+        import_optional("bitsandbytes", "quantize", f"{purpose} with quantize={options.quantize}")
+        import_optional("accelerate", "quantize", f"{purpose} with quantize={options.quantize}")
+        from transformers import BitsAndBytesConfig
+
+        if options.quantize == "4bit":
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                               bnb_4bit_compute_dtype=dt)
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    accelerate = importlib.util.find_spec("accelerate") is not None
+    if options.device_map is not None:
+        import_optional("accelerate", "gpu", f"{purpose} with device_map={options.device_map}")
+        kwargs["device_map"] = options.device_map
+        dev = None
+    elif options.quantize is not None or (dev != "cpu" and accelerate):
+        # straight onto the device, one tensor at a time: no full copy of the weights in CPU memory first
+        kwargs["device_map"] = dev
+        dev = None
+    return kwargs, dev
 
 
 @dataclass(frozen=True)
 class LoadedClip:
-    """A CLIP checkpoint ready for attribution: model (eval mode), tokenizer, image statistics.
+    """A CLIP checkpoint ready for attribution: model (eval mode), tokenizer, image statistics, and the
+    :class:`LoadOptions` it was loaded with.
 
     >>> clip = load_clip("shapes")
     >>> clip.model.training, len(clip.image_mean)
@@ -300,14 +621,34 @@ class LoadedClip:
     image_std: tuple[float, float, float]
     model_id: str
     location: str
+    options: LoadOptions = LoadOptions()
+
+    def record(self) -> dict[str, Any]:
+        """How it was loaded, where that is not the default (its dtype unless float32, its attention kernel):
+        what api-clip's configuration records beside the model's name.
+
+        >>> load_clip("shapes").record()
+        {}
+        """
+        return _record(self.model, self.options.describe())
 
 
-def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> LoadedClip:
-    """Load (once) a ``transformers`` CLIP checkpoint by hub id, local path or embedded name.
+def _record(model: Any, described: dict[str, Any]) -> dict[str, Any]:
+    dtype = str(getattr(model, "dtype", "torch.float32")).removeprefix("torch.")
+    return {**({"dtype": dtype} if dtype != "float32" else {}), **described}
+
+
+def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any = None,
+              loading: LoadOptions | Mapping[str, Any] | None = None) -> LoadedClip:
+    """Load (once) a ``transformers`` CLIP checkpoint by hub id, local path or embedded name, as ``loading``
+    (a :class:`LoadOptions`; ``device=`` / ``dtype=`` are its fields as keywords) says: its device, dtype, device
+    map and attention kernel; never quantised (api-clip reads the weights themselves), and the settings of a VLM's
+    answers and image processor do not apply.
 
     >>> load_clip("shapes").model.config.vision_config.image_size
     192
     """
+    options = LoadOptions.of(loading, device=device, dtype=dtype)
     name = name or DEFAULT_CLIP
     location, cfg = read_config(name, "clip")
     if cfg and cfg.get("model_type") != "clip":
@@ -315,15 +656,21 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
             f"model {name!r} is a {cfg.get('model_type')!r} checkpoint; api-clip needs a CLIP model "
             f"(model_type 'clip', e.g. {DEFAULT_CLIP}); " + _help("clip")
         )
-    dev, dt = pick_device(device), pick_dtype(dtype)
+    # What is a VLM's alone (how it answers, its image processor's bounds) does not apply; nor does quantize:
+    # api-clip splits CLIP's attention output exactly through its weights, so a CLIP (small) loads them whole.
+    options = LoadOptions(device=options.device, dtype=options.dtype, device_map=options.device_map,
+                          attn_implementation=options.attn_implementation)
+    kwargs, dev = _weights_kwargs(options, cfg, f"loading {name!r}")
 
     def build() -> LoadedClip:
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-        model = from_pretrained(CLIPModel.from_pretrained, name, location, "clip", dtype=dt)
+        model = from_pretrained(CLIPModel.from_pretrained, name, location, "clip", **kwargs)
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "clip")
         processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "clip")
-        model.eval().to(dev)
+        model.eval()
+        if dev is not None:
+            model.to(dev)
         return LoadedClip(
             model=model,
             tokenizer=tokenizer,
@@ -331,21 +678,32 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
             image_std=tuple(float(x) for x in processor.image_std),
             model_id=name,
             location=location,
+            options=options,
         )
 
-    return _cached(("clip", location, dev, str(dt)), build)
+    return _cached(("clip", location, *_model_key(kwargs, dev)), build)
+
+
+def _model_key(kwargs: dict[str, Any], dev: str | None) -> tuple:
+    """What decides the loaded weights: the device (or device map), dtype, kernel and quantisation."""
+    quant = kwargs.get("quantization_config")
+    return (dev, str(kwargs.get("device_map")), str(kwargs["dtype"]), kwargs.get("attn_implementation"),
+            None if quant is None else quant.to_json_string(use_diff=True))
 
 
 @dataclass(frozen=True)
 class LoadedVlm:
-    """A vision-language model ready to generate: model (eval mode), processor, family.
+    """A vision-language model ready to generate: model (eval mode), processor, family, and the
+    :class:`LoadOptions` it was loaded with (which also say how it answers: greedy unless ``generation`` says
+    otherwise, LLaVA-1.5's images padded to a square unless ``answer_fit`` says otherwise).
 
     ``family`` is the name of its :mod:`attnprompt.families` family (what configurations record), or ``None``
-    for a model that can answer but whose image-token layout api-vlm does not know.
+    for a model that can answer but whose image-token layout api-vlm does not know. ``pixels`` are the pixel
+    bounds in force on its image processor (Qwen-VL's ``max_pixels`` / ``min_pixels``), where it has them.
 
     >>> vlm = load_vlm("shapes")
-    >>> vlm.family, vlm.family_info.native_side(vlm.model.config, vlm.processor)
-    ('llava', 128)
+    >>> vlm.family, vlm.family_info.native_side(vlm.model.config, vlm.processor), vlm.options.answer_fit
+    ('llava', 128, 'pad')
     """
 
     model: Any
@@ -353,6 +711,8 @@ class LoadedVlm:
     family: str | None
     model_id: str
     location: str
+    options: LoadOptions = LoadOptions()
+    pixels: tuple[tuple[str, int], ...] = ()
 
     @property
     def family_info(self) -> Family | None:
@@ -364,6 +724,17 @@ class LoadedVlm:
         'llava'
         """
         return family_of(getattr(self.model.config, "model_type", None)) or family_of(self.family)
+
+    def record(self) -> dict[str, Any]:
+        """How it was loaded and runs, where that is not the default: its dtype unless float32, the pixel bounds
+        in force, and the non-default :class:`LoadOptions` (:meth:`LoadOptions.describe`) — what configurations
+        record beside the model's name.
+
+        >>> load_vlm("shapes").record()
+        {}
+        """
+        return {**_record(self.model, {}), **dict(self.pixels),
+                **{k: v for k, v in self.options.describe().items() if k not in ("max_pixels", "min_pixels")}}
 
 
 def _load_processor(name: str, location: str, model_type: str | None, config: Any = None) -> Any:
@@ -455,12 +826,18 @@ def _read_chat_template(location: str) -> str | None:
     return None
 
 
-def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
-    """Load (once) an image-text-to-text model and its processor by hub id, path or embedded name.
+def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any = None,
+             loading: LoadOptions | Mapping[str, Any] | None = None) -> LoadedVlm:
+    """Load (once) an image-text-to-text model and its processor by hub id, path or embedded name, as ``loading``
+    (a :class:`LoadOptions`; ``device=`` / ``dtype=`` are its fields as keywords) says: in the checkpoint's own
+    dtype on a GPU (``auto``), straight onto the device, quantised, sharded or with another attention kernel if
+    asked; the image processor within the family's pixel budget (:meth:`Family.pixel_budget`). One model object
+    serves every set of options that loads the same weights.
 
     >>> load_vlm("shapes-vlm").family
     'llava'
     """
+    options = LoadOptions.of(loading, device=device, dtype=dtype)
     name = name or DEFAULT_VLM
     location, cfg = read_config(name, "vlm")
     model_type = cfg.get("model_type")
@@ -469,22 +846,69 @@ def load_vlm(name: str | None = None, *, device: str | None = None, dtype: Any =
             f"model {name!r} is a {model_type!r} checkpoint, not a vision-language model that generates text "
             f"(e.g. {DEFAULT_VLM}); " + _help("vlm")
         )
-    dev, dt = pick_device(device), pick_dtype(dtype)
+    kwargs, dev = _weights_kwargs(options, cfg, f"loading {name!r}")
+    model_key = ("vlm-model", location, *_model_key(kwargs, dev))
 
-    def build() -> LoadedVlm:
+    def build_model() -> Any:
         from transformers import AutoModelForImageTextToText
 
-        model = from_pretrained(AutoModelForImageTextToText.from_pretrained, name, location, "vlm", dtype=dt)
-        model_type = model.config.model_type
-        processor = _load_processor(name, location, model_type, model.config)
-        tok = getattr(processor, "tokenizer", None)
-        if tok is not None:
-            tok.padding_side = "left"  # batched generation appends on the right
-        model.eval().to(dev)
-        family = family_of(model_type)
-        return LoadedVlm(model, processor, family.name if family else None, name, location)
+        model = from_pretrained(AutoModelForImageTextToText.from_pretrained, name, location, "vlm", **kwargs)
+        model.eval()
+        if dev is not None:
+            model.to(dev)
+        return model
 
-    return _cached(("vlm", location, dev, str(dt)), build)
+    def build() -> LoadedVlm:
+        return wrap_vlm(_cached(model_key, build_model), name, loading=options)
+
+    # options that load the same weights share the model; the device and dtype are in the model's key, resolved
+    return _cached(("vlm", location, *_model_key(kwargs, dev), dataclasses.replace(options, device=None, dtype="auto")),
+                   build)
+
+
+def wrap_vlm(model: Any, name: str, *, loading: LoadOptions | Mapping[str, Any] | None = None) -> LoadedVlm:
+    """A model built or loaded some other way (random weights to measure memory, your own device placement, an
+    adapter) with the processor of checkpoint ``name`` (a directory or hub id that has one), made ready as
+    :func:`load_vlm` makes its own: left padding, the family's pixel budget, greedy decoding (the model's generation
+    config keeps only its token ids; :func:`greedy_generation_config`). ``loading`` gives what of
+    :class:`LoadOptions` concerns the processor and the answers (its device and dtype are the model's business).
+
+    >>> vlm = wrap_vlm(load_vlm("shapes").model, "shapes")
+    >>> vlm.family, vlm.model is load_vlm("shapes").model
+    ('llava', True)
+    """
+    options = LoadOptions.of(loading)
+    location, _ = read_config(name, "vlm")
+    model.generation_config = greedy_generation_config(model.generation_config)
+    processor = _load_processor(name, location, model.config.model_type, model.config)
+    tok = getattr(processor, "tokenizer", None)
+    if tok is not None:
+        tok.padding_side = "left"  # batched generation appends on the right
+    family = family_of(model.config.model_type)
+    if family is None and (options.max_pixels or options.min_pixels):
+        raise InputError(f"max_pixels and min_pixels bound Qwen-VL's image processor; {name!r} is a "
+                         f"{model.config.model_type!r} model")
+    pixels = family.pixel_budget(processor, options.max_pixels, options.min_pixels) if family else {}
+    return LoadedVlm(model, processor, family.name if family else None, name, location, options,
+                     tuple(sorted(pixels.items())))
+
+
+def greedy_generation_config(checkpoint: Any) -> Any:
+    """A generation config that keeps only a checkpoint's token ids (start, end, padding) and drops everything
+    else it asks for (sampling, penalties, beams …): ``generate()`` fills whatever a call leaves unset from the
+    model's own config, so greedy decoding is only greedy once the checkpoint's wishes are gone
+    (:data:`GREEDY` is then set on every call; :attr:`LoadOptions.generation` is the way to ask for more).
+
+    >>> from transformers import GenerationConfig
+    >>> g = greedy_generation_config(GenerationConfig(eos_token_id=[2, 7], repetition_penalty=1.05, do_sample=True))
+    >>> g.eos_token_id, g.repetition_penalty, g.do_sample
+    ([2, 7], None, None)
+    """
+    from transformers import GenerationConfig
+
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+    ids = {k: getattr(checkpoint, k, None) for k in keep}
+    return GenerationConfig(**{k: v for k, v in ids.items() if v is not None})
 
 
 def _cached(key: tuple, build: Callable[[], Any]) -> Any:
@@ -612,13 +1036,37 @@ def bounded_input(vlm: LoadedVlm, image: Any) -> Any:
     return reduced_for(image, family.input_size(image.size, vlm.model.config, vlm.processor))
 
 
-def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[int] = ()) -> Generation:
+def answer_input(vlm: LoadedVlm, image: Any, fit: str | None = None) -> Any:
+    """``image`` as the model is given it: prepared as its family says for ``fit`` (default the model's
+    :attr:`LoadOptions.answer_fit`; LLaVA-1.5 with ``pad``: padded to a square in the processor's mean colour, so
+    its processor's centre crop keeps the whole image, as the map covers it), then :func:`bounded_input`.
+
+    >>> from PIL import Image
+    >>> vlm = load_vlm("shapes")
+    >>> answer_input(vlm, Image.new("RGB", (200, 100))).size, answer_input(vlm, Image.new("RGB", (200, 100)),
+    ...                                                                    "processor").size
+    ((200, 200), (200, 100))
+    """
+    family = vlm.family_info
+    if family is not None and hasattr(image, "size"):
+        image = family.prepare(image, vlm.processor, fit or vlm.options.answer_fit)[0]
+    return bounded_input(vlm, image)
+
+
+def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[int] = (),
+             fit: str | None = None) -> Generation:
     """Greedy answers to ``requests`` in one left-padded batch, each row cut at its first
     end-of-sequence token (:func:`end_of_sequence_ids`; it counts as a step, and is not part of
     the text) or at its own ``max_new_tokens``.
 
+    Greedy means greedy: :data:`GREEDY` on every call, whatever the checkpoint's generation config asks, unless
+    the model's :attr:`LoadOptions.generation` says otherwise. Each image is given as :func:`answer_input` says
+    for ``fit`` (default the model's ``answer_fit``). The prompt's token ids are those of the documented
+    ``processor.apply_chat_template(..., tokenize=True)``: one ``<bos>``, whether the chat template writes it
+    or the tokenizer adds it.
+
     ``capture`` lists language-model layers whose last-row attention scores are recorded at every
-    step (:class:`~attnprompt.capture.AttentionCapture`: SDPA and the KV cache stay).
+    step (:class:`~attnprompt.capture.AttentionCapture`: the KV cache and the model's attention kernel stay).
 
     A prompt that does not fit the model's context (:func:`context_length`), its images' tokens
     included, is a :class:`PromptTooLongError` before any model work; an answer budget that would run
@@ -636,12 +1084,20 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
 
     import torch
 
+    settings = vlm.options.generate_kwargs()
+    if capture and settings["num_beams"] != 1:
+        raise InputError(f"api-vlm and carve read the attention of one generated answer; num_beams must be 1, "
+                         f"not {settings['num_beams']}")
     tokenizer = getattr(vlm.processor, "tokenizer", None)
     if tokenizer is not None and tokenizer.padding_side != "left":
         tokenizer.padding_side = "left"  # generation appends on the right
     prompts = [chat_prompt(vlm.processor, r) for r in requests]
     kwargs: dict[str, Any] = dict(text=prompts, padding=True, return_tensors="pt")
-    images = [[bounded_input(vlm, image) for image in r.images] for r in requests]
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and prompts and prompts[0].startswith(bos):
+        # the chat template wrote <bos> (Gemma 3): the tokenizer must not add a second, as apply_chat_template does
+        kwargs["add_special_tokens"] = False
+    images = [[answer_input(vlm, image, fit) for image in r.images] for r in requests]
     if any(images):
         kwargs["images"] = images
     inputs = vlm.processor(**kwargs)
@@ -668,9 +1124,7 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     else:
         watch = contextlib.nullcontext()
     with torch.no_grad(), watch:
-        out = vlm.model.generate(
-            **inputs, max_new_tokens=budget, do_sample=False, temperature=None, top_p=None, top_k=None
-        )
+        out = vlm.model.generate(**inputs, max_new_tokens=budget, **settings)
     if capture:
         scores = watch.scores
     eos = end_of_sequence_ids(vlm)

@@ -16,6 +16,7 @@ Boxes are ``(x0, y0, x1, y1)`` in the image's pixels, ``x1``/``y1`` exclusive.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ class RegionConfig(MethodConfig):
       label 4-connected components, keep the ``max(min_regions, ⌊top·n⌋)`` with the largest
       attention sum (``rule="attention"``; ``size``: the largest; ``remove-small``: all but those
       under ``min_size`` of the kept pixels), zero the pixels outside them, crop to their bounding
-      box and upscale the crop (LANCZOS) by max(W/w, H/h);
+      box and upscale the crop (LANCZOS) by max(W/w, H/h), to at most the original's pixel count;
     - ``vicrop`` — "MLLMs know where to look": a square window of ``window``·r pixels for r in
       1, 1.2 … 2, placed where the map's sum is largest, the r whose best window stands out most
       from its neighbours; the plain crop, not masked, not upscaled.
@@ -65,7 +66,8 @@ class RegionConfig(MethodConfig):
                             cli=float)
     keep_outside: bool = param(False, "keep the pixels outside the kept regions in the crop (CARVE zeroes them)",
                                cli=bool)
-    upscale: bool = param(True, "upscale the crop by max(W/w, H/h) with LANCZOS, as CARVE", cli=bool)
+    upscale: bool = param(True, "upscale the crop by max(W/w, H/h) with LANCZOS, as CARVE (to at most the "
+                                "original's pixel count)", cli=bool)
     window: int | None = param(None, "window rule: the base side in pixels; default the answering VLM's native "
                                      "input side (336 LLaVA-1.5, 224 Qwen-VL, 128 the shapes VLM; 336 if unknown)",
                                cli=int)
@@ -306,15 +308,17 @@ def _mask_in_box(mask: np.ndarray, box: tuple[int, int, int, int], factor: int,
 
 
 def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """``image`` enlarged (LANCZOS) by max(W/w, H/h): one side equals ``size``'s, the other is at
-    least its — CARVE's resize of the crop to the original's scale.
+    """``image`` enlarged (LANCZOS) by max(W/w, H/h) — CARVE's resize of the crop to the original's scale: one side
+    equals ``size``'s, the other is at least its — but never to more pixels than ``size`` holds: a crop far thinner
+    or wider than the original would otherwise grow by the mismatch of the two aspects (a 1:20 strip of a 12-Mpx
+    photo to 240 Mpx), for an answering model that reads a few hundred thousand of them.
 
-    >>> upscale(Image.new("RGB", (10, 5)), (100, 40)).size
-    (100, 50)
+    >>> upscale(Image.new("RGB", (10, 5)), (200, 100)).size, upscale(Image.new("RGB", (10, 5)), (100, 40)).size
+    ((200, 100), (89, 44))
     """
     w, h = image.size
-    scale = max(size[0] / w, size[1] / h)
-    return image.resize((int(w * scale), int(h * scale)), Image.Resampling.LANCZOS)
+    scale = min(max(size[0] / w, size[1] / h), math.sqrt(size[0] * size[1] / (w * h)))
+    return image.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.LANCZOS)
 
 
 def box_share(box: tuple[int, int, int, int], size: tuple[int, int]) -> float:
@@ -383,7 +387,7 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
     >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0  # 8 % of the pixels
     >>> r = select_regions(heat, Image.new("RGB", (60, 40)), RegionConfig.from_preset(top=0.05))
     >>> r.box, r.crop.size
-    ((30, 10, 50, 20), (80, 40))
+    ((30, 10, 50, 20), (69, 34))
     >>> select_regions(heat[::2, ::2], Image.new("RGB", (120, 80)), RegionConfig.from_preset(top=0.05)).box
     (60, 20, 100, 40)
     """

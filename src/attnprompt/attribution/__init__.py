@@ -22,9 +22,11 @@ def get_attributor(
     device: str | None = None,
     dtype: Any = None,
     preset: str | None = None,
+    loading: Any = None,
     **params: Any,
 ) -> Attributor:
-    """Build (or pass through) an attributor; the underlying model is loaded once and cached.
+    """Build (or pass through) an attributor; the underlying model is loaded once and cached, as ``loading``
+    (a :class:`~attnprompt.models.LoadOptions`; ``device`` / ``dtype`` are its fields as keywords) says.
 
     ``model`` is a hub id, a local checkpoint directory, an embedded name (``"shapes"``), an
     already loaded model, or a built attributor (returned as it is).
@@ -40,4 +42,4 @@ def get_attributor(
             )
         return model
     cls = METHODS.get(method)
-    return cls.from_pretrained(model, device=device, dtype=dtype, preset=preset, **params)
+    return cls.from_pretrained(model, device=device, dtype=dtype, preset=preset, loading=loading, **params)

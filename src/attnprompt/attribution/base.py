@@ -37,23 +37,24 @@ class Attributor(ABC):
     @classmethod
     def from_pretrained(
         cls, model: Any = None, *, device: str | None = None, dtype: Any = None, preset: str | None = None,
-        **params: Any,
+        loading: Any = None, **params: Any,
     ) -> Attributor:
         """Load ``model`` (hub id, local directory, ``shapes``, or an already loaded model; cached;
-        default the method's own) and configure the method on it with ``preset`` and ``params``.
+        default the method's own) as ``loading`` says (a :class:`~attnprompt.models.LoadOptions`, or its
+        ``device`` / ``dtype`` as keywords) and configure the method on it with ``preset`` and ``params``.
 
         >>> from attnprompt.attribution.clip import ClipAttributor
         >>> ClipAttributor.from_pretrained("shapes", kernel=1).config.kernel
         1
         """
         config = cls.config_class.from_preset(preset, **params)
-        return cls(cls.load(model, device=device, dtype=dtype), config)
+        return cls(cls.load(model, device=device, dtype=dtype, loading=loading), config)
 
     @classmethod
     @abstractmethod
-    def load(cls, model: Any, *, device: str | None = None, dtype: Any = None) -> Any:
+    def load(cls, model: Any, *, device: str | None = None, dtype: Any = None, loading: Any = None) -> Any:
         """The loaded model the method runs on: ``model`` itself when already loaded, else loaded
-        (cached) from a hub id, a local directory or an embedded name."""
+        (cached) from a hub id, a local directory or an embedded name, as ``loading`` says."""
 
     @abstractmethod
     def attribute(

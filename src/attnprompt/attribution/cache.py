@@ -88,7 +88,7 @@ class MapCache(Attributor):
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: Any, *, device: str | None = None, dtype: Any = None) -> Any:
+    def load(cls, model: Any, *, device: str | None = None, dtype: Any = None, loading: Any = None) -> Any:
         raise TypeError("MapCache wraps a built attributor; build the attributor, then wrap it")
 
     def describe(self) -> dict[str, Any]:

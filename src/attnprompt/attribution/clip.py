@@ -128,8 +128,10 @@ class ClipAttributor(Attributor):
         self.context = int(self.model.config.text_config.max_position_embeddings)
 
     @classmethod
-    def load(cls, model: str | LoadedClip | None, *, device: str | None = None, dtype: Any = None) -> LoadedClip:
-        """A CLIP (default the paper's ViT-L/14-336), loaded once.
+    def load(cls, model: str | LoadedClip | None, *, device: str | None = None, dtype: Any = None,
+             loading: Any = None) -> LoadedClip:
+        """A CLIP (default the paper's ViT-L/14-336), loaded once as ``loading`` says
+        (:func:`attnprompt.models.load_clip`).
 
         >>> ClipAttributor.load("shapes").model_id
         'shapes'
@@ -140,10 +142,11 @@ class ClipAttributor(Attributor):
             raise InputError(
                 f"api-clip needs a CLIP: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
             )
-        return load_clip(model, device=device, dtype=dtype)
+        return load_clip(model, device=device, dtype=dtype, loading=loading)
 
     def describe(self) -> dict[str, Any]:
-        """Configuration with layers resolved to absolute block indices.
+        """Configuration with layers resolved to absolute block indices, and how the CLIP was loaded where that is
+        not the default (:meth:`attnprompt.models.LoadedClip.record`).
 
         >>> d = ClipAttributor.from_pretrained("shapes").describe()
         >>> d["model"], d["layers"], d["comp_layer"], d["depth"]
@@ -151,6 +154,7 @@ class ClipAttributor(Attributor):
         """
         d = super().describe()
         d.update(layers=list(self.layers), comp_layer=self.comp_layer, depth=self.depth, grid=[self.grid, self.grid])
+        d.update(self.clip.record())
         return d
 
     # -- inputs -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ the image tokens (mean over heads). Then, per token,
 with w_s = s + 1 (``steps="all"``, CARVE v4) or only s = 0 (``steps="first"``). Summing on the token
 grid and upsampling once equals upsampling every term (bilinear resizing is linear).
 
-Fast: the KV cache and SDPA stay (one row of scores per captured layer per step), the task and
+Fast: the KV cache and the model's attention kernel stay (one row of scores per captured layer per step), the task and
 general passes run in one batch, and the general pass is cached per (image, model, settings), so
 many questions about one image pay for it once.
 """
@@ -31,7 +31,7 @@ from ..types import AttributionMap
 from .base import Attributor
 from .cache import LRU, image_digest
 from .configs import CarveConfig, VlmConfig
-from .vlm_attention import VlmAttributor
+from .vlm_attention import VlmAttributor, _map_record
 
 
 def contrast(task: np.ndarray, general: np.ndarray, *, steps: str = "all", epsilon: float = 1e-8) -> np.ndarray:
@@ -84,13 +84,15 @@ class ContrastiveAttributor(Attributor):
         self._general = LRU(cache_size)
 
     @classmethod
-    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
-        """A VLM (default LLaVA-1.5-7B), loaded once; the answering backend shares the same object.
+    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None,
+             loading: Any = None) -> LoadedVlm:
+        """A VLM (default LLaVA-1.5-7B), loaded once as ``loading`` says; the answering backend shares the same
+        object.
 
         >>> ContrastiveAttributor.load("shapes").family
         'llava'
         """
-        return VlmAttributor.load(model, device=device, dtype=dtype)
+        return VlmAttributor.load(model, device=device, dtype=dtype, loading=loading)
 
     def describe(self) -> dict[str, Any]:
         """Configuration with the layers resolved to absolute decoder indices.
@@ -101,6 +103,7 @@ class ContrastiveAttributor(Attributor):
         """
         d = super().describe()
         d.update(layers=list(self.inner.layers), depth=self.inner.depth, family=self.inner.vlm.family)
+        d.update(_map_record(self.inner.vlm))
         return d
 
     def cache_info(self) -> dict[str, int]:

@@ -9,7 +9,8 @@ average over heads and steps, and lay the result out on the image-token grid:
     reference:  Ψ_t = (1/MH) Σ_m Σ_h softmax(s_m,h[image span])_t (renormalised over the image
                                                                   tokens only — the authors' code)
 
-Capture keeps SDPA and the KV cache (see :class:`~attnprompt.capture.AttentionCapture`).
+Capture keeps the model's attention kernel (SDPA, FlashAttention-2, eager) and the KV cache (see
+:class:`~attnprompt.capture.AttentionCapture`).
 Image-token positions come from ``input_ids == image_token_id`` and the grid from the model config
 and the processor's outputs, as the model's family says (:mod:`attnprompt.families`).
 
@@ -55,6 +56,12 @@ class TokenAttention:
     values: np.ndarray
     layout: GridLayout
     answer: str
+
+
+def _map_record(vlm: LoadedVlm) -> dict[str, Any]:
+    """What a map's configuration records of how its VLM was loaded: :meth:`LoadedVlm.record` less the answering
+    model's own image fit (a map has its own ``fit``)."""
+    return {k: v for k, v in vlm.record().items() if k != "answer_fit"}
 
 
 class KernelNarrowedWarning(UserWarning):
@@ -116,8 +123,10 @@ class VlmAttributor(Attributor):
         self.image_token_id = family.image_token_id(self.model.config)
 
     @classmethod
-    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None) -> LoadedVlm:
-        """A VLM (default LLaVA-1.5-7B), loaded once; the answering backend shares the same object.
+    def load(cls, model: str | LoadedVlm | None, *, device: str | None = None, dtype: Any = None,
+             loading: Any = None) -> LoadedVlm:
+        """A VLM (default LLaVA-1.5-7B), loaded once as ``loading`` says (:func:`attnprompt.models.load_vlm`); the
+        answering backend shares the same object.
 
         >>> VlmAttributor.load("shapes").family
         'llava'
@@ -128,10 +137,11 @@ class VlmAttributor(Attributor):
             raise InputError(
                 f"api-vlm needs a VLM: a hub id, a local directory or 'shapes'; got {type(model).__name__}"
             )
-        return load_vlm(model, device=device, dtype=dtype)
+        return load_vlm(model, device=device, dtype=dtype, loading=loading)
 
     def describe(self) -> dict[str, Any]:
-        """Configuration with the layer(s) resolved to absolute decoder indices.
+        """Configuration with the layer(s) resolved to absolute decoder indices, and how the VLM was loaded where
+        that is not the default (:meth:`attnprompt.models.LoadedVlm.record`: its dtype unless float32, its kernel …).
 
         >>> d = VlmAttributor.from_pretrained("shapes").describe()
         >>> d["layers"], d["depth"], d["family"]
@@ -139,6 +149,7 @@ class VlmAttributor(Attributor):
         """
         d = super().describe()
         d.update(layers=list(self.layers), depth=self.depth, family=self.vlm.family)
+        d.update(_map_record(self.vlm))
         return d
 
     # -- inputs ------------------------------------------------------------------------------
@@ -202,7 +213,8 @@ class VlmAttributor(Attributor):
             extents = [e for _, e in prepared]
             requests = [Request.single(img, p, max_new_tokens=self.config.max_new_tokens)
                         for (img, _), p in zip(prepared, prompts)]  # prepared once (a large image costs)
-            out = generate(self.vlm, requests, capture=self.layers)
+            # the images are prepared already (fit): the answering model's own fit must not pad them again
+            out = generate(self.vlm, requests, capture=self.layers, fit=self.config.fit)
             results = []
             for b, n_steps in enumerate(out.steps):
                 positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()

@@ -29,21 +29,25 @@ def get_backend(
     vlm_model: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
-    device: str | None = None,
-    dtype: Any = None,
     concurrency: int | None = None,
     native_side: int | None = None,
     batch_size: int | None = None,
+    loading: Any = None,
+    **load: Any,
 ) -> Backend:
     """A backend from a spec: an http(s) URL → OpenAI-compatible client (``vlm_model`` = the
     server's model name, default its first; ``api_key`` default ``$OPENAI_API_KEY``; ``concurrency``
     requests in flight, default 4; ``native_side`` = the served model's input side in pixels, ViCrop's
     default crop window, which a server does not say); anything
-    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B; ``batch_size`` answers per
-    forward, default 4); a built Backend passes through as it is.
+    else → a local VLM (hub id, path, or ``shapes``; default LLaVA-1.5-7B) loaded as ``loading`` says (a
+    :class:`~attnprompt.models.LoadOptions`, or its fields as keywords ``load``: ``device=``, ``dtype=`` …), answering
+    ``batch_size`` requests per forward (default 4); a Backend passes through. A server's model is loaded by the
+    server: the loading settings and ``batch_size`` are a local model's, and are not used for a URL.
 
     >>> get_backend("http://127.0.0.1:8000/v1", vlm_model="llava").name
     'http://127.0.0.1:8000/v1#llava'
+    >>> get_backend("shapes", batch_size=16).batch_size
+    16
     """
     if isinstance(spec, Backend):
         return spec
@@ -57,7 +61,13 @@ def get_backend(
     if vlm_model is not None or api_key is not None or concurrency is not None or native_side is not None:
         raise InputError(f"vlm_model, api_key, concurrency and native_side are for a server URL; {spec!r} is a "
                          "local model (its family says its input side; batch_size sets how many answers run at once)")
+    from ..models import LoadOptions
     from .local import LocalVLM
 
-    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype,
+    device, dtype = load.pop("device", None), load.pop("dtype", None)
+    if load:  # the other fields of LoadOptions as keywords (quantize=, attn_implementation= …)
+        if loading is not None:
+            raise InputError(f"give the loading settings once: as loading=, or as keywords ({', '.join(load)})")
+        loading = LoadOptions.from_mapping(load)
+    return LocalVLM.from_pretrained(spec, device=device, dtype=dtype, loading=loading,
                                     **({} if batch_size is None else {"batch_size": batch_size}))

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Any
 
+from ..checks import check_count
 from ..errors import AttnpromptError, InputError
 from ..models import LoadedVlm, generate, load_vlm, require_chat_template
 from ..types import Answer, Request
@@ -32,27 +33,32 @@ class LocalVLM(Backend):
     def __init__(self, vlm: LoadedVlm, *, batch_size: int = 4) -> None:
         require_chat_template(vlm, "answering")
         self.vlm = vlm
-        self.batch_size = int(batch_size)
+        self.batch_size = check_count("batch_size", batch_size)
         self.name = vlm.model_id
 
     @classmethod
     def from_pretrained(
-        cls, name: str | None = None, *, device: str | None = None, dtype: Any = None, batch_size: int = 4
+        cls, name: str | None = None, *, device: str | None = None, dtype: Any = None, batch_size: int = 4,
+        loading: Any = None,
     ) -> LocalVLM:
-        """Load (cached) a VLM by hub id, local path, or ``shapes``.
+        """Load (cached) a VLM by hub id, local path, or ``shapes``, as ``loading`` says (a
+        :class:`~attnprompt.models.LoadOptions`; ``device`` / ``dtype`` are its fields as keywords).
 
         >>> LocalVLM.from_pretrained("shapes").name
         'shapes'
         """
-        return cls(load_vlm(name, device=device, dtype=dtype), batch_size=batch_size)
+        return cls(load_vlm(name, device=device, dtype=dtype, loading=loading), batch_size=batch_size)
 
     def describe(self) -> dict[str, Any]:
-        """The model id and its dtype (half precision can change an answer).
+        """The model id and its dtype (half precision can change an answer), and what else of how it was loaded
+        and answers is not the default (:meth:`attnprompt.models.LoadedVlm.record`: quantisation, attention kernel,
+        pixel bounds, image fit, generation settings).
 
         >>> LocalVLM.from_pretrained("shapes").describe()
         {'name': 'shapes', 'dtype': 'float32'}
         """
-        return {"name": self.name, "dtype": str(self.vlm.model.dtype).removeprefix("torch.")}
+        record = {k: v for k, v in self.vlm.record().items() if k != "dtype"}
+        return {"name": self.name, "dtype": str(self.vlm.model.dtype).removeprefix("torch."), **record}
 
     @property
     def local_model(self) -> LoadedVlm:

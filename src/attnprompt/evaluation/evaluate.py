@@ -192,8 +192,9 @@ def _resume_key(options: EvalOptions, tasks: list[Task], conditions: list[Any]) 
     if not isinstance(b.vlm, (str, type(None))) or not all(
             isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, str) for x in v)) for v in given):
         return None
-    return config_hash_of({"version": __version__, "vlm": b.vlm, "vlm_model": b.vlm_model, "device": b.device,
-                           "dtype": str(b.dtype), "native_side": b.native_side, "spec": spec.describe(),
+    return config_hash_of({"version": __version__, "vlm": b.vlm, "vlm_model": b.vlm_model,
+                           "loading": {**b.loading.describe(), "device": b.loading.device, "dtype": b.loading.dtype},
+                           "native_side": b.native_side, "spec": spec.describe(),
                            "conditions": [c.label for c in conditions],
                            "tasks": [{**t.describe(), "data": t.data} for t in tasks]})
 

@@ -24,7 +24,8 @@ from .executors import Executor, LocalExecutor
 class BackendOptions:
     """Who answers: ``vlm`` (hub id, local path, ``shapes``, an http(s) URL of an OpenAI-compatible server,
     or a built backend); a server's ``vlm_model``, ``api_key`` and ``timeout`` (seconds per request);
-    a local model's ``device``, ``dtype`` (the maps' models use them too) and ``batch_size``
+    how a local model loads — ``loading`` (a :class:`~attnprompt.models.LoadOptions`, or ``device`` and ``dtype``
+    alone), the maps' models too — and its ``batch_size``
     (generations per forward); a server's ``concurrency`` (requests in flight, default 4) and ``native_side``
     (its model's input side in pixels: ViCrop's default crop window, which a server does not say)."""
 
@@ -34,19 +35,24 @@ class BackendOptions:
     timeout: float = 60.0
     device: str | None = None
     dtype: Any = None
+    loading: Any = None
     batch_size: int = 8
     concurrency: int | None = None
     native_side: int | None = None
 
     def __post_init__(self) -> None:
+        from ..models import LoadOptions
+
         check_count("batch_size", self.batch_size)
+        # one LoadOptions, whichever way it was given (an unknown setting or a clash fails here, before loading)
+        object.__setattr__(self, "loading", LoadOptions.of(self.loading, device=self.device, dtype=self.dtype))
 
     def build(self) -> Any:
         """The backend (a local model batching ``batch_size`` answers per forward)."""
         from ..backends import get_backend
 
         return get_backend(self.vlm, vlm_model=self.vlm_model, api_key=self.api_key, timeout=self.timeout,
-                           device=self.device, dtype=self.dtype, concurrency=self.concurrency,
+                           loading=self.loading, concurrency=self.concurrency,
                            native_side=self.native_side, batch_size=self.batch_size)
 
 
@@ -204,7 +210,7 @@ class EvalOptions:
     def runner_args(self) -> dict[str, Any]:
         """How each process builds its :class:`~attnprompt.evaluation.runner.Runner` (the spec and where the
         maps' models load)."""
-        return dict(spec=self.conditions.spec, device=self.backend.device, dtype=self.backend.dtype)
+        return dict(spec=self.conditions.spec, loading=self.backend.loading)
 
     def executor(self, answering: bool) -> Executor:
         """Where the units run: this process, or Ray actors (each building the backend itself).

@@ -22,8 +22,8 @@ from .units import ConditionStats, Plan, UnitRun
 class Runner:
     """Builds and shares the attributors (one map-caching attributor per configuration) and plans each
     (task, condition): the condition's spec is a modified copy of ``spec``
-    (:meth:`~attnprompt.strategies.spec.AskSpec.for_condition`); ``device``/``dtype``: where the maps'
-    models and the segmenter load.
+    (:meth:`~attnprompt.strategies.spec.AskSpec.for_condition`); ``loading``: how the maps' models and the
+    segmenter load (a :class:`~attnprompt.models.LoadOptions`).
 
     >>> from attnprompt.backends import get_backend
     >>> from attnprompt.evaluation.tasks import get_task
@@ -33,25 +33,26 @@ class Runner:
     (1, 3)
     """
 
-    def __init__(self, backend: Any, spec: AskSpec | None = None, *, device: str | None = None,
-                 dtype: Any = None) -> None:
+    def __init__(self, backend: Any, spec: AskSpec | None = None, *, loading: Any = None) -> None:
+        from ..models import LoadOptions
+
         self.backend = backend
         self.spec = spec or AskSpec()
-        self.device, self.dtype = device, dtype
+        self.loading = LoadOptions.of(loading)
         self.attributors: dict[tuple, Any] = {}
         self._segmenter: Any = None
 
-    def attributor(self, method: str, *, model: Any = None, preset: str | None = None, device: Any = None,
-                   dtype: Any = None, **params: Any) -> Any:
+    def attributor(self, method: str, *, model: Any = None, preset: str | None = None, loading: Any = None,
+                   **params: Any) -> Any:
         """A shared, map-caching attributor per configuration (``get_attributor``'s arguments)."""
         from ..attribution import get_attributor
         from ..attribution.cache import MapCache
 
-        key = (method, model if isinstance(model, (str, type(None))) else id(model), preset, device, str(dtype),
+        key = (method, model if isinstance(model, (str, type(None))) else id(model), preset, repr(loading),
                tuple(sorted((k, repr(v)) for k, v in params.items())))
         if key not in self.attributors:
-            self.attributors[key] = MapCache(get_attributor(method, model=model, preset=preset, device=device,
-                                                            dtype=dtype, **params))
+            self.attributors[key] = MapCache(get_attributor(method, model=model, preset=preset, loading=loading,
+                                                            **params))
         return self.attributors[key]
 
     def segmenter(self) -> Any:
@@ -59,7 +60,7 @@ class Runner:
         if self._segmenter is None:
             from ..strategies.build import pick_segmenter
 
-            self._segmenter = pick_segmenter(self.spec.segmenter, self.backend, self.device, self.dtype)
+            self._segmenter = pick_segmenter(self.spec.segmenter, self.backend, self.loading)
         return self._segmenter
 
     def condition_spec(self, condition: Condition, max_new_tokens: int | None = None) -> AskSpec:
@@ -75,8 +76,7 @@ class Runner:
         """The strategy ``spec`` says, with this runner's shared attributors."""
         from ..strategies.build import build_strategy
 
-        return build_strategy(spec, self.backend, make_attributor=self.attributor, device=self.device,
-                              dtype=self.dtype)
+        return build_strategy(spec, self.backend, make_attributor=self.attributor, loading=self.loading)
 
     def map_attributor(self, condition: Condition) -> Any:
         """A map condition's attributor, with the run's parameters its method has."""
@@ -87,8 +87,7 @@ class Runner:
             model = map_model(condition.method, None, self.backend)
         names = METHODS.config(condition.method).parameter_names()
         own = {k: v for k, v in self.spec.map.params.items() if k in names}
-        return self.attributor(condition.method, model=model, preset=condition.preset, device=self.device,
-                               dtype=self.dtype, **own)
+        return self.attributor(condition.method, model=model, preset=condition.preset, loading=self.loading, **own)
 
     def plan(self, task: Task, condition: Condition) -> Plan:
         """One condition of a task: its configuration and how to run a chunk under it."""

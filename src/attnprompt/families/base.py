@@ -11,9 +11,12 @@ Its file (``attnprompt/families/<family>.py``) says, for a model config and its 
   when the checkpoint's ``processor_config.json`` is missing;
 - :meth:`Family.image_token_id`, :meth:`Family.prepare` (how the image is given to the model) and
   :meth:`Family.layouts` (where each image token lies on the image: ``[base, …, highres]``);
-- :meth:`Family.native_side`: the side in pixels of the image the model sees natively (ViCrop's crop window);
-- :meth:`Family.input_size`: the size its processor resizes an image to, where that is fixed, so that a much larger
-  image is handed over as a bounded copy (:func:`reduced_for`) rather than at full resolution.
+- :meth:`Family.native_side`: the side in pixels of the image the model sees natively (ViCrop's crop window; by
+  default the vision tower's ``image_size``);
+- :meth:`Family.input_size`: the size its processor resizes an image to (the canvas its tiles cover), so that a
+  much larger image is handed over as a bounded copy (:func:`reduced_for`) rather than at full resolution;
+- :meth:`Family.pixel_budget`: the bound on the pixels (hence the image tokens) of a family whose processor takes
+  any resolution (Qwen-VL's ``max_pixels``).
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InputError
+from .grid import FULL, GridLayout, pair
+
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .grid import GridLayout
-
-#: The whole frame (x0, y0, x1, y1 as fractions): the original image fills the prepared image, or the grid.
-FULL = (0.0, 0.0, 1.0, 1.0)
+__all__ = ["FULL", "REDUCE_GAP", "Family", "ImageSpan", "reduced_for", "reduction_factor"]
 
 #: An image stays at least this many times the processor's input size (per side) when it is reduced for it:
 #: the processor's own anti-aliased resize still does the last, large step, so a normal-sized image is never
@@ -80,8 +83,8 @@ class ImageSpan:
 
 @dataclass(frozen=True)
 class Family:
-    """One VLM family (see the module docstring); a family file subclasses it, overrides :meth:`layouts` and
-    :meth:`native_side` (and what else differs), and names one instance in ``attnprompt/families/__init__.py``.
+    """One VLM family (see the module docstring); a family file subclasses it, overrides :meth:`layouts` (and what
+    else differs: :meth:`input_size`, :meth:`prepare` …), and names one instance in ``attnprompt/families/__init__.py``.
 
     >>> f = Family("toy", "ToyForConditionalGeneration")
     >>> f.name, f.image_only_processor, f.processor_settings(None)
@@ -135,18 +138,40 @@ class Family:
 
     def native_side(self, config: Any, processor: Any) -> int:
         """The side in pixels of the square image the model sees natively (one tile for tiled families): the
-        default of ViCrop's crop window. Each family's docstring says where its value comes from.
+        default of ViCrop's crop window. By default the vision tower's ``vision_config.image_size`` (336 for
+        LLaVA-1.5's CLIP ViT-L/14-336, 384 for LLaVA-OneVision's SigLIP tile, 448 for InternVL's tile, 896 for Gemma 3,
+        364 / 512 for Idefics3 / SmolVLM's tile, 128 for the embedded shapes VLM); a family whose model has no single
+        input side (Qwen-VL) overrides it and says where its value comes from.
 
-        >>> Family("toy", "Toy").native_side(None, None)
-        Traceback (most recent call last):
-        NotImplementedError: family 'toy' does not say its native input side; override Family.native_side
+        >>> from types import SimpleNamespace as NS
+        >>> Family("toy", "Toy").native_side(NS(vision_config=NS(image_size=[448, 448])), None)
+        448
         """
-        raise NotImplementedError(f"family {self.name!r} does not say its native input side; "
-                                  "override Family.native_side")
+        return pair(config.vision_config.image_size)[0]
+
+    def pixel_budget(self, processor: Any, max_pixels: int | None = None,
+                     min_pixels: int | None = None) -> dict[str, int]:
+        """Bound the pixels the processor lets through, for a family whose processor takes any resolution (Qwen-VL:
+        ``max_pixels`` / ``min_pixels``), and return the bounds now in force (what configurations record). A family
+        whose processor resizes to a fixed size or to at most so many tiles is bounded already: it records nothing,
+        and refuses the settings.
+
+        >>> Family("toy", "Toy").pixel_budget(None)
+        {}
+        >>> Family("toy", "Toy").pixel_budget(None, max_pixels=10**6)
+        Traceback (most recent call last):
+        attnprompt.errors.InputError: max_pixels and min_pixels bound Qwen-VL's dynamic resolution; family 'toy' \
+resizes every image to a fixed size or a bounded number of tiles already
+        """
+        if max_pixels is not None or min_pixels is not None:
+            raise InputError(f"max_pixels and min_pixels bound Qwen-VL's dynamic resolution; family {self.name!r} "
+                             "resizes every image to a fixed size or a bounded number of tiles already")
+        return {}
 
     def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
-        """The (width, height) the processor resizes an image of ``size`` to, where it is fixed; ``None``
-        (the default: dynamic resolution, tiles) hands every image over as it is.
+        """The (width, height) the processor resizes an image of ``size`` to (for a tiled family: the whole canvas
+        its tiles cover), so that a much larger image is handed over as a reduced copy; ``None`` (the default, for a
+        processor attnprompt cannot read) hands every image over as it is.
 
         >>> Family("toy", "Toy").input_size((640, 480), None, None) is None
         True

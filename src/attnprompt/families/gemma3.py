@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError, ProcessorMismatchError
 from .base import FULL, Family, ImageSpan
-from .grid import GridLayout, check_token_count, pair
+from .grid import GridLayout, check_token_count, height_width
 
 
 def gemma3_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
@@ -66,14 +66,19 @@ class Gemma3(Family):
             raise InputError("gemma3: the image's (height, width) is needed to lay its tokens out")
         return gemma3_layout(span.n_tokens, config, span.image_hw)
 
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The SigLIP tower's square, ``vision_config.image_size`` (896 for Gemma 3).
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The vision tower's square the image (and each pan-and-scan crop) is squashed to: the processor's
+        ``size``.
 
         >>> from types import SimpleNamespace as NS
-        >>> GEMMA3.native_side(NS(vision_config=NS(image_size=896, patch_size=14), mm_tokens_per_image=256), None)
-        896
+        >>> GEMMA3.input_size((4000, 3000), None, NS(image_processor=NS(size={"height": 896, "width": 896})))
+        (896, 896)
         """
-        return pair(config.vision_config.image_size)[0]
+        wanted = getattr(getattr(processor, "image_processor", None), "size", None)
+        if not wanted:
+            return None
+        height, width = height_width(wanted)
+        return width, height
 
 
 GEMMA3 = Gemma3("gemma3", "Gemma3ForConditionalGeneration")

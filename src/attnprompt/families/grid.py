@@ -19,9 +19,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProcessorMismatchError
-from .base import FULL
 
-__all__ = ["FULL", "GridLayout", "anyres_geometry", "check_token_count", "height_width", "pair", "tiled_layout"]
+#: The whole frame (x0, y0, x1, y1 as fractions): the original image fills the prepared image, or the grid.
+FULL = (0.0, 0.0, 1.0, 1.0)
+
+__all__ = ["FULL", "GridLayout", "anyres_geometry", "anyres_input_size", "check_token_count", "height_width", "pair",
+           "tiled_layout"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +160,19 @@ def anyres_geometry(config: Any, image_hw: Sequence[int]) -> tuple[int, int, int
         for v in ((px - x0) / fw, (py - y0) / fh, (px + fit_w - x0) / fw, (py + fit_h - y0) / fh)
     )
     return side, nr, nc, extent
+
+
+def anyres_input_size(size: tuple[int, int], pinpoints: Any) -> tuple[int, int] | None:
+    """(width, height) an "anyres" processor (LLaVA-NeXT, LLaVA-OneVision) resizes an image of ``size`` (width,
+    height) to: the largest fit inside the best canvas of ``pinpoints`` (``[[height, width], …]``); None without them.
+
+    >>> anyres_input_size((4000, 3000), [[336, 672], [672, 336], [672, 672]])
+    (672, 505)
+    """
+    if not pinpoints:
+        return None
+    from transformers.image_processing_utils import select_best_resolution
+
+    best_h, best_w = select_best_resolution((int(size[1]), int(size[0])), [list(p) for p in pinpoints])
+    fit_h, fit_w = _fit_size(int(size[1]), int(size[0]), best_h, best_w)
+    return fit_w, fit_h

@@ -91,14 +91,22 @@ class Idefics3(Family):
         rows, cols = (max(r for r, _ in tiles), max(c for _, c in tiles)) if tiles else (0, 0)
         return idefics3_layout(span.n_tokens, config, rows, cols)
 
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The tile the vision encoder sees, ``vision_config.image_size`` (364 for Idefics3-8B, 512 for SmolVLM).
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The image with its longer side at ``size["longest_edge"]``, each side then rounded up to whole tiles
+        (``max_image_size``), as the processor resizes it before cutting its tiles.
 
         >>> from types import SimpleNamespace as NS
-        >>> IDEFICS3.native_side(NS(vision_config=NS(image_size=512, patch_size=16), scale_factor=4), None)
-        512
+        >>> ip = NS(size={"longest_edge": 1536}, max_image_size={"longest_edge": 512})
+        >>> IDEFICS3.input_size((4000, 3000), None, NS(image_processor=ip))
+        (1536, 1536)
         """
-        return pair(config.vision_config.image_size)[0]
+        ip = getattr(processor, "image_processor", None)
+        longest = (getattr(ip, "size", None) or {}).get("longest_edge") if ip is not None else None
+        if not longest:
+            return None
+        tile = int((getattr(ip, "max_image_size", None) or {}).get("longest_edge") or longest)
+        scale = int(longest) / max(size)
+        return tuple(-(-max(1, round(side * scale)) // tile) * tile for side in size)  # type: ignore[return-value]
 
 
 IDEFICS3 = Idefics3("idefics3", "Idefics3ForConditionalGeneration", "Idefics3Processor")

@@ -73,14 +73,24 @@ class InternVl(Family):
             raise InputError("internvl: the image's (height, width) is needed to lay its tokens out")
         return internvl_layout(span.n_tokens, config, processor.image_processor, span.image_hw)
 
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The tile's side, ``vision_config.image_size`` (448 for InternVL 2.5 / 3; given as ``[448, 448]``).
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The tile canvas the image is resized onto (``min_patches``..``max_patches`` tiles, the aspect closest to
+        the image's).
 
         >>> from types import SimpleNamespace as NS
-        >>> INTERNVL.native_side(NS(vision_config=NS(image_size=[448, 448], patch_size=[14, 14])), None)
-        448
+        >>> ip = NS(size={"height": 448, "width": 448}, min_patches=1, max_patches=12)
+        >>> INTERNVL.input_size((4000, 3000), None, NS(image_processor=ip))
+        (1792, 1344)
         """
-        return pair(config.vision_config.image_size)[0]
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+
+        ip = getattr(processor, "image_processor", None)
+        if ip is None or getattr(ip, "size", None) is None:
+            return None
+        tile_h, tile_w = height_width(ip.size)
+        cols, rows = get_optimal_tiled_canvas((int(size[1]), int(size[0])), (tile_h, tile_w),
+                                              int(getattr(ip, "min_patches", 1)), int(getattr(ip, "max_patches", 12)))
+        return cols * tile_w, rows * tile_h
 
 
 INTERNVL = InternVl("internvl", "InternVLForConditionalGeneration", "InternVLProcessor")

@@ -2,7 +2,9 @@
 
 One CLIP tile: ``image_size / patch_size`` squared patch tokens, row-major, after a CLS token when the
 vision features keep it (``vision_feature_select_strategy="full"``). The processor resizes the short side
-and centre-crops, so api-vlm pads the image to a square first (``fit="pad"``) and the crop loses nothing.
+and centre-crops, so api-vlm pads the image to a square first (``fit="pad"``) and the crop loses nothing; the
+answering model is given the same padded square (``LoadOptions.answer_fit``, default ``pad``), as LLaVA-1.5's own
+evaluation pads (``image_aspect_ratio: pad``), so it sees the whole image the map covers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .base import FULL, Family, ImageSpan, reduction_factor
-from .grid import GridLayout, check_token_count, pair
+from .grid import GridLayout, check_token_count
 
 
 def llava_layout(n_tokens: int, config: Any, extent: Sequence[float] = FULL) -> list[GridLayout]:
@@ -58,6 +60,8 @@ class Llava(Family):
         side = max(image.size)
         # a large image is padded at a bounded size: REDUCE_GAP times what the processor shrinks the square to
         factor = reduction_factor((side, side), self.input_size((side, side), None, processor))
+        if factor == 1 and image.size[0] == image.size[1]:
+            return image, FULL  # already square: padding it would only copy it
         image = image.reduce(factor) if factor > 1 else image
         return fit_square(image, max(image.size), fit="pad", fill=fill)
 
@@ -70,16 +74,6 @@ class Llava(Family):
         [(4, 4)]
         """
         return llava_layout(span.n_tokens, config, span.extent)
-
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The vision tower's ``vision_config.image_size``: 336 for LLaVA-1.5 (CLIP ViT-L/14-336), 128 for the
-        embedded shapes VLM.
-
-        >>> from types import SimpleNamespace as NS
-        >>> LLAVA.native_side(NS(vision_config=NS(image_size=336, patch_size=14)), None)
-        336
-        """
-        return pair(config.vision_config.image_size)[0]
 
     def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
         """CLIP's processor: the short side to ``size["shortest_edge"]`` (before its centre crop), or a fixed

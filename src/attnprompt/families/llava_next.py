@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .base import FULL, Family, ImageSpan
-from .grid import GridLayout, anyres_geometry, check_token_count, pair
+from .grid import GridLayout, anyres_geometry, anyres_input_size, check_token_count
 
 
 def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
@@ -56,14 +56,17 @@ class LlavaNext(Family):
         hw = [int(v) for v in span.inputs["image_sizes"][span.row]]
         return llava_next_layout(span.n_tokens, config, hw)
 
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The base tile's side, ``vision_config.image_size`` (336 for LLaVA-NeXT's CLIP ViT-L/14-336).
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The image fitted into its best canvas of ``image_grid_pinpoints`` (:func:`anyres_input_size`).
 
         >>> from types import SimpleNamespace as NS
-        >>> LLAVA_NEXT.native_side(NS(vision_config=NS(image_size=336, patch_size=14)), None)
-        336
+        >>> LLAVA_NEXT.input_size((7680, 4320), None, NS(image_processor=NS(image_grid_pinpoints=[[336, 672],
+        ...                                                                                      [672, 336]])))
+        (598, 336)
         """
-        return pair(config.vision_config.image_size)[0]
+        ip = getattr(processor, "image_processor", None)
+        pinpoints = getattr(ip, "image_grid_pinpoints", None) or getattr(config, "image_grid_pinpoints", None)
+        return anyres_input_size(size, pinpoints)
 
 
 LLAVA_NEXT = LlavaNext("llava_next", "LlavaNextForConditionalGeneration")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ProcessorMismatchError
 from .base import FULL, Family, ImageSpan
-from .grid import GridLayout, anyres_geometry, check_token_count, pair
+from .grid import GridLayout, anyres_geometry, anyres_input_size, check_token_count
 
 
 def llava_onevision_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
@@ -91,14 +91,17 @@ class LlavaOnevision(Family):
         hw = [int(v) for v in span.inputs["image_sizes"][span.row]]
         return llava_onevision_layout(span.n_tokens, config, hw)
 
-    def native_side(self, config: Any, processor: Any) -> int:
-        """The SigLIP tile's side, ``vision_config.image_size`` (384 for LLaVA-OneVision).
+    def input_size(self, size: tuple[int, int], config: Any, processor: Any) -> tuple[int, int] | None:
+        """The image fitted into its best canvas of ``image_grid_pinpoints`` (:func:`anyres_input_size`).
 
         >>> from types import SimpleNamespace as NS
-        >>> LLAVA_ONEVISION.native_side(NS(vision_config=NS(image_size=384, patch_size=14)), None)
-        384
+        >>> LLAVA_ONEVISION.input_size((4000, 3000), None, NS(image_processor=NS(image_grid_pinpoints=[[384, 768],
+        ...                                                                                           [768, 768]])))
+        (768, 576)
         """
-        return pair(config.vision_config.image_size)[0]
+        ip = getattr(processor, "image_processor", None)
+        pinpoints = getattr(ip, "image_grid_pinpoints", None) or getattr(config, "image_grid_pinpoints", None)
+        return anyres_input_size(size, pinpoints)
 
 
 LLAVA_ONEVISION = LlavaOnevision("llava_onevision", "LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor")

@@ -200,7 +200,10 @@ class _Job:
 
 #: lmms-eval's model arguments that say who answers and how the adapter runs; every other one is a
 #: setting of the :class:`~attnprompt.strategies.spec.AskSpec` (strategy, method, form, kernel …).
-BACKEND_ARGS = ("vlm", "vlm_model", "api_key_env", "batch_size", "concurrency", "device", "dtype", "timeout")
+BACKEND_ARGS = ("vlm", "vlm_model", "api_key_env", "batch_size", "concurrency", "timeout")
+#: lmms-eval's model arguments that say how a local model loads (:class:`~attnprompt.models.LoadOptions`).
+LOADING_ARGS = ("device", "dtype", "device_map", "quantize", "attn_implementation", "max_pixels", "min_pixels",
+                "answer_fit", "generation")
 ADAPTER_ARGS = ("store", "suffix", "progress")
 
 
@@ -227,13 +230,13 @@ class LmmsAdapter:
     """
 
     def __init__(self, backend: Any, spec: AskSpec, options: AdapterOptions | None = None, *,
-                 device: str | None = None, dtype: Any = None) -> None:
+                 loading: Any = None) -> None:
         from ..evaluation.runner import Runner
 
         self.backend = backend
         self.spec = spec.check()  # bad settings fail now, not at the first request
         self.options = options or AdapterOptions()
-        self.runner = Runner(backend, self.spec, device=device, dtype=dtype)
+        self.runner = Runner(backend, self.spec, loading=loading)
         self.strategies: dict[int, Any] = {}
         try:
             self.strategy(DEFAULT_MAX_NEW_TOKENS)  # a model that cannot load fails now too
@@ -247,7 +250,9 @@ class LmmsAdapter:
         """The adapter lmms-eval's ``--model_args`` describe: ``vlm`` (a hub id, a local directory, ``shapes``,
         or an OpenAI-compatible URL with ``vlm_model`` and the key in the environment variable
         ``api_key_env``), ``batch_size`` answers per forward on a local VLM, ``concurrency`` requests in flight
-        on a server, ``device``, ``dtype``, ``timeout``; ``store``, ``suffix``, ``progress``; every other
+        on a server, ``timeout``; how a local model loads (``device``, ``dtype``, ``device_map``, ``quantize``,
+        ``attn_implementation``, ``max_pixels``, ``min_pixels``, ``answer_fit``, ``generation``: a
+        :class:`~attnprompt.models.LoadOptions`); ``store``, ``suffix``, ``progress``; every other
         argument a setting of how the question is asked (``strategy`` — default api —, ``method``, ``preset``,
         ``form``, ``model``, ``segmenter``, ``max_new_tokens``, map parameters such as ``kernel``)."""
         import os
@@ -255,7 +260,13 @@ class LmmsAdapter:
         from ..backends import get_backend, is_url
 
         args = dict(args)
+        from ..models import LoadOptions, parse_generation
+
         known = {k: args.pop(k) for k in (*BACKEND_ARGS, *ADAPTER_ARGS) if k in args}
+        load = {k: args.pop(k) for k in LOADING_ARGS if k in args}
+        if isinstance(load.get("generation"), str):
+            load["generation"] = parse_generation(load["generation"])
+        loading = LoadOptions.from_mapping(load)
         vlm = known.get("vlm")
         if not vlm:
             raise InputError("give the answering VLM: vlm=… in --model_args (a hub id, a local directory, shapes for "
@@ -268,14 +279,14 @@ class LmmsAdapter:
         try:  # server settings given for a local model are refused by get_backend, with the reason
             backend = get_backend(vlm, vlm_model=known.get("vlm_model"), api_key=os.environ.get(key_env) if http and
                                   key_env else None, timeout=float(known.get("timeout", 60.0)),
-                                  device=known.get("device"), dtype=known.get("dtype"),
+                                  loading=loading,
                                   concurrency=None if concurrency is None else int(concurrency), batch_size=batch_size)
         except ModelLoadError as e:
             raise _in_model_args(e) from None
         chunk = batch_size if backend.local_model is not None else 4 * int(concurrency or 4)
         options = AdapterOptions(store=known.get("store"), suffixes=tuple(s for s in (known.get("suffix"),) if s),
                                  chunk=chunk, progress=bool(known.get("progress", True)))
-        return cls(backend, spec, options, device=known.get("device"), dtype=known.get("dtype"))
+        return cls(backend, spec, options, loading=loading)
 
     def strategy(self, budget: int) -> Any:
         """The strategy answering with ``budget`` new tokens (one per budget, sharing their maps)."""

@@ -40,7 +40,7 @@ def map_model(method: str, model: Any, backend: Any) -> Any:
     return None
 
 
-def pick_segmenter(segmenter: Any, backend: Any, device: str | None = None, dtype: Any = None) -> Any:
+def pick_segmenter(segmenter: Any, backend: Any, loading: Any = None) -> Any:
     """The segmenter to use: the one given (built, or a name / SAM checkpoint); when none is, the
     testbed's ground truth (``shapes``) beside the shapes VLM, else SAM ViT-H (``facebook/sam-vit-huge``).
 
@@ -56,7 +56,11 @@ def pick_segmenter(segmenter: Any, backend: Any, device: str | None = None, dtyp
         local = backend.local_model
         shapes = local is not None and is_embedded_location(local.location, "vlm")
         segmenter = "shapes" if shapes else "sam"
-    return get_segmenter(segmenter, device=device, dtype=dtype)
+    from ..models import LoadOptions
+
+    options = LoadOptions.of(loading)
+    return get_segmenter(segmenter, device=options.device,
+                         dtype=None if options.dtype == "auto" else options.dtype)
 
 
 def parse_source(source: str) -> tuple[str, str | None]:
@@ -74,20 +78,23 @@ def parse_source(source: str) -> tuple[str, str | None]:
     return method, (model.strip() or None) if sep else None
 
 
-def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = None, device: str | None = None,
-                   dtype: Any = None, **settings: Any) -> Any:
+def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = None, loading: Any = None,
+                   **settings: Any) -> Any:
     """The strategy ``spec`` says (an :class:`~attnprompt.strategies.spec.AskSpec`, or a strategy's name with
     its settings as keywords) on ``backend`` (a built :class:`~attnprompt.backends.base.Backend`), with its
     attribution map(s) and segmenter built as :func:`attnprompt.ask` describes. The spec is checked first:
     settings the strategy does not take are an error. ``make_attributor`` (default
     :func:`~attnprompt.attribution.get_attributor`, same arguments) builds each map's attributor — the
-    evaluation runner passes one that shares them; ``device``/``dtype``: where the maps' models and the
-    segmenter load.
+    evaluation runner passes one that shares them; ``loading``: how the maps' models and the segmenter load
+    (a :class:`~attnprompt.models.LoadOptions`; ``device=`` / ``dtype=`` keywords are read into it).
 
     >>> from attnprompt.backends import get_backend
     >>> build_strategy("api-evaluate", get_backend("shapes"), kernel=1).describe()["map"]["kernel"]
     1
     """
+    from ..models import LoadOptions
+
+    loading = LoadOptions.of(loading, device=settings.pop("device", None), dtype=settings.pop("dtype", None))
     if isinstance(spec, str):
         spec = AskSpec.from_mapping({**settings, "strategy": spec})
     elif settings:
@@ -96,7 +103,7 @@ def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = 
     spec = spec.check(cls)
     needs = cls.needs
     if needs.segmenter:
-        return cls(backend, segmenter=pick_segmenter(spec.segmenter, backend, device, dtype), spec=spec)
+        return cls(backend, segmenter=pick_segmenter(spec.segmenter, backend, loading), spec=spec)
     if not needs.map:
         return cls(backend, spec=spec)
     make = make_attributor or get_attributor
@@ -105,22 +112,22 @@ def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = 
         if m.sources is None and backend.local_model is None:
             raise InputError("ensemble's default sources read api-vlm from the answering VLM, which is a server; "
                              "give the sources (--sources api-clip:ID,api-vlm:PATH or sources=[...])")
-        built = [_source(s, backend, m.preset, dict(m.params), device, dtype, make)
+        built = [_source(s, backend, m.preset, dict(m.params), loading, make)
                  for s in (m.sources if m.sources is not None else ("api-clip", "api-vlm"))]
         return cls(backend, sources=built, spec=spec)
     params = {k.removeprefix(MAP_PREFIX): v for k, v in m.params.items()}
-    attributor = make(m.method, model=map_model(m.method, m.model, backend), preset=m.preset, device=device,
-                      dtype=dtype, **params)
+    attributor = make(m.method, model=map_model(m.method, m.model, backend), preset=m.preset, loading=loading,
+                      **params)
     return cls(backend, attributor, spec=spec)
 
 
-def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], device: str | None,
-            dtype: Any, make_attributor: Any) -> Attributor:
+def _source(source: Any, backend: Any, preset: str | None, params: dict[str, Any], loading: Any,
+            make_attributor: Any) -> Attributor:
     """One ensemble source: a built attributor, or "method:model" with the parameters its method has."""
     if isinstance(source, Attributor):
         return source
     method, model = parse_source(source)
     config = METHODS.get(method).config_class
     own = {k: v for k, v in params.items() if k in config.parameter_names()}  # a kernel for all, a variant for one
-    return make_attributor(method, model=map_model(method, model, backend), device=device, dtype=dtype,
+    return make_attributor(method, model=map_model(method, model, backend), loading=loading,
                            preset=preset if preset in config.PRESETS else None, **own)
