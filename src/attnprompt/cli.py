@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make vision-language models look where a question points (Attention Prompting on Image).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_annotate_parser, _ask_parser, _serve_parser, _eval_parser, _demo_parser, _report_parser):
+    for add in (_annotate_parser, _ask_parser, _serve_parser, _eval_parser, _demo_parser, _report_parser,
+                _vlmeval_parser):
         add(sub)
     return parser
 
@@ -286,6 +287,14 @@ def _report_parser(sub: Any) -> None:
     rep.add_argument("directory", help="the --out directory of attnprompt eval")
 
 
+def _vlmeval_parser(sub: Any) -> None:
+    # "+" is no flag prefix of VLMEvalKit's: every argument reaches run_kit as it is, which reads ours and
+    # hands the rest to the kit's run.py
+    kit = sub.add_parser("vlmeval", prefix_chars="+", add_help=False,
+                         help="run VLMEvalKit's run.py with attnprompt's models (attnprompt vlmeval -h)")
+    kit.add_argument("arguments", nargs="*")
+
+
 #: Flags whose values may start with "-" without being numbers (slices and lists of layers).
 _DASHED_VALUE_FLAGS = ("--layers", "--comp-layer")
 _DASHED_VALUE = re.compile(r"^-\d*[:,][\d:,\s-]*$")
@@ -329,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         commands = {"annotate": _annotate, "ask": _ask, "serve": _serve, "eval": _eval, "report": _report,
-                    "demo": _demo}
+                    "demo": _demo, "vlmeval": _vlmeval}
         if args.command not in commands:
             parser.error(f"unknown command {args.command}")
         return commands[args.command](args)
@@ -540,3 +549,9 @@ def _report(args: argparse.Namespace) -> int:
     for path in write_report(args.directory):
         print(f"wrote {path}")
     return 0
+
+
+def _vlmeval(args: argparse.Namespace) -> int:
+    from .integrations.vlmeval import run_kit
+
+    return run_kit(args.arguments)
