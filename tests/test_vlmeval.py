@@ -228,3 +228,35 @@ def test_the_answering_server_is_verified_even_after_the_kit_turns_tls_checks_of
     monkeypatch.setattr(ssl, "_create_default_https_context", ssl._create_unverified_context)
     [https] = [h for h in _opener_for("https://vlm.example/v1").handlers if h.__class__.__name__ == "_HTTPSHandler"]
     assert https._context.verify_mode == ssl.CERT_REQUIRED and https._context.check_hostname
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_the_torchvision_stand_in_imports_refuses_use_and_leaves_no_trace():
+    from transformers.utils import import_utils
+
+    from attnprompt.integrations.vlmeval import _torchvision_stand_in
+
+    with _torchvision_stand_in():
+        import torchvision.transforms as T
+        from torchvision.transforms import InterpolationMode
+
+        mode = InterpolationMode.BICUBIC  # naming is fine (the kit's modules do it at import)
+        with pytest.raises(ImportError, match="torchvision.transforms.Compose needs torchvision, which is not"):
+            T.Compose([mode])
+    assert importlib.util.find_spec("torchvision") is None and "torchvision" not in sys.modules
+    assert not import_utils.is_torchvision_available()  # transformers never saw it
+
+
+def test_our_options_are_read_and_the_rest_go_to_the_kit_unchanged(capsys, monkeypatch):
+    from attnprompt.cli import main
+    from attnprompt.integrations.vlmeval import _parser, _work_dir
+
+    ours, kit = _parser().parse_known_args(["--vlm", "shapes", "--data", "HRBench4K", "VStarBench", "--model",
+                                            "attnprompt-api", "--timeout", "30", "--vlm-timeout", "5", "--d", "x"])
+    assert (ours.vlm, ours.timeout) == ("shapes", 5.0)
+    # run.py's own --timeout, and a prefix of nothing of ours, stay the kit's
+    assert kit == ["--data", "HRBench4K", "VStarBench", "--model", "attnprompt-api", "--timeout", "30", "--d", "x"]
+    monkeypatch.delenv("MMEVAL_ROOT", raising=False)  # run.py's: it overrides --work-dir
+    assert _work_dir(kit) == "./outputs" and _work_dir(["--work-dir", "runs/k"]) == "runs/k"
+    assert main(["vlmeval", "-h"]) == 0  # our help, without importing the kit
+    assert "--batch-size" in capsys.readouterr().out and "vlmeval" not in sys.modules
