@@ -16,7 +16,7 @@ from attnprompt.errors import InputError
 from attnprompt.evaluation import metrics
 from attnprompt.evaluation.evaluate import evaluate
 from attnprompt.evaluation.judge import Judge
-from attnprompt.evaluation.prompts import MMVET_RETRY
+from attnprompt.evaluation.judge_prompts import MMVET_RETRY
 from attnprompt.evaluation.tasks import get_task
 from attnprompt.evaluation.tasks.mme import parse as mme_parse
 from attnprompt.evaluation.tasks.mmmu import open_correct, parse_open
@@ -213,7 +213,7 @@ def judge_server():
 
 
 def test_mmvet_judge_prompt_is_the_originals(data):
-    from attnprompt.evaluation.prompts import MMVET_PROMPT
+    from attnprompt.evaluation.judge_prompts import MMVET_PROMPT
     from attnprompt.evaluation.tasks.mmvet import judge_prompt
 
     sample = task("mmvet", data).samples()[0].describe()

@@ -34,12 +34,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(tree: ast.AST, package: list[str], modules: set[str]) -> set[str]:
+def imported(tree: ast.AST, package: list[str], modules: set[str], type_only: bool = False) -> set[str]:
     """The package's modules a module's code imports (``package``: where its relative imports start):
-    ``from .x import y`` is module ``x.y`` if there is one, else module ``x``."""
+    ``from .x import y`` is module ``x.y`` if there is one, else module ``x``. Imports under
+    ``if TYPE_CHECKING`` count only with ``type_only`` (they never run, but a circle through them is still a
+    circle a reader and a type checker must untangle)."""
     found: set[str] = set()
     for child in ast.iter_child_nodes(tree):
-        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test) and not type_only:
             continue  # never runs
         if isinstance(child, ast.ImportFrom):
             base = child.module or ""
@@ -48,17 +50,17 @@ def imported(tree: ast.AST, package: list[str], modules: set[str]) -> set[str]:
             found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in child.names)
         elif isinstance(child, ast.Import):
             found.update(a.name for a in child.names)
-        found |= imported(child, package, modules)
+        found |= imported(child, package, modules, type_only)
     return found & modules
 
 
-def module_graph() -> dict[str, set[str]]:
-    """Module → the package's modules it imports."""
+def module_graph(type_only: bool = False) -> dict[str, set[str]]:
+    """Module → the package's modules it imports (with ``type_only``, the type checker's imports too)."""
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in paths.items():
         package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        graph[name] = imported(ast.parse(path.read_text(encoding="utf-8")), package, set(paths)) - {name}
+        graph[name] = imported(ast.parse(path.read_text(encoding="utf-8")), package, set(paths), type_only) - {name}
     return graph
 
 
@@ -106,6 +108,10 @@ def test_the_cycle_finder_finds_a_circle():
 
 def test_no_module_imports_itself_back():
     assert cycles(module_graph()) == []
+
+
+def test_no_module_imports_itself_back_even_for_types():
+    assert cycles(module_graph(type_only=True)) == []
 
 
 def test_every_room_has_a_floor_and_imports_only_below_it():

@@ -14,9 +14,9 @@ import pytest
 
 from attnprompt.backends.base import Backend
 from attnprompt.errors import InputError
+from attnprompt.evaluation.evaluate import evaluate
 from attnprompt.evaluation.judge import Judge
 from attnprompt.evaluation.metrics import can_infer, parse_letter
-from attnprompt.evaluation.evaluate import evaluate
 from attnprompt.evaluation.tasks import get_task
 from attnprompt.serve import make_server
 from attnprompt.strategies.base import Strategy

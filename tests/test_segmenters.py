@@ -30,7 +30,7 @@ def test_fgvp_renderers_on_a_hand_made_mask():
     import numpy as np
     from PIL import Image
 
-    from attnprompt.segmenters.prompts import fgvp_mask, fgvp_rbm
+    from attnprompt.segmenters.drawing import fgvp_mask, fgvp_rbm
 
     a = np.zeros((40, 60, 3), np.uint8)
     a[:, 30:] = 200
@@ -62,7 +62,7 @@ from attnprompt.segmenters import (  # noqa: E402
     get_segmenter,
     som,
 )
-from attnprompt.segmenters.prompts import SOM_ALPHA, _text_colour, som_marks, som_size  # noqa: E402
+from attnprompt.segmenters.drawing import SOM_ALPHA, _text_colour, som_marks, som_size  # noqa: E402
 from attnprompt.segmenters.sam import mask_boxes, remove_small_regions, stability_score  # noqa: E402
 
 

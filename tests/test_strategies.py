@@ -331,7 +331,7 @@ def test_multi_turn_and_multi_image_strategies_speak_openai_chat(tiny_clip_dir):
 
 def test_the_prompts_are_the_papers():
     """Pinned against the text of §9.3 (ASCII quotes for the paper's typographic ones)."""
-    from attnprompt.strategies import prompts
+    from attnprompt.strategies import api_prompts as prompts
 
     assert prompts.STEP_BY_STEP.format(question="[Question]") == "[Question] Let's think step by step."
     assert prompts.REEMPHASIZE.format(question="[Question]") == (

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,36 @@ from .files import DirectoryLock, append_jsonl, read_jsonl, remove_stale_tempora
 MANIFEST = "results.jsonl"
 FAILURES = "failures.jsonl"
 CONFIG = "config.json"
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Characters an id may not hold, since it names the item's files: path separators, characters Windows refuses
+#: in file names, and control characters (checked apart).
+_UNSAFE = set('/\\:*?"<>|')
+
+
+def check_item_id(item_id: str) -> str:
+    """An item id that can name its files on any system: letters of any script, digits, spaces inside and
+    punctuation other than path separators, ``:*?"<>|`` and control characters; not starting with a dot or a
+    space; at most 128 bytes in UTF-8 (file names are limited in bytes).
+
+    >>> check_item_id("chat-07"), check_item_id("图像 1"), check_item_id("café_été")
+    ('chat-07', '图像 1', 'café_été')
+    >>> check_item_id("../up")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: id '../up' cannot be a file name: '/' separates folders; use letters, digits, ...
+    """
+    bad = next((c for c in item_id if c in _UNSAFE or unicodedata.category(c).startswith("C")), None)
+    why = None
+    if not item_id or not item_id.strip():
+        why = "it is empty"
+    elif bad is not None:
+        why = "'/' separates folders" if bad in "/\\" else f"it holds {bad!r}"
+    elif item_id[0] in ". " or item_id[-1] in ". ":
+        why = "it starts or ends with a dot or a space"
+    elif len(item_id.encode("utf-8")) > 128:
+        why = f"it is {len(item_id.encode('utf-8'))} bytes long"
+    if why is not None:
+        raise InputError(f"id {item_id!r} cannot be a file name: {why}; use letters, digits, spaces and '.', '_', "
+                         "'-' (≤ 128 bytes, not starting with a dot or a space)")
+    return item_id
 
 
 @dataclass
@@ -115,10 +144,7 @@ def read_batch(path: str | os.PathLike) -> tuple[list[BatchItem], list[dict[str,
                 continue
             item_id = str(obj.get("id", f"{n:06d}"))
             try:
-                if not _SAFE_ID.match(item_id):
-                    raise InputError(
-                        f"id {item_id!r} cannot be a file name; use letters, digits, '.', '_' and '-' (≤128 chars)"
-                    )
+                check_item_id(item_id)
                 if item_id in seen:
                     raise InputError(f"id {item_id!r} appears more than once; ids must be unique")
                 image, query = obj.get("image"), obj.get("query")

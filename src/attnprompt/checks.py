@@ -177,34 +177,7 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
     if isinstance(spec, str):
         s = spec.strip()
         if ":" in s:
-            parts = s.split(":")
-            if len(parts) != 2:
-                raise bad("a slice has the form start:stop")
-            if allow_fraction and "." in s:
-                try:
-                    lo, hi = (float(p) if p.strip() else None for p in parts)
-                except ValueError:
-                    raise bad("fraction bounds must be numbers") from None
-                if any(f is not None and not 0.0 <= f <= 1.0 for f in (lo, hi)):
-                    raise bad("fraction bounds must lie between 0 and 1")
-                start = 0 if lo is None else int(round(lo * depth))
-                stop = depth if hi is None else int(round(hi * depth))
-                idx = tuple(range(start, min(stop, depth)))
-                if not idx:
-                    raise bad(f"the fractions select no block of {depth}")
-                return idx
-            try:
-                start = int(parts[0]) if parts[0].strip() else None
-                stop = int(parts[1]) if parts[1].strip() else None
-            except ValueError:
-                raise bad("slice bounds must be integers") from None
-            for bound in (start, stop):  # Python would clamp them silently
-                if bound is not None and not -depth <= bound <= depth:
-                    raise bad(f"the slice bound {bound} reaches past the model's {depth} blocks")
-            idx = tuple(range(depth)[slice(start, stop)])
-            if not idx:
-                raise bad("the slice selects no block")
-            return idx
+            return _layer_slice(s, depth, allow_fraction, bad)
         items = [x.strip() for x in s.split(",") if x.strip()]
         if not items:
             raise bad("empty")
@@ -231,3 +204,57 @@ def parse_layers(spec: Any, depth: int, *, allow_fraction: bool = False) -> tupl
             out.append(one(int(x)))
         return tuple(sorted(set(out)))
     raise bad(f"unsupported type {type(spec).__name__}")
+
+
+def check_layers(spec: Any, *, allow_fraction: bool = False) -> Any:
+    """A layer specification checked for its form before any model is known (its range is checked against
+    the model's depth when the model has loaded: :func:`parse_layers`). Returns it unchanged.
+
+    >>> check_layers("-4:"), check_layers("0.71:0.93", allow_fraction=True)
+    ('-4:', '0.71:0.93')
+    >>> check_layers("abc")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: invalid layers 'abc': 'abc' is not an integer; give an index (-2), ...
+    """
+    if spec is None:
+        return spec
+    try:
+        parse_layers(spec, 1 << 20, allow_fraction=allow_fraction)
+    except InputError as e:
+        head = str(e).split(";")[0]
+        extra = ", or a fraction of depth in (0, 1) like 0.5" if allow_fraction else ""
+        raise InputError(f"{head}; give an index (-2), a list (20,22) or a slice (-4:){extra}") from None
+    return spec
+
+
+def _layer_slice(s: str, depth: int, allow_fraction: bool, bad: Any) -> tuple[int, ...]:
+    """``"start:stop"`` (Python slice semantics, bounds within the depth) or, with ``allow_fraction``, a slice
+    of fractions of the depth."""
+    parts = s.split(":")
+    if len(parts) != 2:
+        raise bad("a slice has the form start:stop")
+    if allow_fraction and "." in s:
+        try:
+            lo, hi = (float(p) if p.strip() else None for p in parts)
+        except ValueError:
+            raise bad("fraction bounds must be numbers") from None
+        if any(f is not None and not 0.0 <= f <= 1.0 for f in (lo, hi)):
+            raise bad("fraction bounds must lie between 0 and 1")
+        start = 0 if lo is None else int(round(lo * depth))
+        stop = depth if hi is None else int(round(hi * depth))
+        idx = tuple(range(start, min(stop, depth)))
+        if not idx:
+            raise bad(f"the fractions select no block of {depth}")
+        return idx
+    try:
+        first = int(parts[0]) if parts[0].strip() else None
+        last = int(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise bad("slice bounds must be integers") from None
+    for bound in (first, last):  # Python would clamp them silently
+        if bound is not None and not -depth <= bound <= depth:
+            raise bad(f"the slice bound {bound} reaches past the model's {depth} blocks")
+    idx = tuple(range(depth)[slice(first, last)])
+    if not idx:
+        raise bad("the slice selects no block")
+    return idx

@@ -19,15 +19,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from .attribution.configs import METHODS
-from .errors import EXIT_ERROR, AttnpromptError
-from .forms import FORMS
-from .presets import cli_parameters
-from .regions import RegionConfig
-from .strategies.registry import STRATEGIES
-from .strategies.spec import regions_from_flags
-
-EXIT_PARTIAL = 1
+from .errors import EXIT_ERROR, EXIT_PARTIAL, AttnpromptError
 
 #: Prefix of the region-selection flags (``--region-top``).
 REGION_PREFIX = "region_"
@@ -44,7 +36,9 @@ def _add_spec_flags(p: argparse.ArgumentParser, *, crossed: bool = False) -> Non
     one per method parameter (``--map-max-new-tokens`` for api-vlm's own budget beside the answer's) and
     the regions flags; default None everywhere, so only what the user sets is passed on and each method keeps
     its own defaults. ``crossed``: ``eval``, whose method, preset and form are comma-separated lists."""
+    from .attribution.configs import METHODS
     from .forms import forms_help
+    from .presets import cli_parameters
     from .strategies.spec import MAP_PREFIX, spec_fields
 
     group = p.add_argument_group("how the question is asked", "the map, its visual prompt, the segmenter (only "
@@ -64,6 +58,8 @@ def _add_spec_flags(p: argparse.ArgumentParser, *, crossed: bool = False) -> Non
 
 def _add_region_flags(p: argparse.ArgumentParser) -> None:
     """``--regions PRESET`` and one ``--region-*`` flag per field of :class:`~attnprompt.regions.RegionConfig`."""
+    from .presets import cli_parameters
+    from .regions import RegionConfig
     group = p.add_argument_group("regions", "how a crop is chosen from the map (only those you set are passed on)")
     group.add_argument("--regions", default=None, help=f"rule preset: {' | '.join(RegionConfig.PRESETS)} (default: "
                        "the method's own: vicrop for --method carve --preset vicrop, else carve)")
@@ -74,9 +70,11 @@ def _add_region_flags(p: argparse.ArgumentParser) -> None:
         group.add_argument(_flag(dest), dest=dest, default=None, help=param.help.removeprefix("regions: "), **kwargs)
 
 
-def _add_device_flags(p: argparse.ArgumentParser) -> None:
+def _add_device_flags(p: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     p.add_argument("--dtype", default=None, help="float32 (default) | float16 | bfloat16")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads torch may use (default: torch's, one per "
+                   "core); on a shared machine 1 or 2 is often much faster than many threads fighting for cores")
 
 
 def _add_vlm_flags(p: argparse.ArgumentParser, *, server: bool = True) -> None:
@@ -96,8 +94,9 @@ def _add_vlm_flags(p: argparse.ArgumentParser, *, server: bool = True) -> None:
     _add_device_flags(group)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for documentation and tests).
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests); with ``only``, the flags of that command
+    alone (``""``: none, for the top-level help), so a command imports only what it needs.
 
     >>> build_parser().parse_args(["annotate", "a.png", "the star", "-o", "b.png", "--kernel", "1"]).kernel
     1
@@ -107,19 +106,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make vision-language models look where a question points (Attention Prompting on Image).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_annotate_parser, _ask_parser, _serve_parser, _eval_parser, _demo_parser, _report_parser,
-                _vlmeval_parser):
-        add(sub)
+    for name, (help_, add_flags) in _commands().items():
+        command = sub.add_parser(name, help=help_)
+        if only is None or only == name:  # the other commands' flags (and their imports) are not needed
+            add_flags(command)
     return parser
 
 
-def _annotate_parser(sub: Any) -> None:
-    ann = sub.add_parser(
-        "annotate",
-        help="overlay a query-guided heatmap on an image",
-        description="Annotate IMAGE for QUERY, or every line of --batch FILE.jsonl "
-        '({"image": ..., "query": ..., "id": ...} per line) into --out-dir.',
-    )
+def _commands() -> dict[str, tuple[str, Any]]:
+    """Each command: its one-line help, and what adds its description and flags."""
+    return {"annotate": ("overlay a query-guided heatmap on an image", _annotate_parser),
+            "ask": ("answer a question about an image, with attention prompting", _ask_parser),
+            "serve": ("serve a local VLM as an OpenAI-compatible endpoint", _serve_parser),
+            "eval": ("evaluate strategies (or maps) on benchmark tasks; resumable; writes a report", _eval_parser),
+            "demo": ("start the web demo (Gradio; pip install 'attnprompt[demo]')", _demo_parser),
+            "report": ("write the report of an evaluation directory again", _report_parser),
+            "vlmeval": ("run VLMEvalKit's run.py with attnprompt's models (attnprompt vlmeval -h)", _vlmeval_parser)}
+
+
+def _annotate_parser(ann: argparse.ArgumentParser) -> None:
+    from .attribution.configs import METHODS
+    from .presets import cli_parameters
+    ann.description = ("Annotate IMAGE for QUERY, or every line of --batch FILE.jsonl "
+        '({"image": ..., "query": ..., "id": ...} per line) into --out-dir.')
     ann.add_argument("image", nargs="?", help="image file")
     ann.add_argument("query", nargs="?", help="question or phrase naming what to look at")
     ann.add_argument("-o", "--output", help="annotated image to write (PNG unless the suffix says otherwise)")
@@ -152,13 +161,10 @@ def _annotate_parser(sub: Any) -> None:
     _add_device_flags(ann)
 
 
-def _ask_parser(sub: Any) -> None:
-    ask = sub.add_parser(
-        "ask",
-        help="answer a question about an image, with attention prompting",
-        description="Ask the VLM about IMAGE with a strategy: 'api' (default) annotates the image for QUESTION "
-        "with the attribution method and asks about the annotated image; 'plain' asks about the original.",
-    )
+def _ask_parser(ask: argparse.ArgumentParser) -> None:
+    from .strategies.registry import STRATEGIES
+    ask.description = ("Ask the VLM about IMAGE with a strategy: 'api' (default) annotates the image for QUESTION "
+        "with the attribution method and asks about the annotated image; 'plain' asks about the original.")
     ask.add_argument("image", help="image file")
     ask.add_argument("question", help="the question")
     ask.add_argument("--strategy", default="api", help=f"how the VLM is asked: {' | '.join(STRATEGIES.names())} "
@@ -173,15 +179,11 @@ def _ask_parser(sub: Any) -> None:
     _add_spec_flags(ask)
 
 
-def _serve_parser(sub: Any) -> None:
+def _serve_parser(srv: argparse.ArgumentParser) -> None:
     from .serve import Limits
 
-    srv = sub.add_parser(
-        "serve",
-        help="serve a local VLM as an OpenAI-compatible endpoint",
-        description="Expose a local VLM at http://HOST:PORT/v1/chat/completions (multi-turn; images as base64 "
-        "data URLs).",
-    )
+    srv.description = ("Expose a local VLM at http://HOST:PORT/v1/chat/completions (multi-turn; images as base64 "
+        "data URLs).")
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--name", default=None, help="model name the server reports (default: the --vlm value)")
@@ -199,16 +201,15 @@ def _serve_parser(sub: Any) -> None:
     _add_vlm_flags(srv, server=False)
 
 
-def _eval_parser(sub: Any) -> None:
+def _eval_parser(ev: argparse.ArgumentParser) -> None:
+    from .attribution.configs import METHODS
     from .evaluation.tasks import TASKS
+    from .forms import FORMS
+    from .strategies.registry import STRATEGIES
 
-    ev = sub.add_parser(
-        "eval",
-        help="evaluate strategies (or maps) on benchmark tasks; resumable; writes a report",
-        description="Answer every sample of each task with each strategy (map tasks: each method and preset), "
+    ev.description = ("Answer every sample of each task with each strategy (map tasks: each method and preset), "
         "one record per sample in DIR/records.sqlite; rerun the same command to resume. Writes DIR/report.md, "
-        "report.json, report.html and samples.jsonl.",
-    )
+        "report.json, report.html and samples.jsonl.")
     ev.add_argument("--task", required=True, help="comma-separated tasks: " + " | ".join(TASKS.names())
                     + " | path/to/file.py[:NAME] | vqa (a generic task over --data)")
     ev.add_argument("--out", required=True, help="output directory (records, report); resumable")
@@ -238,6 +239,9 @@ def _add_run_flags(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--gallery", type=int, default=200, help="keep pictures of what the VLM saw for the first N "
                     "samples of each task, for the report's gallery (default 200; 0: none)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--strict", action="store_true", help="a data row that cannot be read stops the run, and any "
+                    "failed sample makes the command exit 1 (default: failures are recorded, counted in the summary "
+                    "and the report, and the command exits 0 when the run completed)")
     ray_group = ev.add_argument_group("Ray (pip install 'attnprompt[ray]')")
     ray_group.add_argument("--executor", default="local", choices=("local", "ray"),
                            help="where the chunks run: this process (default) or a pool of Ray actors, one model "
@@ -270,9 +274,8 @@ def _add_data_flags(ev: argparse.ArgumentParser) -> None:
                          "data file's)")
 
 
-def _demo_parser(sub: Any) -> None:
-    demo = sub.add_parser("demo", help="start the web demo (Gradio; pip install 'attnprompt[demo]')",
-                          description="Serve the web demo at http://HOST:PORT: an image, a question, the map, the "
+def _demo_parser(demo: argparse.ArgumentParser) -> None:
+    demo.description = ("Serve the web demo at http://HOST:PORT: an image, a question, the map, the "
                           "annotated image, the answers with and without the prompt.")
     demo.add_argument("--vlm", default="shapes", help="the answering VLM the page starts with (default: the "
                       "embedded shapes VLM, offline)")
@@ -280,18 +283,16 @@ def _demo_parser(sub: Any) -> None:
     demo.add_argument("--port", type=int, default=7860)
 
 
-def _report_parser(sub: Any) -> None:
-    rep = sub.add_parser("report", help="write the report of an evaluation directory again",
-                         description="Rebuild DIR/report.md, report.json, report.html and samples.jsonl from "
+def _report_parser(rep: argparse.ArgumentParser) -> None:
+    rep.description = ("Rebuild DIR/report.md, report.json, report.html and samples.jsonl from "
                          "DIR/records.sqlite.")
     rep.add_argument("directory", help="the --out directory of attnprompt eval")
 
 
-def _vlmeval_parser(sub: Any) -> None:
-    # "+" is no flag prefix of VLMEvalKit's: every argument reaches run_kit as it is, which reads ours and
-    # hands the rest to the kit's run.py
-    kit = sub.add_parser("vlmeval", prefix_chars="+", add_help=False,
-                         help="run VLMEvalKit's run.py with attnprompt's models (attnprompt vlmeval -h)")
+def _vlmeval_parser(kit: argparse.ArgumentParser) -> None:
+    # "+" is no flag prefix of VLMEvalKit's: every argument (-h too) reaches run_kit as it is, which reads
+    # ours and hands the rest to the kit's run.py
+    kit.prefix_chars = "+"
     kit.add_argument("arguments", nargs="*")
 
 
@@ -324,19 +325,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 some batch items failed, 2 error).
+    """Run the command line; returns the exit code: 0 done (failures, if any, recorded and counted), 1 done
+    but not as asked (``eval --strict`` with failures, nothing answered, every judge call unanswered; batch
+    items failed; the VLM gave no answer), 2 an error, 130 interrupted.
 
     >>> main(["ask", "no-such.png", "q", "--vlm", "shapes"])
     2
     """
-    parser = build_parser()
-    args = parser.parse_args(_attach_dashed_values(sys.argv[1:] if argv is None else list(argv)))
+    argv = _attach_dashed_values(sys.argv[1:] if argv is None else list(argv))
+    # only the command asked for gets its flags (and imports what they need): `attnprompt --help` stays quick
+    named = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(only=named if named in _commands() else "")
+    args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
     previous = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
+        _set_threads(getattr(args, "threads", None))
         commands = {"annotate": _annotate, "ask": _ask, "serve": _serve, "eval": _eval, "report": _report,
                     "demo": _demo, "vlmeval": _vlmeval}
         if args.command not in commands:
@@ -355,6 +362,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         warnings.showwarning = previous
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op threads, set before any model runs."""
+    if threads is None:
+        return
+    from .checks import check_count
+
+    check_count("--threads", threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -377,7 +396,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _map_settings(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     """``annotate``'s map settings by their API names (read through the spec, as every command does), and
     the regions the flags choose (``None``: none chosen)."""
-    from .strategies.spec import AskSpec
+    from .strategies.spec import AskSpec, regions_from_flags
 
     m = AskSpec.from_flags(args).map
     settings = dict(method=m.method or "api-clip", model=m.model, preset=m.preset, gray=m.gray, resample=m.resample,
@@ -440,6 +459,7 @@ def _ask(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .files import check_writable
     from .images import load_image
+    from .strategies.registry import STRATEGIES
     from .strategies.spec import AskSpec
 
     # everything that can be checked is, before a model loads: the settings, the files, the question
@@ -505,10 +525,10 @@ def _eval(args: argparse.Namespace) -> int:
         device=args.device, dtype=args.dtype, vlm_model=args.vlm_model, api_key=args.api_key, timeout=args.timeout,
         native_side=args.native_side, data=data or None, judge=args.judge, judge_model=args.judge_model,
         judge_key_env=args.judge_key_env, judge_concurrency=args.judge_concurrency, executor=args.executor,
-        address=args.address, workers=args.workers,
+        address=args.address, workers=args.workers, strict=args.strict,
     )
     print(run.summary())
-    return EXIT_PARTIAL if run.failed else 0
+    return run.exit_code(strict=args.strict)
 
 
 def _data_locations(value: str | None, tasks: list[str]) -> dict[str, str]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 #: Exit status of the ``attnprompt`` command (and the tools beside it) after an error.
 EXIT_ERROR = 2
+#: Exit code of a run that completed but whose results cannot be trusted as asked (``--strict`` with failures,
+#: nothing answered, no judge verdict at all), and of a batch with failed items.
+EXIT_PARTIAL = 1
 
 
 class AttnpromptError(Exception):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from ..checks import check_choice, check_count, check_enhance, check_kernel
+from ..checks import check_choice, check_count, check_enhance, check_kernel, check_layers
 from ..errors import InputError
 from ..presets import MethodConfig, param
 from ..registry import Registry
@@ -68,7 +68,8 @@ class ClipConfig(MethodConfig):
         check_choice("fit", self.fit, ("pad", "squash"))
         object.__setattr__(self, "enhance", check_enhance(self.enhance))
         object.__setattr__(self, "kernel", check_kernel(self.kernel))
-        object.__setattr__(self, "layers", _layers_value(self.layers))
+        object.__setattr__(self, "layers", check_layers(_layers_value(self.layers)))
+        check_layers(self.comp_layer)
 
 
 def _check_attention_fields(config: Any) -> None:
@@ -80,7 +81,7 @@ def _check_attention_fields(config: Any) -> None:
     object.__setattr__(config, "max_new_tokens", check_count("max_new_tokens", config.max_new_tokens))
     object.__setattr__(config, "kernel", check_kernel(config.kernel))
     object.__setattr__(config, "enhance", check_enhance(config.enhance))
-    object.__setattr__(config, "layers", _layers_value(config.layers))
+    object.__setattr__(config, "layers", check_layers(_layers_value(config.layers), allow_fraction=True))
 
 
 GRID_HELP = "tiled families: highres (the grid stitched from the tiles) | base (the thumbnail or global image)"

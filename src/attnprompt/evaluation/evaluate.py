@@ -20,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import EXIT_PARTIAL, InputError
 from ..files import DirectoryLock, check_writable
 from .conditions import conditions_for, map_conditions
 from .executors import Executor
@@ -28,7 +28,7 @@ from .options import BackendOptions, ConditionOptions, EvalOptions, JudgeOptions
 from .store import Record, RunStore
 from .tasks import Task, get_task
 from .tasks.base import EvalSample, score_columns
-from .units import ConditionStats, Plan, Unit, first_batch_failed, pending
+from .units import ConditionStats, Plan, Unit, first_batch_failed, pending, unreadable_record
 
 __all__ = ["BackendOptions", "ConditionOptions", "EvalOptions", "EvalRun", "JudgeOptions", "RunOptions",
            "conditions_for", "evaluate", "map_conditions"]
@@ -47,25 +47,53 @@ class EvalRun:
 
     @property
     def failed(self) -> int:
+        """Samples that got no answer in this run (each recorded as a failure, none scored)."""
         return sum(s.failed for task in self.stats.values() for s in task.values())
 
+    def exit_code(self, strict: bool = False) -> int:
+        """What the command exits with: 0 when the run completed — failures recorded and counted, said in
+        the summary — else 1: nothing was answered (every sample failed, none done before), every judge
+        call got no reply, or, with ``strict``, any sample failed.
+
+        >>> run = EvalRun(Path("."), {"t": {"plain": ConditionStats("plain", "h", answered=3, failed=1)}}, {}, [], 1.0)
+        >>> run.exit_code(), run.exit_code(strict=True)
+        (0, 1)
+        """
+        stats = [s for task in self.stats.values() for s in task.values()]
+        answered = sum(s.answered + s.reused for s in stats)
+        judged = sum(s.judged for s in stats)
+        if (strict and self.failed) or (stats and answered == 0 and self.failed):
+            return EXIT_PARTIAL
+        if judged and sum(s.judge_failed for s in stats) == judged:
+            return EXIT_PARTIAL
+        return 0
+
     def summary(self) -> str:
+        """What happened, one line per task and condition, then the totals and what to do about failures."""
         lines = []
         for task, conditions in self.stats.items():
             for s in conditions.values():
-                judged = (f", {s.judged} judged ({s.judge_failed} without a reply from the judge, "
-                          f"{s.judge_unreadable} unreadable)" if s.judged else "")
                 lines.append(f"{task} · {s.label}: {s.answered} answered, {s.reused} already recorded, "
-                             f"{s.failed} failed{judged}")
+                             f"{s.failed} failed" + (f" ({s.unreadable} rows could not be read)" if s.unreadable
+                                                     else "") + _judged(s))
         hits = sum(c["hits"] for c in self.cache.values())
         misses = sum(c["misses"] for c in self.cache.values())
         lines.append(f"maps: {misses} computed, {hits} reused from the cache; {self.seconds:.0f} s")
         if self.failed:
-            lines.append("some samples failed (see the report); rerun with --retry-failed to try them again")
+            lines.append(f"{self.failed} samples failed, recorded as failures and left out of every score (see the "
+                         "report); rerun with --retry-failed to try them again, or --strict to make failures stop "
+                         "the command")
         lines += [f"wrote {p}" for p in self.reports]
         return "\n".join(lines)
 
 
+def _judged(s: ConditionStats) -> str:
+    if not s.judged:
+        return ""
+    verdicts = s.judged - s.judge_failed
+    return (f"; the judge gave {verdicts} verdict{'s' if verdicts != 1 else ''} for {s.judged} answer"
+            f"{'s' if s.judged != 1 else ''} ({s.judge_failed} without a reply, asked again by the next run; "
+            f"{s.judge_unreadable} unreadable)")
 
 
 # -- the way in -----------------------------------------------------------------------------------------
@@ -105,13 +133,16 @@ def evaluate(tasks: str | Task | Sequence[str | Task], *, out: str | Path, optio
     mapping = any(t.kind == "map" for t in task_objects)
     answer_conditions = options.conditions.answer_conditions(maps=mapping) if answering else []
     map_conds = options.conditions.map_conditions() if mapping else []
+    options.conditions.check(answer_conditions, map_conds)  # every setting, before any model loads
     directory = Path(out)
     check_writable(directory / "report.md", "--out")
     for task in task_objects:  # data that cannot be read is an error before any model loads
         list(islice(iter(task.rows(1)), 1))
 
     run, judge = options.run, options.judge.build()
-    executor = options.executor(answering)
+    resume = _resume_key(options, task_objects, answer_conditions + map_conds)
+    # a run whose every record is done answers from its records: no model is loaded to find that out
+    executor = _recorded(directory, resume, task_objects, run) or options.executor(answering)
     chunk = options.chunk(executor.http)
     stats: dict[str, dict[str, ConditionStats]] = {}
     try:
@@ -133,6 +164,9 @@ def evaluate(tasks: str | Task | Sequence[str | Task], *, out: str | Path, optio
                                 "concurrency": options.backend.concurrency, "gallery": run.gallery,
                                 "executor": run.executor, **executor.describe()}
             store.set_meta("plan", plan)
+            if resume is not None:
+                store.set_meta(f"resume/{resume}", {"backend": plan["backend"], "tasks": {
+                    t["name"]: {c["label"]: c["config_hash"] for c in t["conditions"]} for t in plan["tasks"]}})
             written: list[Path] = []
             if run.report:
                 from .report import write_report
@@ -142,6 +176,48 @@ def evaluate(tasks: str | Task | Sequence[str | Task], *, out: str | Path, optio
     finally:
         executor.close()
     return EvalRun(directory, stats, cache, written, time.perf_counter() - started)
+
+
+def _resume_key(options: EvalOptions, tasks: list[Task], conditions: list[Any]) -> str | None:
+    """What decides every condition's configuration hash, known before any model loads: the answering VLM
+    as named, the spec as given, the conditions, the tasks and this version of attnprompt. ``None`` when a
+    setting is a built object (a backend, a loaded model), whose identity a name cannot carry."""
+    from .. import __version__
+    from ..files import config_hash_of
+    from ..regions import RegionConfig
+
+    b, spec = options.backend, options.conditions.spec
+    plain = (str, int, float, bool, type(None), RegionConfig)
+    given = list(spec.given().values())
+    if not isinstance(b.vlm, (str, type(None))) or not all(
+            isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, str) for x in v)) for v in given):
+        return None
+    return config_hash_of({"version": __version__, "vlm": b.vlm, "vlm_model": b.vlm_model, "device": b.device,
+                           "dtype": str(b.dtype), "native_side": b.native_side, "spec": spec.describe(),
+                           "conditions": [c.label for c in conditions],
+                           "tasks": [{**t.describe(), "data": t.data} for t in tasks]})
+
+
+def _recorded(directory: Path, resume: str | None, tasks: list[Task], run: RunOptions) -> Executor | None:
+    """An executor that loads nothing, when an earlier run with the same settings (``resume``) left a
+    record for every sample of every task and condition (a failed one counts as done unless
+    ``retry_failed``); else ``None``."""
+    from .executors import RecordedExecutor
+    from .store import FILENAME
+
+    if resume is None or not (directory / FILENAME).is_file():
+        return None
+    with RunStore(directory) as store:
+        known = store.meta(f"resume/{resume}")
+        if not known or set(known["tasks"]) != {t.name for t in tasks}:
+            return None
+        for task in tasks:
+            ids = [s.id for s in task.stream(run.limit)[0]]
+            for config_hash in known["tasks"][task.name].values():
+                done = store.status(task.name, config_hash)
+                if pending(ids, done, run.retry_failed):
+                    return None
+    return RecordedExecutor(known)
 
 
 def _resolve_tasks(names: list[Any], data: Mapping[str, str] | str | None) -> list[Task]:
@@ -221,7 +297,7 @@ def _run_task(task: Task, plans: dict[str, Plan], store: RunStore, executor: Exe
     from tqdm.auto import tqdm
 
     ids: list[str] = []
-    stream, total = task.stream(run.limit)
+    stream, total = task.stream(run.limit, run.strict)
     samples = _noting(stream, ids)
     status = {label: store.status(task.name, p.config_hash) for label, p in plans.items()}
     bar = tqdm(total=None if total is None else total * len(plans), desc=task.name, unit="answer",
@@ -253,6 +329,12 @@ def _run_task(task: Task, plans: dict[str, Plan], store: RunStore, executor: Exe
                 todo = [batch[k] for k in pending([s.id for _, s in batch], status[label], run.retry_failed)]
                 p.stats.reused += len(batch) - len(todo)
                 bar.update(len(batch) - len(todo))
+                unreadable = [s for _, s in todo if s.error is not None]
+                if unreadable:  # never asked: each is its own failure, and the run goes on
+                    unit = Unit(task, p.condition, p.config_hash, unreadable, [], None)
+                    finish(unit, [unreadable_record(unit, s) for s in unreadable], [], None)
+                    p.stats.unreadable += len(unreadable)
+                todo = [(i, s) for i, s in todo if s.error is None]
                 if not todo:
                     continue
                 unit = Unit(task, p.condition, p.config_hash, [s for _, s in todo], [i for i, _ in todo], p.run)

@@ -87,14 +87,27 @@ class ConditionOptions:
         """The map tasks' rows."""
         return map_conditions(as_list(self.methods) or None, as_list(self.presets) or None)
 
+    def check(self, answer: list[Condition], maps: list[Condition]) -> None:
+        """Every condition's settings checked as its spec will be built — before any model loads."""
+        from ..attribution.configs import METHODS
+
+        for c in answer:
+            self.spec.for_condition(c.strategy, c.method, c.preset, c.form)
+        for c in maps:
+            config = METHODS.config(c.method)
+            config.from_preset(c.preset, **{k: v for k, v in self.spec.map.params.items()
+                                            if k in config.parameter_names()})
+
 
 @dataclass(frozen=True)
 class RunOptions:
     """How the run goes: the first ``limit`` samples of each task; ``chunk_size`` samples per unit
     (default 4 × the batch size, or 4 × the concurrency for a server); ``retry_failed`` (run again the
     samples whose record is a failure); ``gallery`` (pictures of what the VLM was shown, for the first N
-    samples of each task); ``progress`` bars; the ``report``; and the ``executor`` (``local``, or
-    ``ray`` on ``address`` with ``workers`` replicas)."""
+    samples of each task); ``progress`` bars; the ``report``; the ``executor`` (``local``, or ``ray`` on
+    ``address`` with ``workers`` replicas); ``strict``: a row that cannot be read stops the run (without
+    it, the row is recorded as that sample's failure and the run goes on), and the command exits non-zero
+    when any sample failed."""
 
     limit: int | None = None
     chunk_size: int | None = None
@@ -105,6 +118,7 @@ class RunOptions:
     executor: str = "local"
     address: str | None = None
     workers: int | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if self.limit is not None:

@@ -44,6 +44,7 @@ class ConditionStats:
     judged: int = 0
     judge_failed: int = 0  # no reply from the judge: unscored, asked again by the next run
     judge_unreadable: int = 0  # replies it could not read: scored by the original's fallback
+    unreadable: int = 0  # rows of the data that could not be read (counted in failed too)
     scores: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -231,6 +232,11 @@ def _map_record(unit: Unit, sample: EvalSample, annotations: Sequence[Any], seco
     scores = _score(unit.task, annotations, sample, "its maps")
     prediction = "; ".join(f"peak at {p[0]},{p[1]}" for p in peaks)
     return Record.answered(unit.key(sample), prediction, scores, body, seconds)
+
+
+def unreadable_record(unit: Unit, sample: EvalSample) -> Record:
+    """The record of a sample whose row could not be read: a failure of kind ``input``, never asked."""
+    return Record.failed(unit.key(sample), str(sample.error), "input", {"sample": sample.describe()})
 
 
 def _failed_record(unit: Unit, sample: EvalSample, error: BaseException) -> Record:

@@ -14,7 +14,7 @@ model's, where ``use_custom_prompt(dataset)`` says so) — with a string; models
 - **The prompt is the dataset's own** (``use_custom_prompt`` is False: scores are the published protocol's).
   The texts of a message, joined by line breaks, are the question; a known answer-format instruction at
   their end — the kit's multiple-choice line "Please select the correct answer from the options above."
-  (:data:`~attnprompt.evaluation.prompts.MCQ_INSTRUCTION`) or one of lmms-eval's
+  (:data:`~attnprompt.evaluation.judge_prompts.MCQ_INSTRUCTION`) or one of lmms-eval's
   (:data:`~attnprompt.integrations.lmms.KNOWN_SUFFIXES`), or ``suffix=`` — becomes the sample's suffix, so
   the map is made for the question and the options, as ``attnprompt eval``'s ``hr-bench-4k`` makes it.
   The images are the files the kit wrote; ``INTERLEAVE`` is False: they go first, in order.
@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_ERROR, AttnpromptError, InputError, ModelLoadError
-from ..evaluation.prompts import MCQ_INSTRUCTION
+from ..evaluation.judge_prompts import MCQ_INSTRUCTION
 from ..files import config_hash_of
 from ..strategies.registry import STRATEGIES
 from ..strategies.spec import DEFAULT_MAX_NEW_TOKENS, AskSpec

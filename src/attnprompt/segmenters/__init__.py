@@ -14,8 +14,8 @@ from typing import Any
 from ..errors import InputError
 from ..registry import Registry
 from .base import FGVP_SETTINGS, MASK_SIDE, SOM_SETTINGS, MaskSettings, Segmentation, Segmenter
+from .drawing import fgvp_mask, fgvp_rbm, som
 from .nms import box_iou, nms
-from .prompts import fgvp_mask, fgvp_rbm, som
 
 __all__ = ["FGVP_SETTINGS", "MASK_SIDE", "SEGMENTERS", "SOM_SETTINGS", "MaskSettings", "Segmentation", "Segmenter",
            "box_iou", "fgvp_mask", "fgvp_rbm", "get_segmenter", "nms", "som"]

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -453,21 +454,7 @@ def make_scene(
     >>> len(scene.objects), scene.image.size
     (3, (112, 112))
     """
-    if (
-        isinstance(n_objects, bool)
-        or not isinstance(n_objects, (int, np.integer))
-        or not 1 <= n_objects <= 12
-    ):
-        raise ValueError(f"n_objects must be an integer in 1..12, got {n_objects!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
-        raise ValueError(f"size must be an integer >= 32, got {size!r}")
-    if not 0.0 < min_visible <= 1.0:
-        raise ValueError(f"min_visible must be in (0, 1], got {min_visible!r}")
-    seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    n_objects, size = int(n_objects), int(size)
-
+    seed, n_objects, size = _check_scene(seed, n_objects, size, min_visible)
     rng = np.random.Generator(np.random.PCG64(seed))
     bg_kind = BACKGROUND_KINDS[int(rng.integers(len(BACKGROUND_KINDS)))]
     background = _BACKGROUNDS[bg_kind](rng, size)
@@ -488,8 +475,34 @@ def make_scene(
             f"after {_SCENE_RESTARTS} restarts; use fewer objects, a larger image or a lower min_visible"
         )
     specs, top, full_areas = placed
+    image = _paint(rng, background, specs, top)
+    objects = [_scene_object(spec, top == i, full_areas[i]) for i, spec in enumerate(specs)]
+    # the shapes segmenter finds the masks from the pixels (shapes.truth); remade on asking, not kept
+    remember(image, partial(scene_masks, seed, n_objects, size, min_visible=min_visible, unique_pairs=unique_pairs))
+    return Scene(seed=seed, size=size, image=image, objects=tuple(objects), background=bg_kind)
 
-    img = background
+
+def _check_scene(seed: Any, n_objects: Any, size: Any, min_visible: float) -> tuple[int, int, int]:
+    if (
+        isinstance(n_objects, bool)
+        or not isinstance(n_objects, (int, np.integer))
+        or not 1 <= n_objects <= 12
+    ):
+        raise ValueError(f"n_objects must be an integer in 1..12, got {n_objects!r}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 32:
+        raise ValueError(f"size must be an integer >= 32, got {size!r}")
+    if not 0.0 < min_visible <= 1.0:
+        raise ValueError(f"min_visible must be in (0, 1], got {min_visible!r}")
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return seed, int(n_objects), int(size)
+
+
+def _paint(rng: np.random.Generator, background: np.ndarray, specs: list, top: np.ndarray) -> Image.Image:
+    """The objects over the background, with per-object brightness jitter and pixel noise (the draws from
+    ``rng`` in the order the shipped scenes were made with)."""
+    size = top.shape[0]
     shade = np.zeros((size, size), dtype=np.int16)
     obj_img = np.zeros((size, size, 3), dtype=np.float64)
     for i, (_shape, color, _d, _cx, _cy, _ang) in enumerate(specs):
@@ -498,7 +511,7 @@ def make_scene(
         # Per-object brightness jitter so objects are not all identical flat colours.
         shade[sel] = int(rng.integers(-10, 11))
     on_obj = top >= 0
-    img = np.where(on_obj[:, :, None], obj_img + shade[:, :, None], img)
+    img = np.where(on_obj[:, :, None], obj_img + shade[:, :, None], background)
 
     # Luminance noise (shared across channels) plus a little chroma noise; objects get half
     # the background amplitude so their hue is never in doubt.
@@ -507,29 +520,16 @@ def make_scene(
     lum = np.where(on_obj, lum // 2, lum)
     chroma = rng.integers(-3, 4, (size, size, 3)).astype(np.int16)
     pixels = np.floor(img + 0.5).astype(np.int16) + lum[:, :, None] + chroma
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
-    objects = []
-    for i, (shape, color, d, cx, cy, ang) in enumerate(specs):
-        mask = top == i
-        ys = np.flatnonzero(mask.any(axis=1))
-        xs = np.flatnonzero(mask.any(axis=0))
-        box = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
-        objects.append(
-            ShapeObject(
-                shape=shape,
-                color=color,
-                size=d,
-                center=(float(cx), float(cy)),
-                box=box,
-                mask=mask,
-                angle=ang,
-                full_area=full_areas[i],
-            )
-        )
-    # the shapes segmenter finds the masks from the pixels (shapes.truth); remade on asking, not kept
-    remember(image, partial(scene_masks, seed, n_objects, size, min_visible=min_visible, unique_pairs=unique_pairs))
-    return Scene(seed=seed, size=size, image=image, objects=tuple(objects), background=bg_kind)
+
+def _scene_object(spec: tuple, mask: np.ndarray, full_area: Any) -> ShapeObject:
+    shape, color, d, cx, cy, ang = spec
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    box = (int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1)
+    return ShapeObject(shape=shape, color=color, size=d, center=(float(cx), float(cy)), box=box, mask=mask,
+                       angle=ang, full_area=full_area)
 
 
 def scene_masks(seed: int, n_objects: int = 4, size: int = 224, **kwargs) -> list[tuple[str, np.ndarray]]:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..segmenters import FGVP_SETTINGS, SOM_SETTINGS, MaskSettings, Segmentation, Segmenter, fgvp_mask, fgvp_rbm, som
-from ..segmenters.prompts import som_size
+from ..segmenters.drawing import som_size
 from ..types import Result, Sample, Step
 from .base import Needs, Strategy
 

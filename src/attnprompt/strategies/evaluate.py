@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..types import Result, Sample, Step
+from .api_prompts import EVALUATE, parse_verdict
 from .base import Needs, Strategy
-from .prompts import EVALUATE, parse_verdict
 
 
 class ApiEvaluate(Strategy):

@@ -4,7 +4,7 @@ on the annotated image — "API + reflection via re-emphasize" (paper §4.3, Tab
 from __future__ import annotations
 
 from .api import Api
-from .prompts import REEMPHASIZE
+from .api_prompts import REEMPHASIZE
 
 
 class ApiReemphasize(Api):

@@ -3,15 +3,15 @@
 Round 1 asks the question plainly; round 2 asks the model to evaluate its answer and give a new one
 (the paper's prompt). The paper then deleted the evaluation sentences by hand; we ask instead, in a
 third turn of the same conversation, for the new answer alone in the task's format, and keep that
-reply as the final answer (:data:`~attnprompt.strategies.prompts.FINAL_ANSWER`)."""
+reply as the final answer (:data:`~attnprompt.strategies.api_prompts.FINAL_ANSWER`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from ..types import Result, Sample, Step
+from .api_prompts import FINAL_ANSWER, SELF_REFLECT, with_suffix
 from .base import Strategy
-from .prompts import FINAL_ANSWER, SELF_REFLECT, with_suffix
 
 
 class SelfReflect(Strategy):

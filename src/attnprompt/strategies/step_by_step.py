@@ -3,8 +3,8 @@ chain-of-thought baseline, §4, §9.3)."""
 
 from __future__ import annotations
 
+from .api_prompts import STEP_BY_STEP
 from .plain import Plain
-from .prompts import STEP_BY_STEP
 
 
 class StepByStep(Plain):

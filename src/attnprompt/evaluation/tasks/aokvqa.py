@@ -11,7 +11,7 @@ Two tasks, one per published protocol (there is no lmms-eval task):
 
 - ``aokvqa``: multiple choice as VLMEvalKit evaluates its ``A-OKVQA`` (``ImageMCQDataset``): the prompt
   "Question: …", "Options:", one "A. choice" line each, "Please select the correct answer from the options
-  above. \\n" (:func:`~attnprompt.evaluation.prompts.mcq_prompt`; the trailing " \\n" dropped, as from
+  above. \\n" (:func:`~attnprompt.evaluation.judge_prompts.mcq_prompt`; the trailing " \\n" dropped, as from
   every suffix); 128 new tokens (VLMEvalKit leaves the budget to the model). The reply read by
   :func:`~attnprompt.evaluation.metrics.can_infer` (the letter or the choice's text); a reply it cannot
   read is wrong without a judge — VLMEvalKit's "exact matching".
@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from ..judge import JudgeSpec
+from ..judge_prompts import MCQ_MATCH, MCQ_MATCH_VLMEVALKIT, mcq_prompt
 from ..metrics import can_infer, mean_of, option_letters, vicrop_accuracy
-from ..prompts import MCQ_MATCH, MCQ_MATCH_VLMEVALKIT, mcq_prompt
 from .base import EvalSample, Task
 from .sources import benchmark_task
 

@@ -49,6 +49,18 @@ class EvalSample:
     meta: Mapping[str, Any] = field(default_factory=dict)
     queries: tuple[str, ...] = ()
     truth: Any = None
+    #: Why this sample's row could not be read (an undecodable line, an unreadable image, a missing column):
+    #: such a sample is never asked; each condition records it as a failure of kind ``input``.
+    error: str | None = None
+
+    @classmethod
+    def broken(cls, id: str, error: str) -> EvalSample:
+        """The sample of a row that could not be read, and why.
+
+        >>> EvalSample.broken("row 3", "not JSON").error
+        'not JSON'
+        """
+        return cls(id, (), "(a row that could not be read)", error=error)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -143,6 +155,8 @@ class Task:
     #: How to build this task again (a registered name, ``path.py:NAME``, or a generic spec); set
     #: by whoever resolves it, recorded with the run so ``attnprompt report`` finds it.
     spec: Any = None
+    #: A row → the id its sample would have, to name a row that cannot be read (default "row N").
+    row_id: Callable[[Mapping[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -150,18 +164,21 @@ class Task:
         if not isinstance(self.name, str) or not self.name.strip():
             raise InputError("a task needs a name")
 
-    def samples(self, limit: int | None = None) -> list[EvalSample]:
-        """The first ``limit`` samples (all by default), ids checked unique.
+    def samples(self, limit: int | None = None, strict: bool = True) -> list[EvalSample]:
+        """The first ``limit`` samples (all by default), ids checked unique; a row that cannot be read is an
+        error (``strict``, as befits code that asks for the samples) or a broken sample (as a run treats it).
 
         >>> from attnprompt.evaluation.tasks import get_task
         >>> [s.id for s in get_task("shapes-vqa").samples(2)]
         ['200000/color/0', '200000/shape/0']
         """
-        return list(self.stream(limit)[0])
+        return list(self.stream(limit, strict)[0])
 
-    def stream(self, limit: int | None = None) -> tuple[Iterator[EvalSample], int | None]:
+    def stream(self, limit: int | None = None, strict: bool = False) -> tuple[Iterator[EvalSample], int | None]:
         """The first ``limit`` samples one at a time (a large dataset is never all in memory; ids checked
-        unique as they come), and how many there are when the rows can say (``None`` otherwise).
+        unique as they come), and how many there are when the rows can say (``None`` otherwise). A row
+        that cannot be read becomes a :meth:`EvalSample.broken` sample (recorded as that sample's failure,
+        and the run goes on), or with ``strict`` an error that stops the run.
 
         >>> from attnprompt.evaluation.tasks import get_task
         >>> samples, total = get_task("shapes-vqa").stream(3)
@@ -177,8 +194,8 @@ class Task:
 
         def each() -> Iterator[EvalSample]:
             seen: set[str] = set()
-            for row in rows:
-                sample = self.to_sample(row)
+            for number, row in enumerate(rows):
+                sample = self._sample(row, number, strict)
                 if sample.id in seen:
                     raise InputError(f"task {self.name!r}: sample id {sample.id!r} occurs twice; ids must be unique")
                 seen.add(sample.id)
@@ -187,6 +204,20 @@ class Task:
                     return
 
         return each(), total
+
+    def _sample(self, row: Mapping[str, Any], number: int, strict: bool) -> EvalSample:
+        try:
+            return self.to_sample(row)
+        except Exception as e:  # noqa: BLE001  # the row's fault (its data), recorded as the sample's failure
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, InputError) else str(e)
+            if strict:
+                raise InputError(f"task {self.name!r}, row {number}: {why} (an eval without --strict records such a "
+                                 "row as that sample's failure and goes on)") from e
+            try:
+                ident = self.row_id(row) if self.row_id is not None else f"row {number}"
+            except Exception:  # noqa: BLE001  # a row too broken to name
+                ident = f"row {number}"
+            return EvalSample.broken(ident, why)
 
     def describe(self) -> dict[str, Any]:
         """What identifies the task's data and scoring in a run's configuration."""

@@ -23,12 +23,14 @@ from PIL import Image
 from ...errors import InputError, import_optional
 from ..metrics import exact_match, first_word_match, mean_of, pope_metrics, vqa_accuracy, yes_no_scores
 from .base import EvalSample, Task
-from .sources import SAVED
+from .sources import SAVED, looks_local
 
 #: Column roles and the column each is read from unless ``columns`` says otherwise.
 DEFAULT_COLUMNS = {"image": "image", "question": "question", "answer": "answer", "id": "id", "category": "category"}
 #: The key under which a row carries its number in the data (the sample id when the row has none).
 ROW_NUMBER = "__row__"
+#: Key of a row that could not be read, holding why (its sample fails alone).
+ROW_ERROR = "__error__"
 
 
 def _exact(pred: str, s: EvalSample) -> dict[str, float]:
@@ -114,8 +116,12 @@ def generic_task(
                                              "metric": metric, "split": split, "suffix": suffix,
                                              "images_root": images_root, "max_new_tokens": max_new_tokens}}
     source = "rows given in code" if in_code else f"{data}" + (f" (split {split})" if split else "")
+    def row_id(row: Mapping[str, Any]) -> str:
+        ident = row.get(mapping["id"])
+        return str(ident) if ident is not None else str(row[ROW_NUMBER])
+
     return Task(label, f"{source}; metric: {what}", rows, to_sample, score, aggregate, headline,
-                max_new_tokens=max_new_tokens, spec=spec,
+                max_new_tokens=max_new_tokens, spec=spec, row_id=row_id,
                 version=f"generic-1:{_METRIC_VERSIONS.get(metric, metric)}:"
                         f"{json.dumps(mapping, sort_keys=True)}:{suffix}")
 
@@ -156,19 +162,31 @@ def _rows(data: Any, split: str | None, limit: int | None) -> Iterable[Mapping[s
             return list(csv.DictReader(f))[:limit]
     if path.is_file():
         raise InputError(f"{path}: data files are .jsonl, .json or .csv (or a Hugging Face dataset)")
+    if not path.exists() and (suffix in (".jsonl", ".json", ".csv", ".parquet") or looks_local(str(data))):
+        raise InputError(f"--data {data}: no such file or folder here; give a .jsonl/.json/.csv file, a "
+                         "save_to_disk folder, or a hub id (owner/name)")
     return _hf_rows(str(data), split, limit)
 
 
 def _jsonl_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
+    """The file's rows; a line that is not UTF-8 text or not a JSON object becomes a row holding why
+    (:data:`ROW_ERROR`), so that its sample fails alone and the run goes on."""
+    out: list[dict[str, Any]] = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}, line {number}: not JSON ({e.msg})") from None
+                row = json.loads(raw.decode("utf-8"))
+                if not isinstance(row, dict):
+                    raise ValueError(f"a {type(row).__name__}, not an object")
+            except UnicodeDecodeError as e:
+                row = {ROW_ERROR: f"{path}, line {number}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                  f"{e.start + 1}); save the file as UTF-8"}
+            except ValueError as e:
+                why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
+                row = {ROW_ERROR: f"{path}, line {number}: not a JSON object ({why})"}
+            out.append(row)
             if limit is not None and len(out) >= limit:
                 break
     return out
@@ -194,6 +212,9 @@ def _hf_rows(data: str, split: str | None, limit: int | None) -> Any:
 
 
 def _sample(row: Mapping[str, Any], mapping: Mapping[str, str], root: Path | None, suffix: str) -> EvalSample:
+    if ROW_ERROR in row:
+        raise InputError(row[ROW_ERROR])
+
     def get(role: str, required: bool = True) -> Any:
         column = mapping[role]
         if column not in row:

@@ -14,7 +14,7 @@ Two tasks per resolution, one per published protocol:
 - ``hr-bench-4k`` / ``hr-bench-8k`` follow the release (``hrbench/`` of DreamMr/HR-Bench, a VLMEvalKit
   fork) and VLMEvalKit's ``HRBenchDataset``, which share the prompt: "Question: …", "Options:", one
   "A. text" line per option, "Please select the correct answer from the options above. \\n"
-  (:func:`~attnprompt.evaluation.prompts.mcq_prompt`). Without a judge the reply is read as VLMEvalKit
+  (:func:`~attnprompt.evaluation.judge_prompts.mcq_prompt`). Without a judge the reply is read as VLMEvalKit
   reads it with no judge ("exact matching"): :func:`~attnprompt.evaluation.metrics.can_infer`, the
   option's letter or its text; a reply it cannot read is wrong. With ``--judge``, every reply is judged
   as the release judges it (:data:`JUDGE`): its yes/no prompt, quoted, at temperature 0.2; "yes…" is
@@ -53,8 +53,15 @@ from PIL import Image
 
 from ...errors import InputError
 from ..judge import JudgeSpec
+from ..judge_prompts import (
+    HRBENCH_JUDGE,
+    HRBENCH_JUDGE_INSTRUCTION,
+    MCQ_INSTRUCTION,
+    MCQ_MATCH,
+    MCQ_MATCH_LMMS,
+    mcq_prompt,
+)
 from ..metrics import can_infer
-from ..prompts import HRBENCH_JUDGE, HRBENCH_JUDGE_INSTRUCTION, MCQ_INSTRUCTION, MCQ_MATCH, MCQ_MATCH_LMMS, mcq_prompt
 from .base import EvalSample, Task
 from .sources import benchmark_task, load_rows
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..judge import JudgeSpec
-from ..prompts import LLAVA_BENCH_RULE, LLAVA_BENCH_SYSTEM
+from ..judge_prompts import LLAVA_BENCH_RULE, LLAVA_BENCH_SYSTEM
 from .base import EvalSample, Task
 from .sources import benchmark_task
 

@@ -8,7 +8,7 @@ with ``<AND>`` / ``<OR>``, capability — comma-separated), or the original rele
 CC BY-NC 4.0.
 
 The question is asked raw (the paper adds no suffix). Graded as ``mm-vet_evaluator.py``: the
-few-shot prompt (:data:`~attnprompt.evaluation.prompts.MMVET_PROMPT`) + "\\n" + question | answer (with
+few-shot prompt (:data:`~attnprompt.evaluation.judge_prompts.MMVET_PROMPT`) + "\\n" + question | answer (with
 spaces around <AND>/<OR>) | prediction | (trailing space), one user message to ``gpt-4-0613`` by
 default, max_tokens 3, temperature 0; the score is the reply's first space-separated token as a
 number in [0, 1]. A reply that is not: again with "\\nPredict the correctness of the answer (digit): "
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..judge import JudgeSpec
+from ..judge_prompts import MMVET_PROMPT, MMVET_RETRY
 from ..metrics import mean_of
-from ..prompts import MMVET_PROMPT, MMVET_RETRY
 from .base import EvalSample, Task
 from .sources import benchmark_task
 

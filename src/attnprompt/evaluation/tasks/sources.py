@@ -42,7 +42,7 @@ def load_rows(
     """
     where = f"--data {task}=PATH: a save_to_disk folder, parquet files" + (
         ", or the original release's folder" if original else "")
-    if data is None or not _looks_local(data):
+    if data is None or not looks_local(data):
         source = data or hub_id
         datasets = _datasets()
         try:
@@ -104,7 +104,12 @@ def benchmark_task(name: str, title: str, data: str | None, *, hub_id: str, spli
     return Task(name, f"{title} ({data or hub_id}, {split}){judged}", rows, data=data or hub_id, **task)
 
 
-def _looks_local(data: str) -> bool:
+def looks_local(data: str) -> bool:
+    """Whether ``data`` names a local path rather than a hub id (``owner/name``).
+
+    >>> looks_local("lmms-lab/MME"), looks_local("./mme"), looks_local("data/mme/test")
+    (False, True, True)
+    """
     # a hub id is "owner/name"; anything that exists here, or is written as a path, is local
     return Path(data).exists() or data.startswith((".", "/", "~")) or data.count("/") != 1
 
