@@ -151,7 +151,8 @@ def _commands() -> dict[str, tuple[str, Any]]:
             "serve": ("serve a local VLM as an OpenAI-compatible endpoint", _serve_parser),
             "eval": ("evaluate strategies (or maps) on benchmark tasks; resumable; writes a report", _eval_parser),
             "demo": ("start the web demo (Gradio; pip install 'attnprompt[demo]')", _demo_parser),
-            "report": ("write the report of an evaluation directory again", _report_parser)}
+            "report": ("write the report of an evaluation directory again", _report_parser),
+            "vlmeval": ("run VLMEvalKit's run.py with attnprompt's models (attnprompt vlmeval -h)", _vlmeval_parser)}
 
 
 def _annotate_parser(ann: argparse.ArgumentParser) -> None:
@@ -320,6 +321,13 @@ def _report_parser(rep: argparse.ArgumentParser) -> None:
     rep.add_argument("directory", help="the --out directory of attnprompt eval")
 
 
+def _vlmeval_parser(kit: argparse.ArgumentParser) -> None:
+    # "+" is no flag prefix of VLMEvalKit's: every argument (-h too) reaches run_kit as it is, which reads
+    # ours and hands the rest to the kit's run.py
+    kit.prefix_chars = "+"
+    kit.add_argument("arguments", nargs="*")
+
+
 #: Flags whose values may start with "-" without being numbers (slices and lists of layers).
 _DASHED_VALUE_FLAGS = ("--layers", "--comp-layer")
 _DASHED_VALUE = re.compile(r"^-\d*[:,][\d:,\s-]*$")
@@ -369,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _set_threads(getattr(args, "threads", None))
         commands = {"annotate": _annotate, "ask": _ask, "serve": _serve, "eval": _eval, "report": _report,
-                    "demo": _demo}
+                    "demo": _demo, "vlmeval": _vlmeval}
         if args.command not in commands:
             parser.error(f"unknown command {args.command}")
         return commands[args.command](args)
@@ -594,3 +602,9 @@ def _report(args: argparse.Namespace) -> int:
     for path in write_report(args.directory):
         print(f"wrote {path}")
     return 0
+
+
+def _vlmeval(args: argparse.Namespace) -> int:
+    from .integrations.vlmeval import run_kit
+
+    return run_kit(args.arguments)

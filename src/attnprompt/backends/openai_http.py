@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -469,7 +470,9 @@ def _opener_for(base_url: str) -> urllib.request.OpenerDirector:
         loopback = loopback or ipaddress.ip_address(host).is_loopback
     except ValueError:
         pass
-    handlers: list[Any] = [_HTTPHandler(), _HTTPSHandler()]
+    # a context of our own: certificates are checked even where a library has turned the process-wide default
+    # off (importing VLMEvalKit does)
+    handlers: list[Any] = [_HTTPHandler(), _HTTPSHandler(context=ssl.create_default_context())]
     if loopback:
         handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)

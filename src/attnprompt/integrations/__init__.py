@@ -1,5 +1,6 @@
-"""attnprompt inside other tools: lmms-eval (a model plugin, :mod:`.lmms`), imported only when used. (Ray
-runs the evaluation's units as one of the harness's executors: :mod:`attnprompt.evaluation.ray_executor`.)
+"""attnprompt inside other tools: lmms-eval (a model plugin, :mod:`.lmms`) and VLMEvalKit (a model,
+:mod:`.vlmeval`), imported only when used. (Ray runs the evaluation's units as one of the harness's
+executors: :mod:`attnprompt.evaluation.ray_executor`.)
 """
 
 from __future__ import annotations
