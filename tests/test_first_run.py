@@ -209,3 +209,15 @@ def test_threads_are_checked_and_set_before_a_model_runs(tmp_path, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_transformers_bars_and_warnings_we_handle_stay_out_of_the_terminal(tmp_path, capfd):
+    image = tmp_path / "scene.png"
+    make_scene(7, n_objects=5, size=160).image.save(image)
+    long_question = "Is there " + "a very small red circle next to " * 20 + "the star?"
+    # before: two "Loading weights" bars on every command, and transformers' "… will result in indexing errors"
+    # beside our own truncation warning
+    assert main(["ask", str(image), long_question, "--vlm", "shapes", "--max-new-tokens", "3"]) == 0
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "indexing errors" not in err
+    assert "query truncated to CLIP's" in err  # ours, once

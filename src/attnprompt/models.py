@@ -138,16 +138,26 @@ def read_config(name: str, kind: str) -> tuple[str, dict]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    # transformers logs advice about optional backends (torchvision, accelerate) on load;
-    # our users cannot act on it, so keep it out of their terminal.
+def quiet_transformers():
+    """transformers' own messages and progress bars kept out of the terminal while it works for us: the advice
+    about optional backends (torchvision, accelerate) on load, its "Loading weights" bar (ours are the bars
+    users see), and the tokenizer's "… will result in indexing errors" where we truncate and say so ourselves.
+    Errors still show."""
+    from transformers.utils import logging as hf_logging
+
     logger = logging.getLogger("transformers")
-    old = logger.level
+    old, bars = logger.level, hf_logging.is_progress_bar_enabled()
     logger.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         logger.setLevel(old)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+_quiet_transformers = quiet_transformers
 
 
 def hub_unreachable() -> str | None:
