@@ -18,7 +18,7 @@ FLOORS = {
     "checks": 1, "files": 1, "images": 1, "presets": 1, "registry": 1, "text": 1,
     "render": 2, "regions": 2, "capture": 2, "shapes": 2,
     "types": 3, "families": 3,
-    "models": 4,
+    "models": 4, "confidence": 4,
     "attribution": 5, "backends": 5,
     "annotation": 6, "forms": 6, "segmenters": 6,
     "strategies": 7,
