@@ -20,7 +20,7 @@ FLOORS = {
     "types": 3, "families": 3,
     "models": 4, "confidence": 4,
     "attribution": 5, "backends": 5,
-    "annotation": 6, "forms": 6, "segmenters": 6,
+    "annotation": 6, "forms": 6, "segmenters": 6, "search": 6,
     "strategies": 7,
     "api": 8, "batch": 8, "evaluation": 8, "serve": 8, "demo": 8,
     "integrations": 9, "cli": 9,
