@@ -1,0 +1,216 @@
+"""Crowded detail scenes: a small shapes scene hidden among other shapes scenes and colourful clutter, on a
+canvas ``ratio`` times its side — where one attention crop meets distractors, as in real high-resolution
+photos (V*Bench, HR-Bench).
+
+The canvas holds, on the detail scenes' dull clutter (:mod:`attnprompt.shapes.detail`):
+
+- the **target** scene (``make_scene(seed, n_objects, scene_size)``) at a random position;
+- other held-out **scenes** of the same size (2–4 objects; seeds from
+  :data:`~attnprompt.shapes.splits.CROWDED_DISTRACTORS`), about 40 % of the canvas in all, never overlapping;
+- **loose shapes** (one coloured shape each, the scenes' object sizes) and **colour blobs** (irregular
+  saturated polygons that read as no shape) in the space left.
+
+No distractor carries the attribute the question names (``avoid_shape`` for "What colour is the star?",
+``avoid_color`` for "What shape is the red object?"): the named object is unique in the canvas, while
+distractors may share everything else (the answer's colour or shape included). Blobs avoid the named
+colour too (a red blob would be "a red object"); they are never a shape. Deterministic in its arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .detail import detail_canvas
+from .scenes import _BLOB_DIRS, COLORS, SHAPES, Scene, ShapeObject, _size_table, make_scene, render_shape_mask
+from .splits import CROWDED_DISTRACTORS
+from .truth import remember
+
+__all__ = ["CROWDED_FILL", "CrowdedScene", "crowded_masks", "make_crowded"]
+
+#: The share of the canvas the scenes (the target's included) cover.
+CROWDED_FILL = 0.4
+#: Loose shapes and colour blobs per scene-sized cell of the canvas.
+LOOSE_PER_CELL = 1.5
+BLOBS_PER_CELL = 0.75
+_TRIES = 60
+_GAP = 3
+
+
+@dataclass(frozen=True)
+class CrowdedScene:
+    """A crowded canvas: the target ``scene`` at ``offset`` (x, y), the distractor scenes (seed, objects, box each), the
+    loose shapes (as :class:`~attnprompt.shapes.ShapeObject` in canvas pixels) and what every distractor avoids.
+
+    >>> c = make_crowded(10_000, ratio=3, scene_size=64, avoid_shape="star")
+    >>> c.image.size, c.scene_box == (*c.offset, c.offset[0] + 64, c.offset[1] + 64)
+    ((192, 192), True)
+    """
+
+    seed: int
+    ratio: int
+    image: Image.Image
+    scene: Scene
+    offset: tuple[int, int]
+    distractors: tuple[tuple[int, int, tuple[int, int, int, int]], ...]
+    loose: tuple[ShapeObject, ...]
+    avoid_shape: str | None = None
+    avoid_color: str | None = None
+
+    @property
+    def scene_box(self) -> tuple[int, int, int, int]:
+        """The target scene's region in the canvas, ``(x0, y0, x1, y1)`` with exclusive ends."""
+        x, y = self.offset
+        return (x, y, x + self.scene.size, y + self.scene.size)
+
+    def box_of(self, obj: ShapeObject) -> tuple[int, int, int, int]:
+        """A target-scene object's tight box in canvas pixels.
+
+        >>> c = make_crowded(10_000, ratio=3, scene_size=64, avoid_shape="star")
+        >>> c.box_of(c.scene.objects[0])[0] - c.scene.objects[0].box[0] == c.offset[0]
+        True
+        """
+        x, y = self.offset
+        x0, y0, x1, y1 = obj.box
+        return (x0 + x, y0 + y, x1 + x, y1 + y)
+
+
+def _clashes(obj_shape: str, obj_color: str, avoid_shape: str | None, avoid_color: str | None) -> bool:
+    return obj_shape == avoid_shape or obj_color == avoid_color
+
+
+def _free(occupied: list[tuple[int, int, int, int]], box: tuple[int, int, int, int], gap: int) -> bool:
+    x0, y0, x1, y1 = box
+    return all(x1 + gap <= a or b + gap <= x0 or y1 + gap <= c or d + gap <= y0 for a, c, b, d in occupied)
+
+
+def make_crowded(seed: int, ratio: int = 4, *, scene_size: int = 224, n_objects: int = 2,
+                 avoid_shape: str | None = None, avoid_color: str | None = None) -> CrowdedScene:
+    """The crowded canvas of target scene ``seed`` at ``ratio`` × ``scene_size``, every distractor free of
+    ``avoid_shape`` and ``avoid_color`` (see the module). The canvas differs with what is avoided (each
+    question of a scene gets its own).
+
+    >>> c = make_crowded(10_001, ratio=4, scene_size=64, avoid_color="red")
+    >>> len(c.distractors) > 0, all(o.color != "red" for o in c.loose)
+    (True, True)
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 2:
+        raise ValueError(f"ratio must be an integer ≥ 2 (canvas side / scene side); got {ratio!r}")
+    if avoid_shape is not None and avoid_shape not in SHAPES:
+        raise ValueError(f"avoid_shape must be one of {SHAPES} or None; got {avoid_shape!r}")
+    if avoid_color is not None and avoid_color not in COLORS:
+        raise ValueError(f"avoid_color must be one of {tuple(COLORS)} or None; got {avoid_color!r}")
+    scene = make_scene(seed, n_objects=n_objects, size=scene_size)
+    side = int(ratio) * scene_size
+    what = (SHAPES.index(avoid_shape) + 1 if avoid_shape else 0,
+            list(COLORS).index(avoid_color) + 1 if avoid_color else 0)
+    rng = np.random.Generator(np.random.PCG64([int(seed), int(ratio), 3, *what]))
+    pixels, _ = detail_canvas(rng, side)
+    x, y = (int(rng.integers(0, side - scene_size + 1)) for _ in range(2))
+    pixels[y:y + scene_size, x:x + scene_size] = np.asarray(scene.image)
+    occupied = [(x, y, x + scene_size, y + scene_size)]
+
+    # other scenes, at random free places, until the scenes cover CROWDED_FILL of the canvas
+    distractors = []
+    wanted = max(1, round(CROWDED_FILL * ratio * ratio)) - 1
+    for _ in range(wanted):
+        for _ in range(_TRIES):
+            bx, by = (int(v) for v in rng.integers(0, side - scene_size + 1, 2))
+            box = (bx, by, bx + scene_size, by + scene_size)
+            if _free(occupied, box, 0):
+                break
+        else:
+            continue
+        while True:  # a held-out scene without the named attribute
+            d_seed = int(CROWDED_DISTRACTORS.start + rng.integers(CROWDED_DISTRACTORS.size))
+            other = make_scene(d_seed, n_objects=int(rng.integers(2, 5)), size=scene_size)
+            if not any(_clashes(o.shape, o.color, avoid_shape, avoid_color) for o in other.objects):
+                break
+        pixels[by:by + scene_size, bx:bx + scene_size] = np.asarray(other.image)
+        occupied.append(box)
+        distractors.append((d_seed, len(other.objects), box))
+
+    # loose shapes and colour blobs in the space left
+    sizes, probs = _size_table(scene_size)
+    shapes = [s for s in SHAPES if s != avoid_shape]
+    colors = [c for c in COLORS if c != avoid_color]
+    lum = rng.integers(-6, 7, (side, side)).astype(np.int16) // 2
+    loose = []
+    cells = ratio * ratio
+    for _ in range(round(LOOSE_PER_CELL * cells)):
+        shape, color = shapes[int(rng.integers(len(shapes)))], colors[int(rng.integers(len(colors)))]
+        d = int(rng.choice(sizes, p=probs))
+        angle = (-15, -10, -5, 0, 5, 10, 15)[int(rng.integers(7))] if shape != "circle" else 0
+        for _ in range(_TRIES):
+            cx, cy = (int(v) for v in rng.integers(d // 2 + 1, side - d // 2 - 1, 2))
+            box = (cx - d // 2 - 1, cy - d // 2 - 1, cx + d // 2 + 2, cy + d // 2 + 2)
+            if _free(occupied, box, _GAP):
+                break
+        else:
+            continue
+        mask = render_shape_mask(shape, (cx, cy), d, side, angle=angle)
+        ys, xs = np.nonzero(mask)
+        shade = int(rng.integers(-10, 11))
+        colour = np.asarray(COLORS[color], dtype=np.int16) + shade
+        pixels[ys, xs] = np.clip(colour[None, :] + lum[ys, xs, None], 0, 255).astype(np.uint8)
+        tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        occupied.append(tight)
+        loose.append(ShapeObject(shape, color, d, (float(cx), float(cy)), tight, mask, angle, int(mask.sum())))
+    canvas = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(canvas)
+    lo = max(3, scene_size // 30)
+    blob_colors = [c for c in COLORS if c != avoid_color]
+    for _ in range(round(BLOBS_PER_CELL * cells)):
+        m = int(rng.integers(5, 9))
+        radius = rng.integers(lo, 3 * lo + 1, m)
+        reach = int(radius.max()) + 1
+        for _ in range(_TRIES):
+            bx, by = (int(v) for v in rng.integers(reach, side - reach, 2))
+            box = (bx - reach, by - reach, bx + reach, by + reach)
+            if _free(occupied, box, _GAP):
+                break
+        else:
+            continue
+        colour = tuple(int(v) for v in np.clip(np.asarray(COLORS[blob_colors[int(rng.integers(len(blob_colors)))]])
+                                               + int(rng.integers(-10, 11)), 0, 255))
+        pts = [(bx + math.floor(r * ux + 0.5), by + math.floor(r * uy + 0.5))
+               for r, (ux, uy) in zip(radius, _BLOB_DIRS[m])]
+        draw.polygon(pts, fill=colour)
+        occupied.append(box)
+    remember(canvas, partial(crowded_masks, int(seed), int(ratio), scene_size, n_objects, avoid_shape, avoid_color))
+    return CrowdedScene(int(seed), int(ratio), canvas, scene, (x, y), tuple(distractors), tuple(loose),
+                        avoid_shape, avoid_color)
+
+
+def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: int = 2, avoid_shape: str | None = None,
+                  avoid_color: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """The (name, visible mask in canvas pixels) of every object of ``make_crowded(...)``: the target scene's,
+    the distractor scenes', the loose shapes' (blobs are no objects). Remade on asking: at 8× each mask is a
+    canvas-sized array, so this is for the segmentation baselines, not for every sample.
+
+    >>> c = make_crowded(10_000, ratio=3, scene_size=64, avoid_shape="star")
+    >>> names = [n for n, _ in crowded_masks(10_000, 3, 64, avoid_shape="star")]
+    >>> names[: len(c.scene.objects)] == [o.name for o in c.scene.objects], "star" in " ".join(names[2:])
+    (True, False)
+    """
+    c = make_crowded(seed, ratio, scene_size=scene_size, n_objects=n_objects, avoid_shape=avoid_shape,
+                     avoid_color=avoid_color)
+    side = c.image.width
+
+    def placed(objects, x: int, y: int) -> list[tuple[str, np.ndarray]]:
+        out = []
+        for o in objects:
+            mask = np.zeros((side, side), dtype=bool)
+            mask[y:y + scene_size, x:x + scene_size] = o.mask
+            out.append((o.name, mask))
+        return out
+
+    out = placed(c.scene.objects, *c.offset)
+    for d_seed, n, box in c.distractors:
+        out += placed(make_scene(d_seed, n_objects=n, size=scene_size).objects, box[0], box[1])
+    out += [(o.name, o.mask) for o in c.loose]
+    return out
