@@ -77,6 +77,8 @@ def test_the_split_follows_zoomeyes_aspect_rule_and_the_window_stays_inside():
     assert view_box((880, 880, 896, 896), (896, 896), 128) == (768, 768, 896, 896)
     assert view_box((0, 0, 896, 896), (896, 896), 128, 1.2) == (0, 0, 896, 896)
     assert ImageTree((1600, 900), native_side=336).max_depth == 3
+    assert ImageTree((1600, 400), native_side=336).max_depth == 2  # 4 × 1 into 400², then 200² leaves
+    assert ImageTree((5000, 3), native_side=64).max_depth == 0  # too thin to split
 
 
 @pytest.mark.parametrize("target", [(10, 10), (700, 130), (450, 450), (895, 895), (130, 800)])

@@ -157,10 +157,17 @@ class ImageTree:
         self.native_side = check_native_side(native_side)
         self._nodes = {0: Node(0, (0, 0, W, H), 0, None)}
         self._children: dict[int, tuple[int, ...]] = {}
-        depth, side = 0, max(W, H)
-        while side >= self.native_side and depth < depth_limit:  # ZoomEye: a leaf's longer side < the native side
-            side, depth = (side + 1) // 2, depth + 1
+        # ZoomEye: a node whose longer side is under the native side is a leaf; the deepest path is the one
+        # through the largest child (the last row and column take the rest)
+        depth, box = 0, (0, 0, W, H)
+        while depth < depth_limit and self._splits(box):
+            box = max(split_box(box), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+            depth += 1
         self.max_depth = depth
+
+    def _splits(self, box: Box) -> bool:
+        w, h = box[2] - box[0], box[3] - box[1]
+        return max(w, h) >= self.native_side and min(w, h) >= 4
 
     def node(self, i: int) -> Node:
         """Node ``i``."""
@@ -173,8 +180,7 @@ class ImageTree:
         True
         """
         n = self._nodes[i]
-        x0, y0, x1, y1 = n.box
-        return n.depth >= self.max_depth or max(x1 - x0, y1 - y0) < self.native_side or min(x1 - x0, y1 - y0) < 2
+        return n.depth >= self.max_depth or not self._splits(n.box)
 
     def children(self, i: int) -> tuple[int, ...]:
         """The ids of node ``i``'s children in raster order (none for a leaf)."""
