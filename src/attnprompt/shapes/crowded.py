@@ -30,7 +30,7 @@ from .scenes import _BLOB_DIRS, COLORS, SHAPES, Scene, ShapeObject, _size_table,
 from .splits import CROWDED_DISTRACTORS
 from .truth import remember
 
-__all__ = ["CROWDED_FILL", "CrowdedScene", "crowded_masks", "make_crowded"]
+__all__ = ["CROWDED_FILL", "CrowdedScene", "LooseShape", "crowded_masks", "make_crowded"]
 
 #: The share of the canvas the scenes (the target's included) cover.
 CROWDED_FILL = 0.4
@@ -42,9 +42,37 @@ _GAP = 3
 
 
 @dataclass(frozen=True)
+class LooseShape:
+    """One loose shape on a crowded canvas: what it is, where (``center`` and tight ``box`` in canvas pixels),
+    its size (bounding-circle diameter) and rotation; :meth:`mask` draws its pixels when asked (a canvas-sized
+    mask each would weigh 3 MB at 8×)."""
+
+    shape: str
+    color: str
+    size: int
+    center: tuple[int, int]
+    box: tuple[int, int, int, int]
+    angle: int
+    side: int
+
+    @property
+    def name(self) -> str:
+        """Colour and shape, e.g. ``"red star"``."""
+        return f"{self.color} {self.shape}"
+
+    def mask(self) -> np.ndarray:
+        """Its pixels on the canvas (side × side, boolean).
+
+        >>> LooseShape("circle", "red", 9, (10, 10), (6, 6, 15, 15), 0, 20).mask().sum()
+        np.int64(61)
+        """
+        return render_shape_mask(self.shape, self.center, self.size, self.side, angle=self.angle)
+
+
+@dataclass(frozen=True)
 class CrowdedScene:
     """A crowded canvas: the target ``scene`` at ``offset`` (x, y), the distractor scenes (seed, objects, box each), the
-    loose shapes (as :class:`~attnprompt.shapes.ShapeObject` in canvas pixels) and what every distractor avoids.
+    loose shapes (:class:`LooseShape`) and what every distractor avoids.
 
     >>> c = make_crowded(10_000, ratio=3, scene_size=64, avoid_shape="star")
     >>> c.image.size, c.scene_box == (*c.offset, c.offset[0] + 64, c.offset[1] + 64)
@@ -57,7 +85,7 @@ class CrowdedScene:
     scene: Scene
     offset: tuple[int, int]
     distractors: tuple[tuple[int, int, tuple[int, int, int, int]], ...]
-    loose: tuple[ShapeObject, ...]
+    loose: tuple[LooseShape, ...]
     avoid_shape: str | None = None
     avoid_color: str | None = None
 
@@ -152,14 +180,13 @@ def make_crowded(seed: int, ratio: int = 4, *, scene_size: int = 224, n_objects:
                 break
         else:
             continue
-        mask = render_shape_mask(shape, (cx, cy), d, side, angle=angle)
-        ys, xs = np.nonzero(mask)
+        ys, xs = np.nonzero(render_shape_mask(shape, (cx, cy), d, side, angle=angle))
         shade = int(rng.integers(-10, 11))
         colour = np.asarray(COLORS[color], dtype=np.int16) + shade
         pixels[ys, xs] = np.clip(colour[None, :] + lum[ys, xs, None], 0, 255).astype(np.uint8)
         tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
         occupied.append(tight)
-        loose.append(ShapeObject(shape, color, d, (float(cx), float(cy)), tight, mask, angle, int(mask.sum())))
+        loose.append(LooseShape(shape, color, d, (cx, cy), tight, angle, side))
     canvas = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(canvas)
     lo = max(3, scene_size // 30)
@@ -212,5 +239,5 @@ def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: i
     out = placed(c.scene.objects, *c.offset)
     for d_seed, n, box in c.distractors:
         out += placed(make_scene(d_seed, n_objects=n, size=scene_size).objects, box[0], box[1])
-    out += [(o.name, o.mask) for o in c.loose]
+    out += [(o.name, o.mask()) for o in c.loose]
     return out
