@@ -213,3 +213,17 @@ def test_attnprompt_serve_returns_the_local_models_logprobs(serve):
     assert over_http.logprobs == direct.logprobs  # JSON floats round-trip exactly
     unasked = Request.single(scene, "What colour is the circle?")
     assert OpenAIBackend(url, "shapes").answer([unasked])[0].logprobs is None
+
+
+def test_the_server_refuses_top_logprobs_out_of_range(serve):
+    import urllib.error
+    import urllib.request
+
+    url = serve(backend=LocalVLM.from_pretrained("shapes"))
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 50})
+    request = urllib.request.Request(f"{url}/v1/chat/completions", data=body.encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(request, timeout=30)
+    assert e.value.code == 400
+    assert "'top_logprobs' must be an integer in 0..20; got 50" in json.loads(e.value.read())["error"]["message"]
