@@ -8,10 +8,14 @@ search splits it) is shown alone to the VLM, and three confidences are read from
   open — the named attribute fixed, the max over the others (6 or 8 prompts per node);
 - ``exists-name``: P(yes) to "Is there a <shape>?" / "Is there a <colour> object?" (one prompt; a phrasing the
   VLM was not trained on);
-- ``answer-first``: the probability of the first token of its answer to the question itself (one prompt).
+- ``answer-first``: the probability of the first token of its answer to the question itself (one prompt);
+- ``exists-answer``: P(yes) to "Is there a <colour> <shape>?" made of the named attribute and the node's own
+  answer (one more prompt, after the answer: the VLM checks what it said);
+- ``answer×exists``: the product of the two before.
 
 Reported per signal and depth: how often the most confident node holds the named object's centre (chance:
-1 / nodes), and the accuracy of the answer given on that node. Run from the repository root:
+1 / nodes), how often it is among the two most confident, and the accuracy of the answer given on the most
+confident node. Every node's confidences are kept in ``--out``. Run from the repository root:
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python docs/research/shapes/verify_tiles.py \\
         --task shapes-detail-crowded-4x --limit 40 --depths 1,2 --out /tmp/verify4.json
@@ -33,7 +37,7 @@ from attnprompt.shapes import COLORS, SHAPES
 from attnprompt.text import first_word
 from attnprompt.types import Request
 
-SIGNALS = ("exists-open", "exists-name", "answer-first")
+SIGNALS = ("exists-open", "exists-name", "answer-first", "exists-answer", "answer×exists")
 
 
 def article(word: str) -> str:
@@ -50,11 +54,66 @@ def prompts(named: dict) -> dict[str, list[str]]:
             "exists-name": [f"Is there {article(c)} {c} object?"]}
 
 
+def check_prompt(named: dict, said: str) -> str | None:
+    """The existence question made of the named attribute and a node's answer (None: the answer names none)."""
+    word = first_word(said)
+    if "shape" in named and word in COLORS:
+        return f"Is there {article(word)} {word} {named['shape']}?"
+    if "color" in named and word in SHAPES:
+        return f"Is there {article(named['color'])} {named['color']} {word}?"
+    return None
+
+
 def nodes_at(tree: ImageTree, depth: int) -> list[int]:
     level = [0]
     for _ in range(depth):
         level = [k for n in level for k in tree.children(n)]
     return level
+
+
+def simulate(path: str, plain: str, priority: str, answering: str, threshold: float, budget: int) -> dict:
+    """The search core (``attnprompt.search``, ZoomEye's rule, priority = one existence kind) run on the
+    confidences a pilot recorded at depths 1 and 2 (the root is never confident: it is what ``plain`` answers):
+    how often the node it picks holds the target, its calls, and the accuracy of the answer recorded there —
+    or, where it keeps the whole image, of ``plain``'s answer (``plain``: an eval run's ``samples.jsonl``)."""
+    from attnprompt.search import SearchSettings, search
+
+    data = json.load(open(path))
+    plain_correct = {}
+    for line in open(plain):
+        r = json.loads(line)
+        if r["strategy"] == "plain" and r["scores"]:
+            plain_correct[r["sample_id"]] = r["scores"]["correct"]
+    hits, correct, calls, whole = [], [], [], 0
+    for row in data["rows"]:
+        by_depth = {int(d): v for d, v in row["depths"].items()}
+
+        def score(probes, by_depth=by_depth):
+            out = []
+            for p in probes:
+                if p.depth == 0:
+                    out.append(-1.0)
+                    continue
+                first = 1 if p.depth == 1 else 5
+                kind = priority if p.kind == "existence" else answering
+                out.append(2 * by_depth[p.depth][kind]["scores"][p.node - first] - 1)
+            return out
+
+        settings = SearchSettings(budget=budget, native_side=128, priority=("existence",), threshold=threshold,
+                                  depth_limit=2)
+        r = search((896, 896), score, settings)
+        calls.append(r.calls)
+        if r.chosen in (None, 0):
+            whole += 1
+            correct.append(bool(plain_correct[row["id"]]))
+            continue
+        d = by_depth[2 if r.chosen >= 5 else 1]
+        j = r.chosen - (5 if r.chosen >= 5 else 1)
+        hits.append(d["target"] == j)
+        correct.append(first_word(d["said"][j]) == row["reference"])
+    return {"questions": len(data["rows"]), "whole_image": whole,
+            "zoomed_holds_target": round(float(np.mean(hits)), 3) if hits else None,
+            "accuracy": round(float(np.mean(correct)), 3), "probes_mean": round(float(np.mean(calls)), 2)}
 
 
 def main() -> None:
@@ -64,7 +123,17 @@ def main() -> None:
     ap.add_argument("--depths", default="1,2")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out")
+    ap.add_argument("--simulate", metavar="PILOT_JSON", help="run the search on a 4× pilot's recorded confidences")
+    ap.add_argument("--plain", metavar="SAMPLES_JSONL", help="with --simulate: an eval run's samples.jsonl (plain)")
+    ap.add_argument("--priority", default="exists-open")
+    ap.add_argument("--answering", default="answer-first")
+    ap.add_argument("--threshold", type=float, default=0.6)
+    ap.add_argument("--budget", type=int, default=60)
     args = ap.parse_args()
+    if args.simulate:
+        print(json.dumps(simulate(args.simulate, args.plain, args.priority, args.answering, args.threshold,
+                                  args.budget)))
+        return
     backend = LocalVLM.from_pretrained("shapes", batch_size=args.batch_size)
     samples = get_task(args.task).samples(args.limit)
     depths = [int(d) for d in args.depths.split(",")]
@@ -102,13 +171,24 @@ def main() -> None:
                 else:
                     p = yes_probability(answer)
                     scores[signal][j] = max(scores[signal][j], -1.0 if p is None else p)
+            checks = [(j, check_prompt(sample.meta["named"], said[j])) for j in range(len(boxes))]
+            checks = [(j, text) for j, text in checks if text]
+            verdicts = backend.answer([Request.single(image.crop(boxes[j]), text, max_new_tokens=1, top_logprobs=5)
+                                       for j, text in checks])
+            for (j, _), answer in zip(checks, verdicts):
+                p = yes_probability(answer) if answer.ok else None
+                scores["exists-answer"][j] = -1.0 if p is None else p
+            scores["answer×exists"] = np.where(scores["exists-answer"] < 0, -1.0,
+                                               scores["answer-first"] * scores["exists-answer"])
+            requests += [None] * len(checks)  # counted as calls
             row["depths"][depth] = {
                 "nodes": len(boxes), "target": holds.index(True) if any(holds) else None,
                 **{s: {"pick": int(np.argmax(scores[s])), "hit": bool(holds[int(np.argmax(scores[s]))]),
                        "correct": first_word(said[int(np.argmax(scores[s]))]) == sample.references[0],
-                       "rank": int((scores[s] > scores[s][holds.index(True)]).sum()) if any(holds) else None}
+                       "rank": int((scores[s] > scores[s][holds.index(True)]).sum()) if any(holds) else None,
+                       "scores": [round(float(v), 4) for v in scores[s]]}
                    for s in SIGNALS},
-                "calls": len(requests)}
+                "said": said, "calls": len(requests)}
         rows.append(row)
     summary = {"task": args.task, "questions": len(rows), "cpu_seconds": round(time.process_time() - started, 1),
                "depths": {}}
@@ -118,6 +198,7 @@ def main() -> None:
             "nodes": per[0]["nodes"], "chance": round(1 / per[0]["nodes"], 3),
             "calls_per_question": round(float(np.mean([p["calls"] for p in per])), 1),
             **{s: {"holds_target": round(float(np.mean([p[s]["hit"] for p in per])), 3),
+                   "in_top_2": round(float(np.mean([p[s]["rank"] is not None and p[s]["rank"] <= 1 for p in per])), 3),
                    "accuracy_there": round(float(np.mean([p[s]["correct"] for p in per])), 3),
                    "median_rank": float(np.median([p[s]["rank"] for p in per if p[s]["rank"] is not None]))}
                for s in SIGNALS}}
