@@ -406,100 +406,23 @@ class Search:
     def rounds(self) -> Generator[list[Probe], Sequence[float | None], SearchResult]:
         """The search as a generator: it yields the probes it needs next and is sent their confidences, until
         it returns its :class:`SearchResult`."""
-        s, tree = self.settings, self.tree
-        info: dict[int, dict[str, Any]] = {0: {"id": 0, "parent": None, "depth": 0, "box": list(tree.node(0).box),
-                                               "mass": None if self.prior is None else 1.0, "scores": {},
-                                               "priority": None, "visit": None}}
-        probes: list[tuple[int, str, float | None]] = []
-        calls = 0
-        max_depth = tree.max_depth
-        tau, steps, pop_limit = s.threshold, list(s.steps), s.pops_per_depth * max(1, max_depth)
-        queue: list[int] = [0]
-        trace: list[int] = []
-        chosen: int | None = None
-        stop = "exhausted"
-
-        def ask(batch: list[tuple[int, str]]) -> Generator[list[Probe], Sequence[float | None], None]:
-            nonlocal calls
-            answers = yield [self._probe(n, k) for n, k in batch]
-            if len(answers) != len(batch):
-                raise ValueError(f"the scorer returned {len(answers)} confidences for {len(batch)} probes")
-            for (n, k), c in zip(batch, answers):
-                c = None if c is None else float(c)
-                info[n]["scores"][k] = c
-                probes.append((n, k, c))
-                calls += s.costs[k]
-
-        def rank(n: int) -> tuple[float, float]:
-            d = info[n]
-            priority = d["priority"] if d["priority"] is not None else (d["mass"] if s.order == "map" else 0.0)
-            tie = d["mass"] if s.order == "map" and d["mass"] is not None else 0.0
-            return (_rank(priority), tie)
-
-        while queue:
-            # best first; ties keep the order of insertion (ZoomEye's stable sort), in map order larger mass first
-            node = max(queue, key=lambda n: (*rank(n), -queue.index(n)))
-            if calls + s.costs["answering"] > s.budget:
-                stop = "budget"
+        run = _Run(self)
+        s = self.settings
+        while run.queue:
+            node = run.best()
+            if run.calls + s.costs["answering"] > s.budget:
+                run.stop = "budget"
                 break
-            queue.remove(node)
-            trace.append(node)
-            info[node]["visit"] = len(trace)
-            yield from ask([(node, "answering")])
-            if _rank(info[node]["scores"]["answering"]) >= tau:
-                chosen, stop = node, "confident"
+            run.visit(node)
+            yield from run.ask([(node, "answering")])
+            if _rank(run.info[node]["scores"]["answering"]) >= run.tau:
+                run.chosen, run.stop = node, "confident"
                 break
-            if len(trace) >= pop_limit:
-                tau -= steps[0]
-                if len(steps) > 1:
-                    steps.pop(0)
-                pop_limit += s.pops_more
-                reached = [n for n in trace if "answering" in info[n]["scores"]
-                           and _rank(info[n]["scores"]["answering"]) >= tau]
-                if reached:
-                    chosen, stop = max(reached, key=lambda n: _rank(info[n]["scores"]["answering"])), "lowered"
-                    break
-                if tau < s.floor:
-                    stop = "floor"
-                    break
-            kids = list(tree.children(node))
-            if not kids:
-                continue
-            shares = self._shares(node, kids)
-            for k, share in zip(kids, shares):
-                n = tree.node(k)
-                info.setdefault(k, {"id": k, "parent": node, "depth": n.depth, "box": list(n.box),
-                                    "mass": None if share is None else round(share, 6), "scores": {},
-                                    "priority": None, "visit": None})
-            if s.order == "map":
-                order = sorted(range(len(kids)), key=lambda j: -shares[j])  # stable: raster order among equals
-                kids = [kids[j] for j in order if j == order[0] or shares[j] >= s.skip]
-            cost = sum(s.costs[k] for k in s.priority)
-            room = (s.budget - calls) // cost if cost else len(kids)
-            affordable = kids[:room]
-            if s.priority and affordable:
-                yield from ask([(k, kind) for k in affordable for kind in s.priority])
-                for k in affordable:
-                    info[k]["priority"] = self._priority(info[k], max_depth)
-            queue.extend(affordable)
-            if len(affordable) < len(kids):
-                stop = "budget"
+            if len(run.trace) >= run.pop_limit and run.lower():
                 break
-        if chosen is None and stop == "budget":
-            # ours: out of calls, answer from the best node seen if it reaches the floor, else the whole image
-            answered = [n for n in trace if _rank(info[n]["scores"].get("answering")) >= s.floor
-                        and info[n]["scores"].get("answering") is not None]
-            if answered:
-                chosen = max(answered, key=lambda n: _rank(info[n]["scores"]["answering"]))
-        path: list[int] = []
-        walk = chosen
-        while walk is not None:
-            path.append(walk)
-            walk = tree.node(walk).parent
-        box = tree.node(chosen if chosen is not None else 0).box
-        view = box if chosen in (None, 0) else view_box(box, tree.size, s.native_side, s.patch_scale)
-        return SearchResult(tree.size, chosen, box, view, calls, s.budget, s.order, stop,
-                            tuple(info[k] for k in sorted(info)), tuple(probes), tuple(reversed(path)))
+            if (yield from run.expand(node)):
+                break
+        return run.result()
 
     def _priority(self, d: Mapping[str, Any], max_depth: int) -> float | None:
         scores = d["scores"]
@@ -509,6 +432,116 @@ class Search:
             w = b + (1.0 - b) * (d["depth"] / max_depth) ** 2 if max_depth else 1.0
             return round(w * _rank(scores["existence"]) + (1.0 - w) * _rank(scores["latent"]), 9)
         return _rank(scores[kinds[0]])
+
+
+class _Run:
+    """One search's state while it runs: what is known of each node, the queue, the visits, the calls."""
+
+    def __init__(self, search: Search) -> None:
+        self.search, self.s, self.tree = search, search.settings, search.tree
+        root = self.tree.node(0)
+        self.info: dict[int, dict[str, Any]] = {}
+        self._know(0, None, None if search.prior is None else 1.0)
+        self.probes: list[tuple[int, str, float | None]] = []
+        self.calls = 0
+        self.tau, self.steps = self.s.threshold, list(self.s.steps)
+        self.pop_limit = self.s.pops_per_depth * max(1, self.tree.max_depth)
+        self.queue, self.trace = [root.id], []
+        self.chosen: int | None = None
+        self.stop = "exhausted"
+
+    def _know(self, node: int, parent: int | None, share: float | None) -> None:
+        n = self.tree.node(node)
+        self.info.setdefault(node, {"id": node, "parent": parent, "depth": n.depth, "box": list(n.box),
+                                    "mass": None if share is None else round(share, 6), "scores": {},
+                                    "priority": None, "visit": None})
+
+    def ask(self, batch: list[tuple[int, str]]) -> Generator[list[Probe], Sequence[float | None], None]:
+        answers = yield [self.search._probe(n, k) for n, k in batch]
+        if len(answers) != len(batch):
+            raise ValueError(f"the scorer returned {len(answers)} confidences for {len(batch)} probes")
+        for (n, k), c in zip(batch, answers):
+            c = None if c is None else float(c)
+            self.info[n]["scores"][k] = c
+            self.probes.append((n, k, c))
+            self.calls += self.s.costs[k]
+
+    def best(self) -> int:
+        """The queued node to visit: best priority; ties keep the order of insertion (ZoomEye's stable sort),
+        in map order the larger mass first; without priority probes, the mass share (map) or raster order."""
+        def rank(n: int) -> tuple[float, float, int]:
+            d = self.info[n]
+            mapped = self.s.order == "map"
+            priority = d["priority"] if d["priority"] is not None else (d["mass"] if mapped else 0.0)
+            tie = d["mass"] if mapped and d["mass"] is not None else 0.0
+            return (_rank(priority), tie, -self.queue.index(n))
+
+        return max(self.queue, key=rank)
+
+    def visit(self, node: int) -> None:
+        self.queue.remove(node)
+        self.trace.append(node)
+        self.info[node]["visit"] = len(self.trace)
+
+    def _answering(self, n: int) -> float | None:
+        return self.info[n]["scores"].get("answering")
+
+    def lower(self) -> bool:
+        """ZoomEye's rule at the visit limit: lower τ; a visited node that reaches it is the answer; under the
+        floor the search gives up. True when the search stops."""
+        self.tau -= self.steps[0]
+        if len(self.steps) > 1:
+            self.steps.pop(0)
+        self.pop_limit += self.s.pops_more
+        reached = [n for n in self.trace if self._answering(n) is not None and _rank(self._answering(n)) >= self.tau]
+        if reached:
+            self.chosen, self.stop = max(reached, key=lambda n: _rank(self._answering(n))), "lowered"
+            return True
+        if self.tau < self.s.floor:
+            self.stop = "floor"
+            return True
+        return False
+
+    def expand(self, node: int) -> Generator[list[Probe], Sequence[float | None], bool]:
+        """Queue ``node``'s children (in map order by mass, negligible ones skipped), scoring those the budget
+        affords; True when the budget stops the search."""
+        kids = list(self.tree.children(node))
+        if not kids:
+            return False
+        shares = self.search._shares(node, kids)
+        for k, share in zip(kids, shares):
+            self._know(k, node, share)
+        if self.s.order == "map":
+            order = sorted(range(len(kids)), key=lambda j: -shares[j])  # stable: raster order among equals
+            kids = [kids[j] for j in order if j == order[0] or shares[j] >= self.s.skip]
+        cost = sum(self.s.costs[k] for k in self.s.priority)
+        affordable = kids[:(self.s.budget - self.calls) // cost] if cost else kids
+        if self.s.priority and affordable:
+            yield from self.ask([(k, kind) for k in affordable for kind in self.s.priority])
+            for k in affordable:
+                self.info[k]["priority"] = self.search._priority(self.info[k], self.tree.max_depth)
+        self.queue.extend(affordable)
+        if len(affordable) < len(kids):
+            self.stop = "budget"
+            return True
+        return False
+
+    def result(self) -> SearchResult:
+        s, tree = self.s, self.tree
+        if self.chosen is None and self.stop == "budget":
+            # ours: out of calls, answer from the best node seen if it reaches the floor, else the whole image
+            answered = [n for n in self.trace if self._answering(n) is not None and self._answering(n) >= s.floor]
+            if answered:
+                self.chosen = max(answered, key=lambda n: self._answering(n))
+        path: list[int] = []
+        walk = self.chosen
+        while walk is not None:
+            path.append(walk)
+            walk = tree.node(walk).parent
+        box = tree.node(self.chosen if self.chosen is not None else 0).box
+        view = box if self.chosen in (None, 0) else view_box(box, tree.size, s.native_side, s.patch_scale)
+        return SearchResult(tree.size, self.chosen, box, view, self.calls, s.budget, s.order, self.stop,
+                            tuple(self.info[k] for k in sorted(self.info)), tuple(self.probes), tuple(reversed(path)))
 
 
 def run_searches(searches: Sequence[Search],

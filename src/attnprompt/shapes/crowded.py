@@ -19,6 +19,7 @@ colour too (a red blob would be "a red object"); they are never a shape. Determi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -140,77 +141,116 @@ def make_crowded(seed: int, ratio: int = 4, *, scene_size: int = 224, n_objects:
     pixels, _ = detail_canvas(rng, side)
     x, y = (int(rng.integers(0, side - scene_size + 1)) for _ in range(2))
     pixels[y:y + scene_size, x:x + scene_size] = np.asarray(scene.image)
-    occupied = [(x, y, x + scene_size, y + scene_size)]
-
-    # other scenes, at random free places, until the scenes cover CROWDED_FILL of the canvas
-    distractors = []
-    wanted = max(1, round(CROWDED_FILL * ratio * ratio)) - 1
-    for _ in range(wanted):
-        for _ in range(_TRIES):
-            bx, by = (int(v) for v in rng.integers(0, side - scene_size + 1, 2))
-            box = (bx, by, bx + scene_size, by + scene_size)
-            if _free(occupied, box, 0):
-                break
-        else:
-            continue
-        while True:  # a held-out scene without the named attribute
-            d_seed = int(CROWDED_DISTRACTORS.start + rng.integers(CROWDED_DISTRACTORS.size))
-            other = make_scene(d_seed, n_objects=int(rng.integers(2, 5)), size=scene_size)
-            if not any(_clashes(o.shape, o.color, avoid_shape, avoid_color) for o in other.objects):
-                break
-        pixels[by:by + scene_size, bx:bx + scene_size] = np.asarray(other.image)
-        occupied.append(box)
-        distractors.append((d_seed, len(other.objects), box))
-
-    # loose shapes and colour blobs in the space left
-    sizes, probs = _size_table(scene_size)
-    shapes = [s for s in SHAPES if s != avoid_shape]
-    colors = [c for c in COLORS if c != avoid_color]
-    lum = rng.integers(-6, 7, (side, side)).astype(np.int16) // 2
-    loose = []
-    cells = ratio * ratio
-    for _ in range(round(LOOSE_PER_CELL * cells)):
-        shape, color = shapes[int(rng.integers(len(shapes)))], colors[int(rng.integers(len(colors)))]
-        d = int(rng.choice(sizes, p=probs))
-        angle = (-15, -10, -5, 0, 5, 10, 15)[int(rng.integers(7))] if shape != "circle" else 0
-        for _ in range(_TRIES):
-            cx, cy = (int(v) for v in rng.integers(d // 2 + 1, side - d // 2 - 1, 2))
-            box = (cx - d // 2 - 1, cy - d // 2 - 1, cx + d // 2 + 2, cy + d // 2 + 2)
-            if _free(occupied, box, _GAP):
-                break
-        else:
-            continue
-        ys, xs = np.nonzero(render_shape_mask(shape, (cx, cy), d, side, angle=angle))
-        shade = int(rng.integers(-10, 11))
-        colour = np.asarray(COLORS[color], dtype=np.int16) + shade
-        pixels[ys, xs] = np.clip(colour[None, :] + lum[ys, xs, None], 0, 255).astype(np.uint8)
-        tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        occupied.append(tight)
-        loose.append(LooseShape(shape, color, d, (cx, cy), tight, angle, side))
-    canvas = Image.fromarray(pixels, "RGB")
-    draw = ImageDraw.Draw(canvas)
-    lo = max(3, scene_size // 30)
-    blob_colors = [c for c in COLORS if c != avoid_color]
-    for _ in range(round(BLOBS_PER_CELL * cells)):
-        m = int(rng.integers(5, 9))
-        radius = rng.integers(lo, 3 * lo + 1, m)
-        reach = int(radius.max()) + 1
-        for _ in range(_TRIES):
-            bx, by = (int(v) for v in rng.integers(reach, side - reach, 2))
-            box = (bx - reach, by - reach, bx + reach, by + reach)
-            if _free(occupied, box, _GAP):
-                break
-        else:
-            continue
-        colour = tuple(int(v) for v in np.clip(np.asarray(COLORS[blob_colors[int(rng.integers(len(blob_colors)))]])
-                                               + int(rng.integers(-10, 11)), 0, 255))
-        pts = [(bx + math.floor(r * ux + 0.5), by + math.floor(r * uy + 0.5))
-               for r, (ux, uy) in zip(radius, _BLOB_DIRS[m])]
-        draw.polygon(pts, fill=colour)
-        occupied.append(box)
+    c = _Canvas(rng, pixels, [(x, y, x + scene_size, y + scene_size)], scene_size, avoid_shape, avoid_color)
+    distractors = _add_scenes(c, max(1, round(CROWDED_FILL * ratio * ratio)) - 1)
+    loose = _add_loose(c, round(LOOSE_PER_CELL * ratio * ratio))
+    canvas = Image.fromarray(c.pixels, "RGB")
+    _add_blobs(c, canvas, round(BLOBS_PER_CELL * ratio * ratio))
     remember(canvas, partial(crowded_masks, int(seed), int(ratio), scene_size, n_objects, avoid_shape, avoid_color))
     return CrowdedScene(int(seed), int(ratio), canvas, scene, (x, y), tuple(distractors), tuple(loose),
                         avoid_shape, avoid_color)
+
+
+@dataclass
+class _Canvas:
+    """A crowded canvas being drawn: its random stream, pixels, the boxes taken, and what to avoid."""
+
+    rng: np.random.Generator
+    pixels: np.ndarray
+    occupied: list[tuple[int, int, int, int]]
+    scene_size: int
+    avoid_shape: str | None
+    avoid_color: str | None
+
+    @property
+    def side(self) -> int:
+        return self.pixels.shape[0]
+
+    def place(self, draw: Callable[[], tuple[int, int, int, int]], gap: int) -> tuple[int, int, int, int] | None:
+        """A free box among ``_TRIES`` drawn ones (``gap`` pixels from any taken box), or None."""
+        for _ in range(_TRIES):
+            box = draw()
+            if _free(self.occupied, box, gap):
+                return box
+        return None
+
+
+def _add_scenes(c: _Canvas, wanted: int) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+    # other held-out scenes without the named attribute, at random free places
+    side, size, out = c.side, c.scene_size, []
+    for _ in range(wanted):
+        def draw() -> tuple[int, int, int, int]:
+            bx, by = (int(v) for v in c.rng.integers(0, side - size + 1, 2))
+            return (bx, by, bx + size, by + size)
+
+        box = c.place(draw, 0)
+        if box is None:
+            continue
+        while True:
+            d_seed = int(CROWDED_DISTRACTORS.start + c.rng.integers(CROWDED_DISTRACTORS.size))
+            other = make_scene(d_seed, n_objects=int(c.rng.integers(2, 5)), size=size)
+            if not any(_clashes(o.shape, o.color, c.avoid_shape, c.avoid_color) for o in other.objects):
+                break
+        c.pixels[box[1]:box[3], box[0]:box[2]] = np.asarray(other.image)
+        c.occupied.append(box)
+        out.append((d_seed, len(other.objects), box))
+    return out
+
+
+def _add_loose(c: _Canvas, count: int) -> list[LooseShape]:
+    # single coloured shapes of the scenes' object sizes, in the space left
+    sizes, probs = _size_table(c.scene_size)
+    shapes = [s for s in SHAPES if s != c.avoid_shape]
+    colors = [k for k in COLORS if k != c.avoid_color]
+    side = c.side
+    lum = c.rng.integers(-6, 7, (side, side)).astype(np.int16) // 2
+    loose = []
+    for _ in range(count):
+        shape, color = shapes[int(c.rng.integers(len(shapes)))], colors[int(c.rng.integers(len(colors)))]
+        d = int(c.rng.choice(sizes, p=probs))
+        angle = (-15, -10, -5, 0, 5, 10, 15)[int(c.rng.integers(7))] if shape != "circle" else 0
+
+        def draw(d: int = d) -> tuple[int, int, int, int]:
+            cx, cy = (int(v) for v in c.rng.integers(d // 2 + 1, side - d // 2 - 1, 2))
+            return (cx - d // 2 - 1, cy - d // 2 - 1, cx + d // 2 + 2, cy + d // 2 + 2)
+
+        box = c.place(draw, _GAP)
+        if box is None:
+            continue
+        cx, cy = box[0] + d // 2 + 1, box[1] + d // 2 + 1
+        ys, xs = np.nonzero(render_shape_mask(shape, (cx, cy), d, side, angle=angle))
+        colour = np.asarray(COLORS[color], dtype=np.int16) + int(c.rng.integers(-10, 11))
+        c.pixels[ys, xs] = np.clip(colour[None, :] + lum[ys, xs, None], 0, 255).astype(np.uint8)
+        tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        c.occupied.append(tight)
+        loose.append(LooseShape(shape, color, d, (cx, cy), tight, angle, side))
+    return loose
+
+
+def _add_blobs(c: _Canvas, canvas: Image.Image, count: int) -> None:
+    # irregular saturated polygons (never one of SHAPES), never of the named colour
+    draw_on = ImageDraw.Draw(canvas)
+    lo = max(3, c.scene_size // 30)
+    colors = [k for k in COLORS if k != c.avoid_color]
+    for _ in range(count):
+        m = int(c.rng.integers(5, 9))
+        radius = c.rng.integers(lo, 3 * lo + 1, m)
+        reach = int(radius.max()) + 1
+
+        def draw(reach: int = reach) -> tuple[int, int, int, int]:
+            bx, by = (int(v) for v in c.rng.integers(reach, c.side - reach, 2))
+            return (bx - reach, by - reach, bx + reach, by + reach)
+
+        box = c.place(draw, _GAP)
+        if box is None:
+            continue
+        bx, by = box[0] + reach, box[1] + reach
+        colour = tuple(int(v) for v in np.clip(np.asarray(COLORS[colors[int(c.rng.integers(len(colors)))]])
+                                               + int(c.rng.integers(-10, 11)), 0, 255))
+        pts = [(bx + math.floor(r * ux + 0.5), by + math.floor(r * uy + 0.5))
+               for r, (ux, uy) in zip(radius, _BLOB_DIRS[m])]
+        draw_on.polygon(pts, fill=colour)
+        c.occupied.append(box)
 
 
 def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: int = 2, avoid_shape: str | None = None,
