@@ -66,6 +66,6 @@ def test_cost_crops_and_the_search_path_are_reported(tmp_path):
     assert "| zoom-search | 2 | 0.062 | 1.000 |" in md  # the searched crop: 1/16 of the image, holding the object
     report = json.loads((out / "report.json").read_text())
     by = {c["label"]: c for c in report["tasks"][0]["conditions"]}
-    assert by["zoom-search"]["cost"] == {"n": 2, "calls": 12.0, "seconds": 2.5}
+    assert by["zoom-search"]["cost"] == {"n": 2, "calls": 12.0}  # seconds stay out: they differ run to run
     html = (out / "report.html").read_text()
     assert 'alt="zoom-search search path"' in html and 'alt="plain search path"' not in html

@@ -209,17 +209,18 @@ def step_calls(step: Mapping[str, Any]) -> int:
 def cost_stats(records: Sequence[Record]) -> dict[str, Any] | None:
     """What a condition cost per question, over its records (failed ones too: they cost as much): the mean
     VLM calls (:func:`step_calls` summed over a record's steps; None on map tasks, which ask nothing), and the
-    mean seconds (wall clock per sample, amortised over its batch). ``None`` without records.
+    mean seconds (wall clock per sample, amortised over its batch; private, ``_seconds``: only ``cost.md``
+    shows it, the other files stay the same from run to run). ``None`` without records.
 
     >>> r = Record("t", "s", "h", "c", True, "red", record={"steps": [{"detail": {"calls": 9}}, {}]}, seconds=0.5)
     >>> cost_stats([r, r])
-    {'n': 2, 'calls': 10.0, 'seconds': 0.5}
+    {'n': 2, 'calls': 10.0, '_seconds': 0.5}
     """
     if not records:
         return None
     answered = [r for r in records if "steps" in r.record]
     calls = float(np.mean([sum(step_calls(s) for s in r.record["steps"]) for r in answered])) if answered else None
-    return {"n": len(records), "calls": calls, "seconds": float(np.mean([r.seconds for r in records]))}
+    return {"n": len(records), "calls": calls, "_seconds": float(np.mean([r.seconds for r in records]))}
 
 
 def shown_box(step: Mapping[str, Any]) -> list[int] | None:
@@ -396,7 +397,7 @@ def cost_markdown(data: Mapping[str, Any]) -> str:
         rows = []
         for c in t["conditions"]:
             cost = c.get("cost") or {}
-            rows.append([c["label"], _num(c["value"]), _num(cost.get("calls"), 2), _num(cost.get("seconds"), 3),
+            rows.append([c["label"], _num(c["value"]), _num(cost.get("calls"), 2), _num(cost.get("_seconds"), 3),
                          str(cost.get("n", 0))])
         lines += [f"## {t['name']}", ""]
         lines += _md_table(["condition", t["headline"], "VLM calls / q", "seconds / q", "records"], rows) + [""]
