@@ -64,11 +64,27 @@ def check_prompt(named: dict, said: str) -> str | None:
     return None
 
 
-def nodes_at(tree: ImageTree, depth: int) -> list[int]:
+def boxes_for(spec: str, tree: ImageTree) -> list[tuple[int, int, int, int]]:
+    """The nodes at a depth of the search tree ("2"), or overlapping windows ("w224s112": side 224, stride 112,
+    the last row and column flush with the border)."""
+    if spec.startswith("w"):
+        side, stride = (int(v) for v in spec[1:].split("s"))
+        W, H = tree.size
+        xs = sorted({*range(0, W - side + 1, stride), W - side})
+        ys = sorted({*range(0, H - side + 1, stride), H - side})
+        return [(x, y, x + side, y + side) for y in ys for x in xs]
     level = [0]
-    for _ in range(depth):
+    for _ in range(int(spec)):
         level = [k for n in level for k in tree.children(n)]
-    return level
+    return [tree.node(n).box for n in level]
+
+
+def rank_of(scores: np.ndarray, holds: list[bool]) -> int | None:
+    """How many nodes that do not hold the target score above the best one that does."""
+    if not any(holds):
+        return None
+    best = max(v for v, h in zip(scores, holds) if h)
+    return int(sum(v > best for v, h in zip(scores, holds) if not h))
 
 
 def simulate(path: str, plain: str, priority: str, answering: str, threshold: float, budget: int) -> dict:
@@ -86,7 +102,7 @@ def simulate(path: str, plain: str, priority: str, answering: str, threshold: fl
             plain_correct[r["sample_id"]] = r["scores"]["correct"]
     hits, correct, calls, whole = [], [], [], 0
     for row in data["rows"]:
-        by_depth = {int(d): v for d, v in row["depths"].items()}
+        by_depth = {int(d): v for d, v in row["depths"].items() if d.isdigit()}
 
         def score(probes, by_depth=by_depth):
             out = []
@@ -120,9 +136,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="shapes-detail-crowded-4x")
     ap.add_argument("--limit", type=int, default=40)
-    ap.add_argument("--depths", default="1,2")
+    ap.add_argument("--depths", default="1,2", help="tree depths and/or windows (w224s112), comma-separated")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out")
+    ap.add_argument("--answer-then-check", action="store_true",
+                    help="ask only the question and its check (2 prompts a node; exists-open/-name left out)")
     ap.add_argument("--simulate", metavar="PILOT_JSON", help="run the search on a 4× pilot's recorded confidences")
     ap.add_argument("--plain", metavar="SAMPLES_JSONL", help="with --simulate: an eval run's samples.jsonl (plain)")
     ap.add_argument("--priority", default="exists-open")
@@ -136,7 +154,7 @@ def main() -> None:
         return
     backend = LocalVLM.from_pretrained("shapes", batch_size=args.batch_size)
     samples = get_task(args.task).samples(args.limit)
-    depths = [int(d) for d in args.depths.split(",")]
+    depths = args.depths.split(",")
     rows = []
     started = time.process_time()
     for sample in samples:
@@ -144,11 +162,10 @@ def main() -> None:
         tree = ImageTree(image.size, native_side=backend.native_side())
         x0, y0, x1, y1 = sample.meta["box"]
         centre = ((x0 + x1) / 2, (y0 + y1) / 2)
-        asks = prompts(sample.meta["named"])
+        asks = {} if args.answer_then_check else prompts(sample.meta["named"])
         row = {"id": sample.id, "reference": sample.references[0], "depths": {}}
         for depth in depths:
-            nodes = nodes_at(tree, depth)
-            boxes = [tree.node(n).box for n in nodes]
+            boxes = boxes_for(depth, tree)
             holds = [b[0] <= centre[0] < b[2] and b[1] <= centre[1] < b[3] for b in boxes]
             requests, where = [], []
             for j, box in enumerate(boxes):
@@ -183,10 +200,10 @@ def main() -> None:
             requests += [None] * len(checks)  # counted as calls
             row["depths"][depth] = {
                 "nodes": len(boxes), "target": holds.index(True) if any(holds) else None,
+                "holding": int(sum(holds)),
                 **{s: {"pick": int(np.argmax(scores[s])), "hit": bool(holds[int(np.argmax(scores[s]))]),
                        "correct": first_word(said[int(np.argmax(scores[s]))]) == sample.references[0],
-                       "rank": int((scores[s] > scores[s][holds.index(True)]).sum()) if any(holds) else None,
-                       "scores": [round(float(v), 4) for v in scores[s]]}
+                       "rank": rank_of(scores[s], holds), "scores": [round(float(v), 4) for v in scores[s]]}
                    for s in SIGNALS},
                 "said": said, "calls": len(requests)}
         rows.append(row)
@@ -194,14 +211,15 @@ def main() -> None:
                "depths": {}}
     for depth in depths:
         per = [r["depths"][depth] for r in rows]
+        asked = [s for s in SIGNALS if any(v != -1.0 for p in per for v in p[s]["scores"])]
         summary["depths"][depth] = {
-            "nodes": per[0]["nodes"], "chance": round(1 / per[0]["nodes"], 3),
+            "nodes": per[0]["nodes"], "chance": round(float(np.mean([p["holding"] / p["nodes"] for p in per])), 3),
             "calls_per_question": round(float(np.mean([p["calls"] for p in per])), 1),
             **{s: {"holds_target": round(float(np.mean([p[s]["hit"] for p in per])), 3),
                    "in_top_2": round(float(np.mean([p[s]["rank"] is not None and p[s]["rank"] <= 1 for p in per])), 3),
                    "accuracy_there": round(float(np.mean([p[s]["correct"] for p in per])), 3),
                    "median_rank": float(np.median([p[s]["rank"] for p in per if p[s]["rank"] is not None]))}
-               for s in SIGNALS}}
+               for s in asked}}
     print(json.dumps(summary, indent=1))
     if args.out:
         with open(args.out, "w") as f:
