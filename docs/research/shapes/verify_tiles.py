@@ -29,10 +29,11 @@ import time
 
 import numpy as np
 
+from attnprompt.api import annotate
 from attnprompt.backends.local import LocalVLM
 from attnprompt.confidence import first_token_probability, yes_probability
 from attnprompt.evaluation.tasks import get_task
-from attnprompt.search import ImageTree
+from attnprompt.search import ImageTree, box_mass
 from attnprompt.shapes import COLORS, SHAPES
 from attnprompt.text import first_word
 from attnprompt.types import Request
@@ -79,6 +80,14 @@ def boxes_for(spec: str, tree: ImageTree) -> list[tuple[int, int, int, int]]:
     return [tree.node(n).box for n in level]
 
 
+def block_mean(heat: np.ndarray, n: int) -> list[list[float]]:
+    """A heatmap averaged over an n × n grid of blocks (what a prior needs, a few KB to keep)."""
+    h, w = heat.shape
+    rows = np.array_split(np.arange(h), n)
+    cols = np.array_split(np.arange(w), n)
+    return [[round(float(heat[np.ix_(r, c)].mean()), 5) for c in cols] for r in rows]
+
+
 def rank_of(scores: np.ndarray, holds: list[bool]) -> int | None:
     """How many nodes that do not hold the target score above the best one that does."""
     if not any(holds):
@@ -87,16 +96,19 @@ def rank_of(scores: np.ndarray, holds: list[bool]) -> int | None:
     return int(sum(v > best for v, h in zip(scores, holds) if not h))
 
 
-def simulate(path: str, plain: str, priority: str, answering: str, threshold: float, budget: int) -> dict:
-    """The search core (``attnprompt.search``, ZoomEye's rule, priority = one existence kind) run on the
-    confidences a pilot recorded at depths 1 and 2 (the root is never confident: it is what ``plain`` answers):
-    how often the node it picks holds the target, its calls, and the accuracy of the answer recorded there —
-    or, where it keeps the whole image, of ``plain``'s answer (``plain``: an eval run's ``samples.jsonl``)."""
+def simulate(args: argparse.Namespace) -> dict:
+    """The search core (``attnprompt.search``, ZoomEye's rule) run on the confidences a pilot recorded at depths
+    1 and 2 (the root is never confident: it is what ``plain`` answers): ``--priority`` ranks the queued nodes
+    (a recorded signal, or ``none``: the map alone), ``--answering`` is the stopping confidence, ``--order map``
+    with ``--prior`` (a map the pilot kept) and ``--skip``. Reported: how often a zoom holds the target, the
+    probes (each a recorded signal; see its prompts for what it costs), and the accuracy — of the answer
+    recorded on the node it picks, or of ``plain``'s (``--plain``: an eval run's ``samples.jsonl``) where it
+    keeps the whole image."""
     from attnprompt.search import SearchSettings, search
 
-    data = json.load(open(path))
+    data = json.load(open(args.simulate))
     plain_correct = {}
-    for line in open(plain):
+    for line in open(args.plain):
         r = json.loads(line)
         if r["strategy"] == "plain" and r["scores"]:
             plain_correct[r["sample_id"]] = r["scores"]["correct"]
@@ -111,13 +123,15 @@ def simulate(path: str, plain: str, priority: str, answering: str, threshold: fl
                     out.append(-1.0)
                     continue
                 first = 1 if p.depth == 1 else 5
-                kind = priority if p.kind == "existence" else answering
+                kind = args.priority if p.kind == "existence" else args.answering
                 out.append(2 * by_depth[p.depth][kind]["scores"][p.node - first] - 1)
             return out
 
-        settings = SearchSettings(budget=budget, native_side=128, priority=("existence",), threshold=threshold,
-                                  depth_limit=2)
-        r = search((896, 896), score, settings)
+        settings = SearchSettings(budget=args.budget, native_side=128, threshold=args.threshold, depth_limit=2,
+                                  priority=() if args.priority == "none" else ("existence",), order=args.order,
+                                  skip=args.skip)
+        prior = np.asarray(row["maps"][args.prior]) if args.order == "map" else None
+        r = search((896, 896), score, settings, prior=prior)
         calls.append(r.calls)
         if r.chosen in (None, 0):
             whole += 1
@@ -139,6 +153,7 @@ def main() -> None:
     ap.add_argument("--depths", default="1,2", help="tree depths and/or windows (w224s112), comma-separated")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out")
+    ap.add_argument("--maps", default="", help="attribution maps to score nodes by mass too: method[:preset],…")
     ap.add_argument("--answer-then-check", action="store_true",
                     help="ask only the question and its check (2 prompts a node; exists-open/-name left out)")
     ap.add_argument("--simulate", metavar="PILOT_JSON", help="run the search on a 4× pilot's recorded confidences")
@@ -147,14 +162,17 @@ def main() -> None:
     ap.add_argument("--answering", default="answer-first")
     ap.add_argument("--threshold", type=float, default=0.6)
     ap.add_argument("--budget", type=int, default=60)
+    ap.add_argument("--order", default="zoomeye", choices=("zoomeye", "map"))
+    ap.add_argument("--prior", default="carve:vicrop", help="with --order map: which kept map")
+    ap.add_argument("--skip", type=float, default=0.0)
     args = ap.parse_args()
     if args.simulate:
-        print(json.dumps(simulate(args.simulate, args.plain, args.priority, args.answering, args.threshold,
-                                  args.budget)))
+        print(json.dumps(simulate(args)))
         return
     backend = LocalVLM.from_pretrained("shapes", batch_size=args.batch_size)
     samples = get_task(args.task).samples(args.limit)
     depths = args.depths.split(",")
+    maps = [m for m in args.maps.split(",") if m]
     rows = []
     started = time.process_time()
     for sample in samples:
@@ -163,7 +181,11 @@ def main() -> None:
         x0, y0, x1, y1 = sample.meta["box"]
         centre = ((x0 + x1) / 2, (y0 + y1) / 2)
         asks = {} if args.answer_then_check else prompts(sample.meta["named"])
-        row = {"id": sample.id, "reference": sample.references[0], "depths": {}}
+        row = {"id": sample.id, "reference": sample.references[0], "depths": {}, "maps": {}}
+        for spec in maps:
+            method, _, preset = spec.partition(":")
+            heat = annotate(image, sample.question, method=method, model="shapes", preset=preset or None).heatmap
+            row["maps"][spec] = block_mean(heat, 64)
         for depth in depths:
             boxes = boxes_for(depth, tree)
             holds = [b[0] <= centre[0] < b[2] and b[1] <= centre[1] < b[3] for b in boxes]
@@ -197,6 +219,8 @@ def main() -> None:
                 scores["exists-answer"][j] = -1.0 if p is None else p
             scores["answer×exists"] = np.where(scores["exists-answer"] < 0, -1.0,
                                                scores["answer-first"] * scores["exists-answer"])
+            for spec, grid in row["maps"].items():
+                scores[f"map {spec}"] = np.array([box_mass(np.asarray(grid), b, image.size) for b in boxes])
             requests += [None] * len(checks)  # counted as calls
             row["depths"][depth] = {
                 "nodes": len(boxes), "target": holds.index(True) if any(holds) else None,
@@ -204,14 +228,15 @@ def main() -> None:
                 **{s: {"pick": int(np.argmax(scores[s])), "hit": bool(holds[int(np.argmax(scores[s]))]),
                        "correct": first_word(said[int(np.argmax(scores[s]))]) == sample.references[0],
                        "rank": rank_of(scores[s], holds), "scores": [round(float(v), 4) for v in scores[s]]}
-                   for s in SIGNALS},
+                   for s in scores},
                 "said": said, "calls": len(requests)}
         rows.append(row)
     summary = {"task": args.task, "questions": len(rows), "cpu_seconds": round(time.process_time() - started, 1),
                "depths": {}}
     for depth in depths:
         per = [r["depths"][depth] for r in rows]
-        asked = [s for s in SIGNALS if any(v != -1.0 for p in per for v in p[s]["scores"])]
+        asked = [s for s in per[0] if isinstance(per[0][s], dict)
+                 and any(v != -1.0 for p in per for v in p[s]["scores"])]
         summary["depths"][depth] = {
             "nodes": per[0]["nodes"], "chance": round(float(np.mean([p["holding"] / p["nodes"] for p in per])), 3),
             "calls_per_question": round(float(np.mean([p["calls"] for p in per])), 1),
