@@ -128,6 +128,18 @@ def test_out_of_budget_it_answers_from_the_best_node_seen_if_it_reaches_the_floo
     assert r.stop == "budget" and r.chosen is None and r.box == (0, 0, 896, 896)
 
 
+def test_when_skipping_leaves_nothing_to_visit_the_best_node_seen_is_the_answer():
+    # a map on one corner, every other child skipped: the queue runs dry before ZoomEye lowers τ
+    def score(probes):
+        return [(0.3 if p.depth == 3 else 0.1) if p.kind == "answering" else 0.5 for p in probes]
+    r = search((896, 896), score, SearchSettings(budget=100, native_side=128, order="map", skip=0.9),
+               prior=prior_at((50, 50)))
+    assert r.stop == "exhausted" and len(r.visits) == 4 and r.chosen == r.visits[-1] and holds(r.box, (50, 50))
+    r = search((896, 896), lambda ps: [-0.5] * len(ps),
+               SearchSettings(budget=100, native_side=128, order="map", skip=0.9), prior=prior_at((50, 50)))
+    assert r.stop == "exhausted" and r.chosen is None  # nothing reached the floor: the whole image
+
+
 def prior_at(point, shape=(28, 28), side=896):
     """A map whose mass lies around ``point`` (image pixels), on a coarse grid."""
     grid = np.full(shape, 0.001)

@@ -18,7 +18,8 @@ confidences drives it in tests, and a strategy batches the probes of many questi
   (ZoomEye's rule, :class:`SearchSettings`).
 - Ours: ``budget`` VLM calls per question, never exceeded; ``order="map"``: a node's children are probed
   and queued in the order of the map's mass in them, children under ``skip`` of their parent's mass never
-  probed, ties in priority to the larger mass.
+  probed, ties in priority to the larger mass; out of calls or of nodes, the best visited node that reaches
+  the floor is the answer.
 
 >>> tree = ImageTree((512, 512), native_side=128)
 >>> [tree.node(i).box for i in tree.children(0)]
@@ -332,7 +333,8 @@ class SearchResult:
     """Where a search ended: the chosen node (None: answer from the whole image) and its box and window, the
     calls it made, why it stopped (``confident``: a node reached τ; ``lowered``: one reached a lowered τ;
     ``floor``: τ fell under the floor; ``exhausted``: nothing left to visit; ``budget``: the next probe did not
-    fit), every node probed, the probes in order, and the path from the root to the chosen node.
+    fit — in these two, ours, the visited node with the best answering confidence is chosen if it reaches the
+    floor), every node probed, the probes in order, and the path from the root to the chosen node.
     :meth:`to_detail` is the step detail format (``docs/research/zoom-methods.md``)."""
 
     image: tuple[int, int]
@@ -528,8 +530,9 @@ class _Run:
 
     def result(self) -> SearchResult:
         s, tree = self.s, self.tree
-        if self.chosen is None and self.stop == "budget":
-            # ours: out of calls, answer from the best node seen if it reaches the floor, else the whole image
+        if self.chosen is None and self.stop in ("budget", "exhausted"):
+            # ours: out of calls (or of nodes, which skipping makes common), answer from the best node seen if it
+            # reaches the floor, else the whole image
             answered = [n for n in self.trace if self._answering(n) is not None and self._answering(n) >= s.floor]
             if answered:
                 self.chosen = max(answered, key=lambda n: self._answering(n))
