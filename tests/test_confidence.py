@@ -20,38 +20,39 @@ from attnprompt.backends.local import LocalVLM
 from attnprompt.backends.openai_http import OpenAIBackend
 from attnprompt.confidence import LogprobsUnavailableError, first_token_probability, yes_no_word, yes_probability
 from attnprompt.errors import InputError
-from attnprompt.models import chat_prompt
+from attnprompt.models import generate
 from attnprompt.serve import ChatCompletionsHandler, make_server
 from attnprompt.types import Answer, Request, Step, TokenLogprob
 
 
-def forward_logprobs(vlm, request: Request, generated: list[int]) -> torch.Tensor:
-    """log-softmax at the last position of the request's prompt followed by ``generated``: one plain forward."""
-    inputs = vlm.processor(text=[chat_prompt(vlm.processor, request)], images=[list(request.images)],
-                           return_tensors="pt")
-    ids = torch.cat([inputs["input_ids"], torch.tensor([generated], dtype=torch.long)], dim=1)
-    mask = torch.ones_like(ids)
+def forward_logprobs(vlm, inputs, row: int, generated: list[int]) -> torch.Tensor:
+    """log-softmax at the last position of row ``row`` of a generation's own inputs (its left padding taken
+    off) followed by ``generated``: one plain forward pass, no cache."""
+    keep = inputs["attention_mask"][row].bool()
+    ids = torch.cat([inputs["input_ids"][row][keep], torch.tensor(generated, dtype=torch.long)])[None]
     with torch.no_grad():
-        logits = vlm.model(input_ids=ids, attention_mask=mask, pixel_values=inputs["pixel_values"]).logits
+        logits = vlm.model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                           pixel_values=inputs["pixel_values"][row:row + 1]).logits
     return torch.log_softmax(logits[0, -1].float(), dim=-1)
 
 
 def test_local_logprobs_equal_a_forward_pass_softmax_in_a_padded_batch():
     vlm = loaded("llava")
-    backend = LocalVLM(vlm, batch_size=2)
     tokenizer = vlm.processor.tokenizer
     # two prompts of different lengths in one left-padded batch; a few tokens each
     requests = [Request.single(random_image(40, 30, seed=1), "What is it?", max_new_tokens=3, top_logprobs=5),
                 Request.single(random_image(30, 40, seed=2), "Describe the picture in a few more words, please.",
                                max_new_tokens=3, top_logprobs=5)]
-    answers = backend.answer(requests)
+    out = generate(vlm, requests)
+    assert out.inputs["attention_mask"][0].sum() < out.inputs["attention_mask"][1].sum()  # row 0 is padded
+    answers = LocalVLM(vlm, batch_size=2).answer(requests)
     checked = 0
-    for request, answer in zip(requests, answers):
-        assert answer.ok and answer.logprobs is not None
+    for b, answer in enumerate(answers):
+        assert answer.ok and answer.logprobs == out.logprobs[b]  # the backend reports what generate read
         ids = tokenizer.convert_tokens_to_ids([t.token for t in answer.logprobs])
-        assert len(ids) in (answer.meta["tokens"], answer.meta["tokens"] - 1)  # the end token is not listed
+        assert ids == out.tokens[b][:len(ids)] and len(ids) in (len(out.tokens[b]), len(out.tokens[b]) - 1)
         for t, token in enumerate(answer.logprobs):
-            expected = forward_logprobs(vlm, request, ids[:t])
+            expected = forward_logprobs(vlm, out.inputs, b, ids[:t])
             assert abs(token.logprob - float(expected[ids[t]])) <= 1e-5
             top_values, top_ids = torch.topk(expected, 5)
             assert [a for a, _ in token.top] == tokenizer.convert_ids_to_tokens(top_ids.tolist())
@@ -68,7 +69,7 @@ def test_the_shapes_vlm_logprobs_match_its_forward_pass_and_make_a_yes_no_confid
     present = scene.objects[0].name
     request = Request.single(scene.image, f"Is there a {present}?", max_new_tokens=2, top_logprobs=4)
     answer = backend.answer([request])[0]
-    expected = forward_logprobs(backend.vlm, request, [])
+    expected = forward_logprobs(backend.vlm, generate(backend.vlm, [request]).inputs, 0, [])
     yes, no = (backend.vlm.processor.tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no"))
     assert answer.logprobs[0].token in ("yes", "no")
     p = yes_probability(answer)
