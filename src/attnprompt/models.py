@@ -1006,7 +1006,11 @@ class Generation:
     - ``inputs``: the processor's outputs (``input_ids`` left-padded, image grids …);
     - ``scores``: with ``capture``, per captured layer one tensor (B, heads, kv) per forward step —
       step 0 is the prefill's last position, step t the query of generated token t — masked
-      pre-softmax scores; row b's steps are ``scores[layer][:len(tokens[b])]``.
+      pre-softmax scores; row b's steps are ``scores[layer][:len(tokens[b])]``;
+    - ``logprobs``: when a request asks for them (``Request.top_logprobs``), each row's
+      :class:`~attnprompt.types.TokenLogprob` per answer token (the log-softmax of the model's own
+      logits at that step, read from the generation: no extra forward pass; the end-of-sequence token
+      is not part of the answer, as a server reports it), else None per row.
 
     >>> Generation(["red"], [[5, 2]], {}).steps
     [2]
@@ -1017,6 +1021,7 @@ class Generation:
     inputs: Any
     scores: dict[int, list[Any]] = field(default_factory=dict)
     budget: int = 0
+    logprobs: list[Any] = field(default_factory=list)
 
     @property
     def steps(self) -> list[int]:
@@ -1133,17 +1138,61 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
         watch: Any = AttentionCapture(vlm.model, capture)
     else:
         watch = contextlib.nullcontext()
+    # log-probabilities only when asked: the logits of every step are then kept (B × vocab each)
+    wanted = [r.top_logprobs for r in requests]
+    extra = {"output_logits": True, "return_dict_in_generate": True} if any(k is not None for k in wanted) else {}
+    if extra and settings.get("num_beams", 1) != 1:
+        raise InputError("token log-probabilities are read from greedy or sampled generation, one row per request; "
+                         f"the generation settings ask for beam search (num_beams={settings['num_beams']})")
     with torch.no_grad(), watch:
-        out = vlm.model.generate(**inputs, max_new_tokens=budget, **settings)
+        out = vlm.model.generate(**inputs, max_new_tokens=budget, **settings, **extra)
+    step_logits = None
+    if extra:
+        step_logits, out = out.logits, out.sequences
     if capture:
         scores = watch.scores
     eos = end_of_sequence_ids(vlm)
     decode = tokenizer.decode if tokenizer is not None else vlm.processor.decode
-    texts, tokens = [], []
+    texts, tokens, answers = [], [], []
     for row, request in zip(out[:, inputs["input_ids"].shape[1] :].tolist(), requests):
         row = row[: min(request.max_new_tokens, budget)]
         n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))  # rows pad after their end
         tokens.append(row[:n])
         answer = row[: n - 1] if row[n - 1 : n] and row[n - 1] in eos else row[:n]
+        answers.append(answer)
         texts.append(decode(answer, skip_special_tokens=True).strip())
-    return Generation(texts, tokens, inputs, scores, budget)
+    # the answer's tokens, as a server reports them (its end-of-sequence token is not part of the text)
+    logprobs = [None] * len(requests) if step_logits is None else [
+        token_logprobs(vlm, step_logits, b, row, k) if k is not None else None
+        for b, (row, k) in enumerate(zip(answers, wanted))]
+    return Generation(texts, tokens, inputs, scores, budget, logprobs)
+
+
+def token_logprobs(vlm: LoadedVlm, step_logits: Sequence[Any], row: int, tokens: Sequence[int],
+                   top: int) -> tuple[Any, ...]:
+    """Row ``row``'s :class:`~attnprompt.types.TokenLogprob` per generated token: the log-softmax (float32)
+    of the step's logits (``step_logits[t]``: B × vocab, the generation's raw ``output_logits``), the chosen
+    token's value and the ``top`` most likely tokens, spelt as the tokenizer's vocabulary entries.
+
+    >>> import math, torch
+    >>> vlm = load_vlm("shapes")
+    >>> logits = [torch.zeros(1, vlm.model.config.get_text_config().vocab_size)]
+    >>> t = token_logprobs(vlm, logits, 0, [112], 1)[0]
+    >>> t.token, round(t.logprob, 4) == round(-math.log(logits[0].shape[1]), 4), len(t.top)
+    ('yes', True, 1)
+    """
+    import torch
+
+    from .types import TokenLogprob
+
+    tokenizer = getattr(vlm.processor, "tokenizer", vlm.processor)
+    out = []
+    for t, token in enumerate(tokens):
+        lp = torch.log_softmax(step_logits[t][row].float(), dim=-1)
+        alternatives = ()
+        if top:
+            values, ids = torch.topk(lp, min(top, lp.shape[-1]))
+            names = tokenizer.convert_ids_to_tokens(ids.tolist())
+            alternatives = tuple(zip(names, values.tolist()))
+        out.append(TokenLogprob(tokenizer.convert_ids_to_tokens(int(token)), float(lp[int(token)]), alternatives))
+    return tuple(out)

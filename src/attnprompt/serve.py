@@ -147,16 +147,21 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
             if answer.failure == "empty":  # never an empty 200 a client might score as an answer
                 return HTTPStatus.UNPROCESSABLE_ENTITY, error_body(message, EMPTY_ANSWER)
             return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(message, "server_error")
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.text},
+            "finish_reason": "stop",
+        }
+        if request.top_logprobs is not None:  # asked for: the tokens the backend gave (null when it gave none)
+            choice["logprobs"] = None if answer.logprobs is None else {"content": [
+                {"token": t.token, "logprob": t.logprob,
+                 "top_logprobs": [{"token": a, "logprob": lp} for a, lp in t.top]} for t in answer.logprobs]}
         return HTTPStatus.OK, {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.server.model_name,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.text},
-                "finish_reason": "stop",
-            }],
+            "choices": [choice],
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
 
@@ -222,7 +227,8 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
     System (and developer) messages become ``Request.system``; user and assistant messages become
     the conversation's turns, a user message's images (in order) and text parts (joined by
     newlines) its turn. Consecutive messages of one role are one turn. The conversation must end
-    with the user. ``limits`` (default :class:`Limits`) bound the images and the text.
+    with the user. ``limits`` (default :class:`Limits`) bound the images and the text. ``logprobs: true``
+    (with ``top_logprobs``, default 0) asks for the answer tokens' log-probabilities.
 
     >>> parse_chat_request(b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}').prompt
     'hi'
@@ -249,6 +255,11 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
         check_count("max_tokens", max_tokens)
     except InputError as e:  # the client's mistake: a 400, not a server error
         raise BadRequest(str(e)) from None
+    top_logprobs = None
+    if payload.get("logprobs"):
+        top_logprobs = payload.get("top_logprobs") or 0
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
+            raise BadRequest(f"'top_logprobs' must be an integer in 0..20; got {top_logprobs!r}")
     limits = limits or Limits()
     system: list[str] = []
     turns: list[tuple[str, list[str], list[Image.Image]]] = []  # role, texts, images
@@ -279,7 +290,8 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
                          "accepted (serve --max-prompt-chars)", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     try:
         return Request(tuple(Turn(role, "\n".join(texts), tuple(images)) for role, texts, images in turns),
-                       max_new_tokens=max_tokens, system="\n".join(system) if system else None)
+                       max_new_tokens=max_tokens, system="\n".join(system) if system else None,
+                       top_logprobs=top_logprobs)
     except InputError as e:
         raise BadRequest(str(e)) from None
 
