@@ -78,6 +78,9 @@ class BackendServer(ThreadingHTTPServer):
                  limits: Limits | None = None):
         super().__init__(address, handler)
         self.limits = limits or Limits()
+        if self.limits.max_image_pixels > (Image.MAX_IMAGE_PIXELS or 0) // 2:
+            # PIL warns past its limit and refuses past twice it: in a server, --max-image-mpx governs instead
+            Image.MAX_IMAGE_PIXELS = 2 * self.limits.max_image_pixels
         self.backend = backend
         self.model_name = model_name
         self.verbose = verbose
@@ -162,7 +165,7 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             "model": self.server.model_name,
             "choices": [choice],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "usage": usage(answer),
         }
 
     def read_body(self) -> bytes:
@@ -180,9 +183,20 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         limit = self.server.limits.max_body
         if n < 0 or n > limit:
             self.close_connection = True
+            self._drain(n, 16 * limit)
             raise BadRequest(f"the body is {n} bytes; at most {limit} are accepted (serve --max-body-mb)",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         return self.rfile.read(n)
+
+    def _drain(self, n: int, most: int) -> None:
+        """Read and drop a refused body (up to ``most`` bytes), so the client, still sending, gets our 413
+        instead of a broken pipe; a body beyond that is cut off with the connection."""
+        left = min(max(n, 0), most)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         """Send ``payload`` as a JSON response with ``status``."""
@@ -364,13 +378,31 @@ def decode_data_url(url: str, label: str = "image", max_pixels: int | None = Non
                                  f"{max_pixels / 1e6:g} Mpx are accepted (serve --max-image-mpx)",
                                  HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # PIL refuses it from its header, before our own count could be read: over any limit we would set
+        limit = f"at most {max_pixels / 1e6:g} Mpx are accepted (serve --max-image-mpx)" if max_pixels else (
+            "over PIL's decompression-bomb limit")
+        raise BadRequest(f"{label}: the image is too large to decode; {limit}",
+                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise BadRequest(f"{label}: not an image PIL can decode ({e})") from None
     try:
         return load_image(image, name=label)
     except InputError as e:
         raise BadRequest(str(e)) from None
+
+
+def usage(answer: Any) -> dict[str, int]:
+    """An answer's token counts as OpenAI's ``usage`` reports them: the prompt's (image tokens included) and the
+    answer's (its end-of-sequence token included), from what the backend measured.
+
+    >>> from attnprompt.types import Answer
+    >>> usage(Answer("red", meta={"tokens": 2, "prompt_tokens": 40}))
+    {'prompt_tokens': 40, 'completion_tokens': 2, 'total_tokens': 42}
+    """
+    prompt = int(answer.meta.get("prompt_tokens", 0))
+    completion = int(answer.meta.get("tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, model_name: str | None = None,

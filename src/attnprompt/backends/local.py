@@ -105,8 +105,13 @@ class LocalVLM(Backend):
         out = generate(self.vlm, chunk)
         seconds = (time.perf_counter() - t0) / len(chunk)
         answers = []
-        for request, text, tokens, logprobs in zip(chunk, out.texts, out.tokens, out.logprobs or [None] * len(chunk)):
-            meta = {"tokens": len(tokens)}
+        mask = out.inputs.get("attention_mask") if hasattr(out.inputs, "get") else None
+        prompts = [int(row.sum()) for row in mask] if mask is not None else [None] * len(chunk)
+        rows = zip(chunk, out.texts, out.tokens, out.logprobs or [None] * len(chunk), prompts)
+        for request, text, tokens, logprobs, prompt in rows:
+            meta: dict[str, Any] = {"tokens": len(tokens)}
+            if prompt is not None:
+                meta["prompt_tokens"] = prompt  # the prompt's tokens, image tokens included (a server's usage)
             if out.budget < request.max_new_tokens:
                 meta["max_new_tokens"] = out.budget  # shortened: the prompt filled the rest of the context
             if text:

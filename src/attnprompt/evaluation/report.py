@@ -191,9 +191,17 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
                 entry["delta"] = _delta(in_cat, records, baseline["_records"], headline, resamples, task.cluster)
             c["categories"][cat] = entry
     return {"name": task.name, "source": task.source, "kind": task.kind, "headline": task.headline,
-            "correct": task.correct, "notes": task.notes, "samples": len(ids), "_ids": ids,
+            "correct": task.correct, "notes": _notes(task, labels), "samples": len(ids), "_ids": ids,
             "baseline": BASELINE if baseline is not None else None, "labels": labels, "categories": categories,
             "conditions": conditions}
+
+
+def _notes(task: Any, labels: Sequence[str]) -> str:
+    """The task's notes, with each row note only where its row is in the report (a note on zoom-oracle
+    explains nothing in a report without it)."""
+    shown = [note for strategy, note in dict(task.row_notes).items()
+             if any(label == strategy or label.startswith(f"{strategy} (") for label in labels)]
+    return " ".join(part for part in (task.notes, *shown) if part)
 
 
 def step_calls(step: Mapping[str, Any]) -> int:

@@ -87,9 +87,12 @@ def detail_task(ratio: int = 2, name: str | None = None) -> Task:
 
     return Task(name, f"attnprompt.shapes.detail, seeds {SHAPES_DETAIL.start}…, a {ratio * SCENE_SIZE}-px canvas "
                 f"({ratio}× the {SCENE_SIZE}-px scene), {QUESTIONS} questions", rows, to_sample, score, aggregate,
-                headline="accuracy", max_new_tokens=3, cluster="scene",
-                notes="zoom-oracle: the scene's own region alone (a perfect crop); zoom-centre: a region of the "
-                      "same size at the image centre, for scale.")
+                headline="accuracy", max_new_tokens=3, cluster="scene", row_notes=REFERENCE_NOTES)
+
+
+#: What the reference rows are, said under a report's table only when they are in it.
+REFERENCE_NOTES = {"zoom-oracle": "zoom-oracle: the scene's own region alone (a perfect crop).",
+                   "zoom-centre": "zoom-centre: a region of the scene's size at the image centre, for scale."}
 
 
 def crowded_questions(seed: int, ratio: int) -> Iterator[dict[str, Any]]:
@@ -136,8 +139,7 @@ def crowded_task(ratio: int = 4, name: str | None = None) -> Task:
                 f"{QUESTIONS} questions", rows, crowded_sample, score, aggregate, headline="accuracy",
                 max_new_tokens=3, cluster="scene",
                 notes="Distractors never carry the attribute the question names (the named object is unique in the "
-                      "canvas). zoom-oracle: the scene's own region alone (a perfect crop); zoom-centre: a region of "
-                      "the same size at the image centre, for scale.")
+                      "canvas).", row_notes=REFERENCE_NOTES)
 
 
 TASK = detail_task(2, "shapes-detail")
