@@ -117,7 +117,7 @@ def evaluate(tasks: str | Task | Sequence[str | Task], *, out: str | Path, optio
     >>> run = evaluate("shapes-vqa", vlm="shapes", strategies="plain", limit=4, out=tempfile.mkdtemp(),
     ...                progress=False)
     >>> run.stats["shapes-vqa"]["plain"].answered, [p.name for p in run.reports]
-    (4, ['report.md', 'report.json', 'report.html', 'samples.jsonl', 'deltas.svg'])
+    (4, ['report.md', 'cost.md', 'report.json', 'report.html', 'samples.jsonl', 'deltas.svg'])
     """
     started = time.perf_counter()
     if options is not None and settings:
