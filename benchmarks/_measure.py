@@ -94,12 +94,22 @@ def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int,
     return {k: (statistics.median(times[k]), peaks[k]) for k in ops}
 
 
-def table(title: str, results: dict[str, tuple[float, int]], base: str) -> str:
-    """Rows of time and memory with ratios to ``base``."""
-    bt, bm = results[base]
-    lines = [f"{title}", f"  {'op':24s} {'median s':>9s} {'× ' + base:>12s} {'peak MB':>9s} {'× ' + base:>12s}"]
+def table(title: str, results: dict[str, tuple[float, int]], base: str, *more: str) -> str:
+    """Rows of time and memory with ratios to ``base`` (and to each of ``more``).
+
+    >>> print(table("t", {"a": (1.0, 2**20), "b": (2.0, 2**21)}, "a"))
+    t
+      op                        median s          × a   peak MB          × a
+      a                            1.000         1.00       1.0         1.00
+      b                            2.000         2.00       2.0         2.00
+    """
+    bases = (base, *more)
+    ratios = "".join(f"{'× ' + b:>12s}" for b in bases)
+    lines = [f"{title}", f"  {'op':24s} {'median s':>9s} {ratios} {'peak MB':>9s} {ratios}"]
     for name, (t, m) in results.items():
-        lines.append(f"  {name:24s} {t:9.3f} {t / bt:12.2f} {m / 2**20:9.1f} {m / max(bm, 1):12.2f}")
+        times = "".join(f"{t / results[b][0]:12.2f}" for b in bases)
+        peaks = "".join(f"{m / max(results[b][1], 1):12.2f}" for b in bases)
+        lines.append(f"  {name:24s} {t:9.3f} {times} {m / 2**20:9.1f} {peaks}")
     return "\n".join(lines)
 
 

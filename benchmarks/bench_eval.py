@@ -9,6 +9,8 @@
 3. The annotation cache: ``api`` and ``api-reemphasize`` share one map per sample — target: the
    second strategy computes no map (the cache's hits equal the samples).
 
+``--smoke``: 8 samples, one repeat, in seconds — it proves the script runs; its figures mean nothing.
+
     python benchmarks/bench_eval.py [--samples 256] [--http-samples 64] [--repeats 3]
 """
 
@@ -133,7 +135,11 @@ def main() -> None:
     ap.add_argument("--http-samples", type=int, default=64)
     ap.add_argument("--cache-samples", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="8 samples each part, one repeat")
     args = ap.parse_args()
+    if args.smoke:
+        args.samples = args.http_samples = args.cache_samples = 8
+        args.repeats = 1
     import torch
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
