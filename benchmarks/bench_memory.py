@@ -15,7 +15,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -26,12 +25,13 @@ from attnprompt.shapes import make_scene
 QUESTION = "What colour is the circle?"
 SIZES = {"8K (7680×4320)": (7680, 4320), "640×360": (640, 360)}
 
-# run in the child: the CLI's ask, then its own peak RSS (ru_maxrss is in KiB on Linux)
+# run in the child: the CLI's ask, then its own peak RSS (ru_maxrss is in KiB on Linux) and CPU seconds
 CHILD = """
 import resource, sys
 from attnprompt.cli import main
 code = main(["ask", sys.argv[1], sys.argv[2], "--vlm", "shapes", "--strategy", sys.argv[3]])
-print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print("MAXRSS", usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
 sys.exit(code)
 """
 
@@ -48,13 +48,12 @@ def images(folder: Path, sizes: dict[str, tuple[int, int]]) -> dict[str, Path]:
 
 
 def measure(image: Path, strategy: str) -> tuple[float, float, str]:
-    """Peak RSS (GB), wall seconds and the answer of one ``ask`` in a fresh process."""
-    t0 = time.perf_counter()
+    """Peak RSS (GB), CPU seconds (imports and model loading included) and the answer of one ``ask`` in a fresh
+    process."""
     done = subprocess.run([sys.executable, "-c", CHILD, str(image), QUESTION, strategy], capture_output=True,
                           text=True, check=True)
-    seconds = time.perf_counter() - t0
-    kib = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("MAXRSS"))
-    return kib * 1024 / 1e9, seconds, done.stdout.strip().splitlines()[-1]
+    kib, cpu = next(line.split()[1:] for line in done.stderr.splitlines() if line.startswith("MAXRSS"))
+    return int(kib) * 1024 / 1e9, float(cpu), done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -66,7 +65,7 @@ def main() -> None:
     sizes = {"640×360": (640, 360)} if args.smoke else SIZES
     strategies = ["plain"] + [s for s in ("api" if args.smoke else args.strategies).split(",") if s != "plain"]
     large, *small = sizes
-    lines = [f"peak RSS of `attnprompt ask IMG {QUESTION!r} --vlm shapes --strategy S` (GB; seconds; answer)",
+    lines = [f"peak RSS of `attnprompt ask IMG {QUESTION!r} --vlm shapes --strategy S` (GB; CPU seconds; answer)",
              f"{'strategy':<10}" + "".join(f"{label:>32}" for label in sizes)]
     cells = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,11 +74,11 @@ def main() -> None:
         for strategy in strategies:
             cells[strategy] = [measure(paths[label], strategy) for label in sizes]
             row = cells[strategy]
-            lines.append(f"{strategy:<10}" + "".join(f"{f'{gb:.2f} GB; {s:.1f} s; {a}':>32}" for gb, s, a in row))
+            lines.append(f"{strategy:<10}" + "".join(f"{f'{gb:.2f} GB; {s:.1f} CPU s; {a}':>32}" for gb, s, a in row))
             if small:
                 lines.append(f"{'':<10}{large} − {small[0]}: {row[0][0] - row[1][0]:.2f} GB = "
                              f"{(row[0][0] - row[1][0]) / decoded:.1f}× the decoded {large} image ({decoded:.2f} GB)")
-    lines.append("as a multiple of plain's peak RSS (time)")
+    lines.append("as a multiple of plain's peak RSS (CPU seconds)")
     for strategy in strategies[1:]:
         lines.append(f"{strategy:<10}" + "".join(
             f"{f'{gb / p_gb:.2f}× ({s / p_s:.2f}×)':>32}"

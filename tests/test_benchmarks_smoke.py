@@ -83,7 +83,7 @@ def test_crops_tables():
 
 def test_eval_runner_concurrency_and_cache():
     out = smoke("bench_eval.py")
-    assert re.search(rf"evaluate {NUMBER} s → {NUMBER}× \(target", out)
+    assert re.search(rf"evaluate {NUMBER} CPU s → {NUMBER}× \(target", out)
     assert re.search(rf"→ {NUMBER}× the throughput", out)
     assert "maps computed 8, reused 8 — the second strategy computed 0 maps (target 0: met)" in out
 
