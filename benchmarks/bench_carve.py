@@ -24,6 +24,7 @@ for a single word or phrase does). ``--smoke`` runs tiny models at one length in
 script runs; its figures mean nothing.
 
     python benchmarks/bench_carve.py [--models llava qwen2-vl] [--lengths 3 8 32] [--repeats 1]
+    python benchmarks/bench_carve.py --ops floor --repeats 5    # ours against its floor, without the slow loop
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from _models import AnswerLength, Attention, random_llava, random_qwen2_vl  # no
 QUESTION = "What colour is the car parked next to the red building?"
 SUFFIX = "Answer the question using a single word or phrase."  # the public code's ANSWER_SUFFIX, on both passes
 BUDGET = 32  # the public code's max_new_tokens, for every generation
+OPS = ["ours", "public-loop", "floor", "plain"]
 
 
 def public_loop_pass(attributor, image: Image.Image, prompt: str) -> list[list[np.ndarray]]:
@@ -120,12 +122,13 @@ def run(name: str, vlm, tokens: int, args) -> str:
     def plain():
         return generate(vlm, [Request.single(image, prompt, max_new_tokens=BUDGET)])
 
-    ops = {"ours": ours, "public-loop": public_loop, "floor": floor, "plain": plain}
+    ops = {k: v for k, v in {"ours": ours, "public-loop": public_loop, "floor": floor, "plain": plain}.items()
+           if k in args.ops}
     n_params = sum(p.numel() for p in vlm.model.parameters())
     header = (f"{name}: {n_params / 1e9:.2f} B parameters, answers of {tokens} tokens (end-of-sequence the last), "
               f"layers {list(attributor.inner.layers)} of {attributor.inner.depth}")
     with AnswerLength(vlm.model, tokens, vlm.processor.tokenizer.eos_token_id):
-        results = compare(ops, args.device, args.repeats, warmup=("ours", "floor", "plain"))
+        results = compare(ops, args.device, args.repeats, warmup=[k for k in ("ours", "floor", "plain") if k in ops])
     return table(header, results, "ours", "plain")
 
 
@@ -135,9 +138,12 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[3, 8, 32],
                     help=f"answer lengths in tokens, end-of-sequence included (at most {BUDGET})")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--ops", nargs="+", default=OPS, choices=OPS,
+                    help="which to time (all by default; ours and plain always): e.g. more repeats without the loop")
     ap.add_argument("--smoke", action="store_true", help="tiny models, one length: seconds, to prove the script runs")
     add_device_args(ap)
     args = ap.parse_args()
+    args.ops = sorted({"ours", "plain", *args.ops}, key=OPS.index)
     if any(not 1 <= n <= BUDGET for n in args.lengths):
         ap.error(f"--lengths must be between 1 and {BUDGET}")
     size = "tiny" if args.smoke else "small"
