@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import torch
 
@@ -25,7 +26,8 @@ def exact_cpu_memory() -> None:
 
 
 class PeakMemory:
-    """Peak extra memory during a block: CUDA allocator peak, or sampled process RSS on CPU.
+    """Peak extra memory during a block: CUDA allocator peak, or sampled process RSS on CPU (``sampler_cpu``: the CPU
+    seconds the sampling thread itself used, for a caller that times the block in CPU seconds).
 
     >>> with PeakMemory("cpu") as pm:
     ...     _ = bytearray(10**7)
@@ -36,6 +38,7 @@ class PeakMemory:
     def __init__(self, device: str) -> None:
         self.device = str(device)
         self.peak = 0
+        self.sampler_cpu = 0.0
 
     @staticmethod
     def _rss() -> int:
@@ -43,9 +46,11 @@ class PeakMemory:
             return int(f.read().split()[1]) * 4096
 
     def _sample(self) -> None:
+        start = time.thread_time()
         while not self._stop.is_set():
             self.peak = max(self.peak, self._rss() - self.base)
             time.sleep(0.0005)
+        self.sampler_cpu = time.thread_time() - start
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
@@ -69,37 +74,64 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self.base)
 
 
+class Measure(NamedTuple):
+    """One op's median time (``seconds``: CPU seconds of this process on a CPU device — with one thread, what the op
+    costs whatever else the machine runs — or wall seconds on CUDA), peak extra bytes, and median wall seconds."""
+
+    seconds: float
+    peak: int
+    wall: float
+    clock: str
+
+
 def compare(ops: dict[str, Callable[[], object]], device: str, repeats: int,
-            warmup: Iterable[str] | None = None) -> dict[str, tuple[float, int]]:
-    """Median seconds and peak extra bytes of each op, interleaved so drift affects all alike; the ops
-    named in ``warmup`` (default all) run once first, untimed.
+            warmup: Iterable[str] | None = None) -> dict[str, Measure]:
+    """Median time and peak extra bytes of each op (:class:`Measure`), interleaved so drift affects all alike; the
+    ops named in ``warmup`` (default all) run once first, untimed. On a CPU device the time is the process's CPU
+    seconds less the memory sampler's own: a shared machine slows the wall clock, not the work done.
 
     >>> r = compare({"a": lambda: sum(range(1000))}, "cpu", 2)
-    >>> sorted(r)
-    ['a']
+    >>> sorted(r), r["a"].clock
+    (['a'], 'cpu')
     """
+    cuda = device.startswith("cuda")
     times: dict[str, list[float]] = {k: [] for k in ops}
+    walls: dict[str, list[float]] = {k: [] for k in ops}
     peaks = {k: 0 for k in ops}
     for name in (ops if warmup is None else warmup):
         ops[name]()
     for _ in range(repeats):
         for name, fn in ops.items():
             with PeakMemory(device) as pm:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 fn()
-                if device.startswith("cuda"):
+                if cuda:
                     torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - t0)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            walls[name].append(wall)
+            times[name].append(wall if cuda else cpu - pm.sampler_cpu)
             peaks[name] = max(peaks[name], pm.peak)
-    return {k: (statistics.median(times[k]), peaks[k]) for k in ops}
+    return {k: Measure(statistics.median(times[k]), peaks[k], statistics.median(walls[k]), "wall" if cuda else "cpu")
+            for k in ops}
 
 
-def table(title: str, results: dict[str, tuple[float, int]], base: str) -> str:
-    """Rows of time and memory with ratios to ``base``."""
-    bt, bm = results[base]
-    lines = [f"{title}", f"  {'op':24s} {'median s':>9s} {'× ' + base:>12s} {'peak MB':>9s} {'× ' + base:>12s}"]
-    for name, (t, m) in results.items():
-        lines.append(f"  {name:24s} {t:9.3f} {t / bt:12.2f} {m / 2**20:9.1f} {m / max(bm, 1):12.2f}")
+def table(title: str, results: dict[str, Measure], base: str, *more: str) -> str:
+    """Rows of time (CPU or wall seconds, as measured) and memory with ratios to ``base`` (and to each of ``more``).
+
+    >>> print(table("t", {"a": Measure(1.0, 2**20, 1.0, "cpu"), "b": Measure(2.0, 2**21, 2.0, "cpu")}, "a"))
+    t
+      op                           CPU s          × a   peak MB          × a
+      a                            1.000         1.00       1.0         1.00
+      b                            2.000         2.00       2.0         2.00
+    """
+    bases = (base, *more)
+    unit = "CPU s" if results[base].clock == "cpu" else "wall s"
+    ratios = "".join(f"{'× ' + b:>12s}" for b in bases)
+    lines = [f"{title}", f"  {'op':24s} {unit:>9s} {ratios} {'peak MB':>9s} {ratios}"]
+    for name, r in results.items():
+        times = "".join(f"{r.seconds / results[b].seconds:12.2f}" for b in bases)
+        peaks = "".join(f"{r.peak / max(results[b].peak, 1):12.2f}" for b in bases)
+        lines.append(f"  {name:24s} {r.seconds:9.3f} {times} {r.peak / 2**20:9.1f} {peaks}")
     return "\n".join(lines)
 
 

@@ -8,8 +8,12 @@ import torch
 
 CLIP_BPE = Path(__file__).resolve().parents[1] / "data" / "clip-bpe"
 
-#: A Llama decoder small enough for CPUs, and LLaVA-1.5-7B's: (width, MLP width, layers, heads).
-LLAMA_SIZES = {"small": (1024, 2816, 12, 16), "7b": (4096, 11008, 32, 32)}
+#: A Llama decoder small enough for CPUs, and LLaVA-1.5-7B's: (width, MLP width, layers, heads); ``tiny`` is the
+#: scripts' ``--smoke`` size (seconds: it proves a script runs, its figures mean nothing).
+LLAMA_SIZES = {"tiny": (64, 128, 4, 4), "small": (1024, 2816, 12, 16), "7b": (4096, 11008, 32, 32)}
+#: CLIP vision towers: ViT-L/14-336 (LLaVA-1.5's) and, for ``tiny``, two narrow blocks on the same 24×24 patch grid.
+CLIP_VISION = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+               "l14-336": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)}
 #: LLaVA-1.5's chat format.
 LLAVA_TEMPLATE = (
     "{% for m in messages %}{{ m['role'].upper() }}: "
@@ -45,8 +49,8 @@ def random_llava(size: str, device: str, dtype: torch.dtype):
                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                 max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                 eos_token_id=tok.eos_token_id)
-    vision = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                  num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
+    vision = dict(model_type="clip_vision_model", image_size=336, patch_size=14, projection_dim=768,
+                  **CLIP_VISION["tiny" if size == "tiny" else "l14-336"])
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                       image_seq_length=576, vision_feature_layer=-2, vision_feature_select_strategy="default")
     torch.manual_seed(0)
@@ -60,7 +64,8 @@ def random_llava(size: str, device: str, dtype: torch.dtype):
 
 
 #: A Qwen2-VL small enough for CPUs (vision: depth, width, heads; text: as LLAMA_SIZES), and the 2B's.
-QWEN_SIZES = {"small": ((16, 1024, 16), (1024, 2816, 12, 16)), "2b": ((32, 1280, 16), (1536, 8960, 28, 12))}
+QWEN_SIZES = {"tiny": ((2, 64, 4), (64, 128, 4, 4)), "small": ((16, 1024, 16), (1024, 2816, 12, 16)),
+              "2b": ((32, 1280, 16), (1536, 8960, 28, 12))}
 QWEN_SPECIALS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
@@ -135,16 +140,16 @@ def _word_tokenizer(special: list[str], template: str, vocab: int = 32000, **nam
     return tok
 
 
-def random_family(family: str, device: str, dtype: torch.dtype):
+def random_family(family: str, device: str, dtype: torch.dtype, depth: int | None = None):
     """A random-weight model of one of :data:`FAMILY_DEPTH`'s families with its real image-token geometry (tile and
-    patch sizes, merges, thumbnails) and real decoder depth, as a :class:`attnprompt.models.LoadedVlm`; end of
-    sequence off, as :func:`random_llava`."""
+    patch sizes, merges, thumbnails) and real decoder depth (or ``depth`` layers: the scripts' ``--smoke`` size), as a
+    :class:`attnprompt.models.LoadedVlm`; end of sequence off, as :func:`random_llava`."""
     import transformers as tf
 
     from attnprompt.families import family_of
     from attnprompt.models import LoadedVlm, image_only_processor
 
-    depth = FAMILY_DEPTH[family]
+    depth = depth or FAMILY_DEPTH[family]
     text = dict(num_hidden_layers=depth, max_position_embeddings=32768, pad_token_id=0, bos_token_id=2,
                 eos_token_id=3, **_WIDTH)
     if family == "qwen3_vl":
@@ -215,3 +220,72 @@ def random_family(family: str, device: str, dtype: torch.dtype):
         model = model_cls(cfg).to(dtype).eval()
     model.generation_config.eos_token_id = None
     return LoadedVlm(model, make(), family_of(family).name, f"random-{family}", "")
+
+
+class AnswerLength:
+    """Inside the ``with`` block, every answer ``model`` generates is ``n`` tokens long, its ``n``-th token the
+    end-of-sequence token, and generation stops there (end of sequence on in the generation config).
+
+    Random weights almost never choose end-of-sequence, while a real model asked for "a single word or phrase"
+    ends after a few tokens: this gives every way of generating — ``generate`` with a KV cache, a loop that re-runs
+    the whole sequence — the answer a real model would stop at, and lets each stop as it would. The step is read
+    from the call: a call whose cache already holds tokens, or whose ids are the previous call's plus one, goes on
+    the same answer; any other call starts one.
+    """
+
+    def __init__(self, model, n: int, eos: int) -> None:
+        self.model, self.n, self.eos = model, int(n), int(eos)
+        self._prompt = 0
+        self._step = 0
+        self._last = None
+
+    def _before(self, module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        seen = cache.get_seq_length() if cache is not None and hasattr(cache, "get_seq_length") else 0
+        last = self._last
+        regrown = (not seen and last is not None and ids is not None and ids.shape[1] == last.shape[1] + 1
+                   and bool((ids[:, :-1] == last).all()))
+        length = seen + ids.shape[1]  # left padding included, in the prompt and in every later step alike
+        if not (seen or regrown):
+            self._prompt = length
+        self._step = length - self._prompt
+        self._last = None if seen else ids.detach().clone()
+
+    def _after(self, module, args, kwargs, output) -> None:
+        logits = output.logits[:, -1]
+        if self._step >= self.n - 1:
+            logits[:, self.eos] = logits.max(-1).values + 1.0
+        else:
+            logits[:, self.eos] = float("-inf")
+
+    def __enter__(self) -> AnswerLength:
+        self._saved = self.model.generation_config.eos_token_id
+        self.model.generation_config.eos_token_id = self.eos
+        self._hooks = [self.model.register_forward_pre_hook(self._before, with_kwargs=True),
+                       self.model.register_forward_hook(self._after, with_kwargs=True)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._hooks:
+            h.remove()
+        self.model.generation_config.eos_token_id = self._saved
+
+
+class Attention:
+    """Inside the ``with`` block, every part of ``model`` (vision tower included) runs attention ``implementation``
+    (``"eager"``: how the public codes load their models); each part's own comes back on exit."""
+
+    def __init__(self, model, implementation: str) -> None:
+        self.model, self.implementation = model, implementation
+
+    def __enter__(self) -> Attention:
+        config = self.model.config
+        self._saved = {"": config._attn_implementation}
+        self._saved.update({k: getattr(config, k)._attn_implementation for k in config.sub_configs
+                            if getattr(config, k, None) is not None})
+        self.model.set_attn_implementation(self.implementation)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.model.set_attn_implementation(self._saved)

@@ -8,7 +8,8 @@ For random-weight CLIPs of ViT-B/16 and ViT-L/14-336 size (no download needed), 
 - ``attribute``: the API-CLIP attribution map on the grid (same preprocessing);
 - ``annotate``:  attribution + heatmap + overlay rendered at the image's own size.
 
-Target: ``attribute`` ≤ 1.2× ``embed``. Run::
+Target: ``attribute`` ≤ 1.2× ``embed``. ``--smoke`` runs a tiny CLIP once, in seconds: it proves the script runs;
+its figures mean nothing. Run::
 
     python benchmarks/bench_clip_overhead.py [--sizes b16 l14-336] [--repeats 5] [--device cpu]
 """
@@ -28,6 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import compare, exact_cpu_memory, table  # noqa: E402
 
 SIZES = {
+    "tiny": dict(  # --smoke
+        vision=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    image_size=224, patch_size=16),
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+        projection_dim=64,
+    ),
     "b16": dict(
         vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                     image_size=224, patch_size=16),
@@ -100,12 +107,15 @@ def measure(size: str, args, image, query: str, dtype) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    ap.add_argument("--sizes", nargs="+", default=["b16", "l14-336"], choices=list(SIZES))
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--image", default="640x480", help="input image size WxH")
+    ap.add_argument("--smoke", action="store_true", help="a tiny CLIP, one repeat: seconds, to prove it runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.sizes, args.repeats = ["tiny"], 1
     if not args.device.startswith("cuda"):
         exact_cpu_memory()
     dtype = getattr(torch, args.dtype)

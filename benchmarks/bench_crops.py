@@ -10,7 +10,8 @@ On held-out shapes-VQA scenes (4–6 objects) with the shipped shapes VLM (and i
    and CARVE's crop together), with api-vlm's crop in CARVE's form, and — a control — with the
    original image given twice (the two-image request without a crop).
 
-Writes a Markdown table. A testbed measurement (it becomes a task of the evaluation harness).
+Writes a Markdown table. A testbed measurement (it becomes a task of the evaluation harness). ``--smoke``: 2 scenes,
+the table into a temporary folder, in seconds — it proves the script runs; its figures mean nothing.
 
     python benchmarks/bench_crops.py [--scenes 150] [--layers 0.71:0.93] [--out benchmarks/results]
 """
@@ -18,6 +19,7 @@ Writes a Markdown table. A testbed measurement (it becomes a task of the evaluat
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +63,16 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--layers", default=None, help="carve's layers (default its preset's: 0.71:0.93 of depth)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--smoke", action="store_true", help="2 scenes, written to a temporary folder")
     args = ap.parse_args()
+    if args.smoke:
+        with tempfile.TemporaryDirectory() as out:
+            args.scenes, args.out = 2, out
+            return measure(args)
+    measure(args)
+
+
+def measure(args) -> None:
     t0 = time.perf_counter()
     vlm = load_vlm("shapes", device="cpu")
     backend = LocalVLM(vlm, batch_size=16)

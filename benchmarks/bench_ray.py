@@ -11,6 +11,9 @@ Each Ray worker holds one CPU (torch uses one thread in it); the single-process 
 default threads (all cores). On a GPU cluster a worker holds one GPU, so N GPUs give N replicas
 (see the README).
 
+``--smoke``: 4 samples, single process against 2 workers only (one Ray start-up) — it proves the script runs; its
+figures mean nothing.
+
     python benchmarks/bench_ray.py [--samples 200] [--repeats 1]
 """
 
@@ -70,9 +73,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--smoke", action="store_true", help="4 samples, one repeat")
     args = parser.parse_args()
+    if args.smoke:
+        args.samples, args.repeats = 4, 1
 
     single, base = timed_run(args.samples, args.repeats)
+    if args.smoke:
+        two, rows2 = timed_run(args.samples, args.repeats, executor="ray", workers=2)
+        n = 2 * args.samples
+        print(f"shapes-vqa, {args.samples} samples × plain, api ({n} answers, {len(base)} records); records equal to "
+              f"the single-process run: {rows2 == base}")
+        print(f"single process {single:.1f} s, ray with 2 workers {two:.1f} s (start-up included): "
+              f"2 workers vs single process: {single / two:.2f}×")
+        if rows2 != base:
+            raise SystemExit("the Ray run's records differ from the single-process run's")
+        return
     up1, up2 = startup(1), startup(2)
     one, rows1 = timed_run(args.samples, args.repeats, executor="ray", workers=1)
     two, rows2 = timed_run(args.samples, args.repeats, executor="ray", workers=2)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it; CHANGELOG.md)
 
 _LAZY = {
     "annotate": ("attnprompt.api", "annotate"),
