@@ -8,8 +8,12 @@ import torch
 
 CLIP_BPE = Path(__file__).resolve().parents[1] / "data" / "clip-bpe"
 
-#: A Llama decoder small enough for CPUs, and LLaVA-1.5-7B's: (width, MLP width, layers, heads).
-LLAMA_SIZES = {"small": (1024, 2816, 12, 16), "7b": (4096, 11008, 32, 32)}
+#: A Llama decoder small enough for CPUs, and LLaVA-1.5-7B's: (width, MLP width, layers, heads); ``tiny`` is the
+#: scripts' ``--smoke`` size (seconds: it proves a script runs, its figures mean nothing).
+LLAMA_SIZES = {"tiny": (64, 128, 4, 4), "small": (1024, 2816, 12, 16), "7b": (4096, 11008, 32, 32)}
+#: CLIP vision towers: ViT-L/14-336 (LLaVA-1.5's) and, for ``tiny``, two narrow blocks on the same 24×24 patch grid.
+CLIP_VISION = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
+               "l14-336": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)}
 #: LLaVA-1.5's chat format.
 LLAVA_TEMPLATE = (
     "{% for m in messages %}{{ m['role'].upper() }}: "
@@ -45,8 +49,8 @@ def random_llava(size: str, device: str, dtype: torch.dtype):
                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
                 max_position_embeddings=4096, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                 eos_token_id=tok.eos_token_id)
-    vision = dict(model_type="clip_vision_model", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                  num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768)
+    vision = dict(model_type="clip_vision_model", image_size=336, patch_size=14, projection_dim=768,
+                  **CLIP_VISION["tiny" if size == "tiny" else "l14-336"])
     cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                       image_seq_length=576, vision_feature_layer=-2, vision_feature_select_strategy="default")
     torch.manual_seed(0)
@@ -60,7 +64,8 @@ def random_llava(size: str, device: str, dtype: torch.dtype):
 
 
 #: A Qwen2-VL small enough for CPUs (vision: depth, width, heads; text: as LLAMA_SIZES), and the 2B's.
-QWEN_SIZES = {"small": ((16, 1024, 16), (1024, 2816, 12, 16)), "2b": ((32, 1280, 16), (1536, 8960, 28, 12))}
+QWEN_SIZES = {"tiny": ((2, 64, 4), (64, 128, 4, 4)), "small": ((16, 1024, 16), (1024, 2816, 12, 16)),
+              "2b": ((32, 1280, 16), (1536, 8960, 28, 12))}
 QWEN_SPECIALS = ["<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
