@@ -139,6 +139,8 @@ def main() -> None:
         ap.error("plain is every ratio's base; keep it in --rows")
     header = (f"plain / api / carve on the shapes models, one call per image, {repeats} timed call(s) after one "
               f"warm-up; CPU seconds (one thread) and peak RSS, ratios to plain at each size")
+    if args.against:
+        header += f"\nrows marked (against) ran on {args.against}; their ratios are to its own plain"
     print(header, flush=True)
     texts, results = [header], {}
     for size in sizes:
