@@ -209,3 +209,80 @@ def test_threads_are_checked_and_set_before_a_model_runs(tmp_path, capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_transformers_bars_and_warnings_we_handle_stay_out_of_the_terminal(tmp_path, capfd):
+    image = tmp_path / "scene.png"
+    make_scene(7, n_objects=5, size=160).image.save(image)
+    long_question = "Is there " + "a very small red circle next to " * 20 + "the star?"
+    # before: two "Loading weights" bars on every command, and transformers' "… will result in indexing errors"
+    # beside our own truncation warning
+    assert main(["ask", str(image), long_question, "--vlm", "shapes", "--max-new-tokens", "3"]) == 0
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "indexing errors" not in err
+    assert "query truncated to CLIP's" in err  # ours, once
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A valid 1×1 PNG whose header claims ``width``×``height`` (a decompression bomb PIL refuses from the
+    header alone)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+def test_serve_refuses_a_400_mpx_image_with_its_own_413_and_counts_tokens():
+    import base64
+
+    from attnprompt.backends import get_backend
+    from attnprompt.serve import Limits, decode_data_url, make_server
+
+    bomb = "data:image/png;base64," + base64.b64encode(_png_header_claiming(20000, 20000)).decode()
+    with pytest.raises(Exception) as info:  # before: PIL's "decompression bomb DOS attack" text as a 400
+        decode_data_url(bomb, "image 1", 50_000_000)
+    assert info.value.status == 413 and "too large to decode; at most 50 Mpx" in str(info.value)
+    server = make_server(get_backend("shapes"), limits=Limits())
+    threading = __import__("threading")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        import urllib.request
+
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+        scene = make_scene(7, n_objects=5, size=160).image
+        from test_hardening import png_url
+
+        body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_url(scene)}},
+                                                          {"type": "text", "text": "What colour is the circle?"}]}],
+                "max_tokens": 4}
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            usage = json.loads(resp.read())["usage"]
+        # before: always 0; now the prompt's tokens (image tokens included) and the answer's
+        assert usage["prompt_tokens"] > 64 and 1 <= usage["completion_tokens"] <= 4
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_report_explains_only_the_rows_it_has(tmp_path):
+    from attnprompt.evaluation.evaluate import evaluate
+
+    evaluate("shapes-detail", vlm="shapes", strategies="plain", limit=2, out=tmp_path / "a", progress=False)
+    evaluate("shapes-detail", vlm="shapes", strategies="plain,zoom-oracle", limit=2, out=tmp_path / "b",
+             progress=False)
+    without, with_oracle = ((tmp_path / d / "report.md").read_text() for d in ("a", "b"))
+    # before: both explained zoom-oracle and zoom-centre, rows the first run does not have
+    assert "zoom-oracle:" not in without and "zoom-centre:" not in without
+    assert "zoom-oracle: the scene's own region alone" in with_oracle and "zoom-centre:" not in with_oracle

@@ -313,6 +313,7 @@ def _demo_parser(demo: argparse.ArgumentParser) -> None:
                       "embedded shapes VLM, offline)")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=7860)
+    _add_device_flags(demo.add_argument_group("how local models load"))
 
 
 def _report_parser(rep: argparse.ArgumentParser) -> None:
@@ -592,7 +593,7 @@ def _demo(args: argparse.Namespace) -> int:
     _gradio()  # says how to install it, before anything else
     check_address(args.host, args.port, try_bind=True)
     print(f"attnprompt demo on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    serve(args.vlm, args.host, args.port)
+    serve(args.vlm, args.host, args.port, loading=_loading(args))
     return 0
 
 

@@ -138,16 +138,26 @@ def read_config(name: str, kind: str) -> tuple[str, dict]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    # transformers logs advice about optional backends (torchvision, accelerate) on load;
-    # our users cannot act on it, so keep it out of their terminal.
+def quiet_transformers():
+    """transformers' own messages and progress bars kept out of the terminal while it works for us: the advice
+    about optional backends (torchvision, accelerate) on load, its "Loading weights" bar (ours are the bars
+    users see), and the tokenizer's "… will result in indexing errors" where we truncate and say so ourselves.
+    Errors still show."""
+    from transformers.utils import logging as hf_logging
+
     logger = logging.getLogger("transformers")
-    old = logger.level
+    old, bars = logger.level, hf_logging.is_progress_bar_enabled()
     logger.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         logger.setLevel(old)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+_quiet_transformers = quiet_transformers
 
 
 def hub_unreachable() -> str | None:
@@ -996,7 +1006,11 @@ class Generation:
     - ``inputs``: the processor's outputs (``input_ids`` left-padded, image grids …);
     - ``scores``: with ``capture``, per captured layer one tensor (B, heads, kv) per forward step —
       step 0 is the prefill's last position, step t the query of generated token t — masked
-      pre-softmax scores; row b's steps are ``scores[layer][:len(tokens[b])]``.
+      pre-softmax scores; row b's steps are ``scores[layer][:len(tokens[b])]``;
+    - ``logprobs``: when a request asks for them (``Request.top_logprobs``), each row's
+      :class:`~attnprompt.types.TokenLogprob` per answer token (the log-softmax of the model's own
+      logits at that step, read from the generation: no extra forward pass; the end-of-sequence token
+      is not part of the answer, as a server reports it), else None per row.
 
     >>> Generation(["red"], [[5, 2]], {}).steps
     [2]
@@ -1007,6 +1021,7 @@ class Generation:
     inputs: Any
     scores: dict[int, list[Any]] = field(default_factory=dict)
     budget: int = 0
+    logprobs: list[Any] = field(default_factory=list)
 
     @property
     def steps(self) -> list[int]:
@@ -1122,13 +1137,26 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
         watch: Any = AttentionCapture(vlm.model, capture)
     else:
         watch = contextlib.nullcontext()
-    extra = {} if cache is None else {"cache": cache}
+    # log-probabilities only when asked: the logits of every step are then kept (B × vocab each)
+    wanted = [r.top_logprobs for r in requests]
+    extra = {"output_logits": True, "return_dict_in_generate": True} if any(k is not None for k in wanted) else {}
+    if extra and settings.get("num_beams", 1) != 1:
+        raise InputError("token log-probabilities are read from greedy or sampled generation, one row per request; "
+                         f"the generation settings ask for beam search (num_beams={settings['num_beams']})")
+    if cache is not None:
+        extra["cache"] = cache
     with torch.no_grad(), watch:
-        out = vlm.model.generate(**given, **extra, max_new_tokens=budget, **settings)
+        out = vlm.model.generate(**given, max_new_tokens=budget, **settings, **extra)
+    step_logits = None
+    if "output_logits" in extra:
+        step_logits, out = out.logits, out.sequences
     if capture:
         scores = watch.scores
-    texts, tokens = _decoded(vlm, requests, out[:, inputs["input_ids"].shape[1] :].tolist(), budget)
-    return Generation(texts, tokens, inputs, scores, budget)
+    texts, tokens, answers = _decoded(vlm, requests, out[:, inputs["input_ids"].shape[1] :].tolist(), budget)
+    logprobs = [None] * len(requests) if step_logits is None else [
+        token_logprobs(vlm, step_logits, b, row, k) if k is not None else None
+        for b, (row, k) in enumerate(zip(answers, wanted))]
+    return Generation(texts, tokens, inputs, scores, budget, logprobs)
 
 
 def _batch_inputs(vlm: LoadedVlm, requests: Sequence[Request], fit: str | None) -> tuple[Any, int]:
@@ -1383,16 +1411,48 @@ def _features_by_row(own: Callable[..., Any], kept: dict[Any, Any], pixel_values
 
 
 def _decoded(vlm: LoadedVlm, requests: Sequence[Request], rows: list[list[int]],
-             budget: int) -> tuple[list[str], list[list[int]]]:
-    """Each generated row cut at its end-of-sequence token or its request's budget: (texts, tokens)."""
+             budget: int) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """Each generated row cut at its end-of-sequence token or its request's budget: (texts, tokens, the answers'
+    tokens — without the end-of-sequence token, as a server reports them)."""
     tokenizer = getattr(vlm.processor, "tokenizer", None)
     eos = end_of_sequence_ids(vlm)
     decode = tokenizer.decode if tokenizer is not None else vlm.processor.decode
-    texts, tokens = [], []
+    texts, tokens, answers = [], [], []
     for row, request in zip(rows, requests):
         row = row[: min(request.max_new_tokens, budget)]
         n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))  # rows pad after their end
         tokens.append(row[:n])
         answer = row[: n - 1] if row[n - 1 : n] and row[n - 1] in eos else row[:n]
+        answers.append(answer)
         texts.append(decode(answer, skip_special_tokens=True).strip())
-    return texts, tokens
+    return texts, tokens, answers
+
+
+def token_logprobs(vlm: LoadedVlm, step_logits: Sequence[Any], row: int, tokens: Sequence[int],
+                   top: int) -> tuple[Any, ...]:
+    """Row ``row``'s :class:`~attnprompt.types.TokenLogprob` per generated token: the log-softmax (float32)
+    of the step's logits (``step_logits[t]``: B × vocab, the generation's raw ``output_logits``), the chosen
+    token's value and the ``top`` most likely tokens, spelt as the tokenizer's vocabulary entries.
+
+    >>> import math, torch
+    >>> vlm = load_vlm("shapes")
+    >>> logits = [torch.zeros(1, vlm.model.config.get_text_config().vocab_size)]
+    >>> t = token_logprobs(vlm, logits, 0, [112], 1)[0]
+    >>> t.token, round(t.logprob, 4) == round(-math.log(logits[0].shape[1]), 4), len(t.top)
+    ('yes', True, 1)
+    """
+    import torch
+
+    from .types import TokenLogprob
+
+    tokenizer = getattr(vlm.processor, "tokenizer", vlm.processor)
+    out = []
+    for t, token in enumerate(tokens):
+        lp = torch.log_softmax(step_logits[t][row].float(), dim=-1)
+        alternatives = ()
+        if top:
+            values, ids = torch.topk(lp, min(top, lp.shape[-1]))
+            names = tokenizer.convert_ids_to_tokens(ids.tolist())
+            alternatives = tuple(zip(names, values.tolist()))
+        out.append(TokenLogprob(tokenizer.convert_ids_to_tokens(int(token)), float(lp[int(token)]), alternatives))
+    return tuple(out)

@@ -78,6 +78,9 @@ class BackendServer(ThreadingHTTPServer):
                  limits: Limits | None = None):
         super().__init__(address, handler)
         self.limits = limits or Limits()
+        if self.limits.max_image_pixels > (Image.MAX_IMAGE_PIXELS or 0) // 2:
+            # PIL warns past its limit and refuses past twice it: in a server, --max-image-mpx governs instead
+            Image.MAX_IMAGE_PIXELS = 2 * self.limits.max_image_pixels
         self.backend = backend
         self.model_name = model_name
         self.verbose = verbose
@@ -147,17 +150,22 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
             if answer.failure == "empty":  # never an empty 200 a client might score as an answer
                 return HTTPStatus.UNPROCESSABLE_ENTITY, error_body(message, EMPTY_ANSWER)
             return HTTPStatus.INTERNAL_SERVER_ERROR, error_body(message, "server_error")
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.text},
+            "finish_reason": "stop",
+        }
+        if request.top_logprobs is not None:  # asked for: the tokens the backend gave (null when it gave none)
+            choice["logprobs"] = None if answer.logprobs is None else {"content": [
+                {"token": t.token, "logprob": t.logprob,
+                 "top_logprobs": [{"token": a, "logprob": lp} for a, lp in t.top]} for t in answer.logprobs]}
         return HTTPStatus.OK, {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.server.model_name,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.text},
-                "finish_reason": "stop",
-            }],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "choices": [choice],
+            "usage": usage(answer),
         }
 
     def read_body(self) -> bytes:
@@ -175,9 +183,20 @@ class ChatCompletionsHandler(BaseHTTPRequestHandler):
         limit = self.server.limits.max_body
         if n < 0 or n > limit:
             self.close_connection = True
+            self._drain(n, 16 * limit)
             raise BadRequest(f"the body is {n} bytes; at most {limit} are accepted (serve --max-body-mb)",
                              HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         return self.rfile.read(n)
+
+    def _drain(self, n: int, most: int) -> None:
+        """Read and drop a refused body (up to ``most`` bytes), so the client, still sending, gets our 413
+        instead of a broken pipe; a body beyond that is cut off with the connection."""
+        left = min(max(n, 0), most)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            left -= len(chunk)
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         """Send ``payload`` as a JSON response with ``status``."""
@@ -222,7 +241,8 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
     System (and developer) messages become ``Request.system``; user and assistant messages become
     the conversation's turns, a user message's images (in order) and text parts (joined by
     newlines) its turn. Consecutive messages of one role are one turn. The conversation must end
-    with the user. ``limits`` (default :class:`Limits`) bound the images and the text.
+    with the user. ``limits`` (default :class:`Limits`) bound the images and the text. ``logprobs: true``
+    (with ``top_logprobs``, default 0) asks for the answer tokens' log-probabilities.
 
     >>> parse_chat_request(b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}').prompt
     'hi'
@@ -249,6 +269,11 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
         check_count("max_tokens", max_tokens)
     except InputError as e:  # the client's mistake: a 400, not a server error
         raise BadRequest(str(e)) from None
+    top_logprobs = None
+    if payload.get("logprobs"):
+        top_logprobs = payload.get("top_logprobs") or 0
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
+            raise BadRequest(f"'top_logprobs' must be an integer in 0..20; got {top_logprobs!r}")
     limits = limits or Limits()
     system: list[str] = []
     turns: list[tuple[str, list[str], list[Image.Image]]] = []  # role, texts, images
@@ -279,7 +304,8 @@ def parse_chat_request(body: bytes, limits: Limits | None = None) -> Request:
                          "accepted (serve --max-prompt-chars)", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
     try:
         return Request(tuple(Turn(role, "\n".join(texts), tuple(images)) for role, texts, images in turns),
-                       max_new_tokens=max_tokens, system="\n".join(system) if system else None)
+                       max_new_tokens=max_tokens, system="\n".join(system) if system else None,
+                       top_logprobs=top_logprobs)
     except InputError as e:
         raise BadRequest(str(e)) from None
 
@@ -352,13 +378,31 @@ def decode_data_url(url: str, label: str = "image", max_pixels: int | None = Non
                                  f"{max_pixels / 1e6:g} Mpx are accepted (serve --max-image-mpx)",
                                  HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
             image.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # PIL refuses it from its header, before our own count could be read: over any limit we would set
+        limit = f"at most {max_pixels / 1e6:g} Mpx are accepted (serve --max-image-mpx)" if max_pixels else (
+            "over PIL's decompression-bomb limit")
+        raise BadRequest(f"{label}: the image is too large to decode; {limit}",
+                         HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise BadRequest(f"{label}: not an image PIL can decode ({e})") from None
     try:
         return load_image(image, name=label)
     except InputError as e:
         raise BadRequest(str(e)) from None
+
+
+def usage(answer: Any) -> dict[str, int]:
+    """An answer's token counts as OpenAI's ``usage`` reports them: the prompt's (image tokens included) and the
+    answer's (its end-of-sequence token included), from what the backend measured.
+
+    >>> from attnprompt.types import Answer
+    >>> usage(Answer("red", meta={"tokens": 2, "prompt_tokens": 40}))
+    {'prompt_tokens': 40, 'completion_tokens': 2, 'total_tokens': 42}
+    """
+    prompt = int(answer.meta.get("prompt_tokens", 0))
+    completion = int(answer.meta.get("tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, *, model_name: str | None = None,

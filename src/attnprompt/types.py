@@ -5,7 +5,8 @@ what a strategy did.
   normalisation (``raw``), where the image lies in the grid (``extent``) and intermediate maps;
 - :class:`Annotation` — Ψ turned into a pixel heatmap Φ and an annotated image Iᵃ;
 - :class:`Turn`, :class:`Request` — a conversation (one or more images, user and assistant turns)
-  and the answer's token budget; :class:`Answer` — ok, or failed with the reason;
+  and the answer's token budget; :class:`Answer` — ok, or failed with the reason, and the generated
+  tokens' log-probabilities when asked for (:class:`TokenLogprob`);
 - :class:`Sample` — one question about one or more images, with the task's answer-format suffix;
 - :class:`Step`, :class:`Result` — each request a strategy made, and the final answer.
 """
@@ -26,6 +27,8 @@ from .errors import InputError
 ROLES = ("user", "assistant")
 #: Kinds of failed answers (see :class:`Answer`).
 FAILURES = ("input", "empty", "error")
+#: The most alternatives per token a request may ask for (what OpenAI's ``top_logprobs`` accepts).
+MAX_TOP_LOGPROBS = 20
 
 
 def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -280,6 +283,7 @@ class Request:
     turns: tuple[Turn, ...]
     max_new_tokens: int = 128
     system: str | None = None
+    top_logprobs: int | None = None
 
     def __post_init__(self) -> None:
         from .checks import check_count
@@ -287,6 +291,10 @@ class Request:
         turns = (self.turns,) if isinstance(self.turns, Turn) else tuple(self.turns)
         object.__setattr__(self, "turns", turns)
         object.__setattr__(self, "max_new_tokens", check_count("max_new_tokens", self.max_new_tokens))
+        k = self.top_logprobs
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_TOP_LOGPROBS):
+            raise InputError(f"top_logprobs must be None (no probabilities) or an integer in 0..{MAX_TOP_LOGPROBS} "
+                             f"(alternatives per token); got {k!r}")
         if not turns:
             raise InputError("a request needs at least one user turn")
         expected = tuple(ROLES[i % 2] for i in range(len(turns)))
@@ -297,13 +305,15 @@ class Request:
             )
 
     @classmethod
-    def single(cls, images: Any, prompt: str, *, max_new_tokens: int = 128, system: str | None = None) -> Request:
+    def single(cls, images: Any, prompt: str, *, max_new_tokens: int = 128, system: str | None = None,
+               top_logprobs: int | None = None) -> Request:
         """One user turn: ``images`` (one image, a sequence, or none) then ``prompt``.
 
         >>> Request.single((), "Say hi.").images
         ()
         """
-        return cls((Turn("user", prompt, _images(images)),), max_new_tokens=max_new_tokens, system=system)
+        return cls((Turn("user", prompt, _images(images)),), max_new_tokens=max_new_tokens, system=system,
+                   top_logprobs=top_logprobs)
 
     def then(self, answer: str, prompt: str, images: Any = ()) -> Request:
         """The same conversation continued: the assistant said ``answer``, the user says ``prompt``.
@@ -312,7 +322,7 @@ class Request:
         'Bye.'
         """
         turns = self.turns + (Turn("assistant", answer), Turn("user", prompt, _images(images)))
-        return Request(turns, max_new_tokens=self.max_new_tokens, system=self.system)
+        return Request(turns, max_new_tokens=self.max_new_tokens, system=self.system, top_logprobs=self.top_logprobs)
 
     @property
     def images(self) -> tuple[Image.Image, ...]:
@@ -342,6 +352,37 @@ class Request:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's natural-log probability, and the most likely tokens at its position.
+
+    ``token`` is the token as the backend spells it: a local model's vocabulary entry (``"▁Yes"``,
+    ``"ĠYes"``, ``"yes"``), a server's decoded text (``" Yes"``); ``top`` holds ``(token, logprob)`` pairs,
+    most likely first (the chosen token among them when it is that likely; a spelling may repeat).
+
+    >>> t = TokenLogprob("yes", -0.1, (("yes", -0.1), ("no", -2.4)))
+    >>> t.to_dict()["top"][1]
+    ['no', -2.4]
+    """
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "logprob", float(self.logprob))
+        object.__setattr__(self, "top", tuple((str(t), float(lp)) for t, lp in self.top))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: ``{"token", "logprob", "top": [[token, logprob], ...]}``.
+
+        >>> TokenLogprob("a", 0.0).to_dict()
+        {'token': 'a', 'logprob': 0.0, 'top': []}
+        """
+        return {"token": self.token, "logprob": round(self.logprob, 6),
+                "top": [[t, round(lp, 6)] for t, lp in self.top]}
+
+
+@dataclass(frozen=True)
 class Answer:
     """What a backend returned for one request.
 
@@ -350,6 +391,9 @@ class Answer:
     failure it was (:data:`FAILURES`): ``input`` (the request cannot be served as it is: too long for
     the model's context, too many images …), ``empty`` (the model generated no text), ``error``
     (anything else: an exception, a network error, a timeout, a malformed response).
+
+    ``logprobs``: one :class:`TokenLogprob` per generated token when the request asked for them
+    (``Request.top_logprobs``) and the backend gave them; None otherwise.
 
     >>> Answer("red", ok=True).text, Answer("", ok=False, error="timed out").failure
     ('red', 'error')
@@ -363,8 +407,11 @@ class Answer:
     attempts: int = 1
     meta: Mapping[str, Any] = field(default_factory=dict)
     failure: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.logprobs is not None:
+            object.__setattr__(self, "logprobs", tuple(self.logprobs))
         if self.ok and (self.failure is not None or self.error is not None):
             raise ValueError("an answer that is ok has no failure and no error")
         if not self.ok:
@@ -375,12 +422,14 @@ class Answer:
                 raise ValueError(f"failure must be one of {', '.join(FAILURES)}; got {self.failure!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able fields.
+        """JSON-able fields (``logprobs`` only when the answer has them).
 
         >>> Answer("red", model="m").to_dict()["text"]
         'red'
+        >>> Answer("red", logprobs=[TokenLogprob("red", -0.5)]).to_dict()["logprobs"][0]["logprob"]
+        -0.5
         """
-        return {
+        out = {
             "text": self.text,
             "ok": self.ok,
             "error": self.error,
@@ -390,6 +439,9 @@ class Answer:
             "meta": dict(self.meta),
             "failure": self.failure,
         }
+        if self.logprobs is not None:
+            out["logprobs"] = [t.to_dict() for t in self.logprobs]
+        return out
 
 
 @dataclass(frozen=True)
@@ -467,7 +519,7 @@ class Step:
         >>> Step("a", Request.single((), "Hi."), Answer("x")).to_dict()["turns"]
         [{'role': 'user', 'text': 'Hi.', 'images': []}]
         """
-        return {
+        out = {
             "name": self.name,
             "turns": [
                 {"role": t.role, "text": t.text, "images": [list(i.size) for i in t.images]} for t in self.request.turns
@@ -478,6 +530,9 @@ class Step:
             "annotations": [_json(dict(a.config)) for a in self.annotations],
             "detail": _json(self.detail),
         }
+        if self.request.top_logprobs is not None:
+            out["top_logprobs"] = self.request.top_logprobs
+        return out
 
 
 @dataclass(frozen=True)

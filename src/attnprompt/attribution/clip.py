@@ -179,8 +179,11 @@ class ClipAttributor(Attributor):
 
     def encode_text(self, queries: Sequence[str]) -> torch.Tensor:
         """Unit text embeddings T̂ (Q×E); queries past the context are truncated with a warning."""
+        from ..models import quiet_transformers
+
         tok = self.clip.tokenizer
-        full = tok(list(queries), add_special_tokens=True)["input_ids"]
+        with quiet_transformers():  # its "indexing errors" warning: we truncate, and say so below
+            full = tok(list(queries), add_special_tokens=True)["input_ids"]
         for q, ids in zip(queries, full):
             if len(ids) > self.context:
                 warnings.warn(

@@ -22,7 +22,8 @@ class LocalVLM(Backend):
     left-padded). If a batch raises, its requests are retried one by one, so one bad request
     fails alone; a failure is an ``Answer`` with ``ok=False``, the reason in ``error`` and its kind
     in ``failure``: ``input`` for a prompt that does not fit the model's context, ``empty`` when the
-    model generates no text, ``error`` for anything else.
+    model generates no text, ``error`` for anything else. A request with ``top_logprobs`` gets its
+    answer tokens' log-probabilities (``Answer.logprobs``), read from the generation's own logits.
 
     >>> from attnprompt.shapes import make_scene
     >>> backend = LocalVLM.from_pretrained("shapes")
@@ -104,12 +105,17 @@ class LocalVLM(Backend):
         out = generate(self.vlm, chunk)
         seconds = (time.perf_counter() - t0) / len(chunk)
         answers = []
-        for request, text, tokens in zip(chunk, out.texts, out.tokens):
-            meta = {"tokens": len(tokens)}
+        mask = out.inputs.get("attention_mask") if hasattr(out.inputs, "get") else None
+        prompts = [int(row.sum()) for row in mask] if mask is not None else [None] * len(chunk)
+        rows = zip(chunk, out.texts, out.tokens, out.logprobs or [None] * len(chunk), prompts)
+        for request, text, tokens, logprobs, prompt in rows:
+            meta: dict[str, Any] = {"tokens": len(tokens)}
+            if prompt is not None:
+                meta["prompt_tokens"] = prompt  # the prompt's tokens, image tokens included (a server's usage)
             if out.budget < request.max_new_tokens:
                 meta["max_new_tokens"] = out.budget  # shortened: the prompt filled the rest of the context
             if text:
-                answers.append(Answer(text, seconds=seconds, model=self.name, meta=meta))
+                answers.append(Answer(text, seconds=seconds, model=self.name, meta=meta, logprobs=logprobs))
                 continue
             said = "the end of the sequence as its first token" if len(tokens) == 1 else (
                 f"{len(tokens)} tokens that decode to no text (special tokens or spaces only)")

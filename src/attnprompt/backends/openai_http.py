@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..checks import check_count
 from ..errors import BackendError, InputError
-from ..types import Answer, Request
+from ..types import Answer, Request, TokenLogprob
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,9 @@ class OpenAIBackend(Backend):
     """Answers requests through an OpenAI-compatible ``/chat/completions`` endpoint.
 
     Each turn of a request is one chat message; a user turn's images go as lossless PNG data URLs,
-    in order, before its text. Requests run on a
+    in order, before its text. A request with ``top_logprobs`` asks for ``logprobs`` and ``top_logprobs``;
+    what the server returns is the answer's ``logprobs`` (None when it returns none: a strategy that
+    needs them says so, :func:`attnprompt.confidence.require_logprobs`). Requests run on a
     pool of ``concurrency`` threads; transient failures are retried once after
     ``retry_wait`` seconds. The object may be shared between threads.
 
@@ -345,7 +347,7 @@ class OpenAIBackend(Backend):
             )
         try:
             reply, attempts = self._exchange("POST", url, body)
-            text, meta = _read_completion(reply, url)
+            text, meta, logprobs = _read_completion(reply, url)
         except _Failure as e:
             return Answer("", ok=False, error=str(e), seconds=time.monotonic() - start, model=model,
                           attempts=e.attempts, failure=e.kind)
@@ -356,7 +358,8 @@ class OpenAIBackend(Backend):
             why = f" (finish_reason {meta['finish_reason']!r})" if "finish_reason" in meta else ""
             return Answer("", ok=False, error=f"the server's answer is empty{why}", seconds=time.monotonic() - start,
                           model=model, attempts=attempts, meta=meta, failure="empty")
-        return Answer(text, ok=True, seconds=time.monotonic() - start, model=model, attempts=attempts, meta=meta)
+        return Answer(text, ok=True, seconds=time.monotonic() - start, model=model, attempts=attempts, meta=meta,
+                      logprobs=logprobs)
 
     def _payload(self, request: Request, model: str) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
@@ -374,12 +377,15 @@ class OpenAIBackend(Backend):
             ]
             content.append({"type": "text", "text": turn.text})
             messages.append({"role": "user", "content": content})
-        return {
+        payload = {
             "model": model,
             "messages": messages,
             "max_tokens": request.max_new_tokens,
             "temperature": self.temperature,
         }
+        if request.top_logprobs is not None:
+            payload.update(logprobs=True, top_logprobs=request.top_logprobs)
+        return payload
 
     def _exchange(self, method: str, url: str, body: bytes | None) -> tuple[Any, int]:
         """The parsed JSON reply and the number of attempts it took; raises ``_Failure``."""
@@ -478,8 +484,8 @@ def _opener_for(base_url: str) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(*handlers)
 
 
-def _read_completion(reply: Any, url: str) -> tuple[str, dict[str, Any]]:
-    """The answer text of a chat.completion JSON, and what else is worth keeping."""
+def _read_completion(reply: Any, url: str) -> tuple[str, dict[str, Any], tuple[TokenLogprob, ...] | None]:
+    """The answer text of a chat.completion JSON, what else is worth keeping, and its tokens' logprobs."""
     try:
         choice = reply["choices"][0]
         content = choice["message"]["content"]
@@ -498,13 +504,35 @@ def _read_completion(reply: Any, url: str) -> tuple[str, dict[str, Any]]:
             retryable=False,
         )
     meta: dict[str, Any] = {}
+    logprobs = _read_logprobs(choice.get("logprobs") if isinstance(choice, dict) else None, meta)
     if isinstance(choice, dict) and choice.get("finish_reason") is not None:
         meta["finish_reason"] = choice["finish_reason"]
     if isinstance(reply.get("usage"), dict):
         meta["usage"] = reply["usage"]
     if isinstance(reply.get("model"), str):
         meta["served_model"] = reply["model"]
-    return content, meta
+    return content, meta, logprobs
+
+
+def _read_logprobs(value: Any, meta: dict[str, Any]) -> tuple[TokenLogprob, ...] | None:
+    """A choice's ``logprobs`` (the chat format: ``{"content": [{"token", "logprob", "top_logprobs": [...]}]}``)
+    as :class:`TokenLogprob` per token; None when absent, and None with ``meta["logprobs_error"]`` saying why
+    when present but unreadable (the answer's text stays good).
+
+    >>> _read_logprobs({"content": [{"token": " Yes", "logprob": -0.1,
+    ...                              "top_logprobs": [{"token": " Yes", "logprob": -0.1}]}]}, {})[0].top
+    ((' Yes', -0.1),)
+    """
+    if value is None:
+        return None
+    content = value.get("content") if isinstance(value, dict) else None
+    try:
+        return tuple(TokenLogprob(t["token"], t["logprob"],
+                                  tuple((a["token"], a["logprob"]) for a in t.get("top_logprobs") or ()))
+                     for t in content)  # type: ignore[union-attr]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        meta["logprobs_error"] = f"unreadable logprobs (not the chat format's content list): {_snippet(value)}"
+        return None
 
 
 def _server_error(error: urllib.error.HTTPError) -> tuple[str, str | None]:

@@ -96,9 +96,11 @@ def page_spec(widgets: Mapping[str, Any]) -> AskSpec:
     return spec.narrowed(STRATEGIES.get(spec.strategy).needs)
 
 
-def answer(image_file: Any, question: str, widgets: Mapping[str, Any], progress: Any = None) -> tuple:
+def answer(image_file: Any, question: str, widgets: Mapping[str, Any], progress: Any = None,
+           loading: Any = None) -> tuple:
     """One request of the page: everything it shows, or the error message and nothing else. ``widgets``: the
-    settings widgets' values by name (:data:`WIDGETS`).
+    settings widgets' values by name (:data:`WIDGETS`); ``loading``: how local models load (the server's
+    :class:`~attnprompt.models.LoadOptions`).
 
     Returns ``(status, original, heatmap, annotated, crop, answers, steps, config, downloads)``.
     """
@@ -116,7 +118,7 @@ def answer(image_file: Any, question: str, widgets: Mapping[str, Any], progress:
         vlm = (widgets.get("vlm") or "").strip() or None
         if progress is not None:
             progress(0.2, desc=f"loading {vlm or 'the VLM'} and asking ({spec.strategy})")
-        result = ask_spec(image, question.strip(), spec, vlm=vlm, compare=spec.strategy != "plain")
+        result = ask_spec(image, question.strip(), spec, vlm=vlm, compare=spec.strategy != "plain", loading=loading)
         if progress is not None:
             progress(0.9, desc="rendering")
         return ("",) + _shown(image, result)
@@ -180,8 +182,9 @@ def preview(image_file: Any) -> tuple:
         return f"**Error:** {e}", None
 
 
-def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) -> Any:
-    """The Gradio app (not launched), answering with ``vlm`` unless the page says otherwise.
+def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None, loading: Any = None) -> Any:
+    """The Gradio app (not launched), answering with ``vlm`` unless the page says otherwise; local models load
+    as ``loading`` says (a :class:`~attnprompt.models.LoadOptions`: device, dtype, quantisation …).
 
     >>> import importlib.util
     >>> labels = {getattr(b, "label", None) for b in build_app().blocks.values()} if importlib.util.find_spec(
@@ -238,7 +241,7 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
                 config = gr.JSON(label="Configuration used", elem_id="config")
         def run(image: Any, question: str, *values: Any, progress: Any = gr.Progress()) -> tuple:  # noqa: B008
             # Gradio passes each input's value in order, and its progress tracker as a default argument
-            return answer(image, question, dict(zip(WIDGETS, values)), progress=progress)
+            return answer(image, question, dict(zip(WIDGETS, values)), progress=progress, loading=loading)
 
         method.change(presets_for, method, preset)
         image_file.change(preview, image_file, [status, original])
@@ -251,9 +254,10 @@ def build_app(vlm: str = "shapes", *, examples_dir: str | Path | None = None) ->
     return app
 
 
-def serve(vlm: str = "shapes", host: str = "127.0.0.1", port: int = 7860, *, block: bool = True) -> Any:
+def serve(vlm: str = "shapes", host: str = "127.0.0.1", port: int = 7860, *, block: bool = True,
+          loading: Any = None) -> Any:
     """Build and launch the app (queued: one request at a time, the rest wait)."""
-    app = build_app(vlm)
+    app = build_app(vlm, loading=loading)
     app.queue(default_concurrency_limit=1, max_size=64)
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                show_error=False)

@@ -1,5 +1,5 @@
 """The report of an evaluation directory: ``report.md``, ``report.json``, ``report.html``,
-``samples.jsonl`` and ``deltas.svg``, built from the run store alone (``attnprompt report DIR``).
+``samples.jsonl``, ``deltas.svg`` and ``cost.md``, built from the run store alone (``attnprompt report DIR``).
 
 Table 1's layout: one row per strategy (with its map), one column per task's headline metric, each
 cell the value, its difference from ``plain`` with a 95 % interval from a paired bootstrap over the
@@ -8,6 +8,11 @@ failures, a plot of the differences, and — in the HTML — a gallery of sample
 disagree, with what each showed the VLM. ``samples.jsonl`` holds one line per record so anyone can
 score a run again with their own code. Everything is a pure function of the stored records (and a
 seeded bootstrap): the same records give the same report, byte for byte.
+
+Cost beside accuracy: each condition's VLM calls per question (a step is one request unless its detail
+says ``calls``: a search's probes) are in the tables; its seconds per question (wall clock per sample,
+amortised over its batch, maps included) are in ``cost.md`` alone, since they differ from run to run and
+the other files do not.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def write_report(directory: str | Path, *, tasks: Sequence[Task] | None = None, 
         svg = deltas_svg(data)
         files: list[tuple[Path, Callable[[Any], None], bool]] = [
             (directory / "report.md", _writer(markdown(data)), False),
+            (directory / "cost.md", _writer(cost_markdown(data)), False),
             (directory / "report.json", _writer(json.dumps(_public(data), indent=2, ensure_ascii=False) + "\n"),
              False),
             (directory / "report.html", _writer(html_report(data, store, svg)), False),
@@ -165,6 +171,7 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
                  judge_failures=int(sum((r.scores or {}).get("judge_failed", 0) for r in ok)))
         c["errors"] = sorted({r.error or "" for r in failed})[:3]
         c["crops"] = crop_stats(ok)
+        c["cost"] = cost_stats([records[i] for i in ids if i in records])
         c["judge_error_texts"] = sorted({(r.record.get("judge") or {}).get("error") or "" for r in records.values()
                                          if r.failure == NO_REPLY})[:3]
         c["metrics"] = dict(task.aggregate(_columns(ok))) if ok else {}
@@ -184,15 +191,65 @@ def _task_numbers(task: Task, ids: list[str], conditions: list[dict], resamples:
                 entry["delta"] = _delta(in_cat, records, baseline["_records"], headline, resamples, task.cluster)
             c["categories"][cat] = entry
     return {"name": task.name, "source": task.source, "kind": task.kind, "headline": task.headline,
-            "correct": task.correct, "notes": task.notes, "samples": len(ids), "_ids": ids,
+            "correct": task.correct, "notes": _notes(task, labels), "samples": len(ids), "_ids": ids,
             "baseline": BASELINE if baseline is not None else None, "labels": labels, "categories": categories,
             "conditions": conditions}
+
+
+def _notes(task: Any, labels: Sequence[str]) -> str:
+    """The task's notes, with each row note only where its row is in the report (a note on zoom-oracle
+    explains nothing in a report without it)."""
+    shown = [note for strategy, note in dict(task.row_notes).items()
+             if any(label == strategy or label.startswith(f"{strategy} (") for label in labels)]
+    return " ".join(part for part in (task.notes, *shown) if part)
+
+
+def step_calls(step: Mapping[str, Any]) -> int:
+    """The VLM requests a recorded step stands for: its detail's ``calls`` (a search's probes), else one.
+
+    >>> step_calls({"detail": {"calls": 17}}), step_calls({"detail": {}})
+    (17, 1)
+    """
+    calls = (step.get("detail") or {}).get("calls")
+    return int(calls) if isinstance(calls, (int, float)) and not isinstance(calls, bool) else 1
+
+
+def cost_stats(records: Sequence[Record]) -> dict[str, Any] | None:
+    """What a condition cost per question, over its records (failed ones too: they cost as much): the mean
+    VLM calls (:func:`step_calls` summed over a record's steps; None on map tasks, which ask nothing), and the
+    mean seconds (wall clock per sample, amortised over its batch; private, ``_seconds``: only ``cost.md``
+    shows it, the other files stay the same from run to run). ``None`` without records.
+
+    >>> r = Record("t", "s", "h", "c", True, "red", record={"steps": [{"detail": {"calls": 9}}, {}]}, seconds=0.5)
+    >>> cost_stats([r, r])
+    {'n': 2, 'calls': 10.0, '_seconds': 0.5}
+    """
+    if not records:
+        return None
+    answered = [r for r in records if "steps" in r.record]
+    calls = float(np.mean([sum(step_calls(s) for s in r.record["steps"]) for r in answered])) if answered else None
+    return {"n": len(records), "calls": calls, "_seconds": float(np.mean([r.seconds for r in records]))}
+
+
+def shown_box(step: Mapping[str, Any]) -> list[int] | None:
+    """The box of the first image a recorded step cropped and showed: its first annotation's (a map's crop),
+    else its detail's ``box`` (a reference or searched crop); None when it showed the image whole.
+
+    >>> shown_box({"annotations": [{"box": None}], "detail": {"box": [0, 0, 5, 5]}}), shown_box({})
+    ([0, 0, 5, 5], None)
+    """
+    boxes = [a.get("box") for a in step.get("annotations", []) if a.get("box")]
+    if boxes:
+        return list(boxes[0])
+    box = (step.get("detail") or {}).get("box")
+    return list(box) if box else None
 
 
 def crop_stats(records: Sequence[Record]) -> dict[str, Any] | None:
     """How large the crops a condition showed were: the mean share of the image the crop box covers, and
     — on tasks whose samples say where the answer lies (``meta["box"]``, shapes-detail) — how often the box
-    holds that object whole. ``None`` for a condition that cropped nothing.
+    holds that object whole. The box is the last step's (:func:`shown_box`: a map's crop, a searched or a
+    reference one). ``None`` for a condition that cropped nothing.
 
     >>> r = Record("t", "s", "h", "c", True, "red", scores={"correct": 1.0}, record={"sample": {"images": [[100, 100]],
     ...     "meta": {"box": [10, 10, 20, 20]}}, "steps": [{"annotations": [{"box": [0, 0, 50, 50]}]}]})
@@ -203,7 +260,7 @@ def crop_stats(records: Sequence[Record]) -> dict[str, Any] | None:
     for r in records:
         sample = r.record.get("sample", {})
         steps = r.record.get("steps", [])
-        boxes = [a.get("box") for s in steps[-1:] for a in s.get("annotations", []) if a.get("box")]
+        boxes = [b for b in (shown_box(s) for s in steps[-1:]) if b]
         if not boxes or not sample.get("images"):
             continue
         (x0, y0, x1, y1), (w, h) = boxes[0], sample["images"][0]
@@ -326,13 +383,33 @@ def _metric_rows(t: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     names: list[str] = []
     for c in t["conditions"]:
         names += [k for k in c["metrics"] if k not in names]
-    header = ["condition", *names, f"{t['headline']} 95 % interval", "n", "failed"]
+    calls = t["kind"] == "answer"
+    header = ["condition", *names, f"{t['headline']} 95 % interval", "n", "failed"] + (["VLM calls / q"] * calls)
     rows = []
     for c in t["conditions"]:
         interval = "–" if not c["interval"] else f"[{_num(c['interval'][0])}, {_num(c['interval'][1])}]"
+        cost = [_num((c.get("cost") or {}).get("calls"), 2)] if calls else []
         rows.append([c["label"], *[_num(c["metrics"].get(k)) for k in names], interval, str(c["n"]),
-                     str(c["failures"])])
+                     str(c["failures"]), *cost])
     return header, rows
+
+
+def cost_markdown(data: Mapping[str, Any]) -> str:
+    """``cost.md``: per task and condition, the headline beside the VLM calls and seconds per question (the one
+    file whose numbers change from run to run: wall clock)."""
+    lines = ["# Cost per question", "",
+             "VLM calls: requests to the answering VLM per question (a search's probes counted one by one); seconds: "
+             "wall clock per question, amortised over its batch, maps included. Timings differ between runs and "
+             "machines; compare conditions of one run.", ""]
+    for t in data["tasks"]:
+        rows = []
+        for c in t["conditions"]:
+            cost = c.get("cost") or {}
+            rows.append([c["label"], _num(c["value"]), _num(cost.get("calls"), 2), _num(cost.get("_seconds"), 3),
+                         str(cost.get("n", 0))])
+        lines += [f"## {t['name']}", ""]
+        lines += _md_table(["condition", t["headline"], "VLM calls / q", "seconds / q", "records"], rows) + [""]
+    return "\n".join(lines)
 
 
 def _category_rows(t: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -369,12 +446,15 @@ def markdown(data: Mapping[str, Any]) -> str:
         if t["notes"]:
             lines += [t["notes"], ""]
         lines += _md_table(*_metric_rows(t)) + [""]
+        if t["kind"] == "answer":
+            lines += ["Seconds per question (wall clock, differs between runs): `cost.md`.", ""]
         if t["categories"]:
             lines += [f"{t['headline']} per category:", ""] + _md_table(*_category_rows(t)) + [""]
         cropped = [c for c in t["conditions"] if c.get("crops")]
         if cropped:
-            lines += ["Crops (the last answer's first image): mean share of the image the crop box covers, and how "
-                      "often it holds the named object whole where the task knows it:", ""]
+            lines += ["Crops (the last answer's first image: a map's, a searched or a reference crop): mean share of "
+                      "the image the crop box covers, and how often it holds the named object whole where the task "
+                      "knows it:", ""]
             lines += _md_table(["condition", "n", "box share", "holds the object"],
                                [[c["label"], str(c["crops"]["n"]), f"{c['crops']['box_share']:.3f}",
                                  f"{c['crops']['holds_object']:.3f}" if "holds_object" in c["crops"] else "–"]
@@ -526,6 +606,55 @@ def with_boxes(data: bytes | None, size: Sequence[int] | None,
     return out.getvalue()
 
 
+def with_search(data: bytes | None, size: Sequence[int] | None, search: Mapping[str, Any]) -> bytes | None:
+    """A kept picture (JPEG bytes) of the image of ``size`` (W, H) with a search path drawn on it (a step's
+    ``detail["search"]``, :meth:`attnprompt.search.SearchResult.to_detail`): every visited node grey and
+    numbered in visit order, the path from the root to the chosen node orange, the window shown for it red.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> buf = io.BytesIO(); Image.new("RGB", (64, 64)).save(buf, "JPEG")
+    >>> search = {"nodes": [{"id": 0, "box": [0, 0, 128, 128], "visit": 1}, {"id": 4, "box": [64, 64, 128, 128],
+    ...           "visit": 2}], "path": [0, 4], "chosen": 4, "view": [64, 64, 128, 128]}
+    >>> out = Image.open(io.BytesIO(with_search(buf.getvalue(), (128, 128), search))).convert("RGB")
+    >>> out.getpixel((40, 63))[0] > 150, out.getpixel((10, 10))[0] < 60
+    (True, True)
+    """
+    if not data or not size or not search:
+        return data
+    import io
+
+    from PIL import Image, ImageDraw
+
+    picture = Image.open(io.BytesIO(data)).convert("RGB")
+    scale = picture.size[0] / float(size[0])
+    draw = ImageDraw.Draw(picture)
+    width = max(1, round(2 * scale))
+
+    def rect(box: Sequence[float], colour: str, w: int) -> None:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=w)
+
+    nodes = {n["id"]: n for n in search.get("nodes", [])}
+    visited = sorted((n for n in nodes.values() if n.get("visit")), key=lambda n: n["visit"])
+    for n in visited:
+        rect(n["box"], "#9a9a9a", 1)
+    for i in search.get("path", [])[1:]:
+        rect(nodes[i]["box"], "orange", width)
+    if search.get("chosen") not in (None, 0) and search.get("view"):
+        rect(search["view"], "red", width + 1)
+    for n in visited:
+        draw.text((n["box"][0] * scale + 2, n["box"][1] * scale + 1), str(n["visit"]), fill="white")
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _search_of(record: Record) -> Mapping[str, Any] | None:
+    return next(((s.get("detail") or {}).get("search") for s in reversed(record.record.get("steps", []))
+                 if (s.get("detail") or {}).get("search")), None)
+
+
 def _gallery(t: Mapping[str, Any], store: RunStore) -> str:
     """Samples where the conditions disagree (answer tasks), or the first samples (map tasks), with
     what each condition showed and said — only for samples whose pictures were kept."""
@@ -551,8 +680,7 @@ def _gallery(t: Mapping[str, Any], store: RunStore) -> str:
         originals = store.images(t["name"], sample_id, "")
         # on the first image: where the answer lies (green, when the task knows it) and each crop's box (orange)
         boxes = [(sample["meta"]["box"], "lime")] if sample.get("meta", {}).get("box") else []
-        boxes += [(a["box"], "orange") for r in per for s in r.record.get("steps", [])[-1:]
-                  for a in s.get("annotations", [])[:1] if a.get("box")]
+        boxes += [(b, "orange") for r in per for b in (shown_box(s) for s in r.record.get("steps", [])[-1:]) if b]
         size = (sample.get("images") or [None])[0]
         caption = "original" + (" (green: the answer's object; orange: the crops)" if boxes else "")
         pictures = [originals.get(f"original{i}") for i in range(len(originals))]
@@ -563,6 +691,9 @@ def _gallery(t: Mapping[str, Any], store: RunStore) -> str:
         for c, r in zip(t["conditions"], per):
             shown = store.images(t["name"], sample_id, c["config_hash"])
             pics = "".join(_img(shown[k], c["label"]) for k in sorted(shown))
+            search = _search_of(r)
+            if search and originals.get("original0"):  # where the search went: visits numbered, the path, the window
+                pics = _img(with_search(originals["original0"], size, search), f"{c['label']} search path") + pics
             if not r.ok:
                 verdict = f'<span class="failed">failed</span>: {html.escape(r.error or "")}'
             else:

@@ -70,15 +70,26 @@ def make_detail(seed: int, ratio: int = 2, scene_size: int = 224, n_objects: int
     scene = make_scene(seed, n_objects=n_objects, size=scene_size)
     side = int(ratio) * scene_size
     rng = np.random.Generator(np.random.PCG64([int(seed), int(ratio)]))
-    canvas = _BACKGROUNDS["clutter"](rng, side)  # the cluttered kind always: the scene is hidden in detail
-    amp = int(rng.integers(6, 13))  # the scenes' luminance noise, so the pasted scene's texture matches
-    lum = rng.integers(-amp, amp + 1, (side, side)).astype(np.int16)
-    pixels = np.clip(np.floor(canvas + 0.5).astype(np.int16) + lum[:, :, None], 0, 255).astype(np.uint8)
+    pixels, _ = detail_canvas(rng, side)
     x, y = (int(rng.integers(0, side - scene_size + 1)) for _ in range(2))
     pixels[y : y + scene_size, x : x + scene_size] = np.asarray(scene.image)
     image = Image.fromarray(pixels, "RGB")
     remember(image, partial(detail_masks, int(seed), int(ratio), scene_size, n_objects))
     return DetailScene(int(seed), int(ratio), image, scene, (x, y))
+
+
+def detail_canvas(rng: np.random.Generator, side: int) -> tuple[np.ndarray, int]:
+    """An object-free ``side``² canvas (uint8 RGB pixels) drawn from ``rng``: the scenes' ``clutter`` background
+    and their luminance noise; and the noise's amplitude.
+
+    >>> pixels, amp = detail_canvas(np.random.default_rng(0), 32)
+    >>> pixels.shape, pixels.dtype.name, 6 <= amp <= 12
+    ((32, 32, 3), 'uint8', True)
+    """
+    canvas = _BACKGROUNDS["clutter"](rng, side)  # the cluttered kind always: the scene is hidden in detail
+    amp = int(rng.integers(6, 13))  # the scenes' luminance noise, so the pasted scene's texture matches
+    lum = rng.integers(-amp, amp + 1, (side, side)).astype(np.int16)
+    return np.clip(np.floor(canvas + 0.5).astype(np.int16) + lum[:, :, None], 0, 255).astype(np.uint8), amp
 
 
 def detail_masks(seed: int, ratio: int = 2, scene_size: int = 224, n_objects: int = 2) -> list[tuple[str, np.ndarray]]:

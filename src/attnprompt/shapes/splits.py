@@ -62,6 +62,10 @@ CLIP_POINTING_EVAL = SeedRange("clip-pointing-eval", 600_000, 100_000,
                                "held-out pointing printed while the shapes CLIP trains")
 SHAPES_DETAIL = SeedRange("shapes-detail", 800_000, 100_000,
                           "the shapes-detail tasks: scenes pasted into larger canvases (attnprompt.evaluation.tasks)")
+CROWDED = SeedRange("shapes-detail-crowded", 10_000, 40_000,
+                    "the crowded shapes-detail tasks' target scenes (attnprompt.shapes.crowded)")
+CROWDED_DISTRACTORS = SeedRange("shapes-detail-crowded-distractors", 50_000, 50_000,
+                                "the other scenes around the target on the crowded shapes-detail canvases")
 VLM_EVAL = SeedRange("vlm-eval", 700_000, 100_000,
                      "held-out accuracy per question kind printed while the shapes VLM trains")
 CLIP_RETRIEVAL_TEST = SeedRange("clip-retrieval-test", 900_000, 50_000,
@@ -71,6 +75,7 @@ VLM_ANSWER_TEST = SeedRange("vlm-answer-test", 960_000, 40_000,
                             "the test that the shipped VLM answers colour questions on fixed scenes")
 
 HELD_OUT: tuple[SeedRange, ...] = (
+    CROWDED, CROWDED_DISTRACTORS,
     POINTING, SHAPES_VQA, SHAPES_POPE, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,
     SHAPES_DETAIL,
     CLIP_RETRIEVAL_TEST, POINTING_TEST, VLM_ANSWER_TEST,

@@ -35,6 +35,8 @@ TASKS = Registry(
         "shapes-pointing": "attnprompt.evaluation.tasks.shapes_pointing:TASK",
         "shapes-detail": "attnprompt.evaluation.tasks.shapes_detail:TASK",
         "shapes-detail-4x": "attnprompt.evaluation.tasks.shapes_detail:TASK_4X",
+        "shapes-detail-crowded-4x": "attnprompt.evaluation.tasks.shapes_detail:CROWDED_4X",
+        "shapes-detail-crowded-8x": "attnprompt.evaluation.tasks.shapes_detail:CROWDED_8X",
         "mme": "attnprompt.evaluation.tasks.mme:make",
         "pope": "attnprompt.evaluation.tasks.pope:make",
         "textvqa": "attnprompt.evaluation.tasks.textvqa:make",

@@ -140,6 +140,8 @@ class Task:
     higher_is_better: bool = True
     #: Targets or reading notes shown under the task's table in the report.
     notes: str = ""
+    #: Notes on particular rows, by strategy name, shown only when such a row is in the report.
+    row_notes: Mapping[str, str] = field(default_factory=dict)
     #: A score column naming each sample's cluster (MME: the image, whose two questions are scored
     #: together): bootstrap intervals then resample whole clusters.
     cluster: str | None = None

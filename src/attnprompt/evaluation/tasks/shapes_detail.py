@@ -12,6 +12,13 @@ questions: ``zoom-oracle`` (the scene's own region alone: what a perfect crop gi
 ``zoom-centre`` (a region of the same size at the image centre: a crop that knows nothing). Scored by
 exact one-word match (the reply's first word); per-kind accuracy is the report's per-category table;
 intervals resample scenes (two questions share one).
+
+With distractors: ``shapes-detail-crowded-4x`` and ``-8x`` (:func:`crowded_task`, :mod:`attnprompt.shapes.crowded`)
+hide the scene (seeds :data:`attnprompt.shapes.splits.CROWDED`) among other held-out scenes, loose coloured
+shapes and colour blobs, none of which carries the attribute the question names, so the named object is
+unique in the canvas while everything else around it is colourful; each question has its own canvas. Their
+``meta`` also holds ``named`` (the attribute the question names: ``{"shape": …}`` or ``{"color": …}``) and
+the number of distractor scenes.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ...shapes import make_questions
+from ...shapes import make_questions, make_scene
+from ...shapes.crowded import make_crowded
 from ...shapes.detail import make_detail
 from ...shapes.questions import KIND_COLOR, KIND_SHAPE
-from ...shapes.splits import SHAPES_DETAIL
+from ...shapes.splits import CROWDED, SHAPES_DETAIL
 from ..metrics import first_word_match, mean_of
 from .base import EvalSample, Task, rows_from
 
@@ -79,10 +87,62 @@ def detail_task(ratio: int = 2, name: str | None = None) -> Task:
 
     return Task(name, f"attnprompt.shapes.detail, seeds {SHAPES_DETAIL.start}…, a {ratio * SCENE_SIZE}-px canvas "
                 f"({ratio}× the {SCENE_SIZE}-px scene), {QUESTIONS} questions", rows, to_sample, score, aggregate,
-                headline="accuracy", max_new_tokens=3, cluster="scene",
-                notes="zoom-oracle: the scene's own region alone (a perfect crop); zoom-centre: a region of the "
-                      "same size at the image centre, for scale.")
+                headline="accuracy", max_new_tokens=3, cluster="scene", row_notes=REFERENCE_NOTES)
+
+
+#: What the reference rows are, said under a report's table only when they are in it.
+REFERENCE_NOTES = {"zoom-oracle": "zoom-oracle: the scene's own region alone (a perfect crop).",
+                   "zoom-centre": "zoom-centre: a region of the scene's size at the image centre, for scale."}
+
+
+def crowded_questions(seed: int, ratio: int) -> Iterator[dict[str, Any]]:
+    """One crowded scene's questions (as :func:`questions`), each with its own canvas, free of what it names."""
+    scene = make_scene(seed, n_objects=2, size=SCENE_SIZE)
+    rng = np.random.default_rng([seed, 7])
+    for qa in make_questions(scene, rng, kinds=KINDS, per_kind=1):
+        obj = scene.objects[qa.targets[0]]
+        named = {"shape": obj.shape} if qa.kind == KIND_COLOR else {"color": obj.color}
+        crowded = make_crowded(seed, ratio, scene_size=SCENE_SIZE, avoid_shape=named.get("shape"),
+                               avoid_color=named.get("color"))
+        yield {"seed": seed, "crowded": crowded, "qa": qa, "named": named}
+
+
+def crowded_sample(row: Mapping[str, Any]) -> EvalSample:
+    """A crowded row → its sample: the canvas, the question, the answer; boxes and what is named in ``meta``.
+
+    >>> s = CROWDED_4X.samples(1)[0]
+    >>> s.images[0].size, s.meta["ratio"], sorted(s.meta["named"]) in (["color"], ["shape"])
+    ((896, 896), 4, True)
+    """
+    qa, crowded = row["qa"], row["crowded"]
+    obj = crowded.scene.objects[qa.targets[0]]
+    return EvalSample(f"{row['seed']}/{qa.kind}", crowded.image, qa.question, (qa.answer,), category=qa.kind,
+                      meta={"seed": row["seed"], "ratio": crowded.ratio, "box": list(crowded.box_of(obj)),
+                            "scene_box": list(crowded.scene_box), "named": dict(row["named"]),
+                            "distractor_scenes": len(crowded.distractors)})
+
+
+def crowded_task(ratio: int = 4, name: str | None = None) -> Task:
+    """The crowded shapes-detail task at canvas/scene ``ratio`` (≥ 2).
+
+    >>> crowded_task(3).name, len(crowded_task(3).samples(2))
+    ('shapes-detail-crowded-3x', 2)
+    """
+    name = name or f"shapes-detail-crowded-{ratio}x"
+
+    def rows(limit: int | None) -> list[dict[str, Any]]:
+        return rows_from(CROWDED.seeds(), lambda seed: crowded_questions(seed, ratio),
+                         QUESTIONS if limit is None else min(limit, QUESTIONS))
+
+    return Task(name, f"attnprompt.shapes.crowded, seeds {CROWDED.start}…, a {ratio * SCENE_SIZE}-px canvas "
+                f"({ratio}× the {SCENE_SIZE}-px scene) crowded with other scenes, loose shapes and colour blobs, "
+                f"{QUESTIONS} questions", rows, crowded_sample, score, aggregate, headline="accuracy",
+                max_new_tokens=3, cluster="scene",
+                notes="Distractors never carry the attribute the question names (the named object is unique in the "
+                      "canvas).", row_notes=REFERENCE_NOTES)
 
 
 TASK = detail_task(2, "shapes-detail")
 TASK_4X = detail_task(4, "shapes-detail-4x")
+CROWDED_4X = crowded_task(4, "shapes-detail-crowded-4x")
+CROWDED_8X = crowded_task(8, "shapes-detail-crowded-8x")
