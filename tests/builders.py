@@ -275,13 +275,13 @@ def _internvl(vocab: int, attn: str, max_patches: int = 6):
     return model, image_only_processor("internvl", ip, tok, INTERNVL_TEMPLATE, image_seq_length=16)
 
 
-def _gemma3(vocab: int, attn: str, pan_and_scan: bool = False):
+def _gemma3(vocab: int, attn: str, pan_and_scan: bool = False, sliding_window: int = 24):
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessorPil, Gemma3Processor
 
     named = dict(boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>")
     tok = make_tokenizer(["<start_of_turn>", "<end_of_turn>"], vocab, GEMMA3_TEMPLATE, **named)
     text = dict(model_type="gemma3_text", **_text_config(vocab, head_dim=16), query_pre_attn_scalar=16,
-                sliding_window=24, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+                sliding_window=sliding_window, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
     text["bos_token_id"], text["eos_token_id"] = 2, 3
     vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                   num_attention_heads=4, image_size=56, patch_size=7)
@@ -378,7 +378,8 @@ SAVED_WHOLE = ("llava", "llava_next", "gemma3", "idefics3")
 
 def build(model_type: str, seed: int = 0, vocab: int = 300, attn: str = "sdpa", **overrides):
     """(model, processor) of a tiny ``model_type`` model with random weights (seeded); ``overrides`` are the
-    builder's own options (``pan_and_scan=True`` for Gemma 3, ``vision_aspect_ratio=`` for OneVision …)."""
+    builder's own options (``pan_and_scan=True`` or ``sliding_window=`` for Gemma 3, ``vision_aspect_ratio=`` for
+    OneVision …)."""
     if model_type not in BUILDERS:
         raise ValueError(f"no tiny-model builder for model_type {model_type!r}; valid: {', '.join(BUILDERS)}")
     torch.manual_seed(seed)

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class Form:
-    """A visual prompt. Subclasses set ``name``, ``needs_regions`` and implement :meth:`images`.
+    """A visual prompt. Subclasses set ``name``, ``needs_regions`` and implement :meth:`images` (the annotation's
+    ``shown_image`` / ``shown_crop``: the pictures as the answering model is given them).
 
     :meth:`one_image` is what the form shows to a VLM that takes a single image: its last image (the
     crop for the forms that show one), which is the picture the form adds to the question.
@@ -69,7 +70,7 @@ class Overlay(Form):
     summary = "the annotated image: the paper's blend"
 
     def images(self, annotation: Annotation) -> list[Image.Image]:
-        return [annotation.image]
+        return [annotation.shown_image]
 
 
 class Crop(Form):
@@ -91,7 +92,7 @@ class Both(Form):
     summary = "the annotated image and the crop"
 
     def images(self, annotation: Annotation) -> list[Image.Image]:
-        return [annotation.image, _crop(annotation, self)]
+        return [annotation.shown_image, _crop(annotation, self)]
 
 
 class Zoom(Form):
@@ -106,9 +107,10 @@ class Zoom(Form):
 
 
 def _crop(annotation: Annotation, form: Form) -> Image.Image:
-    if annotation.crop is None:
+    crop = None if annotation.box is None else annotation.shown_crop
+    if crop is None:
         raise InputError(f"the {form.name!r} form shows a crop, and this annotation has none; annotate with regions")
-    return annotation.crop
+    return crop
 
 
 #: The visual-prompt forms by name (objects).

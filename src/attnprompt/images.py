@@ -6,9 +6,13 @@ and size limits are decided once, here.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -190,8 +194,45 @@ def _to_uint8(a: np.ndarray, label: str, source_mode: str | None) -> np.ndarray:
     raise InputError(f"{label}: unsupported array dtype {a.dtype}; use uint8, uint16, bool or float")
 
 
+#: :func:`image_key` hashes a nearest-neighbour sample of at most this many pixels per side …
+KEY_SAMPLE_SIDE = 64
+#: … and checksums every pixel in row blocks of at most this many bytes: small enough to stay in the C heap (no
+#: page faults for a fresh mapping per block) and in cache while the checksum reads it.
+KEY_BLOCK_BYTES = 48 << 10
+
+
+def image_key(image: Image.Image) -> str:
+    """A cheap key of an image for in-memory caches (maps, CARVE's general pass, masks): equal for the same picture
+    loaded twice, different for two pictures that differ anywhere — for an 8K photo a few hundredths of a second
+    instead of the tenths :func:`image_digest` (a SHA-1 of every byte) takes.
+
+    It is the SHA-1 of the size, the mode and a nearest-neighbour sample of at most
+    :data:`KEY_SAMPLE_SIDE`² pixels, followed by the CRC-32 of every pixel. Why that is enough: two different
+    pictures share a key only if they agree on every sampled pixel *and* their CRC-32s collide. A CRC-32 detects
+    every change that spans at most 32 consecutive bits, so two images differing in one pixel (24 bits) — or in
+    any one run of bytes that short — never share a key; for any other difference that leaves the sample the
+    same (an edit between the sampled pixels), the CRC-32s collide for about one pair in 4·10⁹. Different photos
+    differ in their samples already. Not for keys kept across runs (a store's): :func:`image_digest` is.
+
+    >>> a = Image.new("RGB", (4000, 3000), "white"); b = a.copy(); b.putpixel((1234, 2345), (255, 255, 254))
+    >>> image_key(a) == image_key(a.copy()), image_key(a) == image_key(b)
+    (True, False)
+    """
+    width, height = image.size
+    side = (min(width, KEY_SAMPLE_SIDE), min(height, KEY_SAMPLE_SIDE))
+    sample = image.resize(side, Image.Resampling.NEAREST) if side != image.size else image
+    h = hashlib.sha1(f"{image.size}{image.mode}".encode())
+    h.update(sample.tobytes())
+    crc = 0
+    rows = max(1, KEY_BLOCK_BYTES // max(1, width * len(image.getbands())))
+    for top in range(0, height, rows):
+        crc = zlib.crc32(image.crop((0, top, width, min(height, top + rows))).tobytes(), crc)
+    return f"{h.hexdigest()}-{crc:08x}"
+
+
 def image_digest(image: Image.Image) -> str:
-    """A digest of an image's pixels, size and mode: equal for the same picture loaded twice.
+    """A digest of an image's pixels, size and mode: equal for the same picture loaded twice. A SHA-1 of every
+    byte, for keys kept across runs (a store's); in-memory caches use the cheaper :func:`image_key`.
 
     >>> image_digest(Image.new("RGB", (2, 2))) == image_digest(Image.new("RGB", (2, 2)))
     True
@@ -203,3 +244,45 @@ def image_digest(image: Image.Image) -> str:
         h.update(image.crop((0, top, width, min(height, top + rows))).tobytes())
     h.update(f"{image.size}{image.mode}".encode())
     return h.hexdigest()
+
+
+#: Within :func:`sharing_reductions`: (image object, factor) → (the image, its reduced copy).
+_REDUCED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("attnprompt_reduced", default=None)
+
+
+def reduced(image: Image.Image, factor: int) -> Image.Image:
+    """``image`` reduced by the integer ``factor`` (PIL's ``reduce``: a box filter, one pass), or ``image`` itself for
+    1. Inside :func:`sharing_reductions` each (image object, factor) is reduced once: the map's passes, the overlay
+    and the answer that all read an 8K photo's bounded copy read the same one.
+
+    >>> big = Image.new("RGB", (4000, 3000))
+    >>> with sharing_reductions():
+    ...     reduced(big, 8) is reduced(big, 8), reduced(big, 8).size, reduced(big, 1) is big
+    (True, (500, 375), True)
+    >>> reduced(big, 8) is reduced(big, 8)
+    False
+    """
+    if factor == 1:
+        return image
+    memo = _REDUCED.get()
+    if memo is None:
+        return image.reduce(factor)
+    key = (id(image), int(factor))
+    if key not in memo:  # the image is held with its copy: its id cannot be another's while the memo lives
+        memo[key] = (image, image.reduce(factor))
+    return memo[key][1]
+
+
+@contextmanager
+def sharing_reductions() -> Iterator[None]:
+    """Inside the block (one strategy call, in this thread or task), :func:`reduced` makes each image's reduced copy
+    once; the copies are dropped at its end. Only for a block in which no one changes the images' pixels.
+
+    >>> with sharing_reductions():
+    ...     pass
+    """
+    token = _REDUCED.set({})
+    try:
+        yield
+    finally:
+        _REDUCED.reset(token)

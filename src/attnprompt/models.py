@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1043,12 +1043,28 @@ def bounded_input(vlm: LoadedVlm, image: Any) -> Any:
     >>> bounded_input(vlm, Image.new("RGB", (7680, 4320))).size, bounded_input(vlm, Image.new("RGB", (896, 896))).size
     ((960, 540), (896, 896))
     """
-    from .families.base import reduced_for
+    if not hasattr(image, "reduce"):
+        return image
+    factor = input_factor(vlm, image.size)
+    from .images import reduced
+
+    return reduced(image, factor)
+
+
+def input_factor(vlm: LoadedVlm, size: tuple[int, int]) -> int:
+    """The integer factor by which :func:`bounded_input` reduces an image of ``size`` (W, H) for ``vlm``'s processor
+    (:func:`~attnprompt.families.base.reduction_factor` of its family's ``input_size``): 1 leaves it as it is.
+
+    >>> vlm = load_vlm("shapes")
+    >>> input_factor(vlm, (7680, 4320)), input_factor(vlm, (896, 896))
+    (8, 1)
+    """
+    from .families.base import reduction_factor
 
     family = vlm.family_info
-    if family is None or not hasattr(image, "reduce"):
-        return image
-    return reduced_for(image, family.input_size(image.size, vlm.model.config, vlm.processor))
+    if family is None:
+        return 1
+    return reduction_factor(size, family.input_size(size, vlm.model.config, vlm.processor))
 
 
 def answer_input(vlm: LoadedVlm, image: Any, fit: str | None = None) -> Any:
@@ -1069,7 +1085,7 @@ def answer_input(vlm: LoadedVlm, image: Any, fit: str | None = None) -> Any:
 
 
 def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[int] = (),
-             fit: str | None = None) -> Generation:
+             fit: str | None = None, share_prefix: bool = False) -> Generation:
     """Greedy answers to ``requests`` in one left-padded batch, each row cut at its first
     end-of-sequence token (:func:`end_of_sequence_ids`; it counts as a step, and is not part of
     the text) or at its own ``max_new_tokens``.
@@ -1082,6 +1098,11 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
 
     ``capture`` lists language-model layers whose last-row attention scores are recorded at every
     step (:class:`~attnprompt.capture.AttentionCapture`: the KV cache and the model's attention kernel stay).
+
+    ``share_prefix``: rows whose requests show the very same image objects share the prompt up to the end of their
+    image tokens — the image encoded once and that prefix prefilled once, its KV cache given to each row, which
+    then goes on from its own text (:func:`shared_prefix`; where a model's cache cannot be shared exactly, the
+    plain batch). The answers and captured scores are those of the plain batch, to float rounding.
 
     A prompt that does not fit the model's context (:func:`context_length`), its images' tokens
     included, is a :class:`PromptTooLongError` before any model work; an answer budget that would run
@@ -1103,19 +1124,48 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     if capture and settings["num_beams"] != 1:
         raise InputError(f"api-vlm and carve read the attention of one generated answer; num_beams must be 1, "
                          f"not {settings['num_beams']}")
+    inputs, budget = _batch_inputs(vlm, requests, fit)
+    given, cache = inputs, None
+    if share_prefix:
+        shared = shared_prefix(vlm, requests, inputs, fit)
+        if shared is not None:
+            inputs, given, cache = shared
+    scores: dict[int, list[Any]] = {}
+    if capture:
+        from .capture import AttentionCapture
+
+        watch: Any = AttentionCapture(vlm.model, capture)
+    else:
+        watch = contextlib.nullcontext()
+    # log-probabilities only when asked: the logits of every step are then kept (B × vocab each)
+    wanted = [r.top_logprobs for r in requests]
+    extra = {"output_logits": True, "return_dict_in_generate": True} if any(k is not None for k in wanted) else {}
+    if extra and settings.get("num_beams", 1) != 1:
+        raise InputError("token log-probabilities are read from greedy or sampled generation, one row per request; "
+                         f"the generation settings ask for beam search (num_beams={settings['num_beams']})")
+    if cache is not None:
+        extra["cache"] = cache
+    with torch.no_grad(), watch:
+        out = vlm.model.generate(**given, max_new_tokens=budget, **settings, **extra)
+    step_logits = None
+    if "output_logits" in extra:
+        step_logits, out = out.logits, out.sequences
+    if capture:
+        scores = watch.scores
+    texts, tokens, answers = _decoded(vlm, requests, out[:, inputs["input_ids"].shape[1] :].tolist(), budget)
+    logprobs = [None] * len(requests) if step_logits is None else [
+        token_logprobs(vlm, step_logits, b, row, k) if k is not None else None
+        for b, (row, k) in enumerate(zip(answers, wanted))]
+    return Generation(texts, tokens, inputs, scores, budget, logprobs)
+
+
+def _batch_inputs(vlm: LoadedVlm, requests: Sequence[Request], fit: str | None) -> tuple[Any, int]:
+    """The processor's left-padded batch for ``requests`` on the model's device, and the answer budget that fits
+    the model's context (:func:`generate`)."""
     tokenizer = getattr(vlm.processor, "tokenizer", None)
     if tokenizer is not None and tokenizer.padding_side != "left":
         tokenizer.padding_side = "left"  # generation appends on the right
-    prompts = [chat_prompt(vlm.processor, r) for r in requests]
-    kwargs: dict[str, Any] = dict(text=prompts, padding=True, return_tensors="pt")
-    bos = getattr(tokenizer, "bos_token", None)
-    if bos and prompts and prompts[0].startswith(bos):
-        # the chat template wrote <bos> (Gemma 3): the tokenizer must not add a second, as apply_chat_template does
-        kwargs["add_special_tokens"] = False
-    images = [[answer_input(vlm, image, fit) for image in r.images] for r in requests]
-    if any(images):
-        kwargs["images"] = images
-    inputs = vlm.processor(**kwargs)
+    inputs = vlm.processor(**_processor_kwargs(vlm, requests, fit))
     budget = max(r.max_new_tokens for r in requests)
     context = context_length(vlm)
     if context is not None:
@@ -1131,41 +1181,251 @@ def generate(vlm: LoadedVlm, requests: Sequence[Request], *, capture: Sequence[i
     inputs = inputs.to(vlm.model.device)
     if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
         inputs["pixel_values"] = inputs["pixel_values"].to(vlm.model.dtype)
-    scores: dict[int, list[Any]] = {}
-    if capture:
-        from .capture import AttentionCapture
+    return inputs, budget
 
-        watch: Any = AttentionCapture(vlm.model, capture)
-    else:
-        watch = contextlib.nullcontext()
-    # log-probabilities only when asked: the logits of every step are then kept (B × vocab each)
-    wanted = [r.top_logprobs for r in requests]
-    extra = {"output_logits": True, "return_dict_in_generate": True} if any(k is not None for k in wanted) else {}
-    if extra and settings.get("num_beams", 1) != 1:
-        raise InputError("token log-probabilities are read from greedy or sampled generation, one row per request; "
-                         f"the generation settings ask for beam search (num_beams={settings['num_beams']})")
-    with torch.no_grad(), watch:
-        out = vlm.model.generate(**inputs, max_new_tokens=budget, **settings, **extra)
-    step_logits = None
-    if extra:
-        step_logits, out = out.logits, out.sequences
-    if capture:
-        scores = watch.scores
+
+def _processor_kwargs(vlm: LoadedVlm, requests: Sequence[Request], fit: str | None) -> dict[str, Any]:
+    """The processor's arguments for ``requests``: their chat prompts, padded, and their images as
+    :func:`answer_input` gives them."""
+    tokenizer = getattr(vlm.processor, "tokenizer", None)
+    prompts = [chat_prompt(vlm.processor, r) for r in requests]
+    kwargs: dict[str, Any] = dict(text=prompts, padding=True, return_tensors="pt")
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and prompts and prompts[0].startswith(bos):
+        # the chat template wrote <bos> (Gemma 3): the tokenizer must not add a second, as apply_chat_template does
+        kwargs["add_special_tokens"] = False
+    images = [[answer_input(vlm, image, fit) for image in r.images] for r in requests]
+    if any(images):
+        kwargs["images"] = images
+    return kwargs
+
+
+#: The processor's outputs that hold one value per prompt token: laid out anew when rows share a prefix.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+
+
+def shared_prefix(vlm: LoadedVlm, requests: Sequence[Request], inputs: Any,
+                  fit: str | None = None) -> tuple[Any, dict[str, Any], Any] | None:
+    """Rows that show the very same image objects, prefilled once (:func:`generate`'s ``share_prefix``).
+
+    The rows are grouped by their images; a group's prefix is the longest run of tokens its prompts share, which
+    must hold every image token (the chat template puts the images before the text), short of each row's last
+    token. Each group's prefix runs once, alone (the vision tower encodes its images once), and its KV cache is
+    copied to the group's rows; every row is laid out ``[pad][prefix][pad][own text]`` with the padding masked, so
+    positions count real tokens only, as in the left-padded batch. Returns the batch's inputs laid out so (for
+    reading the image tokens), what :meth:`generate` is given (the token inputs: no pixels), and the joined cache;
+    None — use the plain batch — when no two rows share their images, a row shows none, the prefix does not hold
+    the image tokens, or the model's cache is not one that can be joined exactly.
+    """
+    import torch
+
+    groups: dict[tuple, list[int]] = {}
+    for row, request in enumerate(requests):
+        groups.setdefault(tuple(id(image) for image in request.images), []).append(row)
+    family = vlm.family_info
+    if family is None or () in groups or all(len(rows) == 1 for rows in groups.values()):
+        return None
+    mask = inputs["attention_mask"].bool()
+    real = [inputs["input_ids"][b][mask[b]] for b in range(len(requests))]
+    image_token = family.image_token_id(vlm.model.config)
+    lengths, group_of = [], [0] * len(requests)
+    for g, rows in enumerate(groups.values()):
+        # each row keeps at least its last token to run after the prefix (a row alone: all the rest is prefix)
+        n = min(_common_length([real[b] for b in rows]), min(len(real[b]) for b in rows) - 1)
+        tokens = (real[rows[0]] == image_token).nonzero()
+        if len(tokens) == 0 or int(tokens.max()) >= n:
+            return None
+        lengths.append(n)
+        for b in rows:
+            group_of[b] = g
+    laid = dict(inputs)
+    for key in TOKEN_INPUTS:
+        if key in inputs:
+            laid[key] = _laid_out(inputs[key], mask, lengths, group_of, _pad_value(vlm, key))
+    longest = laid["input_ids"].shape[1] + max(r.max_new_tokens for r in requests)
+    if _outgrows_window(vlm, longest):
+        return None
+    caches, deltas = [], []
+    for rows, n in zip(groups.values(), lengths):
+        prefilled = _prefill(vlm, requests[rows[0]], real[rows[0]], n, fit)
+        if prefilled is None:
+            return None
+        caches.append(prefilled[0])
+        deltas.append(prefilled[1])
+    cache = _joined(caches, lengths, torch.tensor(group_of, device=inputs["input_ids"].device), longest)
+    if cache is None:
+        return None
+    if deltas[0] is not None:  # M-RoPE (Qwen-VL): the text's position offset after each row's images
+        vlm.model.model.rope_deltas = torch.cat([deltas[g] for g in group_of])
+    return type(inputs)(laid), {k: laid[k] for k in TOKEN_INPUTS if k in laid}, cache
+
+
+def _outgrows_window(vlm: LoadedVlm, longest: int) -> bool:
+    """Whether rows of ``longest`` tokens would outgrow the sliding window of some of the language model's layers
+    (Gemma 3): such a window counts the padding of the shared layout, so its rows would not see what they see in the
+    plain batch."""
+    config = vlm.model.config.get_text_config()
+    window = getattr(config, "sliding_window", None)
+    sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
+    return bool(window) and sliding and longest >= int(window) - 1
+
+
+def _common_length(rows: Sequence[Any]) -> int:
+    """How many leading tokens all ``rows`` (1-D tensors) share."""
+    n = min(len(r) for r in rows)
+    for r in rows[1:]:
+        differ = (r[:n] != rows[0][:n]).nonzero()
+        n = int(differ[0]) if len(differ) else n
+    return n
+
+
+def _pad_value(vlm: LoadedVlm, key: str) -> int:
+    pad = getattr(getattr(vlm.processor, "tokenizer", None), "pad_token_id", None)
+    return int(pad or 0) if key == "input_ids" else 0
+
+
+def _prefill(vlm: LoadedVlm, request: Request, ids: Any, n: int, fit: str | None) -> tuple[Any, Any] | None:
+    """The KV cache of the first ``n`` tokens of ``request``'s prompt (whose tokens are ``ids``), run alone with its
+    images, and the model's M-RoPE offset after it if it keeps one (Qwen-VL), else None; None if the processor
+    gives the request alone other tokens than in the batch."""
+    import inspect
+
+    kwargs = _processor_kwargs(vlm, [request], fit)
+    one = vlm.processor(**{k: v for k, v in kwargs.items() if k != "padding"})
+    if not one["input_ids"][0].tolist() == ids.tolist():
+        return None
+    one = {k: (v[:, :n] if k in TOKEN_INPUTS else v) for k, v in one.to(vlm.model.device).items()}
+    if "pixel_values" in one and one["pixel_values"].is_floating_point():
+        one["pixel_values"] = one["pixel_values"].to(vlm.model.dtype)
+    if "logits_to_keep" in inspect.signature(vlm.model.forward).parameters:
+        one["logits_to_keep"] = 1  # the prefix's logits are never read
+    out = vlm.model(**one, use_cache=True)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    delta = getattr(getattr(vlm.model, "model", None), "rope_deltas", None)
+    return cache, None if delta is None else delta.clone()
+
+
+def _laid_out(values: Any, mask: Any, lengths: Sequence[int], group_of: Sequence[int], fill: int) -> Any:
+    """Each row's real values (``mask``) laid out ``[fill][prefix][fill][rest]``: its group's prefix of
+    ``lengths[g]`` values right-aligned on the longest prefix, its rest right-aligned on the longest rest."""
+    import torch
+
+    reals = [values[b][mask[b]] for b in range(len(group_of))]
+    prefix = max(lengths)
+    rest = max(len(r) - lengths[g] for r, g in zip(reals, group_of))
+    rows = []
+    for r, g in zip(reals, group_of):
+        n = lengths[g]
+        gap, tail = prefix - n, rest - (len(r) - n)
+        rows.append(torch.cat([r.new_full((gap,), fill), r[:n], r.new_full((tail,), fill), r[n:]]))
+    return torch.stack(rows)
+
+
+def _joined(caches: Sequence[Any], lengths: Sequence[int], group_of: Any, longest: int) -> Any:
+    """The groups' prefix caches as one batch cache, row ``b`` holding group ``group_of[b]``'s, each left-padded to
+    the longest prefix (the padding is masked); None if a cache is not one whose tensors can be joined exactly — a
+    layer of another kind, or a sliding window the rows would outgrow (its window would count the padding)."""
+    import torch
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    joined, prefix = caches[0], max(lengths)
+    for i, layer in enumerate(joined.layers):
+        kinds = [type(c.layers[i]) for c in caches]
+        if any(k not in (DynamicLayer, DynamicSlidingWindowLayer) for k in kinds) or not layer.is_initialized:
+            return None
+        if isinstance(layer, DynamicSlidingWindowLayer) and longest >= layer.sliding_window - 1:
+            return None
+        for name in ("keys", "values"):
+            parts = [torch.nn.functional.pad(getattr(c.layers[i], name), (0, 0, prefix - n, 0))
+                     for c, n in zip(caches, lengths)]
+            setattr(layer, name, torch.cat(parts).index_select(0, group_of))
+        if isinstance(layer, DynamicSlidingWindowLayer):
+            layer.cumulative_length = prefix
+    return joined
+
+
+@contextlib.contextmanager
+def shared_image_features(vlm: LoadedVlm) -> Iterator[None]:
+    """Inside the block, the vision tower encodes each distinct image once: the features of every row of pixels it
+    is given (one image or crop: :attr:`~attnprompt.families.base.Family.vision_per_row`) are kept, keyed by the
+    row's values, and given back when the same row comes again — CARVE's answer on the original then reuses the
+    features its map's passes made. On exit the model's own encoder is back and the features are dropped, also
+    when the block raises. A family whose pixel inputs are laid out otherwise (tiles, dynamic resolution) runs
+    as it is.
+
+    >>> from PIL import Image
+    >>> from attnprompt.types import Request
+    >>> vlm = load_vlm("shapes")
+    >>> encoded = []
+    >>> hook = vlm.model.base_model.vision_tower.register_forward_hook(lambda *a: encoded.append(1))
+    >>> request = Request.single(Image.new("RGB", (64, 64), "red"), "What colour is it?", max_new_tokens=2)
+    >>> with shared_image_features(vlm):
+    ...     answers = [generate(vlm, [request]).texts for _ in range(3)]
+    >>> hook.remove(); len(encoded), "get_image_features" in vars(vlm.model.base_model)
+    (1, False)
+    """
+    family = vlm.family_info
+    base = getattr(vlm.model, "base_model", None)
+    own = getattr(base, "get_image_features", None)
+    if family is None or not family.vision_per_row or own is None or "get_image_features" in vars(base):
+        yield  # not a family whose rows can be kept, or a block inside another: that one keeps them
+        return
+    kept: dict[Any, Any] = {}  # row key → its features; "form" → the type of the encoder's pooler_output
+
+    def get_image_features(pixel_values: Any, *args: Any, **kwargs: Any) -> Any:
+        return _features_by_row(own, kept, pixel_values, args, kwargs)
+
+    base.get_image_features = get_image_features
+    try:
+        yield
+    finally:
+        del base.get_image_features
+
+
+def _features_by_row(own: Callable[..., Any], kept: dict[Any, Any], pixel_values: Any, args: tuple,
+                     kwargs: dict[str, Any]) -> Any:
+    """``own(pixel_values, …)``'s ``pooler_output`` (in its form: a list per row, or a tensor), the rows in ``kept``
+    taken from it and the others computed in one call and kept."""
+    import hashlib
+
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    if args or any(isinstance(v, torch.Tensor) for v in kwargs.values()) or pixel_values.dim() != 4:
+        return own(pixel_values, *args, **kwargs)  # a call with per-image inputs besides the rows: as it is
+    # None is the config's default, given or not (generate leaves it out, the model's forward passes it)
+    settings = tuple(sorted((k, repr(v)) for k, v in kwargs.items()
+                            if v is not None and k not in ("return_dict", "use_cache")))
+    keys = [(hashlib.sha1(row.detach().cpu().contiguous().numpy().tobytes()).hexdigest(), tuple(row.shape),
+             str(row.dtype), settings) for row in pixel_values]
+    missing: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        if key not in kept and key not in missing:
+            missing[key] = i
+    if missing:
+        out = own(pixel_values[list(missing.values())], **kwargs)
+        kept["form"] = type(out.pooler_output)
+        kept.update(zip(missing, out.pooler_output))
+    rows = [kept[key] for key in keys]
+    return BaseModelOutputWithPooling(pooler_output=torch.stack(rows) if kept["form"] is torch.Tensor else rows)
+
+
+def _decoded(vlm: LoadedVlm, requests: Sequence[Request], rows: list[list[int]],
+             budget: int) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """Each generated row cut at its end-of-sequence token or its request's budget: (texts, tokens, the answers'
+    tokens — without the end-of-sequence token, as a server reports them)."""
+    tokenizer = getattr(vlm.processor, "tokenizer", None)
     eos = end_of_sequence_ids(vlm)
     decode = tokenizer.decode if tokenizer is not None else vlm.processor.decode
     texts, tokens, answers = [], [], []
-    for row, request in zip(out[:, inputs["input_ids"].shape[1] :].tolist(), requests):
+    for row, request in zip(rows, requests):
         row = row[: min(request.max_new_tokens, budget)]
         n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))  # rows pad after their end
         tokens.append(row[:n])
         answer = row[: n - 1] if row[n - 1 : n] and row[n - 1] in eos else row[:n]
         answers.append(answer)
         texts.append(decode(answer, skip_special_tokens=True).strip())
-    # the answer's tokens, as a server reports them (its end-of-sequence token is not part of the text)
-    logprobs = [None] * len(requests) if step_logits is None else [
-        token_logprobs(vlm, step_logits, b, row, k) if k is not None else None
-        for b, (row, k) in enumerate(zip(answers, wanted))]
-    return Generation(texts, tokens, inputs, scores, budget, logprobs)
+    return texts, tokens, answers
 
 
 def token_logprobs(vlm: LoadedVlm, step_logits: Sequence[Any], row: int, tokens: Sequence[int],

@@ -153,8 +153,6 @@ def select_components(heat: np.ndarray, labels: np.ndarray, n: int, rule: str, *
     >>> select_components(heat, labels, 3, "size", min_regions=1).astype(int).tolist()
     [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
     """
-    from scipy import ndimage
-
     if n == 0:
         return np.zeros(labels.shape, dtype=bool)
     ids = np.arange(1, n + 1)
@@ -163,7 +161,9 @@ def select_components(heat: np.ndarray, labels: np.ndarray, n: int, rule: str, *
     if rule == "remove-small":
         keep = ids[sizes >= int(sizes.sum() * min_size)]
     elif rule in ("attention", "size"):
-        score = sizes if rule == "size" else np.asarray(ndimage.sum(np.asarray(heat, np.float64), labels, ids))
+        # attention sums as ndimage.sum makes them (a bincount with weights, in float64), in one pass
+        score = sizes if rule == "size" else np.bincount(labels.ravel(), weights=np.asarray(heat, np.float64).ravel(),
+                                                        minlength=n + 1)[1:]
         order = ids[np.argsort(-score, kind="stable")]
         keep = order[: max(min_regions, int(n * top))]
     else:
@@ -177,10 +177,10 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     >>> bounding_box(np.array([[0, 0, 0], [0, 1, 1]], bool)), bounding_box(np.zeros((2, 3), bool))
     ((1, 1, 3, 2), (0, 0, 3, 2))
     """
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))  # no index arrays of every pixel
+    if len(cols) == 0:
         return 0, 0, mask.shape[1], mask.shape[0]
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def window_box(grid: np.ndarray, image_size: tuple[int, int], base: int,
@@ -307,6 +307,17 @@ def _mask_in_box(mask: np.ndarray, box: tuple[int, int, int, int], factor: int,
     return part[: full[3] - full[1], : full[2] - full[0]]
 
 
+def upscaled_size(crop_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """The size :func:`upscale` gives a crop of ``crop_size`` for an original of ``size`` (W, H).
+
+    >>> upscaled_size((10, 5), (200, 100)), upscaled_size((10, 5), (100, 40))
+    ((200, 100), (89, 44))
+    """
+    w, h = crop_size
+    scale = min(max(size[0] / w, size[1] / h), math.sqrt(size[0] * size[1] / (w * h)))
+    return max(1, int(w * scale)), max(1, int(h * scale))
+
+
 def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image`` enlarged (LANCZOS) by max(W/w, H/h) — CARVE's resize of the crop to the original's scale: one side
     equals ``size``'s, the other is at least its — but never to more pixels than ``size`` holds: a crop far thinner
@@ -316,9 +327,7 @@ def upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     >>> upscale(Image.new("RGB", (10, 5)), (200, 100)).size, upscale(Image.new("RGB", (10, 5)), (100, 40)).size
     ((200, 100), (89, 44))
     """
-    w, h = image.size
-    scale = min(max(size[0] / w, size[1] / h), math.sqrt(size[0] * size[1] / (w * h)))
-    return image.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.LANCZOS)
+    return image.resize(upscaled_size(image.size, size), Image.Resampling.LANCZOS)
 
 
 def box_share(box: tuple[int, int, int, int], size: tuple[int, int]) -> float:
@@ -363,6 +372,34 @@ def keep_a_zoom(heat: np.ndarray, labels: np.ndarray, mask: np.ndarray,
 
 
 @dataclass(frozen=True)
+class Chosen:
+    """What :func:`choose_regions` chose, before any pixel of the image is copied: the ``mask`` on the selection
+    map's pixels (all True in a window), the ``box`` in the image's pixels, the box on the mask (``mask_box``), the
+    selection map's reduction of the image (``factor``), whether the pixels outside the mask are blacked out
+    (``zero_outside``), and whether the crop is upscaled to the original's scale (``upscale``).
+
+    >>> Chosen(np.ones((2, 2), bool), (0, 0, 2, 2), (0, 0, 2, 2), 1, False, False).box
+    (0, 0, 2, 2)
+    """
+
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+    mask_box: tuple[int, int, int, int]
+    factor: int
+    zero_outside: bool
+    upscale: bool
+
+    def crop_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size of :func:`crop_regions`'s crop, for an image of ``size``, without making it.
+
+        >>> Chosen(np.ones((2, 2), bool), (0, 0, 10, 5), (0, 0, 2, 2), 5, False, True).crop_size((200, 100))
+        (200, 100)
+        """
+        box = (self.box[2] - self.box[0], self.box[3] - self.box[1])
+        return upscaled_size(box, size) if self.upscale else box
+
+
+@dataclass(frozen=True)
 class Regions:
     """What :func:`select_regions` chose: the ``mask`` on the selection map's pixels (all True in a window),
     the ``box`` in the image's pixels and the ``crop`` image.
@@ -379,9 +416,8 @@ class Regions:
 def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
                    grid: np.ndarray | None = None) -> Regions:
     """Choose regions of ``image`` from ``heat`` (H×W, aligned with it, or with the image reduced by an
-    integer factor: :func:`selection_factor`; any value scale) by ``config``. The window rule works on
-    ``grid`` (the map on its own cells, laid over the whole image), or on ``heat`` itself when no grid is
-    given. The box is in the image's pixels; ``mask`` is on ``heat``'s.
+    integer factor: :func:`selection_factor`; any value scale) by ``config`` and crop them: :func:`choose_regions`,
+    then :func:`crop_regions`. The box is in the image's pixels; ``mask`` is on ``heat``'s.
 
     >>> from attnprompt.regions import RegionConfig
     >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0  # 8 % of the pixels
@@ -391,15 +427,30 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
     >>> select_regions(heat[::2, ::2], Image.new("RGB", (120, 80)), RegionConfig.from_preset(top=0.05)).box
     (60, 20, 100, 40)
     """
+    chosen = choose_regions(heat, image.size, config, grid)
+    return Regions(chosen.mask, chosen.box, crop_regions(image, chosen))
+
+
+def choose_regions(heat: np.ndarray, size: tuple[int, int], config: RegionConfig,
+                   grid: np.ndarray | None = None) -> Chosen:
+    """The regions of an image of ``size`` (W, H) that ``config`` chooses from ``heat`` (as :func:`select_regions`
+    takes it), without touching the image's pixels. The window rule works on ``grid`` (the map on its own cells,
+    laid over the whole image), or on ``heat`` itself when no grid is given.
+
+    >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0
+    >>> c = choose_regions(heat[::2, ::2], (120, 80), RegionConfig.from_preset(top=0.05))
+    >>> c.box, c.mask_box, c.factor, c.crop_size((120, 80))
+    ((60, 20, 100, 40), (15, 5, 25, 10), 4, (138, 69))
+    """
     heat = np.asarray(heat, dtype=np.float64)
-    factor = _factor_of(heat.shape, image.size)
+    factor = _factor_of(heat.shape, size)
     frame = (heat.shape[1], heat.shape[0])
     if config.rule == "window":
-        full = window_box(heat if grid is None else grid, image.size, config.window or FALLBACK_WINDOW)
+        full = window_box(heat if grid is None else grid, size, config.window or FALLBACK_WINDOW)
         box = (full[0] // factor, full[1] // factor, -(-full[2] // factor), -(-full[3] // factor))
         mask = np.zeros(heat.shape, dtype=bool)
         mask[box[1] : box[3], box[0] : box[2]] = True
-        inside = None  # everything in the window is kept
+        zero_outside = False  # everything in the window is kept
     else:
         labels, n = components(top_mask(heat, config.top))
         mask = select_components(heat, labels, n, config.rule, min_regions=config.min_regions, top=config.top,
@@ -407,9 +458,61 @@ def select_regions(heat: np.ndarray, image: Image.Image, config: RegionConfig,
         box = bounding_box(mask)
         if box_share(box, frame) > config.max_share:
             mask, box = keep_a_zoom(heat, labels, mask, config.max_share)
-        full = scale_box(box, factor, image.size)
-        inside = _mask_in_box(mask, box, factor, full)
-    piece = crop(image, full, None if config.keep_outside else inside)
-    if config.upscale:
-        piece = upscale(piece, image.size)
-    return Regions(mask, full, piece)
+        full = scale_box(box, factor, size)
+        zero_outside = not config.keep_outside
+    return Chosen(mask, full, box, factor, zero_outside, bool(config.upscale))
+
+
+def crop_regions(image: Image.Image, chosen: Chosen) -> Image.Image:
+    """The crop of ``chosen``'s box at the image's own resolution: only the box copied, the pixels outside the mask
+    black where ``chosen`` says so, upscaled (LANCZOS) to the original's scale where it says so — CARVE's crop.
+
+    >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0
+    >>> c = choose_regions(heat, (60, 40), RegionConfig.from_preset(top=0.05))
+    >>> crop_regions(Image.new("RGB", (60, 40)), c).size
+    (69, 34)
+    """
+    inside = _mask_in_box(chosen.mask, chosen.mask_box, chosen.factor, chosen.box) if chosen.zero_outside else None
+    piece = crop(image, chosen.box, inside)
+    return upscale(piece, image.size) if chosen.upscale else piece
+
+
+#: :func:`crop_regions_reduced` reads a reduced copy of the image instead of the image when the crop, at the size made,
+#: has at most this many times the copy's pixels per side over the box: a zoom that slight shows the model nothing
+#: its copy of the original does not.
+COPY_ZOOM = 1.25
+
+
+def crop_regions_reduced(image: Image.Image, chosen: Chosen, reduction: int,
+                         copy: tuple[Image.Image, int] | None = None) -> Image.Image:
+    """:func:`crop_regions`'s crop as it is when reduced by the integer ``reduction`` (to
+    :func:`reduced_size` of its size), made at that size directly: the box resampled once (LANCZOS, after a box
+    reduction to within 1.5× of the size) from the image, then the pixels outside the mask blacked out at that size
+    (the mask sampled nearest) — no crop at the full resolution, no upscale. ``copy``: the image reduced by an integer
+    factor, ``(copy, factor)``, read instead when it holds nearly the pixels the crop needs (:data:`COPY_ZOOM`).
+    ``reduction`` 1 is :func:`crop_regions` itself.
+
+    >>> heat = np.zeros((40, 60)); heat[10:20, 30:50] = 1.0
+    >>> c = choose_regions(heat, (60, 40), RegionConfig.from_preset(top=0.05))
+    >>> crop_regions_reduced(Image.new("RGB", (60, 40), "white"), c, 2).size
+    (35, 17)
+    """
+    if reduction == 1:
+        return crop_regions(image, chosen)
+    target = reduced_size(chosen.crop_size(image.size), reduction)
+    source, box = image, tuple(float(v) for v in chosen.box)
+    if copy is not None:
+        small, factor = copy
+        seen = ((box[2] - box[0]) / factor, (box[3] - box[1]) / factor)  # the box's pixels in the copy
+        if target[0] <= COPY_ZOOM * seen[0] and target[1] <= COPY_ZOOM * seen[1]:
+            source, box = small, tuple(v / factor for v in box)
+    piece = source.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=1.5)
+    piece = piece.convert("RGB") if piece.mode != "RGB" else piece
+    if chosen.zero_outside:
+        x0, y0, x1, y1 = chosen.mask_box
+        cells = Image.fromarray(np.logical_not(chosen.mask[y0:y1, x0:x1]).astype(np.uint8) * 255, "L")
+        f = chosen.factor  # the box's extent on the mask's cells (the last cell may reach past the image)
+        span = ((chosen.box[2] - chosen.box[0]) / f, (chosen.box[3] - chosen.box[1]) / f)
+        outside = cells.resize(target, Image.Resampling.NEAREST, box=(0, 0, *span))
+        piece.paste((0, 0, 0), (0, 0), outside)
+    return piece

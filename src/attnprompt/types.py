@@ -74,7 +74,6 @@ class AttributionMap:
         return tuple(self.grid.shape)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
 class Annotation:
     """The result of annotating one image for one query.
 
@@ -84,27 +83,97 @@ class Annotation:
     - ``config``: every parameter actually used, the model id included;
     - ``original``: the input image as RGB; ``query``: the query;
     - ``crop`` and ``box``: when regions were selected from the map (a crop visual prompt), the crop
-      image and its box ``(x0, y0, x1, y1)`` in the input's pixels (x1, y1 exclusive); else None.
+      image and its box ``(x0, y0, x1, y1)`` in the input's pixels (x1, y1 exclusive); else None;
+    - ``shown_image`` and ``shown_crop``: the annotated image and the crop as a request shows them to the answering
+      model — made at the size its processor is handed (its family's bounded input,
+      :func:`attnprompt.models.bounded_input`), from the map at that size; the very ``image`` and ``crop`` when
+      the model takes them as they are (every image up to several times its input size).
+
+    An annotation made by :func:`attnprompt.annotation.render_annotation` renders ``image``, ``heatmap`` and
+    ``crop`` when they are first read (``views``), the same pixels as made at once: a strategy that shows an 8K
+    photo's overlay to a model reading 336 pixels renders it at the model's size, and the full-resolution
+    pictures only when someone asks for them (``--save-annotated``, :meth:`save`, the demo).
 
     >>> from attnprompt.render import overlay
     >>> img = Image.new("RGB", (8, 8), "white")
     >>> heatmap = np.ones((8, 8), np.float32)
     >>> a = Annotation(overlay(img, heatmap), heatmap, AttributionMap(np.ones((2, 2))), {}, img, "q")
-    >>> a.image.size
-    (8, 8)
+    >>> a.image.size, a.shown_image is a.image
+    ((8, 8), True)
     """
 
-    image: Image.Image
-    heatmap: np.ndarray
-    attribution: AttributionMap
-    config: Mapping[str, Any]
-    original: Image.Image
-    query: str
-    crop: Image.Image | None = None
-    box: tuple[int, int, int, int] | None = None
+    __slots__ = ("attribution", "config", "original", "query", "box", "_made", "_views")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "config", _frozen(self.config))
+    def __init__(self, image: Image.Image | None, heatmap: np.ndarray | None, attribution: AttributionMap,
+                 config: Mapping[str, Any], original: Image.Image, query: str, crop: Image.Image | None = None,
+                 box: tuple[int, int, int, int] | None = None, *, views: Any = None) -> None:
+        set_ = object.__setattr__
+        set_(self, "attribution", attribution)
+        set_(self, "config", _frozen(config))
+        set_(self, "original", original)
+        set_(self, "query", query)
+        set_(self, "box", None if box is None else tuple(box))
+        made = {k: v for k, v in (("image", image), ("heatmap", heatmap), ("crop", crop)) if v is not None}
+        if views is None and ("image" not in made or "heatmap" not in made):
+            raise ValueError("an annotation needs its image and heatmap, or the views that render them")
+        set_(self, "_made", made)
+        set_(self, "_views", views)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Annotation is immutable; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return (f"Annotation(query={self.query!r}, size={self.original.size}, grid={self.attribution.shape}, "
+                f"box={self.box})")
+
+    def _get(self, name: str) -> Any:
+        if name not in self._made:
+            self._made[name] = getattr(self._views, name)(self)  # rendered once, when first read
+        return self._made[name]
+
+    @property
+    def image(self) -> Image.Image:
+        """The annotated image Iᵃ, the input's size (rendered when first read)."""
+        return self._get("image")
+
+    @property
+    def heatmap(self) -> np.ndarray:
+        """Φ, H×W float32 in [0, 1], aligned with the input (rendered when first read)."""
+        return self._get("heatmap")
+
+    @property
+    def crop(self) -> Image.Image | None:
+        """The crop of the regions chosen from the map (None when none were): CARVE's, at the input's scale."""
+        if "crop" not in self._made and (self._views is None or self.box is None):
+            return None
+        return self._get("crop")
+
+    @property
+    def shown_image(self) -> Image.Image:
+        """The annotated image as the answering model is given it (:attr:`image` itself unless it is reduced)."""
+        return self.image if self._views is None else self._get("shown_image")
+
+    @property
+    def shown_crop(self) -> Image.Image | None:
+        """The crop as the answering model is given it (:attr:`crop` itself unless it is reduced)."""
+        if self._views is None or self.box is None:
+            return self.crop
+        return self._get("shown_crop")
+
+    def preview(self, side: int) -> Image.Image:
+        """The annotated image for a gallery, at least ``side`` pixels on its longer side and seldom much more (the
+        caller shrinks it the rest of the way): the full-resolution :attr:`image` if it is made already, else
+        rendered from the map at an integer reduction of the input.
+
+        >>> img = Image.new("RGB", (4000, 3000), "white")
+        >>> from attnprompt.annotation import Views
+        >>> Annotation(None, None, AttributionMap(np.ones((2, 2))), {}, img, "q", views=Views(0, "bilinear", None, 1, 1)
+        ...            ).preview(256).size
+        (572, 429)
+        """
+        if self._views is None or "image" in self._made:
+            return self.image
+        return self._views.preview(self, side)
 
     def colour_heatmap(self) -> Image.Image:
         """The heatmap in colour (jet: blue low, red high), the input's size.

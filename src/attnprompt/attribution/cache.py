@@ -2,9 +2,9 @@
 
 Strategies and visual-prompt forms that share a map — ``api`` as an overlay and as a crop,
 ``api-evaluate`` beside ``api`` — then pay for it once. The key is the image's pixels (not the
-object), the query and the suffix; the wrapped attributor's configuration is fixed, so it is
-implied. Thread-safe: the wrapped attributor runs one batch at a time (attention capture patches
-the model while it runs).
+object: :func:`~attnprompt.images.image_key`, a sample and a checksum of every pixel), the query and the suffix;
+the wrapped attributor's configuration is fixed, so it is implied. Thread-safe: the wrapped attributor runs one
+batch at a time (attention capture patches the model while it runs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..images import image_digest
+from ..images import image_key
 from ..types import AttributionMap
 from .base import Attributor
 
@@ -108,7 +108,7 @@ class MapCache(Attributor):
         self, images: Sequence[Image.Image], queries: Sequence[str], *, suffixes: Sequence[str] | None = None
     ) -> list[AttributionMap]:
         suffixes = list(suffixes) if suffixes is not None else [""] * len(queries)
-        keys = [(image_digest(i), q, s) for i, q, s in zip(images, queries, suffixes)]
+        keys = [(image_key(i), q, s) for i, q, s in zip(images, queries, suffixes)]
         with self._lock:
             found, missing = self._maps.lookup(keys)
             if missing:

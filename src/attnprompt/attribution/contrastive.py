@@ -26,10 +26,12 @@ from PIL import Image
 
 from .. import render
 from ..checks import check_pairs
+from ..images import image_key
 from ..models import LoadedVlm
+from ..text import with_suffix
 from ..types import AttributionMap
 from .base import Attributor
-from .cache import LRU, image_digest
+from .cache import LRU
 from .configs import CarveConfig, VlmConfig
 from .vlm_attention import VlmAttributor, _map_record
 
@@ -69,8 +71,11 @@ class ContrastiveAttributor(Attributor):
     model_kind: ClassVar[str] = "vlm"
 
     def __init__(self, vlm: LoadedVlm, config: CarveConfig | None = None, *, batch_size: int = 4,
-                 cache_size: int = 128) -> None:
+                 cache_size: int = 128, share_prefix: bool = True) -> None:
         self.config = config or CarveConfig.from_preset()
+        #: The task and general passes of one image share its encoding and their prompt's prefix
+        #: (:func:`~attnprompt.models.shared_prefix`); False runs them as a plain batch (the same maps, to rounding).
+        self.share_prefix = bool(share_prefix)
         c = self.config
         # with the first step only (ViCrop), the prefill is all that is read: generate one token
         tokens = 1 if c.steps == "first" else c.max_new_tokens
@@ -116,13 +121,19 @@ class ContrastiveAttributor(Attributor):
         """Contrastive maps for the pairs ``(images[i], queries[i])``: the task passes and the general
         passes not yet cached run as one batched generation."""
         queries, suffixes = check_pairs(images, queries, suffixes)
-        keys = [self._key(img, s) for img, s in zip(images, suffixes)]
+        made: dict[int, tuple] = {}
+        for img in images:  # what the passes read, made once per image (one object: the rows share its prefix)
+            if id(img) not in made:
+                made[id(img)] = self.inner.model_input(img)
+        inputs = [made[id(img)] for img in images]
+        keys = [self._key(img, s) for (img, _), s in zip(inputs, suffixes)]
         general, missing = self._general.lookup(keys)  # this call's general passes, whatever the cache evicts
         first = {key: keys.index(key) for key in missing}
-        found = self.inner.token_attention(
-            list(images) + [images[first[k]] for k in missing],
-            list(queries) + [self.config.general] * len(missing),
-            suffixes=suffixes + [suffixes[first[k]] for k in missing],
+        asked = list(queries) + [self.config.general] * len(missing)
+        found = self.inner.attend(
+            inputs + [inputs[first[k]] for k in missing],
+            [with_suffix(q, s) for q, s in zip(asked, suffixes + [suffixes[first[k]] for k in missing])],
+            share_prefix=self.share_prefix,
         )
         made = dict(zip(missing, found[len(images):]))
         general.update(made)
@@ -137,8 +148,9 @@ class ContrastiveAttributor(Attributor):
         return maps
 
     def _key(self, image: Image.Image, suffix: str) -> tuple:
-        # the image's pixels (not the object: the same picture loaded twice is one entry), the model
-        # and every setting the general pass depends on
+        # the pixels the passes read (the model's input, not the object: the same picture loaded twice is one entry;
+        # a bounded copy for a large image, so an 8K photo's key is cheap: image_key), the model and every setting
+        # the general pass depends on
         c = self.config
-        return (image_digest(image), self.model_id, c.general, suffix, self.inner.config.max_new_tokens,
+        return (image_key(image), self.model_id, c.general, suffix, self.inner.config.max_new_tokens,
                 c.variant, self.inner.layers, c.grid, c.fit)

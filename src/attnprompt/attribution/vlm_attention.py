@@ -36,7 +36,7 @@ from ..checks import check_pairs, parse_layers
 from ..errors import InputError, ProcessorMismatchError, UnsupportedModelError
 from ..families import ImageSpan, family_names
 from ..families.grid import GridLayout
-from ..models import LoadedVlm, generate, load_vlm, require_chat_template
+from ..models import LoadedVlm, bounded_input, generate, load_vlm, require_chat_template
 from ..text import with_suffix
 from ..types import AttributionMap, Request
 from .base import Attributor
@@ -165,6 +165,17 @@ class VlmAttributor(Attributor):
         """
         return self.family.prepare(image, self.processor, self.config.fit)
 
+    def model_input(self, image: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
+        """:meth:`prepare`'s image as the processor is handed it (:func:`~attnprompt.models.bounded_input`: reduced
+        when it is many times the model's input), and where the original lies in it: every pixel the passes read.
+
+        >>> from PIL import Image
+        >>> VlmAttributor.from_pretrained("shapes").model_input(Image.new("RGB", (4000, 2000)))[0].size
+        (572, 572)
+        """
+        prepared, extent = self.prepare(image)
+        return bounded_input(self.vlm, prepared), extent
+
     def request(self, image: Image.Image, query: str) -> Request:
         """The request whose greedy answer is read: the prepared image, then the query.
 
@@ -202,19 +213,40 @@ class VlmAttributor(Attributor):
         """
         queries, suffixes = check_pairs(images, queries, suffixes)
         prompts = [with_suffix(q, s) for q, s in zip(queries, suffixes)]
-        out: list[TokenAttention] = []
-        for start in range(0, len(images), self.batch_size):
-            out += self._token_batch(images[start : start + self.batch_size], prompts[start : start + self.batch_size])
-        return out
+        return self.attend([self.model_input(img) for img in images], prompts)  # prepared once (a large image costs)
 
-    def _token_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[TokenAttention]:
+    def attend(self, inputs: Sequence[tuple[Image.Image, tuple]], prompts: Sequence[str], *,
+               share_prefix: bool = False) -> list[TokenAttention]:
+        """:meth:`token_attention` for images already made the model's input (:meth:`model_input`: the image and
+        its extent) and whole prompts, ``batch_size`` rows at a time; ``share_prefix``: rows that show the very same
+        image object share their prompt's prefix (:func:`~attnprompt.models.generate`), and are batched together.
+
+        >>> from attnprompt.shapes import make_scene
+        >>> a = VlmAttributor.from_pretrained("shapes")
+        >>> image = a.model_input(make_scene(7, n_objects=5, size=320).image)
+        >>> [t.answer for t in a.attend([image, image], ["What colour is the circle?", "What colour is the star?"],
+        ...                            share_prefix=True)]
+        ['green', 'red']
+        """
+        order = list(range(len(inputs)))
+        if share_prefix:  # the rows of one image next to each other, so that a batch holds them together
+            first: dict[int, int] = {}
+            order.sort(key=lambda i: first.setdefault(id(inputs[i][0]), i))
+        out: dict[int, TokenAttention] = {}
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            found = self._token_batch([inputs[i] for i in rows], [prompts[i] for i in rows], share_prefix)
+            out.update(zip(rows, found))
+        return [out[i] for i in range(len(inputs))]
+
+    def _token_batch(self, prepared: Sequence[tuple[Image.Image, tuple]], prompts: Sequence[str],
+                     share_prefix: bool = False) -> list[TokenAttention]:
         with torch.no_grad():
-            prepared = [self.prepare(img) for img in images]
             extents = [e for _, e in prepared]
             requests = [Request.single(img, p, max_new_tokens=self.config.max_new_tokens)
-                        for (img, _), p in zip(prepared, prompts)]  # prepared once (a large image costs)
+                        for (img, _), p in zip(prepared, prompts)]
             # the images are prepared already (fit): the answering model's own fit must not pad them again
-            out = generate(self.vlm, requests, capture=self.layers, fit=self.config.fit)
+            out = generate(self.vlm, requests, capture=self.layers, fit=self.config.fit, share_prefix=share_prefix)
             results = []
             for b, n_steps in enumerate(out.steps):
                 positions = (out.inputs["input_ids"][b] == self.image_token_id).nonzero().flatten()

@@ -52,6 +52,20 @@ class Backend(ABC):
         family = vlm.family_info if vlm is not None else None
         return None if family is None else int(family.native_side(vlm.model.config, vlm.processor))
 
+    def input_factor(self, size: tuple[int, int]) -> int:
+        """The integer factor by which an image of ``size`` (W, H) is reduced before the answering model's processor
+        gets it (:func:`attnprompt.models.input_factor`): a strategy makes the pictures it shows at that size, not
+        at full resolution. 1 — the image as it is — for a model without a known processor (a server's).
+
+        >>> from attnprompt.backends.local import LocalVLM
+        >>> LocalVLM.from_pretrained("shapes").input_factor((7680, 4320))
+        8
+        """
+        from ..models import input_factor
+
+        vlm = self.local_model
+        return 1 if vlm is None else input_factor(vlm, size)
+
     def describe(self) -> dict[str, Any]:
         """What identifies this backend's answers in a run's configuration (its name, and the settings
         that change what it says).

@@ -190,7 +190,7 @@ def _record(unit: Unit, sample: EvalSample, index: int, output: Any, seconds: fl
         shown = output.steps[-1].images if output.steps else ()
     else:
         record = _map_record(unit, sample, output, seconds)
-        shown = tuple(a.image for a in output)
+        shown = tuple(a.preview(THUMBNAIL_SIDE) for a in output)  # not the full-resolution overlay
     images = []
     if index < gallery:
         images += [(unit.task.name, sample.id, unit.config_hash, f"shown{i}", _thumbnail(img))

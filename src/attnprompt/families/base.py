@@ -22,7 +22,7 @@ Its file (``attnprompt/families/<family>.py``) says, for a model config and its 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InputError
 from .grid import FULL, GridLayout, pair
@@ -60,7 +60,9 @@ def reduced_for(image: Image.Image, target: tuple[int, int] | None, gap: int = R
     ((400, 200), True)
     """
     factor = reduction_factor(image.size, target, gap)
-    return image if factor == 1 else image.reduce(factor)
+    from ..images import reduced
+
+    return reduced(image, factor)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class Family:
     name: str
     model_class: str
     image_only_processor: str | None = None
+    #: The processor's pixel inputs hold one row per image (or crop), each encoded by the vision tower on its own, and
+    #: its ``get_image_features`` needs no other per-image input: the features of one row can be kept and given back
+    #: (:func:`attnprompt.models.shared_image_features`). LLaVA-1.5 and Gemma 3; the tiled and dynamic-resolution
+    #: families lay their images out otherwise.
+    vision_per_row: ClassVar[bool] = False
 
     def processor_settings(self, config: Any) -> dict[str, Any]:
         """The processor arguments the model ``config`` implies (how many tokens one image or tile becomes), for

@@ -55,6 +55,8 @@ class Gemma3(Family):
     ('gemma3', None)
     """
 
+    vision_per_row = True
+
     def layouts(self, span: ImageSpan, config: Any, processor: Any) -> list[GridLayout]:
         """:func:`gemma3_layout` with the prepared image's size (the crops' direction).
 

@@ -44,6 +44,8 @@ class Llava(Family):
     (0.0, 0.25, 1.0, 0.75)
     """
 
+    vision_per_row = True
+
     def prepare(self, image: Any, processor: Any, fit: str) -> tuple[Any, tuple[float, ...]]:
         """Padded to a square with the processor's mean colour for ``fit="pad"`` (so its centre crop loses
         nothing), else as it is.
@@ -54,6 +56,7 @@ class Llava(Family):
         """
         if fit != "pad":
             return image, FULL
+        from ..images import reduced
         from ..render import fit_square
 
         fill = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
@@ -62,7 +65,7 @@ class Llava(Family):
         factor = reduction_factor((side, side), self.input_size((side, side), None, processor))
         if factor == 1 and image.size[0] == image.size[1]:
             return image, FULL  # already square: padding it would only copy it
-        image = image.reduce(factor) if factor > 1 else image
+        image = reduced(image, factor)
         return fit_square(image, max(image.size), fit="pad", fill=fill)
 
     def layouts(self, span: ImageSpan, config: Any, processor: Any) -> list[GridLayout]:

@@ -23,7 +23,7 @@ from PIL import Image
 from ..attribution.cache import LRU
 from ..checks import check_count
 from ..errors import InputError
-from ..images import image_digest
+from ..images import image_key
 
 #: Masks are kept at the image's size up to this longest side (SAM's own input side: a larger mask is
 #: SAM's 256² logits upsampled, no finer), so an 8K image's masks stay bounded in memory.
@@ -202,7 +202,7 @@ class Segmenter(ABC):
         sizes = list(sizes) if sizes is not None else [None] * len(images)
         if len(sizes) != len(images):
             raise InputError(f"{len(images)} images but {len(sizes)} sizes")
-        keys = [(image_digest(img), tuple(size) if size else img.size, settings) for img, size in zip(images, sizes)]
+        keys = [(image_key(img), tuple(size) if size else img.size, settings) for img, size in zip(images, sizes)]
         with self._lock:
             found, missing = self._cache.lookup(keys)
             first = {key: keys.index(key) for key in missing}

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from ..images import image_digest
+from ..images import image_key
 
 #: How many images are remembered (each costs a digest and a closure, not its masks).
 CAPACITY = 65_536
@@ -37,7 +37,7 @@ def remember(image: Image.Image, masks: Callable[[], list[tuple[str, np.ndarray]
     >>> [(n, m.tolist()) for n, m in masks_of(img)]
     [('red square', [[True, False]])]
     """
-    key = image_digest(image)
+    key = image_key(image)
     with _LOCK:
         _KNOWN[key] = masks
         _KNOWN.move_to_end(key)
@@ -53,5 +53,5 @@ def masks_of(image: Image.Image) -> list[tuple[str, np.ndarray]] | None:
     True
     """
     with _LOCK:
-        make = _KNOWN.get(image_digest(image))
+        make = _KNOWN.get(image_key(image))
     return None if make is None else make()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..images import sharing_reductions
 from ..types import Result, Sample, Step
 from .base import Needs, Strategy
 
@@ -30,6 +31,10 @@ class Api(Strategy):
     template = "{question}"
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
+        with sharing_reductions():  # the map, the pictures shown and the answer read one bounded copy of a photo
+            return self._run(samples)
+
+    def _run(self, samples: Sequence[Sample]) -> list[Result]:
         annotated = self.annotate(samples)
         shown = [self.show(anns) for anns in annotated]
         requests = [self.request(images, self.template.format(question=self.prompt(s)))

@@ -141,7 +141,7 @@ class Strategy(ABC):
         pairs = [(image, s) for s in samples for image in s.images]
         flat = annotate_images(attributor, [p[0] for p in pairs], [p[1].question for p in pairs],
                                suffixes=[p[1].suffix for p in pairs], gray=self.gray, resample=self.resample,
-                               regions=self.regions)
+                               regions=self.regions, bound=self.backend.input_factor)
         out, start = [], 0
         for s in samples:
             out.append(tuple(flat[start : start + len(s.images)]))

@@ -4,6 +4,11 @@ one image, the crop alone, said in the step (:meth:`~attnprompt.forms.Form.shown
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
+
+from ..models import shared_image_features
+from ..types import Result, Sample
 from .api import Api
 
 
@@ -23,3 +28,10 @@ class Carve(Api):
     name = "carve"
     default_form = "crop"
     default_method = "carve"
+
+    def run(self, samples: Sequence[Sample]) -> list[Result]:
+        """:meth:`Api.run`, each image encoded once by the answering VLM for the map's passes and the answer on the
+        original where its family allows (:func:`~attnprompt.models.shared_image_features`)."""
+        vlm = self.backend.local_model
+        with contextlib.nullcontext() if vlm is None else shared_image_features(vlm):
+            return super().run(samples)
