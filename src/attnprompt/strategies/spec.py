@@ -36,7 +36,7 @@ DEFAULT_MAX_NEW_TOKENS = 128
 RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
 #: zoom-search's budget of VLM calls per question, and the share of map mass under which it skips a window,
 #: and auto's gate: chosen on the testbed (``docs/research/zoom-methods.md``).
-DEFAULT_SEARCH_BUDGET = 24
+DEFAULT_SEARCH_BUDGET = 40
 DEFAULT_SEARCH_SKIP = 0.2
 DEFAULT_GATE_THRESHOLD = 0.5
 #: Prefix of a map parameter whose name a spec uses itself (``map_max_new_tokens``: api-vlm's own
