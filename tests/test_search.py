@@ -291,3 +291,27 @@ def test_bad_input_is_one_clear_line(make, message):
 def test_a_scorer_that_returns_the_wrong_number_of_confidences_is_an_error():
     with pytest.raises(ValueError, match="the scorer returned 0 confidences for 1 probes"):
         search((256, 256), lambda ps: [], SearchSettings(budget=5, native_side=128))
+
+
+def test_the_answering_confidence_can_rank_the_queue_and_is_asked_once_a_node():
+    target, asked = (700, 130), []
+
+    def score(probes):  # surer the deeper a window holding the target is; unsure elsewhere
+        asked.extend((p.node, p.kind) for p in probes)
+        return [(0.9 if p.depth == 3 else 0.3) if holds(p.box, target) else -0.5 for p in probes]
+    r = search((896, 896), score, SearchSettings(budget=100, native_side=128, priority=("answering",)))
+    assert len(asked) == len(set(asked)) and {kind for _, kind in asked} == {"answering"}
+    assert r.stop == "confident" and holds(r.box, target) and r.calls == len(asked) == 1 + 3 * 4
+    assert all(n["priority"] == n["scores"]["answering"] for n in r.nodes if n["depth"])
+
+
+def test_a_probe_may_say_what_it_cost_and_the_root_may_be_left_out():
+    def score(probes):  # an answer and its check: 2 calls, except where no check could be made (node 3)
+        return [(0.9 if p.node == 2 else -0.5, 1 if p.node == 3 else 2) for p in probes]
+    settings = SearchSettings(budget=20, native_side=128, priority=("answering",), costs={"answering": 2},
+                              root=False)
+    r = search((896, 896), score, settings)
+    assert r.chosen == 2 and r.calls == 2 + 1 + 2 + 2 and 0 not in {node for node, _, _ in r.probes}
+    assert r.visits[:2] == [0, 2]  # the root is visited (its children queued), never asked about
+    r = search((896, 896), lambda ps: [(-0.5, 2)] * len(ps), settings)
+    assert r.chosen is None and r.box == (0, 0, 896, 896)  # nothing reached the floor: the whole image

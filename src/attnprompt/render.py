@@ -14,6 +14,7 @@ Order of operations (documented once, used everywhere):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -306,3 +307,36 @@ def visual(
     if title:
         ImageDraw.Draw(canvas).text((4, 2), title[:200], fill=(0, 0, 0), font=_title_font())
     return canvas
+
+
+def draw_search(image: Image.Image, search: Any, *, scale: float = 1.0) -> Image.Image:
+    """A copy of ``image`` with a search path drawn on it (a step's ``detail["search"]``, the format of
+    :meth:`attnprompt.search.SearchResult.to_detail`): every visited node grey and numbered in visit order, the
+    path from the root to the chosen node orange, the window shown for it red. ``scale``: the picture's pixels
+    per pixel of the searched image (a thumbnail's < 1).
+
+    >>> search = {"nodes": [{"id": 0, "box": [0, 0, 64, 64], "visit": 1}, {"id": 4, "box": [32, 32, 64, 64],
+    ...           "visit": 2}], "path": [0, 4], "chosen": 4, "view": [32, 32, 64, 64]}
+    >>> out = draw_search(Image.new("RGB", (64, 64)), search)
+    >>> out.getpixel((40, 63))[0] > 150, out.getpixel((10, 10))[0] < 60
+    (True, True)
+    """
+    picture = image.convert("RGB")  # a copy
+    draw = ImageDraw.Draw(picture)
+    width = max(1, round(2 * scale))
+
+    def rect(box: Sequence[float], colour: str, w: int) -> None:
+        x0, y0, x1, y1 = (v * scale for v in box)
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=w)
+
+    nodes = {n["id"]: n for n in search.get("nodes", [])}
+    visited = sorted((n for n in nodes.values() if n.get("visit")), key=lambda n: n["visit"])
+    for n in visited:
+        rect(n["box"], "#9a9a9a", 1)
+    for i in search.get("path", [])[1:]:
+        rect(nodes[i]["box"], "orange", width)
+    if search.get("chosen") not in (None, 0) and search.get("view"):
+        rect(search["view"], "red", width + 1)
+    for n in visited:
+        draw.text((n["box"][0] * scale + 2, n["box"][1] * scale + 1), str(n["visit"]), fill="white")
+    return picture

@@ -42,8 +42,8 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["KINDS", "ORDERS", "ZOOMEYE_FAMILIES", "ImageTree", "Node", "Probe", "Search", "SearchResult",
-           "SearchSettings", "box_mass", "check_budget", "check_native_side", "run_searches", "search",
-           "split_box", "view_box", "zoomeye_settings"]
+           "SearchSettings", "box_mass", "check_budget", "check_confidence", "check_native_side", "check_order",
+           "check_skip", "run_searches", "search", "split_box", "view_box", "zoomeye_settings"]
 
 #: What a probe asks (ZoomEye's three confidences).
 KINDS = ("existence", "latent", "answering")
@@ -79,6 +79,41 @@ def check_native_side(side: Any) -> int:
         raise InputError(f"the native side must be a whole number of pixels, at least {MIN_NATIVE_SIDE} (the "
                          f"model's input side, e.g. 336 for LLaVA-1.5); got {side!r}")
     return int(side)
+
+
+def check_order(order: Any) -> str:
+    """A search order: one of :data:`ORDERS`.
+
+    >>> check_order("raster")
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: the search order must be one of zoomeye, map; got 'raster'
+    """
+    if order not in ORDERS:
+        raise InputError(f"the search order must be one of {', '.join(ORDERS)}; got {order!r}")
+    return str(order)
+
+
+def check_confidence(value: Any, name: str = "the search threshold") -> float:
+    """A confidence threshold on ZoomEye's scale, a number in [−1, 1] (``2p − 1``).
+
+    >>> check_confidence(1.5)
+    Traceback (most recent call last):
+    attnprompt.errors.InputError: the search threshold is a confidence in [-1, 1] (2p - 1 of a probability p); got 1.5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not -1.0 <= value <= 1.0:
+        raise InputError(f"{name} is a confidence in [-1, 1] (2p - 1 of a probability p); got {value!r}")
+    return float(value)
+
+
+def check_skip(value: Any) -> float:
+    """The map order's skip: a share of a parent's map mass in [0, 1).
+
+    >>> check_skip(0.2)
+    0.2
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value < 1.0:
+        raise InputError(f"the search skip is a share of a parent's map mass, in [0, 1); got {value!r}")
+    return float(value)
 
 
 # -- the tree -------------------------------------------------------------------------------------------
@@ -229,8 +264,13 @@ class SearchSettings:
       visits (the first value each time; the last one repeats);
     - ``bias`` b: the weight of existence against latent at the root (1 at the deepest level);
     - ``priority``: the probe kinds that rank a queued node (``("existence", "latent")``, one kind, or none:
-      then the map's mass share ranks it, or raster order without a map);
-    - ``depth_limit``, ``patch_scale`` (the window's growth, :func:`view_box`), ``native_side``.
+      then the map's mass share ranks it, or raster order without a map); ours: ``("answering",)``, the
+      answering confidence ranks the queue too (one probe a node: a node scored when queued is not asked again
+      when visited);
+    - ``depth_limit``, ``patch_scale`` (the window's growth, :func:`view_box`), ``native_side``;
+    - ``root``: the whole image's answering confidence is asked first, and the whole image may be the answer
+      (ZoomEye's default); False (ZoomEye's ``force_no_root``): the search starts at the root's children, and
+      the whole image is the answer only when no window reaches the floor.
 
     Ours: ``budget`` (VLM calls per question), ``costs`` (VLM calls per probe of each kind: a probe that asks
     several prompts costs that many), ``order`` (``zoomeye`` or ``map``), ``skip`` (``map`` order: a child
@@ -255,6 +295,7 @@ class SearchSettings:
     depth_limit: int = 5
     patch_scale: float | None = None
     skip: float = 0.0
+    root: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", check_budget(self.budget))
@@ -262,8 +303,10 @@ class SearchSettings:
         if self.order not in ORDERS:
             raise InputError(f"the search order must be one of {', '.join(ORDERS)}; got {self.order!r}")
         priority = tuple(self.priority)
-        if any(k not in ("existence", "latent") for k in priority) or len(set(priority)) != len(priority):
-            raise InputError(f"priority lists distinct probe kinds among existence, latent; got {self.priority!r}")
+        if priority != ("answering",) and (any(k not in ("existence", "latent") for k in priority)
+                                           or len(set(priority)) != len(priority)):
+            raise InputError(f"priority lists distinct probe kinds among existence, latent (or answering alone); "
+                             f"got {self.priority!r}")
         object.__setattr__(self, "priority", priority)
         costs = {k: 1 for k in KINDS} | dict(self.costs)
         if set(costs) != set(KINDS) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
@@ -405,19 +448,22 @@ class Search:
         total = sum(masses)
         return [m / total if total > 0 else 1.0 / len(kids) for m in masses]
 
-    def rounds(self) -> Generator[list[Probe], Sequence[float | None], SearchResult]:
+    def rounds(self) -> Generator[list[Probe], Sequence[Any], SearchResult]:
         """The search as a generator: it yields the probes it needs next and is sent their confidences, until
         it returns its :class:`SearchResult`."""
         run = _Run(self)
         s = self.settings
         while run.queue:
             node = run.best()
-            if run.calls + s.costs["answering"] > s.budget:
+            # scored when queued (priority "answering"), or the root that is never the answer (not asked)
+            known = "answering" in run.info[node]["scores"] or (node == 0 and not s.root)
+            if not known and run.calls + s.costs["answering"] > s.budget:
                 run.stop = "budget"
                 break
             run.visit(node)
-            yield from run.ask([(node, "answering")])
-            if _rank(run.info[node]["scores"]["answering"]) >= run.tau:
+            if not known:
+                yield from run.ask([(node, "answering")])
+            if _rank(run.info[node]["scores"].get("answering")) >= run.tau:
                 run.chosen, run.stop = node, "confident"
                 break
             if len(run.trace) >= run.pop_limit and run.lower():
@@ -458,15 +504,17 @@ class _Run:
                                     "mass": None if share is None else round(share, 6), "scores": {},
                                     "priority": None, "visit": None})
 
-    def ask(self, batch: list[tuple[int, str]]) -> Generator[list[Probe], Sequence[float | None], None]:
+    def ask(self, batch: list[tuple[int, str]]) -> Generator[list[Probe], Sequence[Any], None]:
         answers = yield [self.search._probe(n, k) for n, k in batch]
         if len(answers) != len(batch):
             raise ValueError(f"the scorer returned {len(answers)} confidences for {len(batch)} probes")
         for (n, k), c in zip(batch, answers):
+            # a (confidence, calls) pair: the probe cost other than its kind's cost (a follow-up not asked)
+            c, calls = c if isinstance(c, tuple) else (c, self.s.costs[k])
             c = None if c is None else float(c)
             self.info[n]["scores"][k] = c
             self.probes.append((n, k, c))
-            self.calls += self.s.costs[k]
+            self.calls += int(calls)
 
     def best(self) -> int:
         """The queued node to visit: best priority; ties keep the order of insertion (ZoomEye's stable sort),
@@ -504,7 +552,7 @@ class _Run:
             return True
         return False
 
-    def expand(self, node: int) -> Generator[list[Probe], Sequence[float | None], bool]:
+    def expand(self, node: int) -> Generator[list[Probe], Sequence[Any], bool]:
         """Queue ``node``'s children (in map order by mass, negligible ones skipped), scoring those the budget
         affords; True when the budget stops the search."""
         kids = list(self.tree.children(node))
@@ -533,7 +581,8 @@ class _Run:
         if self.chosen is None and self.stop in ("budget", "exhausted"):
             # ours: out of calls (or of nodes, which skipping makes common), answer from the best node seen if it
             # reaches the floor, else the whole image
-            answered = [n for n in self.trace if self._answering(n) is not None and self._answering(n) >= s.floor]
+            # (with priority "answering", a node scored in the queue counts: its answer was checked too)
+            answered = [n for n in self.info if self._answering(n) is not None and self._answering(n) >= s.floor]
             if answered:
                 self.chosen = max(answered, key=lambda n: self._answering(n))
         path: list[int] = []
@@ -547,10 +596,11 @@ class _Run:
                             tuple(self.info[k] for k in sorted(self.info)), tuple(self.probes), tuple(reversed(path)))
 
 
-def run_searches(searches: Sequence[Search],
-                 score: Callable[[list[Probe]], Sequence[float | None]]) -> list[SearchResult]:
+def run_searches(searches: Sequence[Search], score: Callable[[list[Probe]], Sequence[Any]]) -> list[SearchResult]:
     """Run many searches together: every round, the probes all unfinished searches need go to ``score`` in one
-    call (one backend batch), which returns one confidence (or None: the call failed) per probe, in order.
+    call (one backend batch), which returns one confidence (or None: the call failed) per probe, in order — or
+    a ``(confidence, calls)`` pair where a probe cost fewer (or more) VLM calls than its kind's ``costs``
+    (the budget is checked against ``costs``: give there the most a probe may cost).
 
     >>> a = Search((256, 256), SearchSettings(budget=9, native_side=128, priority=("existence",)), key="a")
     >>> b = Search((256, 256), SearchSettings(budget=9, native_side=128, priority=("existence",)), key="b")
@@ -587,7 +637,7 @@ def run_searches(searches: Sequence[Search],
     return results  # type: ignore[return-value]
 
 
-def search(size: tuple[int, int], score: Callable[[list[Probe]], Sequence[float | None]],
+def search(size: tuple[int, int], score: Callable[[list[Probe]], Sequence[Any]],
            settings: SearchSettings, *, prior: np.ndarray | None = None) -> SearchResult:
     """One search over an image of ``size`` (W, H), confidences from ``score`` (see :func:`run_searches`).
 

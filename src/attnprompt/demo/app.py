@@ -25,6 +25,7 @@ from typing import Any
 
 import attnprompt
 
+from .. import render
 from ..api import ask_spec
 from ..attribution.configs import METHODS
 from ..forms import FORMS
@@ -92,8 +93,11 @@ def page_spec(widgets: Mapping[str, Any]) -> AskSpec:
                     model=(widgets.get("model") or "").strip() or None, gray=float(widgets.get("gray") or 0),
                     form=widgets.get("form") or None, segmenter=(widgets.get("segmenter") or "").strip() or None,
                     max_new_tokens=_optional_number(widgets.get("max_new_tokens"), int, "answer tokens") or 32)
+    cls = STRATEGIES.get(settings["strategy"])
+    if settings["form"] not in getattr(cls, "forms", (settings["form"],)):
+        settings["form"] = None  # a form the strategy cannot show (zoom-search: zoom or crop): its own
     spec = AskSpec.from_mapping(settings)
-    return spec.narrowed(STRATEGIES.get(spec.strategy).needs)
+    return spec.narrowed(cls.needs)
 
 
 def answer(image_file: Any, question: str, widgets: Mapping[str, Any], progress: Any = None,
@@ -147,6 +151,9 @@ def _shown(image: Any, result: Any) -> tuple:
     crop = None if ann is None else ann.crop
     shown = result.steps[-1].images if result.steps else ()
     seen = ann.image if ann is not None else (shown[0] if shown else None)  # FGVP, SoM: the drawn image
+    search = result.steps[-1].detail.get("search") if result.steps else None
+    if search is not None:  # zoom-search, auto: the path on the image, the window it answered from
+        seen, crop = render.draw_search(image, search), (shown[-1] if search.get("chosen") else None)
     return (image, None if ann is None else ann.colour_heatmap(), seen,
             _gradio().update(value=crop, visible=crop is not None), "\n\n".join(lines), "\n".join(steps),
             result.to_dict()["config"], downloads)

@@ -624,29 +624,13 @@ def with_search(data: bytes | None, size: Sequence[int] | None, search: Mapping[
         return data
     import io
 
-    from PIL import Image, ImageDraw
+    from PIL import Image
 
-    picture = Image.open(io.BytesIO(data)).convert("RGB")
-    scale = picture.size[0] / float(size[0])
-    draw = ImageDraw.Draw(picture)
-    width = max(1, round(2 * scale))
+    from ..render import draw_search
 
-    def rect(box: Sequence[float], colour: str, w: int) -> None:
-        x0, y0, x1, y1 = (v * scale for v in box)
-        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=w)
-
-    nodes = {n["id"]: n for n in search.get("nodes", [])}
-    visited = sorted((n for n in nodes.values() if n.get("visit")), key=lambda n: n["visit"])
-    for n in visited:
-        rect(n["box"], "#9a9a9a", 1)
-    for i in search.get("path", [])[1:]:
-        rect(nodes[i]["box"], "orange", width)
-    if search.get("chosen") not in (None, 0) and search.get("view"):
-        rect(search["view"], "red", width + 1)
-    for n in visited:
-        draw.text((n["box"][0] * scale + 2, n["box"][1] * scale + 1), str(n["visit"]), fill="white")
+    picture = Image.open(io.BytesIO(data))
     out = io.BytesIO()
-    picture.save(out, "JPEG", quality=90)
+    draw_search(picture, search, scale=picture.size[0] / float(size[0])).save(out, "JPEG", quality=90)
     return out.getvalue()
 
 

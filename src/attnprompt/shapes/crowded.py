@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 
 from .detail import detail_canvas
 from .scenes import _BLOB_DIRS, COLORS, SHAPES, Scene, ShapeObject, _size_table, make_scene, render_shape_mask
-from .splits import CROWDED_DISTRACTORS
+from .splits import CROWDED_DISTRACTORS, SeedRange
 from .truth import remember
 
 __all__ = ["CROWDED_FILL", "CrowdedScene", "LooseShape", "crowded_masks", "make_crowded"]
@@ -118,10 +118,11 @@ def _free(occupied: list[tuple[int, int, int, int]], box: tuple[int, int, int, i
 
 
 def make_crowded(seed: int, ratio: int = 4, *, scene_size: int = 224, n_objects: int = 2,
-                 avoid_shape: str | None = None, avoid_color: str | None = None) -> CrowdedScene:
+                 avoid_shape: str | None = None, avoid_color: str | None = None,
+                 distractors: SeedRange = CROWDED_DISTRACTORS) -> CrowdedScene:
     """The crowded canvas of target scene ``seed`` at ``ratio`` × ``scene_size``, every distractor free of
-    ``avoid_shape`` and ``avoid_color`` (see the module). The canvas differs with what is avoided (each
-    question of a scene gets its own).
+    ``avoid_shape`` and ``avoid_color`` (see the module), the other scenes drawn from ``distractors``. The
+    canvas differs with what is avoided (each question of a scene gets its own).
 
     >>> c = make_crowded(10_001, ratio=4, scene_size=64, avoid_color="red")
     >>> len(c.distractors) > 0, all(o.color != "red" for o in c.loose)
@@ -142,12 +143,13 @@ def make_crowded(seed: int, ratio: int = 4, *, scene_size: int = 224, n_objects:
     x, y = (int(rng.integers(0, side - scene_size + 1)) for _ in range(2))
     pixels[y:y + scene_size, x:x + scene_size] = np.asarray(scene.image)
     c = _Canvas(rng, pixels, [(x, y, x + scene_size, y + scene_size)], scene_size, avoid_shape, avoid_color)
-    distractors = _add_scenes(c, max(1, round(CROWDED_FILL * ratio * ratio)) - 1)
+    others = _add_scenes(c, max(1, round(CROWDED_FILL * ratio * ratio)) - 1, distractors)
     loose = _add_loose(c, round(LOOSE_PER_CELL * ratio * ratio))
     canvas = Image.fromarray(c.pixels, "RGB")
     _add_blobs(c, canvas, round(BLOBS_PER_CELL * ratio * ratio))
-    remember(canvas, partial(crowded_masks, int(seed), int(ratio), scene_size, n_objects, avoid_shape, avoid_color))
-    return CrowdedScene(int(seed), int(ratio), canvas, scene, (x, y), tuple(distractors), tuple(loose),
+    remember(canvas, partial(crowded_masks, int(seed), int(ratio), scene_size, n_objects, avoid_shape, avoid_color,
+                             distractors))
+    return CrowdedScene(int(seed), int(ratio), canvas, scene, (x, y), tuple(others), tuple(loose),
                         avoid_shape, avoid_color)
 
 
@@ -175,7 +177,7 @@ class _Canvas:
         return None
 
 
-def _add_scenes(c: _Canvas, wanted: int) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+def _add_scenes(c: _Canvas, wanted: int, seeds: SeedRange) -> list[tuple[int, int, tuple[int, int, int, int]]]:
     # other held-out scenes without the named attribute, at random free places
     side, size, out = c.side, c.scene_size, []
     for _ in range(wanted):
@@ -187,7 +189,7 @@ def _add_scenes(c: _Canvas, wanted: int) -> list[tuple[int, int, tuple[int, int,
         if box is None:
             continue
         while True:
-            d_seed = int(CROWDED_DISTRACTORS.start + c.rng.integers(CROWDED_DISTRACTORS.size))
+            d_seed = int(seeds.start + c.rng.integers(seeds.size))
             other = make_scene(d_seed, n_objects=int(c.rng.integers(2, 5)), size=size)
             if not any(_clashes(o.shape, o.color, c.avoid_shape, c.avoid_color) for o in other.objects):
                 break
@@ -254,7 +256,8 @@ def _add_blobs(c: _Canvas, canvas: Image.Image, count: int) -> None:
 
 
 def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: int = 2, avoid_shape: str | None = None,
-                  avoid_color: str | None = None) -> list[tuple[str, np.ndarray]]:
+                  avoid_color: str | None = None,
+                  distractors: SeedRange = CROWDED_DISTRACTORS) -> list[tuple[str, np.ndarray]]:
     """The (name, visible mask in canvas pixels) of every object of ``make_crowded(...)``: the target scene's,
     the distractor scenes', the loose shapes' (blobs are no objects). Remade on asking: at 8× each mask is a
     canvas-sized array, so this is for the segmentation baselines, not for every sample.
@@ -265,7 +268,7 @@ def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: i
     (True, False)
     """
     c = make_crowded(seed, ratio, scene_size=scene_size, n_objects=n_objects, avoid_shape=avoid_shape,
-                     avoid_color=avoid_color)
+                     avoid_color=avoid_color, distractors=distractors)
     side = c.image.width
 
     def placed(objects, x: int, y: int) -> list[tuple[str, np.ndarray]]:

@@ -34,6 +34,7 @@ __all__ = [
     "QUESTION_KINDS",
     "caption",
     "caption_templates",
+    "check_question",
     "describe",
     "first_word",
     "make_questions",
@@ -134,6 +135,40 @@ def describe(scene: Scene) -> str:
     else:
         body = ", ".join(parts[:-1]) + " and " + parts[-1]
     return body[0].upper() + body[1:] + "."
+
+
+def _named(templates: Sequence[str], words: Iterable[str], question: str) -> str | None:
+    """The word of ``words`` that fills one of ``templates`` (one ``{}`` field each) to give ``question``."""
+    q = " ".join(question.strip().lower().split())
+    for t in templates:
+        head, _, tail = t.lower().partition("{")
+        tail = tail.partition("}")[2]
+        if q.startswith(head) and q.endswith(tail):
+            word = q[len(head):len(q) - len(tail)]
+            if word in words:
+                return word
+    return None
+
+
+def check_question(question: str, answer: str) -> str | None:
+    """The testbed's own existence question that checks an answer to a colour or shape question: "What colour is
+    the star?" answered "red" → "Is there a red star?"; "What shape is the red object?" answered "star" → the
+    same. None when the question is of another kind or the answer is not a colour (shape) — the VLM was trained
+    on these phrasings only, so a search on it verifies a node with its own words.
+
+    >>> check_question("What colour is the star?", "red"), check_question("Which shape is green?", "circle")
+    ('Is there a red star?', 'Is there a green circle?')
+    >>> check_question("How many stars are there?", "2"), check_question("What colour is the star?", "star")
+    (None, None)
+    """
+    word = first_word(answer)
+    shape = _named(_COLOR_Q, SHAPES, question)
+    if shape is not None:
+        return f"Is there {_article(word)} {word} {shape}?" if word in COLORS else None
+    color = _named(_SHAPE_Q, COLORS, question)
+    if color is not None:
+        return f"Is there {_article(color)} {color} {word}?" if word in SHAPES else None
+    return None
 
 
 def pointing_query(scene: Scene, index: int) -> str:

@@ -74,6 +74,13 @@ POINTING_TEST = SeedRange("pointing-test", 950_000, 10_000, "the test that the s
 VLM_ANSWER_TEST = SeedRange("vlm-answer-test", 960_000, 40_000,
                             "the test that the shipped VLM answers colour questions on fixed scenes")
 
+#: Training-range seeds (at and above :data:`TRAINING_START`, so never an evaluation scene) on which defaults
+#: are chosen — ``auto``'s gate threshold, ``zoom-search``'s budget — never on evaluation seeds (issue 38).
+TUNING = SeedRange("tuning", TRAINING_START, 100_000,
+                   "choosing defaults (the tuning-* tasks' target scenes): training-range seeds, never evaluated")
+TUNING_DISTRACTORS = SeedRange("tuning-distractors", TRAINING_START + 100_000, 100_000,
+                               "the other scenes around the target on the tuning crowded canvases")
+
 HELD_OUT: tuple[SeedRange, ...] = (
     CROWDED, CROWDED_DISTRACTORS,
     POINTING, SHAPES_VQA, SHAPES_POPE, TOWER_VALIDATION, CLIP_RETRIEVAL_EVAL, CLIP_POINTING_EVAL, VLM_EVAL,

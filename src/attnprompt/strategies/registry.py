@@ -21,6 +21,10 @@ STRATEGIES = Registry(
         "self-reflect": "attnprompt.strategies.reflect:SelfReflect",
         "ensemble": "attnprompt.strategies.ensemble:Ensemble",
         "carve": "attnprompt.strategies.carve:Carve",
+        # searched, refined and gated zooms (issue 38)
+        "zoom-search": "attnprompt.strategies.zoom_search:ZoomSearch",
+        "zoom-refine": "attnprompt.strategies.zoom_refine:ZoomRefine",
+        "auto": "attnprompt.strategies.auto:Auto",
         # the API paper's segmentation baselines (Table 1), from a segmenter's masks
         "fgvp-mask": "attnprompt.strategies.baselines:FgvpMask",
         "fgvp-rbm": "attnprompt.strategies.baselines:FgvpRbm",

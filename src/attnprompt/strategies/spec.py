@@ -27,12 +27,18 @@ from ..checks import check_count, check_gray
 from ..errors import InputError
 from ..forms import FORMS, get_form
 from ..regions import RegionConfig
+from ..search import check_budget, check_confidence, check_order, check_skip
 from .registry import STRATEGIES
 
 #: The answer budget when none is given (a task's own budget wins in an evaluation).
 DEFAULT_MAX_NEW_TOKENS = 128
 #: Resampling filters from a map's grid to the image's pixels.
 RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
+#: zoom-search's budget of VLM calls per question, and the share of map mass under which it skips a window,
+#: and auto's gate: chosen on the testbed (``docs/research/zoom-methods.md``).
+DEFAULT_SEARCH_BUDGET = 40
+DEFAULT_SEARCH_SKIP = 0.2
+DEFAULT_GATE_THRESHOLD = 0.5
 #: Prefix of a map parameter whose name a spec uses itself (``map_max_new_tokens``: api-vlm's own
 #: generation length beside the answer's ``max_new_tokens``).
 MAP_PREFIX = "map_"
@@ -82,14 +88,40 @@ class Needs:
 
 
 def setting(default: Any, help: str, *, takes: str = "all", parse: Callable[[str], Any] | None = str,
-            flag: bool = True) -> Any:
+            flag: bool = True, check: Callable[[Any], Any] | None = None) -> Any:
     """A spec field: its default, help text, which strategies take it (:meth:`Needs.takes`), how the CLI
-    parses it (``None``: no flag of its own) and whether it has a flag.
+    parses it (``None``: no flag of its own), whether it has a flag, and ``check``: a given value's check
+    (returns it normalised, raises :class:`~attnprompt.errors.InputError`), run by :meth:`AskSpec.check` (a
+    text value, as lmms-eval's model arguments give it, is parsed first).
 
     >>> setting(3, "how many", parse=int).metadata["takes"]
     'all'
     """
-    return field(default=default, metadata={"help": help, "takes": takes, "parse": parse, "flag": flag})
+    return field(default=default, metadata={"help": help, "takes": takes, "parse": parse, "flag": flag,
+                                            "check": check})
+
+
+def _check_search_confidence(value: Any) -> str:
+    if value not in ("answer", "zoomeye"):
+        raise InputError(f"search_confidence must be answer or zoomeye; got {value!r}")
+    return str(value)
+
+
+def _check_probability(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise InputError(f"gate_threshold is a probability in [0, 1]; got {value!r}")
+    return float(value)
+
+
+def _check_gate_zoom(value: Any) -> str:
+    def fits(needs: Needs) -> bool:  # auto hands it its one map, or none
+        return not (needs.truth or needs.segmenter or needs.sources)
+
+    zooms = [n for n in STRATEGIES.names() if n not in ("auto", "plain") and fits(STRATEGIES.get(n).needs)]
+    if value not in zooms:
+        raise InputError(f"gate_zoom is the strategy auto answers with when it zooms: one of {', '.join(zooms)}; "
+                         f"got {value!r}")
+    return str(value)
 
 
 def _sources(value: Any) -> tuple[Any, ...] | None:
@@ -157,6 +189,27 @@ class AskSpec:
                              "ground truth) | sam (SAM ViT-H, facebook/sam-vit-huge) | a SAM hub id or local "
                              "directory (default: shapes beside the shapes VLM, else sam)", takes="segmenter")
     max_new_tokens: int | None = setting(None, "the answer's token budget", parse=int, flag=False)
+    # searched and gated zooms (zoom-search, auto; issue 38)
+    search_budget: int = setting(DEFAULT_SEARCH_BUDGET, "zoom-search, auto: VLM calls per question the search "
+                                 f"may make (default {DEFAULT_SEARCH_BUDGET})", takes="own", parse=int,
+                                 check=check_budget)
+    search_order: str = setting("map", "zoom-search, auto: who orders the visits: map (the attribution map, "
+                                "default) | zoomeye (the VLM's own confidences, ZoomEye's)", takes="own",
+                                check=check_order)
+    search_confidence: str | None = setting(None, "zoom-search, auto: how a window is scored: answer (its answer's "
+                                            "probability, checked by the VLM's own existence question) | zoomeye "
+                                            "(ZoomEye's yes/no prompts); default answer for the shapes VLM, else "
+                                            "zoomeye", takes="own", check=_check_search_confidence)
+    search_threshold: float = setting(0.6, "zoom-search, auto: the confidence in [-1, 1] that stops the search "
+                                      "(ZoomEye's tau; default 0.6)", takes="own", parse=float, check=check_confidence)
+    search_skip: float = setting(DEFAULT_SEARCH_SKIP, "zoom-search, auto, map order: windows holding less than "
+                                 f"this share of their parent's map mass are never asked about (default "
+                                 f"{DEFAULT_SEARCH_SKIP})", takes="own", parse=float, check=check_skip)
+    gate_threshold: float = setting(DEFAULT_GATE_THRESHOLD, "auto: zoom when plain's first answer token is less "
+                                    f"probable than this (default {DEFAULT_GATE_THRESHOLD}, chosen on training "
+                                    "seeds)", takes="own", parse=float, check=_check_probability)
+    gate_zoom: str = setting("zoom-search", "auto: the strategy that answers when it zooms (default zoom-search)",
+                             takes="own", check=_check_gate_zoom)
 
     # -- building -------------------------------------------------------------------------------
 
@@ -265,6 +318,9 @@ class AskSpec:
         """
         cls = cls or STRATEGIES.get(self.strategy)
         _refuse(self.strategy, cls.needs, self.refused(cls.needs), self)
+        checked = self._checked_values()
+        if checked != self:
+            return checked.check(cls)
         if self.max_new_tokens is not None:
             check_count("max_new_tokens", self.max_new_tokens)
         if not cls.needs.map:
@@ -288,6 +344,22 @@ class AskSpec:
             METHODS.config(method).from_preset(self.map.preset, **self.map.params)  # bad parameters fail here
         visual = dataclasses.replace(self.visual, regions=regions)
         return dataclasses.replace(self, map=dataclasses.replace(self.map, method=method), visual=visual)
+
+    def _checked_values(self) -> AskSpec:
+        """This spec with its given values of the settings that declare a ``check`` checked and normalised."""
+        changes = {}
+        for f in dataclasses.fields(self):
+            value, check = getattr(self, f.name), f.metadata.get("check")
+            if check is None or value == f.default:
+                continue
+            parse = f.metadata["parse"]
+            if isinstance(value, str) and parse not in (None, str):
+                try:
+                    value = parse(value)
+                except ValueError:
+                    raise InputError(f"{f.name} is {value!r}; give a {parse.__name__}") from None
+            changes[f.name] = check(value)
+        return dataclasses.replace(self, **changes)
 
     def for_condition(self, strategy: str, method: str | None = None, preset: str | None = None,
                       form: str | None = None) -> AskSpec:
@@ -345,7 +417,7 @@ def spec_fields() -> list[tuple[str, Mapping[str, Any], Any]]:
     """(name, metadata, default) of every flat setting that has its own CLI flag, in declaration order.
 
     >>> [name for name, _, _ in spec_fields()][:3]
-    ['segmenter', 'method', 'model']
+    ['segmenter', 'search_budget', 'search_order']
     """
     out = []
     for cls in (AskSpec, MapSpec, VisualPrompt):
@@ -376,6 +448,10 @@ def _refuse(strategy: str, needs: Needs, refused: list[str], spec: AskSpec) -> N
     if "segmenter" in refused:
         raise InputError(f"strategy {strategy!r} draws nothing from masks, so it takes no segmenter; the strategies "
                          f"that do: {taking(lambda n: n.segmenter)}")
+    own = [name for name, _, _, takes in spec._fields() if takes == "own" and name in refused]
+    if own:
+        raise InputError(f"strategy {strategy!r} does not take {', '.join(own)}; the strategies that do: "
+                         f"{taking(lambda n: bool(set(own) & n.settings))}")
     if "sources" in refused:
         raise InputError(f"sources are the ensemble strategy's attribution maps; strategy {strategy!r} uses "
                          "method and model")

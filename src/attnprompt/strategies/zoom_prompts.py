@@ -27,7 +27,8 @@ import re
 __all__ = ["ZOOMEYE_ANSWERING", "ZOOMEYE_DECOMPOSED", "ZOOMEYE_EXISTENCE", "ZOOMEYE_LATENT", "ZOOMEYE_TARGETS",
            "ZOOMEYE_TARGET_EXAMPLES", "ZOOMEYE_ZOOM_EXISTENCE", "ZOOMEYE_ZOOM_LATENT", "ZOOMEYE_ZOOM_PREAMBLE",
            "ZOOM_REFINE_FIRST", "ZOOM_REFINE_FOLLOW_UP", "ZOOM_REFINE_PADDING", "ZOOM_REFINE_SYSTEM",
-           "parse_refine_answer", "parse_refine_box", "parse_targets", "refine_crop_box"]
+           "parse_refine_answer", "parse_refine_box", "parse_targets", "refine_crop_box", "refine_first",
+           "refine_follow_up"]
 
 # ruff: noqa: E501  (the originals' lines)
 
@@ -111,6 +112,36 @@ ZOOM_REFINE_FOLLOW_UP = (
     'If you think your previous answer is correct,please reasoning to explain why and conclude your response with the format **"Rechecked Answer: [Letter]"**, where [Letter] is only the letter (A, B, C, D) of the correct option.\n'
     'If you think your previous answer is wrong, please reasoning to explain why and correct the answer. Conclude your response with the format **"Rechecked Answer: [Letter]"**, where [Letter] is only the letter (A, B, C, D) of the correct option.\n'
 )
+# the multiple-choice sentences of the two turns, and ours for any question (the task's suffix says the format)
+_LETTER_ANSWER = ('answer the question in the format **"Answer: [Letter]"**, where [Letter] is only the letter '
+                  '(A, B, C, D) of the correct option.')
+_LETTER_RECHECK = ('with the format **"Rechecked Answer: [Letter]"**, where [Letter] is only the letter (A, B, C, D) '
+                   'of the correct option.')
+
+
+def refine_first(question: str, suffix: str = "") -> str:
+    """Zoom-Refine's first turn for any question (ours): its multiple-choice sentence ("answer … in the format
+    **"Answer: [Letter]"**, where [Letter] is only the letter …") becomes "answer the question in the format
+    **"Answer: [answer]"**." followed by the task's answer-format ``suffix``.
+
+    >>> text = refine_first("What colour is the star?", "Answer in one word.")
+    >>> text.splitlines()[0], '**"Answer: [answer]"**. Answer in one word.' in text, "[Letter]" in text
+    (' Question: What colour is the star?', True, False)
+    """
+    free = 'answer the question in the format **"Answer: [answer]"**.' + (f" {suffix}" if suffix else "")
+    head, tail = ZOOM_REFINE_FIRST.split(_LETTER_ANSWER)  # the suffix is text, never a format string
+    return head.format(question=question) + free + tail
+
+
+def refine_follow_up() -> str:
+    """Zoom-Refine's follow-up turn for any question (ours): "Rechecked Answer: [answer]" without the letter.
+
+    >>> "[Letter]" in refine_follow_up(), refine_follow_up().count('**"Rechecked Answer: [answer]"**.')
+    (False, 2)
+    """
+    return ZOOM_REFINE_FOLLOW_UP.replace(_LETTER_RECHECK, 'with the format **"Rechecked Answer: [answer]"**.')
+
+
 #: How much the predicted box grows on each side before the crop, in fractions of the image's sides.
 ZOOM_REFINE_PADDING = 0.1
 

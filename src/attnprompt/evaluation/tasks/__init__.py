@@ -37,6 +37,9 @@ TASKS = Registry(
         "shapes-detail-4x": "attnprompt.evaluation.tasks.shapes_detail:TASK_4X",
         "shapes-detail-crowded-4x": "attnprompt.evaluation.tasks.shapes_detail:CROWDED_4X",
         "shapes-detail-crowded-8x": "attnprompt.evaluation.tasks.shapes_detail:CROWDED_8X",
+        # training-range seeds, for choosing defaults (auto's gate threshold), never for reporting
+        "tuning-shapes-vqa": "attnprompt.evaluation.tasks.shapes_vqa:TUNING_TASK",
+        "tuning-shapes-detail-crowded-4x": "attnprompt.evaluation.tasks.shapes_detail:TUNING_CROWDED_4X",
         "mme": "attnprompt.evaluation.tasks.mme:make",
         "pope": "attnprompt.evaluation.tasks.pope:make",
         "textvqa": "attnprompt.evaluation.tasks.textvqa:make",

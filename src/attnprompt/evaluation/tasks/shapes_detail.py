@@ -32,7 +32,7 @@ from ...shapes import make_questions, make_scene
 from ...shapes.crowded import make_crowded
 from ...shapes.detail import make_detail
 from ...shapes.questions import KIND_COLOR, KIND_SHAPE
-from ...shapes.splits import CROWDED, SHAPES_DETAIL
+from ...shapes.splits import CROWDED, CROWDED_DISTRACTORS, SHAPES_DETAIL, TUNING, TUNING_DISTRACTORS, SeedRange
 from ..metrics import first_word_match, mean_of
 from .base import EvalSample, Task, rows_from
 
@@ -95,7 +95,7 @@ REFERENCE_NOTES = {"zoom-oracle": "zoom-oracle: the scene's own region alone (a 
                    "zoom-centre": "zoom-centre: a region of the scene's size at the image centre, for scale."}
 
 
-def crowded_questions(seed: int, ratio: int) -> Iterator[dict[str, Any]]:
+def crowded_questions(seed: int, ratio: int, distractors: SeedRange = CROWDED_DISTRACTORS) -> Iterator[dict[str, Any]]:
     """One crowded scene's questions (as :func:`questions`), each with its own canvas, free of what it names."""
     scene = make_scene(seed, n_objects=2, size=SCENE_SIZE)
     rng = np.random.default_rng([seed, 7])
@@ -103,7 +103,7 @@ def crowded_questions(seed: int, ratio: int) -> Iterator[dict[str, Any]]:
         obj = scene.objects[qa.targets[0]]
         named = {"shape": obj.shape} if qa.kind == KIND_COLOR else {"color": obj.color}
         crowded = make_crowded(seed, ratio, scene_size=SCENE_SIZE, avoid_shape=named.get("shape"),
-                               avoid_color=named.get("color"))
+                               avoid_color=named.get("color"), distractors=distractors)
         yield {"seed": seed, "crowded": crowded, "qa": qa, "named": named}
 
 
@@ -122,19 +122,22 @@ def crowded_sample(row: Mapping[str, Any]) -> EvalSample:
                             "distractor_scenes": len(crowded.distractors)})
 
 
-def crowded_task(ratio: int = 4, name: str | None = None) -> Task:
-    """The crowded shapes-detail task at canvas/scene ``ratio`` (≥ 2).
+def crowded_task(ratio: int = 4, name: str | None = None, seeds: tuple[SeedRange, SeedRange] = (
+        CROWDED, CROWDED_DISTRACTORS)) -> Task:
+    """The crowded shapes-detail task at canvas/scene ``ratio`` (≥ 2); ``seeds``: the target scenes' range and
+    the distractor scenes' (the tuning variant takes training-range seeds, :data:`~attnprompt.shapes.splits.TUNING`).
 
     >>> crowded_task(3).name, len(crowded_task(3).samples(2))
     ('shapes-detail-crowded-3x', 2)
     """
     name = name or f"shapes-detail-crowded-{ratio}x"
+    targets, others = seeds
 
     def rows(limit: int | None) -> list[dict[str, Any]]:
-        return rows_from(CROWDED.seeds(), lambda seed: crowded_questions(seed, ratio),
+        return rows_from(targets.seeds(), lambda seed: crowded_questions(seed, ratio, others),
                          QUESTIONS if limit is None else min(limit, QUESTIONS))
 
-    return Task(name, f"attnprompt.shapes.crowded, seeds {CROWDED.start}…, a {ratio * SCENE_SIZE}-px canvas "
+    return Task(name, f"attnprompt.shapes.crowded, seeds {targets.start}…, a {ratio * SCENE_SIZE}-px canvas "
                 f"({ratio}× the {SCENE_SIZE}-px scene) crowded with other scenes, loose shapes and colour blobs, "
                 f"{QUESTIONS} questions", rows, crowded_sample, score, aggregate, headline="accuracy",
                 max_new_tokens=3, cluster="scene",
@@ -146,3 +149,5 @@ TASK = detail_task(2, "shapes-detail")
 TASK_4X = detail_task(4, "shapes-detail-4x")
 CROWDED_4X = crowded_task(4, "shapes-detail-crowded-4x")
 CROWDED_8X = crowded_task(8, "shapes-detail-crowded-8x")
+#: For choosing defaults only (auto's gate): the 4× crowded task on training-range seeds, never reported.
+TUNING_CROWDED_4X = crowded_task(4, "tuning-shapes-detail-crowded-4x", (TUNING, TUNING_DISTRACTORS))
