@@ -335,9 +335,13 @@ def test_the_readmes_first_run_exactly_as_written(tmp_path):
     report = json.loads((tmp_path / words[words.index("--out") + 1] / "report.json").read_text())
     tasks = {t["name"]: t for t in report["tasks"]}
     assert set(tasks) == set(words[words.index("--task") + 1].split(","))
+    limit = int(words[words.index("--limit") + 1])
     for task in tasks.values():
-        assert [c["label"] for c in task["conditions"]] == ["plain", "api (api-clip)", "carve (vicrop)"]
-        assert all(c["n"] >= 90 for c in task["conditions"])  # every question of the limit, a few failures at most
+        # one row per strategy, in the command's order (`api (api-clip)`, `carve (vicrop)` …), each with its interval
+        assert [c["label"].split()[0] for c in task["conditions"]] == words[words.index("--strategy") + 1].split(",")
+        assert all(c["n"] >= 0.9 * limit for c in task["conditions"])  # the whole limit, a few failures at most
+        assert all(c["interval"][0] <= c["value"] <= c["interval"][1] for c in task["conditions"])
+        assert all(c["delta"]["low"] <= c["delta"]["value"] <= c["delta"]["high"] for c in task["conditions"][1:])
 
 
 @needs_mkdocs
