@@ -9,7 +9,7 @@ Ray costs to start.
 
 Each Ray worker holds one CPU (torch uses one thread in it); the single-process run uses torch's
 default threads (all cores). On a GPU cluster a worker holds one GPU, so N GPUs give N replicas
-(see the README).
+(docs/integrations.md, "On a Ray cluster").
 
 ``--smoke``: 4 samples, single process against 2 workers only (one Ray start-up) — it proves the script runs; its
 figures mean nothing.

@@ -3,7 +3,7 @@
 what ``attnprompt eval`` reports for the same samples and strategy; failed requests are never handed
 back as answers; a store resumes; multi-round tasks get every round.
 
-lmms-eval is installed without its dependencies (its requirements pull torchvision): `.ci/run` does
+lmms-eval is installed without its dependencies (its requirements pull torchvision): `install.sh` does
 it; elsewhere these tests skip with the command to run."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ except Exception:  # noqa: BLE001  # a half-installed lmms-eval is as good as no
     HAVE_LMMS = False
 
 needs_lmms = pytest.mark.skipif(not HAVE_LMMS, reason="lmms-eval is not installed; run `pip install --no-deps "
-                                "lmms-eval==0.7.3 && pip install -e '.[lmms]'` (see the README)")
+                                "lmms-eval==0.7.3 && pip install -e '.[lmms]'` (./install.sh does)")
 
 TASK_YAML = """\
 task: shapes_lmms

@@ -4,7 +4,7 @@ on the shapes VLM, scores it with its exact matching, and its predictions, hits 
 ``attnprompt eval``'s ``hr-bench-4k`` gives for the same rows; a model whose answering fails is never scored;
 the adapter's store, first-batch rule, map cache and batcher, without the kit.
 
-VLMEvalKit is installed without its requirements (they pull torchvision): `.ci/run` does it; elsewhere the
+VLMEvalKit is installed without its requirements (they pull torchvision): `install.sh` does it; elsewhere the
 kit's test skips with the command to run."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from attnprompt.integrations.vlmeval import Batcher, VlmevalAdapter, VlmevalRequ
 # found, not imported: importing VLMEvalKit takes a while and changes the process (its SSL default, logging)
 HAVE_KIT = importlib.util.find_spec("vlmeval") is not None
 needs_kit = pytest.mark.skipif(not HAVE_KIT, reason="VLMEvalKit is not installed; run `pip install -e "
-                               "'.[vlmeval]' && pip install --no-deps ms-vlmeval==0.0.20` (see the README)")
+                               "'.[vlmeval]' && pip install --no-deps ms-vlmeval==0.0.20` (./install.sh does)")
 
 
 def count_rows(n: int) -> list[dict]:
