@@ -63,7 +63,13 @@ def main() -> None:
     ap.add_argument("--conditions", default="plain,zoom-oracle,carve,zoom-search,auto,zoom-refine")
     ap.add_argument("--chunk", type=int, default=20)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--smoke", action="store_true",
+                    help="two questions, small budgets, nothing written: proves the script runs (figures mean nothing)")
     args = ap.parse_args()
+    if args.smoke:
+        args.limit, args.chunk, args.out = 2, 2, None
+        args.conditions = ("plain,zoom-search:search_budget=4,zoom-search:search_order=zoomeye;search_budget=4,"
+                           "zoom-refine")
     torch.set_num_threads(1)
     backend = get_backend("shapes", batch_size=16)
     task = get_task(args.task)
@@ -98,8 +104,9 @@ def main() -> None:
                      f"{np.mean(calls[c]):.2f} | {seconds[c] / len(samples):.3f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = Path(args.out) / f"zoom_cost_{args.task}_{len(samples)}_{len(names)}.md"
-    atomic_write(out, lambda f: f.write(text), binary=False)
+    if args.out:
+        out = Path(args.out) / f"zoom_cost_{args.task}_{len(samples)}_{len(names)}.md"
+        atomic_write(out, lambda f: f.write(text), binary=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-NUMBER = r"(-?\d+(?:\.\d+)?)"
+NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)"
 
 
 def smoke(script: str, *extra: str) -> str:
@@ -35,7 +35,8 @@ def rows(out: str, name: str, columns: int) -> list[list[float]]:
 
 SCRIPTS = {
     "bench_carve.py", "bench_vlm_capture.py", "bench_clip_overhead.py", "bench_crops.py", "bench_eval.py",
-    "bench_memory.py", "bench_ray.py",
+    "bench_memory.py", "bench_ray.py", "bench_scaling.py", "bench_carve_sharing.py", "bench_zoom_cost.py",
+    "bench_large_photos.py",
 }
 
 
@@ -99,3 +100,46 @@ def test_ray_executor():
     out = smoke("bench_ray.py")
     assert "records equal to the single-process run: True" in out
     assert re.search(rf"2 workers vs single process: {NUMBER}×", out)
+
+
+def test_scaling_prints_every_row_beside_plain():
+    out = smoke("bench_scaling.py")
+    for row in ("plain", "api", "carve", "carve, same image"):
+        found = re.findall(rf"^\s+{re.escape(row)}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\S+$", out, re.M)
+        assert len(found) == 1, (row, out)
+    plain = re.search(rf"^\s+plain\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}", out, re.M)
+    assert float(plain.group(2)) == 1.0 and float(plain.group(4)) == 1.0
+    assert re.search(r"^carve at 96²: .* plain's time \(target ≤ 4.0\)", out, re.M), out
+
+
+def test_carve_sharing_prints_the_map_against_its_floor_and_equal_maps():
+    out = smoke("bench_carve_sharing.py")
+    for op in ("shared", "batch", "floor", "plain"):
+        assert len(re.findall(rf"^\s+{op}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", out, re.M)) == 2, (op, out)
+    maps = re.findall(rf"raw contrast {NUMBER} \(relative\), grid {NUMBER} \(absolute\)", out)
+    assert len(maps) == 2 and all(float(raw) <= 1e-5 and float(grid) <= 1e-4 for raw, grid in maps), out
+    assert re.search(r"the map \S+× the batched floor \(target ≤ 0.8\)", out)
+
+
+def test_zoom_cost_rows_with_calls_and_seconds_per_question():
+    out = smoke("bench_zoom_cost.py")
+    conditions = ["plain", "zoom-search:search_budget=4", "zoom-search:search_order=zoomeye;search_budget=4",
+                  "zoom-refine"]
+    found = {m[0]: m[1:] for m in re.findall(
+        rf"^\| (\S+) \| {NUMBER} \| [-+]{NUMBER} \[[-+]{NUMBER}, [-+]{NUMBER}\] \| {NUMBER} \| {NUMBER} \|$", out, re.M)}
+    assert list(found) == conditions, out
+    assert float(found["plain"][4]) == 1.0  # plain asks once a question
+    # a search within its budget of 4 calls (plus the answer on the window it chose)
+    assert all(1.0 <= float(found[c][4]) <= 5.0 for c in conditions[1:3]), out
+
+
+def test_large_photos_through_a_real_checkpoints_files():
+    from tools.checkpoints import CHECKPOINT_VLMS, CHECKPOINTS
+
+    if not any((CHECKPOINTS / h / "config.json").is_file() for h in CHECKPOINT_VLMS):
+        pytest.skip(f"no checkpoint's files under {CHECKPOINTS} (../shared/data/checkpoints, or ATTNPROMPT_CHECKPOINTS)")
+    out = smoke("bench_large_photos.py")
+    row = re.findall(r"^\| (\S+) \| 320×240 \| (\d+) \| \S+ \| (\d+) \| (\d+) ", out, re.M)
+    assert len(row) == 1, out
+    hub_id, image_tokens, context, exit_code = row[0]
+    assert 0 < int(image_tokens) < int(context) and exit_code in ("0", "2"), out

@@ -42,16 +42,11 @@ NEEDS = re.compile(r"^needs:\s*([A-Za-z]+(?:\s*,\s*[A-Za-z]+)*)")
 # where a documented run writes: every one its own folder
 OUTPUTS = re.compile(r"(?:--out|--work-dir|--output_path|--out-dir)[ =](\S+)|\bstore=([^,\s]+)|\bout=\"([^\"]+)\"")
 
-# the arguments each benchmark gets here so that it runs in seconds to a minute (the last of a repeated flag wins);
+# the arguments each benchmark gets here: its --smoke size, seconds (the last of a repeated flag wins);
 # {tmp} is the test's folder, so nothing is written into benchmarks/results
 SMALL = {
-    "bench_clip_overhead.py": ["--sizes", "b16", "--repeats", "1"],
-    "bench_vlm_capture.py": ["--tokens", "2", "--repeats", "1"],
-    "bench_eval.py": ["--samples", "8", "--http-samples", "8", "--cache-samples", "8", "--repeats", "1"],
-    "bench_carve.py": ["--tokens", "2", "--repeats", "1"],
-    "bench_memory.py": ["--strategies", "api"],
-    "bench_ray.py": ["--samples", "8"],
-    "bench_crops.py": ["--scenes", "2", "--out", "{tmp}"],
+    **{p.name: ["--smoke"] for p in (ROOT / "benchmarks").glob("bench_*.py")},
+    "bench_crops.py": ["--smoke", "--out", "{tmp}"],
 }
 
 

@@ -38,7 +38,7 @@ RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
 #: and auto's gate: chosen on the testbed (``docs/research/zoom-methods.md``).
 DEFAULT_SEARCH_BUDGET = 40
 DEFAULT_SEARCH_SKIP = 0.2
-DEFAULT_GATE_THRESHOLD = 0.5
+DEFAULT_GATE_THRESHOLD = 0.95
 #: Prefix of a map parameter whose name a spec uses itself (``map_max_new_tokens``: api-vlm's own
 #: generation length beside the answer's ``max_new_tokens``).
 MAP_PREFIX = "map_"
