@@ -282,9 +282,10 @@ def _add_run_flags(ev: argparse.ArgumentParser) -> None:
                            "ray://HOST:10001, or default $RAY_ADDRESS, else a local Ray for this run")
     ray_group.add_argument("--workers", type=int, default=None, help="model replicas (default one per GPU, else one "
                            "per CPU)")
-    judge = ev.add_argument_group("judge (mmvet, llava-bench)")
-    judge.add_argument("--judge", default=None, help="an OpenAI-compatible URL for the GPT judge (without it, judged "
-                       "tasks record their answers and the report says they await a judge)")
+    judge = ev.add_argument_group("judge (mmvet, llava-bench; optional for hr-bench, aokvqa)")
+    judge.add_argument("--judge", default=None, help="an OpenAI-compatible URL for the GPT judge (without it, MM-Vet "
+                       "and LLaVA-Bench record their answers and the report says they await a judge; HR-Bench and "
+                       "A-OKVQA use it only for replies their readers cannot match to an option)")
     judge.add_argument("--judge-model", default=None, help="the judge's model (default: the original's: gpt-4-0613 "
                        "for MM-Vet, gpt-4-0314 for LLaVA-Bench)")
     judge.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable holding the judge's "

@@ -370,7 +370,8 @@ def _running(task: Task, plans: Mapping[str, Plan]) -> str:
     parts = []
     for label, p in plans.items():
         stat = p.stats
-        if stat.scores and task.judge is None:  # a judged task has its scores only after the judge
+        # a judged task has its scores only after the judge; one whose judge is optional scores by its reader first
+        if stat.scores and (task.judge is None or task.judge.optional):
             value = task.aggregate(score_columns(stat.scores)).get(task.headline, float("nan"))
             parts.append(f"{label} {value:.3f}")
     failed = sum(p.stats.failed for p in plans.values())

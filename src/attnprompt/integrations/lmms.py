@@ -48,6 +48,7 @@ LMMS_TASK = "lmms"
 KNOWN_SUFFIXES = (
     "Answer the question using a single word or phrase.",
     "Answer with the option's letter from the given choices directly.",
+    "Answer the option letter directly.",
     "Please answer the question using a single word or phrase.",
     "Answer the question with Yes or No.",
     "Please answer yes or no.",
