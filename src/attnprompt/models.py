@@ -390,7 +390,7 @@ class LoadOptions:
     max_pixels: int | None = None
     min_pixels: int | None = None
     answer_fit: str = "pad"
-    generation: tuple[tuple[str, Any], ...] = ()
+    generation: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()  # a mapping given is kept as its pairs
 
     def __post_init__(self) -> None:
         put = functools.partial(object.__setattr__, self)
