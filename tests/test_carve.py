@@ -11,6 +11,7 @@ from PIL import Image
 
 from attnprompt.attribution.configs import CarveConfig
 from attnprompt.attribution.contrastive import ContrastiveAttributor, contrast
+from attnprompt.errors import InputError
 from attnprompt.models import chat_prompt, end_of_sequence_ids
 from attnprompt.regions import (
     RegionConfig,
@@ -183,6 +184,8 @@ def test_vicrops_window_is_a_square_on_the_strongest_place_kept_inside_the_image
     assert x1 - x0 == y1 - y0 == 112 and x1 <= 640 and y1 <= 480
     assert x0 <= 28 * 20 and x1 >= 31 * 20 and y0 <= 20 * 20 and y1 >= 23 * 20  # it holds the spot
     assert window_box(grid, (100, 80), 336) == (0, 0, 100, 80)  # even the smallest window covers the map
+    with pytest.raises(InputError, match="at least one window ratio"):
+        window_box(grid, (640, 480), 112, ratios=())
 
 
 # -- crops as a visual prompt ----------------------------------------------------------------------------

@@ -91,7 +91,7 @@ class Views:
         heat = render.upsample(a.attribution.grid, small.size, extent=a.attribution.extent, resample=self.resample)
         return render.overlay(small, heat, gray=self.gray)
 
-    def shown_crop(self, a: Annotation) -> Image.Image:
+    def shown_crop(self, a: Annotation) -> Image.Image | None:
         from .regions import crop_regions_reduced
 
         if self.crop_factor == 1:

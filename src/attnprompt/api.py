@@ -178,7 +178,7 @@ def ask_spec(image: ImageLike, question: str, spec: AskSpec, *, vlm: Any = None,
     from .backends import get_backend
 
     spec = spec.check()
-    sample = Sample(load_image(image), question, suffix=suffix)  # before any model loads
+    sample = Sample((load_image(image),), question, suffix=suffix)  # before any model loads
     backend = get_backend(vlm, loading=loading)
     result = build_strategy(spec, backend, loading=loading).run([sample])[0]
     if compare and spec.strategy != "plain":

@@ -169,14 +169,14 @@ def _outputs(directory: Path, item_id: str, visuals: bool) -> dict[str, Path]:
     return out
 
 
-def load_manifest(directory: Path) -> dict[str, dict[str, Any]]:
+def load_manifest(directory: Path) -> dict[str | None, dict[str, Any]]:
     """Finished items recorded in ``DIR/results.jsonl``, by id (a torn last line is dropped and repaired).
 
     >>> import tempfile, pathlib
     >>> load_manifest(pathlib.Path(tempfile.mkdtemp()))
     {}
     """
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str | None, dict[str, Any]] = {}
     for record in read_jsonl(directory / MANIFEST):
         done.setdefault(record.get("id"), record)
     return done

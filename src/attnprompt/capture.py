@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @contextmanager
@@ -25,7 +28,7 @@ def capture_outputs(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torc
     store: dict[str, torch.Tensor] = {}
     handles = []
 
-    def make_hook(name: str):
+    def make_hook(name: str) -> Callable[[nn.Module, Any, Any], None]:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             # Encoder layers return a tensor in transformers 5 and a tuple in older releases.
             store[name] = output[0] if isinstance(output, (tuple, list)) else output
@@ -95,7 +98,9 @@ def _register_capture_implementation(kernel: str | None = "sdpa") -> str:
         raise RuntimeError(f"attention kernel {kernel!r} is not registered with transformers; cannot capture under it")
     if name not in AttentionInterface._global_mapping:
 
-        def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      **kwargs: Any) -> Any:
             out = _kernel_function(kernel, module)(module, query, key, value, attention_mask, dropout=dropout,
                                                    scaling=scaling, **kwargs)
             capture = _WATCHED.get(id(module))
@@ -105,11 +110,13 @@ def _register_capture_implementation(kernel: str | None = "sdpa") -> str:
 
         AttentionInterface.register(name, attention)
     if name not in AttentionMaskInterface._global_mapping:
-        AttentionMaskInterface.register(name, AttentionMaskInterface._global_mapping.get(kernel, sdpa_mask))
+        # transformers' mapping of differently typed functions infers as "function", which mypy won't call Callable
+        mask = AttentionMaskInterface._global_mapping.get(kernel, sdpa_mask)
+        AttentionMaskInterface.register(name, mask)  # type: ignore[arg-type]
     return name
 
 
-def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[int, nn.Module]:
+def language_attention_modules(model: PreTrainedModel, layers: Sequence[int]) -> dict[int, nn.Module]:
     """The language model's self-attention module of each decoder layer in ``layers``.
 
     Recognised by ``layer_idx`` and by sharing the text config (vision attentions have
@@ -122,7 +129,7 @@ def language_attention_modules(model: nn.Module, layers: Sequence[int]) -> dict[
     text_config = model.config.get_text_config()
     found: dict[int, nn.Module] = {}
     for module in model.modules():
-        idx = getattr(module, "layer_idx", None)
+        idx: Any = getattr(module, "layer_idx", None)  # an int on a decoder layer's attention
         if idx in layers and getattr(module, "config", None) is text_config and hasattr(module, "num_key_value_groups"):
             if idx in found:
                 raise RuntimeError(
@@ -158,7 +165,7 @@ class AttentionCapture:
     (3, (1, 4, 264))
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[int]) -> None:
+    def __init__(self, model: PreTrainedModel, layers: Sequence[int]) -> None:
         self.model = model
         self.layers = tuple(sorted(set(int(layer) for layer in layers)))
         self.scores: dict[int, list[torch.Tensor]] = {layer: [] for layer in self.layers}
@@ -195,8 +202,10 @@ class AttentionCapture:
     def __exit__(self, *exc: Any) -> None:
         self._restore()
 
-    def _record(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, mask, scaling,
-                sliding_window: int | None = None) -> None:
+    def _record(self, module: Any, query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None,
+                scaling: float | None, sliding_window: int | None = None) -> None:
+        # module: a transformers attention module (its layer_idx and num_key_value_groups, which nn.Module's type
+        # does not declare)
         from transformers.integrations.sdpa_attention import repeat_kv
 
         with torch.no_grad():

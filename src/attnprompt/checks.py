@@ -29,12 +29,13 @@ def check_kernel(kernel: Any, grid: tuple[int, int] | None = None) -> int:
     """
     if isinstance(kernel, bool) or not isinstance(kernel, numbers.Integral) or kernel < 1 or kernel % 2 == 0:
         raise InputError(f"kernel must be an odd integer ≥ 1 (1 = no filter); got {kernel!r}")
+    kernel = int(kernel)
     if grid is not None and kernel > max(grid):
         largest = max(grid) - (1 - max(grid) % 2)
         raise InputError(
             f"kernel {kernel} is wider than the {grid[0]}×{grid[1]} grid it filters; give an odd kernel up to {largest}"
         )
-    return int(kernel)
+    return kernel
 
 
 def check_enhance(enhance: Any) -> float:

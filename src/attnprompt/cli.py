@@ -17,7 +17,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import EXIT_ERROR, EXIT_PARTIAL, AttnpromptError
 
@@ -354,7 +354,8 @@ def _attach_dashed_values(argv: list[str]) -> list[str]:
     return out
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 

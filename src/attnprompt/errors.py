@@ -8,6 +8,8 @@ and its kinds), a backend that failed (:class:`BackendError`).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 #: Exit status of the ``attnprompt`` command (and the tools beside it) after an error.
 EXIT_ERROR = 2
 #: Exit code of a run that completed but whose results cannot be trusted as asked (``--strict`` with failures,
@@ -68,7 +70,7 @@ class BackendError(AttnpromptError, RuntimeError):
     """
 
 
-def import_optional(module: str, extra: str, purpose: str, name: str | None = None):
+def import_optional(module: str, extra: str, purpose: str, name: str | None = None) -> ModuleType:
     """``module``, imported; when it is not installed, an :class:`InputError` naming what needs it
     (``name``, default the module's) and the extra that installs it.
 

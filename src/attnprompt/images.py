@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -153,7 +154,7 @@ def _lab_to_rgb(image: Image.Image) -> Image.Image:
 
     lab = ImageCms.createProfile("LAB")
     srgb = ImageCms.createProfile("sRGB")
-    return ImageCms.profileToProfile(image, lab, srgb, outputMode="RGB")
+    return cast(Image.Image, ImageCms.profileToProfile(image, lab, srgb, outputMode="RGB"))  # None only in place
 
 
 def _from_array(array: np.ndarray, label: str, source_mode: str | None = None) -> Image.Image:

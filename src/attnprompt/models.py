@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .checks import check_count
 from .errors import InputError, MissingChatTemplateError, ModelLoadError, UnsupportedModelError
@@ -138,7 +138,7 @@ def read_config(name: str, kind: str) -> tuple[str, dict]:
 
 
 @contextlib.contextmanager
-def quiet_transformers():
+def quiet_transformers() -> Iterator[None]:
     """transformers' own messages and progress bars kept out of the terminal while it works for us: the advice
     about optional backends (torchvision, accelerate) on load, its "Loading weights" bar (ours are the bars
     users see), and the tokenizer's "… will result in indexing errors" where we truncate and say so ourselves.
@@ -390,7 +390,7 @@ class LoadOptions:
     max_pixels: int | None = None
     min_pixels: int | None = None
     answer_fit: str = "pad"
-    generation: tuple[tuple[str, Any], ...] = ()
+    generation: tuple[tuple[str, Any], ...] | Mapping[str, Any] = ()  # a mapping given is kept as its pairs
 
     def __post_init__(self) -> None:
         put = functools.partial(object.__setattr__, self)
@@ -684,8 +684,8 @@ def load_clip(name: str | None = None, *, device: str | None = None, dtype: Any 
         return LoadedClip(
             model=model,
             tokenizer=tokenizer,
-            image_mean=tuple(float(x) for x in processor.image_mean),
-            image_std=tuple(float(x) for x in processor.image_std),
+            image_mean=cast("tuple[float, float, float]", tuple(float(x) for x in processor.image_mean)),
+            image_std=cast("tuple[float, float, float]", tuple(float(x) for x in processor.image_std)),
             model_id=name,
             location=location,
             options=options,
@@ -764,10 +764,19 @@ def _load_processor(name: str, location: str, model_type: str | None, config: An
 
 
 def _image_only_types() -> list[str]:
-    return sorted(t for t in FAMILIES.names() if family_of(t).image_only_processor)
+    return sorted(t for t in FAMILIES.names() if (f := family_of(t)) is not None and f.image_only_processor)
 
 
-def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, chat_template: str | None,
+def _image_only_family(model_type: str | None) -> tuple[Family, str]:
+    """``model_type``'s family and the name of its image-only processor class in transformers."""
+    family = family_of(model_type)
+    if family is None or family.image_only_processor is None:
+        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; valid: "
+                                    f"{', '.join(_image_only_types())}")
+    return family, family.image_only_processor
+
+
+def image_only_processor(model_type: str | None, image_processor: Any, tokenizer: Any, chat_template: str | None,
                          **settings: Any) -> Any:
     """A family's processor without a video processor (its ``Family.image_only_processor``): the stock ones
     insist on one, which needs torchvision; images need none. SmolVLM gets Idefics3's processor, whose image
@@ -781,14 +790,10 @@ def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, 
     """
     import transformers
 
-    family = family_of(model_type)
-    if family is None or family.image_only_processor is None:
-        raise UnsupportedModelError(f"no image-only processor for model_type {model_type!r}; valid: "
-                                    f"{', '.join(_image_only_types())}")
-    base = getattr(transformers, family.image_only_processor)
+    base = getattr(transformers, _image_only_family(model_type)[1])
 
     class ImageOnlyProcessor(base):  # type: ignore[misc, valid-type]
-        def check_argument_for_proper_class(self, argument_name, argument):
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
             if argument_name == "video_processor" and argument is None:
                 return None
             return super().check_argument_for_proper_class(argument_name, argument)
@@ -800,7 +805,7 @@ def image_only_processor(model_type: str, image_processor: Any, tokenizer: Any, 
     return ImageOnlyProcessor(**parts, chat_template=chat_template, **settings)
 
 
-def _image_only_from_checkpoint(name: str, location: str, model_type: str, config: Any) -> Any:
+def _image_only_from_checkpoint(name: str, location: str, model_type: str | None, config: Any) -> Any:
     import inspect
 
     import transformers
@@ -810,11 +815,11 @@ def _image_only_from_checkpoint(name: str, location: str, model_type: str, confi
         image_processor = from_pretrained(AutoImageProcessor.from_pretrained, name, location, "vlm")
         tokenizer = from_pretrained(AutoTokenizer.from_pretrained, name, location, "vlm")
     template = _read_chat_template(location) or getattr(tokenizer, "chat_template", None)
-    family = family_of(model_type)
+    family, processor_class = _image_only_family(model_type)
     settings = family.processor_settings(config) if config is not None else {}
     saved = Path(location) / "processor_config.json"
     if saved.is_file():  # the checkpoint's own settings win over what the model config implies
-        accepted = inspect.signature(getattr(transformers, family.image_only_processor).__init__).parameters
+        accepted = inspect.signature(getattr(transformers, processor_class).__init__).parameters
         try:
             stored = json.loads(saved.read_text())
         except (OSError, json.JSONDecodeError):
@@ -1265,7 +1270,7 @@ def _outgrows_window(vlm: LoadedVlm, longest: int) -> bool:
     (Gemma 3): such a window counts the padding of the shared layout, so its rows would not see what they see in the
     plain batch."""
     config = vlm.model.config.get_text_config()
-    window = getattr(config, "sliding_window", None)
+    window = getattr(config, "sliding_window", None) or 0
     sliding = "sliding_attention" in (getattr(config, "layer_types", None) or ())
     return bool(window) and sliding and longest >= int(window) - 1
 
@@ -1365,7 +1370,7 @@ def shared_image_features(vlm: LoadedVlm) -> Iterator[None]:
     (1, False)
     """
     family = vlm.family_info
-    base = getattr(vlm.model, "base_model", None)
+    base: Any = getattr(vlm.model, "base_model", None)
     own = getattr(base, "get_image_features", None)
     if family is None or not family.vision_per_row or own is None or "get_image_features" in vars(base):
         yield  # not a family whose rows can be kept, or a block inside another: that one keeps them
@@ -1407,7 +1412,8 @@ def _features_by_row(own: Callable[..., Any], kept: dict[Any, Any], pixel_values
         kept["form"] = type(out.pooler_output)
         kept.update(zip(missing, out.pooler_output))
     rows = [kept[key] for key in keys]
-    return BaseModelOutputWithPooling(pooler_output=torch.stack(rows) if kept["form"] is torch.Tensor else rows)
+    pooled = torch.stack(rows) if kept["form"] is torch.Tensor else rows
+    return BaseModelOutputWithPooling(pooler_output=pooled)  # type: ignore[arg-type]  # a list, as some encoders give
 
 
 def _decoded(vlm: LoadedVlm, requests: Sequence[Request], rows: list[list[int]],
@@ -1449,7 +1455,7 @@ def token_logprobs(vlm: LoadedVlm, step_logits: Sequence[Any], row: int, tokens:
     out = []
     for t, token in enumerate(tokens):
         lp = torch.log_softmax(step_logits[t][row].float(), dim=-1)
-        alternatives = ()
+        alternatives: tuple[tuple[str, float], ...] = ()
         if top:
             values, ids = torch.topk(lp, min(top, lp.shape[-1]))
             names = tokenizer.convert_ids_to_tokens(ids.tolist())

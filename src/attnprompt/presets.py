@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import InputError
 
 #: Every settings class by the name it is known by (``METHOD``), for errors that say whose a parameter is.
-_KNOWN: dict[str, type] = {}
+_KNOWN: dict[str, type[MethodConfig]] = {}
+_Config = TypeVar("_Config", bound="MethodConfig")
 
 
 def param(default: Any, help: str, *, cli: Callable[[str], Any] | None = str) -> Any:
@@ -57,7 +58,7 @@ class MethodConfig:
             _KNOWN[cls.METHOD] = cls
 
     @classmethod
-    def from_preset(cls, preset: str | None = None, **overrides: Any):
+    def from_preset(cls: type[_Config], preset: str | None = None, **overrides: Any) -> _Config:
         """Build a config from a named preset plus explicit overrides (``None`` means "keep").
 
         >>> from attnprompt.attribution.configs import ClipConfig, VlmConfig

@@ -199,7 +199,7 @@ def window_box(grid: np.ndarray, image_size: tuple[int, int], base: int,
     width, height = image_size
     rows, cols = grid.shape
     cell_w, cell_h = width / cols, height / rows
-    best = None  # (sharpness, centre_x, centre_y, side)
+    best: tuple[float, float, float, float] | None = None  # (sharpness, centre_x, centre_y, side)
     for ratio in ratios:
         side = base * ratio
         bw, bh = min(int(side / cell_w), cols), min(int(side / cell_h), rows)
@@ -215,6 +215,8 @@ def window_box(grid: np.ndarray, image_size: tuple[int, int], base: int,
         sharpness = (sums[i, j] - (np.mean(around) if around else 0.0)) / (bw * bh)
         if best is None or sharpness > best[0]:
             best = (sharpness, (j + bw / 2) * cell_w, (i + bh / 2) * cell_h, side)
+    if best is None:
+        raise InputError(f"window_box needs at least one window ratio; got {ratios!r}")
     _, cx, cy, side = best
     half = side / 2
     cx = min(max(cx, half), width - half) if side <= width else width / 2
@@ -500,12 +502,13 @@ def crop_regions_reduced(image: Image.Image, chosen: Chosen, reduction: int,
     if reduction == 1:
         return crop_regions(image, chosen)
     target = reduced_size(chosen.crop_size(image.size), reduction)
-    source, box = image, tuple(float(v) for v in chosen.box)
+    left, top, right, bottom = (float(v) for v in chosen.box)
+    source, box = image, (left, top, right, bottom)
     if copy is not None:
         small, factor = copy
         seen = ((box[2] - box[0]) / factor, (box[3] - box[1]) / factor)  # the box's pixels in the copy
         if target[0] <= COPY_ZOOM * seen[0] and target[1] <= COPY_ZOOM * seen[1]:
-            source, box = small, tuple(v / factor for v in box)
+            source, box = small, (left / factor, top / factor, right / factor, bottom / factor)
     piece = source.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=1.5)
     piece = piece.convert("RGB") if piece.mode != "RGB" else piece
     if chosen.zero_outside:

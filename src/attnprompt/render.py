@@ -268,7 +268,7 @@ def colorize(heatmap: np.ndarray) -> Image.Image:
     return Image.fromarray(np.rint(np.stack(channels, -1)).astype(np.uint8), "RGB")
 
 
-def _title_font():
+def _title_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     # Pillow's default bitmap-sized font squeezes spaces ("Whatcolour isthe …"); its scalable
     # version (FreeType, Pillow ≥ 10.1) reads properly. Fall back to the bitmap font without it.
     try:

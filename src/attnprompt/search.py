@@ -494,7 +494,8 @@ class _Run:
         self.calls = 0
         self.tau, self.steps = self.s.threshold, list(self.s.steps)
         self.pop_limit = self.s.pops_per_depth * max(1, self.tree.max_depth)
-        self.queue, self.trace = [root.id], []
+        self.queue: list[int] = [root.id]
+        self.trace: list[int] = []
         self.chosen: int | None = None
         self.stop = "exhausted"
 
@@ -562,8 +563,9 @@ class _Run:
         for k, share in zip(kids, shares):
             self._know(k, node, share)
         if self.s.order == "map":
-            order = sorted(range(len(kids)), key=lambda j: -shares[j])  # stable: raster order among equals
-            kids = [kids[j] for j in order if j == order[0] or shares[j] >= self.s.skip]
+            mass = [0.0 if m is None else m for m in shares]  # never None: the map order has its map (Search checks)
+            order = sorted(range(len(kids)), key=lambda j: -mass[j])  # stable: raster order among equals
+            kids = [kids[j] for j in order if j == order[0] or mass[j] >= self.s.skip]
         cost = sum(self.s.costs[k] for k in self.s.priority)
         affordable = kids[:(self.s.budget - self.calls) // cost] if cost else kids
         if self.s.priority and affordable:
@@ -582,9 +584,9 @@ class _Run:
             # ours: out of calls (or of nodes, which skipping makes common), answer from the best node seen if it
             # reaches the floor, else the whole image
             # (with priority "answering", a node scored in the queue counts: its answer was checked too)
-            answered = [n for n in self.info if self._answering(n) is not None and self._answering(n) >= s.floor]
+            answered = [n for n in self.info if (c := self._answering(n)) is not None and c >= s.floor]
             if answered:
-                self.chosen = max(answered, key=lambda n: self._answering(n))
+                self.chosen = max(answered, key=lambda n: _rank(self._answering(n)))
         path: list[int] = []
         walk = self.chosen
         while walk is not None:

@@ -455,9 +455,10 @@ def check_address(host: str, port: int, *, try_bind: bool = False) -> None:
 def _bind_error(host: str, port: int, error: OSError) -> str:
     import errno
 
-    why = {errno.EADDRINUSE: "the port is in use (by another server?)",
-           errno.EACCES: "permission denied (ports below 1024 need privileges)",
-           errno.EADDRNOTAVAIL: "this machine has no such address"}.get(error.errno, error.strerror or str(error))
+    known: dict[int | None, str] = {errno.EADDRINUSE: "the port is in use (by another server?)",
+                                    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+                                    errno.EADDRNOTAVAIL: "this machine has no such address"}
+    why = known.get(error.errno, error.strerror or str(error))
     return f"cannot listen on {host}:{port}: {why}; pick another --port (0: any free one) or --host"
 
 
@@ -466,7 +467,7 @@ def serve(backend: Backend, host: str = "127.0.0.1", port: int = 8000, *, model_
     """Serve ``backend`` until interrupted (Ctrl-C); the backend itself stays open."""
     server = make_server(backend, host, port, model_name=model_name, verbose=verbose, max_parallel=max_parallel,
                          limits=limits)
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = str(server.server_address[0]), server.server_address[1]  # a str host: an AF_INET server
     print(f"attnprompt: serving {server.model_name!r} at http://{bound_host}:{bound_port}/v1 (Ctrl-C stops)",
           file=sys.stderr, flush=True)
     try:

@@ -58,9 +58,10 @@ class AttributionMap:
     def __post_init__(self) -> None:
         grid = np.asarray(self.grid, dtype=np.float32)
         object.__setattr__(self, "grid", grid)
-        object.__setattr__(self, "raw", grid if self.raw is None else np.asarray(self.raw))
-        if self.raw.shape != grid.shape:
-            raise ValueError(f"raw map {self.raw.shape} and grid {grid.shape} must have the same shape")
+        raw = grid if self.raw is None else np.asarray(self.raw)
+        object.__setattr__(self, "raw", raw)
+        if raw.shape != grid.shape:
+            raise ValueError(f"raw map {raw.shape} and grid {grid.shape} must have the same shape")
         object.__setattr__(self, "extent", tuple(float(v) for v in self.extent))
         object.__setattr__(self, "parts", _frozen(self.parts))
 
@@ -71,7 +72,7 @@ class AttributionMap:
         >>> AttributionMap(np.zeros((3, 4))).shape
         (3, 4)
         """
-        return tuple(self.grid.shape)  # type: ignore[return-value]
+        return tuple(self.grid.shape)
 
 
 class Annotation:
@@ -103,6 +104,13 @@ class Annotation:
     """
 
     __slots__ = ("attribution", "config", "original", "query", "box", "_made", "_views")
+    attribution: AttributionMap
+    config: Mapping[str, Any]
+    original: Image.Image
+    query: str
+    box: tuple[int, int, int, int] | None
+    _made: dict[str, Any]
+    _views: Any  # attnprompt.annotation.Views (a floor above), or None
 
     def __init__(self, image: Image.Image | None, heatmap: np.ndarray | None, attribution: AttributionMap,
                  config: Mapping[str, Any], original: Image.Image, query: str, crop: Image.Image | None = None,

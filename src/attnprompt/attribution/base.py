@@ -48,7 +48,8 @@ class Attributor(ABC):
         1
         """
         config = cls.config_class.from_preset(preset, **params)
-        return cls(cls.load(model, device=device, dtype=dtype, loading=loading), config)
+        # every method's constructor takes (the loaded model, its config); the abstract base declares none
+        return cls(cls.load(model, device=device, dtype=dtype, loading=loading), config)  # type: ignore[call-arg]
 
     @classmethod
     @abstractmethod

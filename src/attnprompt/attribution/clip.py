@@ -109,6 +109,7 @@ class ClipAttributor(Attributor):
 
     method: ClassVar[str] = "api-clip"
     config_class = ClipConfig
+    config: ClipConfig
 
     def __init__(self, clip: LoadedClip, config: ClipConfig | None = None, *, batch_size: int = 16) -> None:
         self.clip = clip
@@ -167,10 +168,10 @@ class ClipAttributor(Attributor):
         s = self.image_size
         mean = np.asarray(self.clip.image_mean, np.float32)
         std = np.asarray(self.clip.image_std, np.float32)
-        fill = tuple(int(round(255 * m)) for m in self.clip.image_mean)
+        r, g, b = (int(round(255 * m)) for m in self.clip.image_mean)
         arrays, extents = [], []
         for img in images:
-            canvas, extent = render.fit_square(img, s, fit=self.config.fit, fill=fill)
+            canvas, extent = render.fit_square(img, s, fit=self.config.fit, fill=(r, g, b))
             arr = (np.asarray(canvas, np.float32) / 255.0 - mean) / std
             arrays.append(arr.transpose(2, 0, 1))
             extents.append(extent)

@@ -200,7 +200,7 @@ class MethodRegistry(Registry):
         super().__init__("method", {name: target for name, (target, _) in entries.items()})
         self._configs = {name: config for name, (_, config) in entries.items()}
 
-    def register(self, name: str, target: Any, config: type[MethodConfig] | None = None) -> None:  # type: ignore[override]
+    def register(self, name: str, target: Any, config: type[MethodConfig] | None = None) -> None:
         """Add a method: ``target`` its Attributor class (or ``"module:Class"``), ``config`` its
         :class:`~attnprompt.presets.MethodConfig` subclass (default the class's ``config_class``).
 

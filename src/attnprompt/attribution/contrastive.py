@@ -68,6 +68,7 @@ class ContrastiveAttributor(Attributor):
 
     method: ClassVar[str] = "carve"
     config_class = CarveConfig
+    config: CarveConfig
     model_kind: ClassVar[str] = "vlm"
 
     def __init__(self, vlm: LoadedVlm, config: CarveConfig | None = None, *, batch_size: int = 4,
@@ -135,9 +136,9 @@ class ContrastiveAttributor(Attributor):
             [with_suffix(q, s) for q, s in zip(asked, suffixes + [suffixes[first[k]] for k in missing])],
             share_prefix=self.share_prefix,
         )
-        made = dict(zip(missing, found[len(images):]))
-        general.update(made)
-        self._general.store(made)
+        passes = dict(zip(missing, found[len(images):]))
+        general.update(passes)
+        self._general.store(passes)
         maps = []
         for task, key in zip(found[: len(images)], keys):
             values = contrast(task.values, general[key].values, steps=self.config.steps,

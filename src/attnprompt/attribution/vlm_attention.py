@@ -101,6 +101,7 @@ class VlmAttributor(Attributor):
 
     method: ClassVar[str] = "api-vlm"
     config_class = VlmConfig
+    config: VlmConfig
     model_kind: ClassVar[str] = "vlm"
 
     def __init__(self, vlm: LoadedVlm, config: VlmConfig | None = None, *, batch_size: int = 4) -> None:

@@ -50,7 +50,7 @@ class Backend(ABC):
         """
         vlm = self.local_model
         family = vlm.family_info if vlm is not None else None
-        return None if family is None else int(family.native_side(vlm.model.config, vlm.processor))
+        return None if vlm is None or family is None else int(family.native_side(vlm.model.config, vlm.processor))
 
     def input_factor(self, size: tuple[int, int]) -> int:
         """The integer factor by which an image of ``size`` (W, H) is reduced before the answering model's processor

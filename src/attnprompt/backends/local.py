@@ -79,8 +79,8 @@ class LocalVLM(Backend):
         """
         answers: dict[int, Answer] = {}
         indexed = sorted(enumerate(requests), key=lambda p: len(p[1].images))
-        for _, group in groupby(indexed, key=lambda p: len(p[1].images)):
-            group = list(group)
+        for _, same in groupby(indexed, key=lambda p: len(p[1].images)):
+            group = list(same)
             for start in range(0, len(group), self.batch_size):
                 chunk = group[start : start + self.batch_size]
                 for (i, _), a in zip(chunk, self._answer_chunk([r for _, r in chunk])):

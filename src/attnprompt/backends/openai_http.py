@@ -175,13 +175,13 @@ class _HTTPSConnection(http.client.HTTPSConnection):
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def http_open(self, req):  # the name urllib dispatches to
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:  # the name urllib dispatches to
         return self.do_open(_HTTPConnection, req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def https_open(self, req):  # the name urllib dispatches to
-        return self.do_open(_HTTPSConnection, req, context=self._context)
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:  # the name urllib dispatches to
+        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]  # not in typeshed
 
 
 class OpenAIBackend(Backend):

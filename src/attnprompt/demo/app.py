@@ -19,7 +19,7 @@ import json
 import sys
 import tempfile
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def _shown(image: Any, result: Any) -> tuple:
         ann.save(folder / "annotated.png", heatmap=folder / "heatmap.npy")
         downloads = [str(folder / "heatmap.npy"), str(folder / "annotated.png")]
     crop = None if ann is None else ann.crop
-    shown = result.steps[-1].images if result.steps else ()
+    shown: Sequence[Any] = result.steps[-1].images if result.steps else ()
     seen = ann.image if ann is not None else (shown[0] if shown else None)  # FGVP, SoM: the drawn image
     search = result.steps[-1].detail.get("search") if result.steps else None
     if search is not None:  # zoom-search, auto: the path on the image, the window it answered from

@@ -36,6 +36,28 @@ class Condition:
         extra = [p for p in (None if self.method == self.strategy else self.method, self.preset, self.form) if p]
         return f"{self.strategy} ({', '.join(extra)})" if extra else str(self.strategy)
 
+    @property
+    def strategy_name(self) -> str:
+        """The strategy of an answer condition (a map condition has none: a ValueError).
+
+        >>> Condition("answer", "plain").strategy_name
+        'plain'
+        """
+        if self.strategy is None:
+            raise ValueError(f"the {self.kind} condition {self.label} has no strategy")
+        return self.strategy
+
+    @property
+    def method_name(self) -> str:
+        """The method of a map condition, or of an answer condition that shows a map (else a ValueError).
+
+        >>> Condition("map", None, "api-clip", "grounding").method_name
+        'api-clip'
+        """
+        if self.method is None:
+            raise ValueError(f"the {self.kind} condition {self.label} has no map method")
+        return self.method
+
 
 def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = None,
                    presets: Sequence[str] | None = None, forms: Sequence[str] | None = None) -> list[Condition]:
@@ -62,8 +84,8 @@ def conditions_for(strategies: Sequence[str], methods: Sequence[str] | None = No
             own = METHODS.config(method).PRESETS
             fitting = [p for p in presets or () if p in own]
             used.update(fitting)
-            for preset in fitting or [None]:
-                for form in forms or [None]:
+            for preset in fitting if fitting else [None]:
+                for form in forms if forms else [None]:
                     out.append(Condition("answer", name, method, preset, form))
     unused = [p for p in presets or () if p not in used]
     if unused and crossed:

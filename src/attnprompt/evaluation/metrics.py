@@ -456,7 +456,7 @@ def _statistic(aggregate: Callable[[Columns], float], columns: Columns, index: n
 
 
 def _resample_values(aggregate: Callable[[Columns], float], columns: Columns,
-                     indices: Sequence[np.ndarray], relabels: Sequence[np.ndarray] | None = None,
+                     indices: np.ndarray | Sequence[np.ndarray], relabels: Sequence[np.ndarray] | None = None,
                      cluster_column: str | None = None) -> np.ndarray:
     column = getattr(aggregate, "column", None)
     if column is not None and isinstance(indices, np.ndarray):  # a plain mean: all resamples in one step
@@ -478,7 +478,7 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> Bootstra
 
 
 def _indices(n: int, resamples: int, seed: int,
-             clusters: np.ndarray | None = None) -> tuple[Sequence[np.ndarray], list[np.ndarray] | None]:
+             clusters: np.ndarray | None = None) -> tuple[np.ndarray | Sequence[np.ndarray], list[np.ndarray] | None]:
     """Row indices of each resample: rows drawn with replacement, or — with ``clusters`` — whole
     clusters drawn with replacement (the rows of one image stay together). With clusters, also the
     draw number of every drawn row (0 … clusters−1), so that copies of one cluster stay apart."""

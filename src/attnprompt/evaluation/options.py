@@ -75,7 +75,7 @@ class ConditionOptions:
         map tasks too, which take the map's settings)."""
         found = conditions_for(as_list(self.strategies), as_list(self.methods) or None,
                                as_list(self.presets) or None, as_list(self.forms) or None)
-        unused = self.spec.unused_by(list(dict.fromkeys(c.strategy for c in found)))
+        unused = self.spec.unused_by(list(dict.fromkeys(c.strategy_name for c in found)))
         if maps:
             unused = [n for n in unused if n not in ("model", "gray", "resample", "regions", *self.spec.map.params)]
         if "segmenter" in unused:
@@ -98,9 +98,9 @@ class ConditionOptions:
         from ..attribution.configs import METHODS
 
         for c in answer:
-            self.spec.for_condition(c.strategy, c.method, c.preset, c.form)
+            self.spec.for_condition(c.strategy_name, c.method, c.preset, c.form)
         for c in maps:
-            config = METHODS.config(c.method)
+            config = METHODS.config(c.method_name)
             config.from_preset(c.preset, **{k: v for k, v in self.spec.map.params.items()
                                             if k in config.parameter_names()})
 
@@ -194,11 +194,11 @@ class EvalOptions:
         groups: dict[str, dict[str, Any]] = {"backend": {}, "conditions": {}, "run": {}, "judge": {}}
         rest: dict[str, Any] = {}
         for name, value in settings.items():
-            group, key = _FLAT.get(name, (None, None))
-            if group is None:
+            found = _FLAT.get(name)
+            if found is None:
                 rest[name] = value
             else:
-                groups[group][key] = value
+                groups[found[0]][found[1]] = value
         if spec is not None and rest:
             raise InputError(f"give the settings either in the spec or as keywords, not both ({', '.join(rest)})")
         if "strategy" in rest or "method" in rest or "preset" in rest or "form" in rest:

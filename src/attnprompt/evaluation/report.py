@@ -50,7 +50,7 @@ def write_report(directory: str | Path, *, tasks: Sequence[Task] | None = None, 
     """
     directory = Path(directory)
     own = store is None
-    if own:
+    if store is None:
         if not (directory / FILENAME).exists():
             raise InputError(f"{directory} holds no evaluation (no {FILENAME}); run attnprompt eval --out "
                              f"{directory} first")

@@ -66,9 +66,9 @@ class Runner:
     def condition_spec(self, condition: Condition, max_new_tokens: int | None = None) -> AskSpec:
         """The spec of an answer condition: the run's spec with the condition's strategy, method, preset
         and form, the answer budget (the run's, else ``max_new_tokens``: the task's) and the shared segmenter."""
-        spec = self.spec.for_condition(condition.strategy, condition.method, condition.preset, condition.form)
+        spec = self.spec.for_condition(condition.strategy_name, condition.method, condition.preset, condition.form)
         spec = spec.replace(max_new_tokens=spec.max_new_tokens or max_new_tokens)
-        if STRATEGIES.get(condition.strategy).needs.segmenter:
+        if STRATEGIES.get(condition.strategy_name).needs.segmenter:
             spec = spec.replace(segmenter=self.segmenter())
         return spec
 
@@ -82,12 +82,12 @@ class Runner:
         """A map condition's attributor, with the run's parameters its method has."""
         from ..strategies.build import map_model
 
-        model = self.spec.map.model
+        model, method = self.spec.map.model, condition.method_name
         if model is None and self.backend is not None:
-            model = map_model(condition.method, None, self.backend)
-        names = METHODS.config(condition.method).parameter_names()
+            model = map_model(method, None, self.backend)
+        names = METHODS.config(method).parameter_names()
         own = {k: v for k, v in self.spec.map.params.items() if k in names}
-        return self.attributor(condition.method, model=model, preset=condition.preset, loading=self.loading, **own)
+        return self.attributor(method, model=model, preset=condition.preset, loading=self.loading, **own)
 
     def plan(self, task: Task, condition: Condition) -> Plan:
         """One condition of a task: its configuration and how to run a chunk under it."""

@@ -39,7 +39,7 @@ def family_of(model_type: str | None) -> Family | None:
     >>> family_of("smolvlm").name, family_of("clip")
     ('idefics3', None)
     """
-    if model_type not in FAMILIES:
+    if model_type is None or model_type not in FAMILIES:
         return None
     return FAMILIES.get(model_type)
 

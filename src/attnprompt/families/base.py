@@ -121,7 +121,8 @@ class Family:
         """
         return int(getattr(config, "image_token_id", None) or config.image_token_index)
 
-    def prepare(self, image: Image.Image, processor: Any, fit: str) -> tuple[Image.Image, tuple[float, ...]]:
+    def prepare(self, image: Image.Image, processor: Any,
+                fit: str) -> tuple[Image.Image, tuple[float, float, float, float]]:
         """The image as the model should be given it, and where the original lies in it (fractions); ``fit`` is
         api-vlm's setting (``"pad"`` or ``"processor"``). By default the image as it is.
 

@@ -12,7 +12,7 @@ lives in its file.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ class GridLayout:
         >>> GridLayout("g", np.zeros((4, 5), int)).shape
         (4, 5)
         """
-        return tuple(self.index.shape)  # type: ignore[return-value]
+        return tuple(self.index.shape)
 
     def gather(self, values: np.ndarray) -> np.ndarray:
         """Arrange per-token ``values`` (over the image-token span) on the grid.
@@ -88,7 +88,7 @@ def height_width(size: Any) -> tuple[int, int]:
     >>> height_width({"height": 448, "width": 336})
     (448, 336)
     """
-    get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+    get: Callable[[str], Any] = size.get if isinstance(size, dict) else lambda k: getattr(size, k, None)
     return int(get("height")), int(get("width"))
 
 

@@ -30,7 +30,8 @@ def llava_layout(n_tokens: int, config: Any, extent: Sequence[float] = FULL) -> 
     side = config.vision_config.image_size // config.vision_config.patch_size
     extra = 1 if getattr(config, "vision_feature_select_strategy", "default") == "full" else 0
     check_token_count(n_tokens, side * side + extra, "llava", f"a {side}×{side} patch grid")
-    return [GridLayout("grid", np.arange(extra, extra + side * side).reshape(side, side), tuple(extent))]
+    x0, y0, x1, y1 = extent
+    return [GridLayout("grid", np.arange(extra, extra + side * side).reshape(side, side), (x0, y0, x1, y1))]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Llava(Family):
 
     vision_per_row = True
 
-    def prepare(self, image: Any, processor: Any, fit: str) -> tuple[Any, tuple[float, ...]]:
+    def prepare(self, image: Any, processor: Any, fit: str) -> tuple[Any, tuple[float, float, float, float]]:
         """Padded to a square with the processor's mean colour for ``fit="pad"`` (so its centre crop loses
         nothing), else as it is.
 
@@ -59,14 +60,14 @@ class Llava(Family):
         from ..images import reduced
         from ..render import fit_square
 
-        fill = tuple(int(round(255 * m)) for m in processor.image_processor.image_mean)
+        r, g, b = (int(round(255 * m)) for m in processor.image_processor.image_mean)
         side = max(image.size)
         # a large image is padded at a bounded size: REDUCE_GAP times what the processor shrinks the square to
         factor = reduction_factor((side, side), self.input_size((side, side), None, processor))
         if factor == 1 and image.size[0] == image.size[1]:
             return image, FULL  # already square: padding it would only copy it
         image = reduced(image, factor)
-        return fit_square(image, max(image.size), fit="pad", fill=fill)
+        return fit_square(image, max(image.size), fit="pad", fill=(r, g, b))
 
     def layouts(self, span: ImageSpan, config: Any, processor: Any) -> list[GridLayout]:
         """One grid (:func:`llava_layout`) over the prepared image, the original at ``span.extent``.

@@ -9,7 +9,7 @@ layout is unchanged. The stock processors insist on a video processor, so attnpr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +118,7 @@ class QwenVl(Family):
         bounds = getattr(ip, "size", None)
         if ip is None or bounds is None:
             return None
-        get = bounds.get if isinstance(bounds, dict) else lambda key: getattr(bounds, key, None)
+        get: Callable[[str], Any] = bounds.get if isinstance(bounds, dict) else lambda key: getattr(bounds, key, None)
         if not get("longest_edge") or not get("shortest_edge"):
             return None
         factor = int(ip.patch_size) * int(ip.merge_size)

@@ -60,7 +60,7 @@ class AttnPrompt(lmms):
 
     def generate_until_multi_round(self, requests: list[Any]) -> list[Any]:
         # a list of strings (one per round) is what multi-round tasks' process_results read
-        return [GenerationResult(rounds, StepTrace(attnprompt=trace))  # type: ignore[arg-type]
+        return [GenerationResult(rounds, StepTrace(attnprompt=trace))
                 for rounds, trace in self.adapter.generate_multi_round(requests, self.task_dict)]
 
     def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:

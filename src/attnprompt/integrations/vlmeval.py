@@ -133,6 +133,7 @@ def message_sample(message: Sequence[Mapping[str, Any]], suffixes: Sequence[str]
     from ..images import load_image
 
     images, texts = [], []
+    value: Any  # a path or an image for "image", text for "text" (load_image names a missing one)
     for item in message:
         kind, value = item.get("type"), item.get("value")
         if kind == "image":
@@ -358,6 +359,7 @@ class VlmevalAdapter:
 
 class _Call:
     __slots__ = ("item", "out", "done")
+    out: Any  # the answer, or the exception that stopped its batch
 
     def __init__(self, item: Any) -> None:
         self.item, self.out, self.done = item, None, False

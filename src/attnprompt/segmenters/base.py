@@ -120,7 +120,8 @@ class Segmentation:
         [[True, True]]
         """
         h, w = self.masks.shape[1:]
-        return _resize_mask(self.masks.any(axis=0) if len(self) else np.zeros((h, w), bool), size or self.image_size)
+        return _resize_mask(np.asarray(self.masks.any(axis=0)) if len(self) else np.zeros((h, w), bool),
+                            size or self.image_size)
 
     def areas(self) -> np.ndarray:
         """Each mask's area in image pixels (counted at the mask size, scaled)."""

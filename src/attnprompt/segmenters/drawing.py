@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import colorsys
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ GREEN, ALPHA = (0, 255, 0), 0.5
 BLUR_RADIUS, BLUR_SIDE = 100, 336
 
 
-def _union(masks, size):
+def _union(masks: Iterable[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     w, h = size
     out = np.zeros((h, w), dtype=bool)
     for m in masks:
@@ -29,7 +30,7 @@ def _union(masks, size):
     return out
 
 
-def fgvp_mask(image: Image.Image, masks) -> Image.Image:
+def fgvp_mask(image: Image.Image, masks: Iterable[np.ndarray]) -> Image.Image:
     """FGVP (Mask): green (0, 255, 0) blended at alpha 0.5 inside the masks' union, the rest unchanged.
 
     >>> fgvp_mask(Image.new("RGB", (2, 1), (100, 100, 100)), [np.array([[True, False]])]).getpixel((0, 0))
@@ -42,7 +43,7 @@ def fgvp_mask(image: Image.Image, masks) -> Image.Image:
     return Image.fromarray(out.astype(np.uint8), "RGB")
 
 
-def fgvp_rbm(image: Image.Image, masks) -> Image.Image:
+def fgvp_rbm(image: Image.Image, masks: Iterable[np.ndarray]) -> Image.Image:
     """FGVP (RBM, reverse blur mask): the image Gaussian-blurred (radius 100 at longest side 336,
     scaled back) outside the masks' union, the original inside.
 
@@ -52,8 +53,8 @@ def fgvp_rbm(image: Image.Image, masks) -> Image.Image:
     """
     rgb = image.convert("RGB")
     scale = BLUR_SIDE / max(rgb.size)
-    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.BICUBIC)
-    blurred = small.filter(ImageFilter.GaussianBlur(BLUR_RADIUS)).resize(rgb.size, Image.BICUBIC)
+    small = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.BICUBIC)
+    blurred = small.filter(ImageFilter.GaussianBlur(BLUR_RADIUS)).resize(rgb.size, Image.Resampling.BICUBIC)
     inside = _union(masks, rgb.size)
     out = np.where(inside[..., None], np.asarray(rgb), np.asarray(blurred))
     return Image.fromarray(out.astype(np.uint8), "RGB")
@@ -91,7 +92,7 @@ def som_size(size: tuple[int, int], short: int = SOM_SHORT_SIDE) -> tuple[int, i
     return (int(short * w / h), short)
 
 
-def som_marks(masks, *, seed: int = 0) -> list[Mark]:
+def som_marks(masks: Iterable[np.ndarray], *, seed: int = 0) -> list[Mark]:
     """SoM's marks for ``masks``: numbered 1…N by decreasing area (ties in the given order), each with a
     random CSS4 colour (``random.Random(seed)``: SoM's is unseeded) and its text anchored 2 px right of
     and 6 px above the mask's innermost pixel (the maximum of its distance transform, the middle one of
@@ -123,7 +124,7 @@ def _text_colour(colour: tuple[int, int, int]) -> tuple[tuple[float, float, floa
     rgb = np.maximum(colorsys.hls_to_rgb(h, min(1.0, lightness * 1.7), s), 0.15)
     rgb[np.argmax(rgb)] = max(0.8, float(rgb.max()))
     luma = 0.299 * rgb[0] * 255 + 0.587 * rgb[1] * 255 + 0.114 * rgb[2] * 255
-    return tuple(float(v) for v in rgb), ("black" if luma > 128 else "white")
+    return (float(rgb[0]), float(rgb[1]), float(rgb[2])), ("black" if luma > 128 else "white")
 
 
 def _has_holes(mask: np.ndarray) -> bool:
@@ -132,7 +133,7 @@ def _has_holes(mask: np.ndarray) -> bool:
     return bool((ndimage.binary_fill_holes(mask) & ~mask).any())
 
 
-def som(image: Image.Image, masks, *, seed: int = 0) -> Image.Image:
+def som(image: Image.Image, masks: Iterable[np.ndarray], *, seed: int = 0) -> Image.Image:
     """Set-of-Mark on ``image`` (draw it at :func:`som_size` first, as SoM does): every mask blended at
     alpha 0.1 in its colour, with a 1-px outline in that colour where the mask has no holes (SoM draws
     such masks as polygons), then every mask's number at its :func:`som_marks` anchor, 25 px, on a box

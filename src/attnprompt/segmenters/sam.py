@@ -183,10 +183,10 @@ class SamSegmenter(Segmenter):
         if not len(masks):
             return Segmentation(np.zeros((0, mh, mw), bool), np.zeros(0), size)
         keep = nms(mask_boxes(masks), scores, settings.box_nms_thresh)
-        masks, scores = masks[keep], scores[keep]
+        found, scores = masks[keep].numpy(), scores[keep]
         if settings.min_mask_region_area > 0:
-            masks, scores = _clean(masks.numpy(), scores, settings, (mw * mh) / (size[0] * size[1]))
-        return Segmentation(np.asarray(masks, dtype=bool), np.asarray(scores, dtype=np.float64), size)
+            found, scores = _clean(found, scores, settings, (mw * mh) / (size[0] * size[1]))
+        return Segmentation(np.asarray(found, dtype=bool), np.asarray(scores, dtype=np.float64), size)
 
 
 def _clean(masks: np.ndarray, scores: Any, settings: MaskSettings, scale: float) -> tuple[np.ndarray, Any]:

@@ -19,7 +19,7 @@ colour too (a red blob would be "a red object"); they are never a shape. Determi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -271,7 +271,7 @@ def crowded_masks(seed: int, ratio: int = 4, scene_size: int = 224, n_objects: i
                      avoid_color=avoid_color, distractors=distractors)
     side = c.image.width
 
-    def placed(objects, x: int, y: int) -> list[tuple[str, np.ndarray]]:
+    def placed(objects: Sequence[ShapeObject], x: int, y: int) -> list[tuple[str, np.ndarray]]:
         out = []
         for o in objects:
             mask = np.zeros((side, side), dtype=bool)

@@ -239,7 +239,7 @@ def _shape_questions(scene: Scene, rng: np.random.Generator, k: int) -> list[QA]
 
 
 def _count_questions(scene: Scene, rng: np.random.Generator, k: int) -> list[QA]:
-    out = []
+    out: list[QA] = []
     asked: set[tuple[str, str]] = set()
     for _ in range(4 * k):
         if len(out) >= k:

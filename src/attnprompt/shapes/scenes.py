@@ -11,7 +11,7 @@ has the same Pillow rasteriser.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -532,7 +532,7 @@ def _scene_object(spec: tuple, mask: np.ndarray, full_area: Any) -> ShapeObject:
                        angle=ang, full_area=full_area)
 
 
-def scene_masks(seed: int, n_objects: int = 4, size: int = 224, **kwargs) -> list[tuple[str, np.ndarray]]:
+def scene_masks(seed: int, n_objects: int = 4, size: int = 224, **kwargs: Any) -> list[tuple[str, np.ndarray]]:
     """The (name, visible mask) of each object of ``make_scene(seed, n_objects, size, **kwargs)``, in
     drawing order.
 
@@ -542,10 +542,15 @@ def scene_masks(seed: int, n_objects: int = 4, size: int = 224, **kwargs) -> lis
     return [(o.name, o.mask) for o in make_scene(seed, n_objects, size, **kwargs).objects]
 
 
-def _place_objects(rng, n_objects, size, sizes, probs, color_names, min_visible, unique_pairs):
+_Spec = tuple[str, str, int, int, int, int]  # shape, colour, diameter, centre x, centre y, angle
+
+
+def _place_objects(rng: np.random.Generator, n_objects: int, size: int, sizes: np.ndarray, probs: np.ndarray,
+                   color_names: Sequence[str], min_visible: float,
+                   unique_pairs: bool) -> tuple[list[_Spec], np.ndarray, list[int]] | None:
     """Sequential placement on an index map; returns None if some object cannot be placed."""
     top = np.full((size, size), -1, dtype=np.int16)  # index of the object visible at each pixel
-    specs: list[tuple[str, str, int, int, int, int]] = []
+    specs: list[_Spec] = []
     full_areas: list[int] = []
     visible: list[int] = []
     used_pairs: set[tuple[str, str]] = set()

@@ -116,8 +116,8 @@ def build_strategy(spec: AskSpec | str, backend: Any, *, make_attributor: Any = 
                  for s in (m.sources if m.sources is not None else ("api-clip", "api-vlm"))]
         return cls(backend, sources=built, spec=spec)
     params = {k.removeprefix(MAP_PREFIX): v for k, v in m.params.items()}
-    attributor = make(m.method, model=map_model(m.method, m.model, backend), preset=m.preset, loading=loading,
-                      **params)
+    method = m.method or cls.default_method  # check() has set it so
+    attributor = make(method, model=map_model(method, m.model, backend), preset=m.preset, loading=loading, **params)
     return cls(backend, attributor, spec=spec)
 
 

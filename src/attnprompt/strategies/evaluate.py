@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..types import Result, Sample, Step
+from ..types import Request, Result, Sample, Step
 from .api_prompts import EVALUATE, parse_verdict
 from .base import Needs, Strategy
 
@@ -34,7 +34,8 @@ class ApiEvaluate(Strategy):
         checks = [self.request(self.shown(anns), EVALUATE.format(question=s.question))
                   for s, anns in zip(samples, annotated)]
         verdicts = self.answer(checks)
-        finals, pending = [], []
+        finals: list[tuple[Sample, list[Step], Request | None]] = []
+        pending: list[Request] = []
         for s, anns, check, reply in zip(samples, annotated, checks, verdicts):
             if not reply.ok and reply.failure != "empty":
                 finals.append((s, [Step("evaluate", check, reply, anns)], None))
@@ -48,10 +49,10 @@ class ApiEvaluate(Strategy):
             pending.append(request)
         answers = iter(self.answer(pending))
         results = []
-        for s, steps, request in finals:
-            if request is not None:
+        for s, steps, asked in finals:
+            if asked is not None:
                 image = "annotated" if steps[0].detail["verdict"] == "T" else "original"
                 shown = steps[0].annotations if image == "annotated" else ()
-                steps.append(Step("answer", request, next(answers), shown, detail={"image": image}))
+                steps.append(Step("answer", asked, next(answers), shown, detail={"image": image}))
             results.append(self.result(s, steps))
         return results

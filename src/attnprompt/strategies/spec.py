@@ -419,7 +419,7 @@ def spec_fields() -> list[tuple[str, Mapping[str, Any], Any]]:
     >>> [name for name, _, _ in spec_fields()][:3]
     ['segmenter', 'search_budget', 'search_order']
     """
-    out = []
+    out: list[tuple[str, Mapping[str, Any], Any]] = []
     for cls in (AskSpec, MapSpec, VisualPrompt):
         out += [(f.name, f.metadata, f.default) for f in dataclasses.fields(cls)
                 if "takes" in f.metadata and f.metadata["flag"]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import InputError
 from ..types import Answer, Result, Sample, Step
 from .base import Needs, Strategy
 
@@ -26,7 +27,11 @@ class ZoomOracle(Strategy):
     needs = Needs(truth=True)
 
     def box(self, sample: Sample) -> tuple[int, int, int, int]:
-        return tuple(sample.region)  # type: ignore[arg-type]
+        if sample.region is None:
+            raise InputError(f"{self.name} reads where the answer lies, and this sample gives no region; use a task "
+                             "that knows it (shapes-detail)")
+        x0, y0, x1, y1 = sample.region
+        return x0, y0, x1, y1
 
     def run(self, samples: Sequence[Sample]) -> list[Result]:
         out: list[Result | None] = [None] * len(samples)

@@ -141,7 +141,8 @@ class ZoomSearch(Strategy):
 
     def _priors(self, questions: Sequence[Searched]) -> list[np.ndarray]:
         """Each question's map on a small grid over its image (one batched attribution)."""
-        maps = self.attributor.attribute([q.image for q in questions], [q.sample.question for q in questions],
+        # the map order only, which has its attributor (never None here)
+        maps = self.attributor.attribute([q.image for q in questions], [q.sample.question for q in questions],  # type: ignore[union-attr]
                                          suffixes=[q.sample.suffix for q in questions])
         return [render.upsample(m.grid, (PRIOR_SIDE, PRIOR_SIDE), extent=m.extent) for m in maps]
 

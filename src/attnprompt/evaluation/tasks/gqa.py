@@ -26,7 +26,7 @@ from __future__ import annotations
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ...errors import InputError
 from ..metrics import mean_of
@@ -62,7 +62,8 @@ class Joined(Sequence):
 
     def __init__(self, questions: Sequence[Mapping[str, Any]], images: Sequence[Mapping[str, Any]]) -> None:
         self.questions, self.images = questions, images
-        ids = images["id"] if hasattr(images, "column_names") else [r["id"] for r in images]
+        # a datasets.Dataset gives its column at once
+        ids = cast(Any, images)["id"] if hasattr(images, "column_names") else [r["id"] for r in images]
         self.where = {str(i): n for n, i in enumerate(ids)}
 
     def __len__(self) -> int:

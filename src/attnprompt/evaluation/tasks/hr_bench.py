@@ -90,7 +90,7 @@ def _options(row: Mapping[str, Any]) -> list[str]:
 
 def _sample(row: Mapping[str, Any], text: str, suffix: str, question: str) -> EvalSample:
     category = str(row["category"])
-    return EvalSample(str(row["index"]), _image(row["image"]), text, (str(row["answer"]).strip().upper(),),
+    return EvalSample(str(row["index"]), (_image(row["image"]),), text, (str(row["answer"]).strip().upper(),),
                       suffix=suffix, category=category,
                       meta={"options": _options(row), "cycle": str(row["cycle_category"]), "kind": _key(category),
                             "question": question})

@@ -216,8 +216,8 @@ def to_sample(row: Mapping[str, Any]) -> EvalSample:
     question = str(row["question"])
     text = question + ("\n" + "\n".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options)) if multiple else "")
     numbers_named = sorted({int(n) for n in _IMAGE_TOKEN.findall(question + " " + " ".join(options))})
-    images = [row.get(f"image_{n}") for n in numbers_named] or [row.get("image_1")]
-    images = [i.convert("RGB") for i in images if i is not None]
+    named = [row.get(f"image_{n}") for n in numbers_named] or [row.get("image_1")]
+    images = [i.convert("RGB") for i in named if i is not None]
     references = references_of(row["answer"])
     name = subject(str(row["id"]))
     return EvalSample(str(row["id"]), tuple(images), text, references, suffix=MULTIPLE_CHOICE if multiple else OPEN,

@@ -27,7 +27,7 @@ a loop within this one; intervals resample questions (each has its own image).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def score(prediction: str, sample: EvalSample) -> dict[str, float]:
     return {}  # the judge scores
 
 
-def aggregate(columns: Mapping[str, Sequence[float]]) -> dict[str, float]:
+def aggregate(columns: Mapping[str, Any]) -> dict[str, float]:
     out = {"score": mean_of("score", 100.0)(columns)}
     if "judge_failed" in columns:
         out["judge_failures"] = float(sum(columns["judge_failed"]))

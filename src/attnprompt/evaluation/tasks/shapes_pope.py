@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ...shapes import make_scene
+from ...shapes import Scene, make_scene
 from ...shapes.splits import SHAPES_POPE
 from ..metrics import pope_metrics, yes_no_scores
 from .base import EvalSample, Task, rows_from
@@ -42,7 +42,7 @@ SUBSETS = ("random", "popular", "adversarial")
 REFERENCE_SCENES = 500
 
 
-def _scene(seed: int):
+def _scene(seed: int) -> tuple[Scene, np.random.Generator]:
     rng = np.random.default_rng(seed)
     return make_scene(seed, n_objects=int(rng.integers(4, 7)), size=SIZE), rng
 
