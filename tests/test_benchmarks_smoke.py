@@ -125,8 +125,8 @@ def test_zoom_cost_rows_with_calls_and_seconds_per_question():
     out = smoke("bench_zoom_cost.py")
     conditions = ["plain", "zoom-search:search_budget=4", "zoom-search:search_order=zoomeye;search_budget=4",
                   "zoom-refine"]
-    found = {m[0]: m[1:] for m in re.findall(
-        rf"^\| (\S+) \| {NUMBER} \| [-+]{NUMBER} \[[-+]{NUMBER}, [-+]{NUMBER}\] \| {NUMBER} \| {NUMBER} \|$", out, re.M)}
+    row = rf"^\| (\S+) \| {NUMBER} \| [-+]{NUMBER} \[[-+]{NUMBER}, [-+]{NUMBER}\] \| {NUMBER} \| {NUMBER} \|$"
+    found = {m[0]: m[1:] for m in re.findall(row, out, re.M)}
     assert list(found) == conditions, out
     assert float(found["plain"][4]) == 1.0  # plain asks once a question
     # a search within its budget of 4 calls (plus the answer on the window it chose)
@@ -137,7 +137,7 @@ def test_large_photos_through_a_real_checkpoints_files():
     from tools.checkpoints import CHECKPOINT_VLMS, CHECKPOINTS
 
     if not any((CHECKPOINTS / h / "config.json").is_file() for h in CHECKPOINT_VLMS):
-        pytest.skip(f"no checkpoint's files under {CHECKPOINTS} (../shared/data/checkpoints, or ATTNPROMPT_CHECKPOINTS)")
+        pytest.skip(f"no checkpoint's files under {CHECKPOINTS} (see tools/checkpoints.py)")
     out = smoke("bench_large_photos.py")
     row = re.findall(r"^\| (\S+) \| 320×240 \| (\d+) \| \S+ \| (\d+) \| (\d+) ", out, re.M)
     assert len(row) == 1, out
