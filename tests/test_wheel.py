@@ -22,4 +22,9 @@ def test_the_wheel_installs_alone_and_runs_the_main_job():
     lines = done.stdout.splitlines()
     assert any(line.startswith("built attnprompt-") and line.endswith(".tar.gz") for line in lines)
     assert any(line.startswith("attnprompt ") and "/venv/" in line and "site-packages" in line for line in lines)
-    assert "main job from the wheel: 12 records, report written" in lines
+    # the README's full job (its fourth command), limited to 2 questions: every task × every strategy × 2
+    full = next(line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith("attnprompt eval ") and line.endswith("--out runs/full"))
+    words = full.split()
+    tasks, strategies = (words[words.index(flag) + 1].split(",") for flag in ("--task", "--strategy"))
+    assert f"main job from the wheel: {len(tasks) * len(strategies) * 2} records, report written" in lines
