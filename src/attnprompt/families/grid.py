@@ -176,3 +176,14 @@ def anyres_input_size(size: tuple[int, int], pinpoints: Any) -> tuple[int, int] 
     best_h, best_w = select_best_resolution((int(size[1]), int(size[0])), [list(p) for p in pinpoints])
     fit_h, fit_w = _fit_size(int(size[1]), int(size[0]), best_h, best_w)
     return fit_w, fit_h
+
+
+def anyres_pinpoints(config: Any, processor: Any) -> Any:
+    """The canvases an "anyres" family resizes to: the processor's ``image_grid_pinpoints``, else the config's.
+
+    >>> from types import SimpleNamespace as NS
+    >>> anyres_pinpoints(NS(image_grid_pinpoints=[[336, 672]]), NS(image_processor=NS()))
+    [[336, 672]]
+    """
+    ip = getattr(processor, "image_processor", None)
+    return getattr(ip, "image_grid_pinpoints", None) or getattr(config, "image_grid_pinpoints", None)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .base import FULL, Family, ImageSpan
-from .grid import GridLayout, anyres_geometry, anyres_input_size, check_token_count
+from .grid import GridLayout, anyres_geometry, anyres_input_size, anyres_pinpoints, check_token_count
 
 
 def llava_next_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
@@ -64,9 +64,7 @@ class LlavaNext(Family):
         ...                                                                                      [672, 336]])))
         (598, 336)
         """
-        ip = getattr(processor, "image_processor", None)
-        pinpoints = getattr(ip, "image_grid_pinpoints", None) or getattr(config, "image_grid_pinpoints", None)
-        return anyres_input_size(size, pinpoints)
+        return anyres_input_size(size, anyres_pinpoints(config, processor))
 
 
 LLAVA_NEXT = LlavaNext("llava_next", "LlavaNextForConditionalGeneration")

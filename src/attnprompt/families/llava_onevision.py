@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ProcessorMismatchError
 from .base import FULL, Family, ImageSpan
-from .grid import GridLayout, anyres_geometry, anyres_input_size, check_token_count
+from .grid import GridLayout, anyres_geometry, anyres_input_size, anyres_pinpoints, check_token_count
 
 
 def llava_onevision_layout(n_tokens: int, config: Any, image_hw: Sequence[int]) -> list[GridLayout]:
@@ -99,9 +99,7 @@ class LlavaOnevision(Family):
         ...                                                                                           [768, 768]])))
         (768, 576)
         """
-        ip = getattr(processor, "image_processor", None)
-        pinpoints = getattr(ip, "image_grid_pinpoints", None) or getattr(config, "image_grid_pinpoints", None)
-        return anyres_input_size(size, pinpoints)
+        return anyres_input_size(size, anyres_pinpoints(config, processor))
 
 
 LLAVA_ONEVISION = LlavaOnevision("llava_onevision", "LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor")
